@@ -1,0 +1,5 @@
+"""``python -m bioaug`` is the same as the ``bioaug`` command."""
+
+from bioaug.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,349 @@
+"""The one on-disk format every stage reads: a crop store.
+
+A store is a directory::
+
+    STORE/
+      header.json    format, version, shape [N, C, H, W], dtype, channel names,
+                     normalisation, label column, provenance, "complete": true
+      images.raw     the image array, C-order, no header: np.memmap(dtype, shape)
+      obs.csv        one row per item (labels and metadata), same order as images
+
+Reads are random access through a memory map: nothing is loaded into RAM until indexed.
+
+Writes go through :class:`StoreWriter` into ``STORE.partial/``. Work is committed in
+*units* (a plate, a class, a chunk): :meth:`StoreWriter.commit` flushes the images and
+rows of a unit to disk and records it in ``progress.json``. A build that is killed and
+started again truncates whatever was written after the last commit and skips the units
+already done, so resuming never duplicates an item. :meth:`StoreWriter.finalize` writes
+the header and renames ``STORE.partial`` to ``STORE``: a directory named ``STORE`` is
+always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bioaug.errors import DataError
+from bioaug.io import atomic_write_json, provenance
+
+FORMAT = "bioaug-store"
+VERSION = 1
+HEADER = "header.json"
+IMAGES = "images.raw"
+OBS = "obs.csv"
+PROGRESS = "progress.json"
+DTYPES = ("uint8", "uint16", "float16", "float32")
+#: Scale that maps each stored dtype to float in [0, 1].
+DTYPE_SCALE = {"uint8": 255.0, "uint16": 65535.0, "float16": 1.0, "float32": 1.0}
+
+
+def to_float(array: np.ndarray) -> np.ndarray:
+    """Convert stored pixels to float32 in [0, 1] (uint8 / 255, uint16 / 65535)."""
+    scale = DTYPE_SCALE.get(str(array.dtype))
+    if scale is None:
+        raise DataError(f"unsupported image dtype {array.dtype}; stores hold {', '.join(DTYPES)}")
+    out = array.astype(np.float32, copy=True)
+    if scale != 1.0:
+        out /= scale
+    return out
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return (p / HEADER).is_file() and (p / IMAGES).is_file()
+
+
+@dataclass
+class Store:
+    """A read-only, memory-mapped crop store (see the module docstring for the layout)."""
+
+    path: Path
+    header: dict[str, Any]
+    images: np.ndarray
+    obs: pd.DataFrame
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Store:
+        p = Path(path)
+        if not p.exists():
+            partial = p.with_name(p.name + ".partial")
+            hint = (f"a build was interrupted: {partial} exists; run the same command again "
+                    "to resume it") if partial.exists() else "build one with `bioaug data prepare`"
+            raise DataError(f"no store at {p}", hint=hint)
+        if not p.is_dir() or not (p / HEADER).is_file():
+            raise DataError(f"{p} is not a bioaug store (no {HEADER})",
+                            hint="a store is a directory made by `bioaug data prepare`")
+        try:
+            header = json.loads((p / HEADER).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read the store header: {exc}", where=p / HEADER) from exc
+        if header.get("format") != FORMAT:
+            raise DataError(f"{p} is not a bioaug store (format {header.get('format')!r})",
+                            where=p / HEADER)
+        if int(header.get("version", 0)) > VERSION:
+            raise DataError(f"store version {header.get('version')} is newer than this bioaug "
+                            f"reads (≤{VERSION})", where=p / HEADER, hint="upgrade bioaug")
+        if not header.get("complete", False):
+            raise DataError("the store is incomplete (its build did not finish)", where=p,
+                            hint="run the command that built it again to resume")
+        shape = tuple(int(s) for s in header["shape"])
+        dtype = np.dtype(header["dtype"])
+        expected = int(np.prod(shape)) * dtype.itemsize
+        size = (p / IMAGES).stat().st_size if (p / IMAGES).exists() else -1
+        if size != expected:
+            raise DataError(f"{IMAGES} has {size} bytes but the header's shape {list(shape)} "
+                            f"and dtype {dtype} need {expected}", where=p,
+                            hint="the store is damaged; rebuild it")
+        images = (np.memmap(p / IMAGES, dtype=dtype, mode="r", shape=shape) if shape[0] > 0
+                  else np.zeros(shape, dtype=dtype))
+        obs = pd.read_csv(p / OBS, keep_default_na=False, na_values=[""], low_memory=False)
+        if len(obs) != shape[0]:
+            raise DataError(f"{OBS} has {len(obs)} rows but the store holds {shape[0]} images",
+                            where=p, hint="the store is damaged; rebuild it")
+        return cls(path=p, header=header, images=images, obs=obs)
+
+    # -- basic facts -----------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.header["channels"])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.images.dtype
+
+    @property
+    def label_column(self) -> str | None:
+        return self.header.get("label_column")
+
+    # -- reads ---------------------------------------------------------------------
+    def read(self, index: int | Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """Items in their stored dtype, ``(B, C, H, W)`` (``(C, H, W)`` for an int)."""
+        if isinstance(index, (int, np.integer, slice)):
+            return np.asarray(self.images[index])
+        idx = np.asarray(index, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        out = np.empty((len(idx), *self.images.shape[1:]), dtype=self.images.dtype)
+        out[order] = self.images[idx[order]]  # sorted reads are sequential on disk
+        return out
+
+    def read_float(self, index: int | Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """Items as float32 in [0, 1]."""
+        return to_float(self.read(index))
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary (what ``bioaug data info STORE`` prints)."""
+        out: dict[str, Any] = {
+            "path": str(self.path),
+            "items": len(self),
+            "channels": self.channels,
+            "image_size": list(self.image_size),
+            "dtype": str(self.dtype),
+            "label_column": self.label_column,
+            "columns": list(self.obs.columns),
+            "normalization": self.header.get("normalization"),
+            "provenance": self.header.get("provenance"),
+        }
+        label = self.label_column
+        if label and label in self.obs.columns:
+            out["classes"] = {str(k): int(v) for k, v in
+                              self.obs[label].astype(str).value_counts().sort_index().items()}
+        return out
+
+
+class StoreWriter:
+    """Build a store unit by unit, resumably (see the module docstring).
+
+    ``with StoreWriter(path, channels=[...], image_size=(H, W), dtype="uint16") as w:``
+    then, per unit not in ``w.done_units``: ``w.add(images, rows)`` any number of times and
+    ``w.commit(unit)``; finally ``w.finalize(...)``. Opening a writer on a path whose
+    ``.partial`` directory was made with other settings is an error unless ``overwrite``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, channels: Sequence[str],
+                 image_size: tuple[int, int], dtype: str = "uint16",
+                 config: dict[str, Any] | None = None, overwrite: bool = False) -> None:
+        if dtype not in DTYPES:
+            raise DataError(f"unsupported store dtype '{dtype}'; use one of {', '.join(DTYPES)}")
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.channels = list(channels)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.dtype = np.dtype(dtype)
+        self.config = dict(config or {})
+        self._item_bytes = len(self.channels) * self.image_size[0] * self.image_size[1] \
+            * self.dtype.itemsize
+        self._signature = {"channels": self.channels, "image_size": list(self.image_size),
+                           "dtype": dtype, "config": self.config}
+        if self.path.exists() and not overwrite:
+            raise DataError(f"{self.path} already exists",
+                            hint="pass --overwrite to replace it, or choose another --out")
+        if self.partial.exists() and overwrite:
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self._progress = self._load_progress()
+        self._restore_to_last_commit()
+        self._img = open(self.partial / IMAGES, "ab")  # noqa: SIM115 — closed in close()
+        self._rows: list[dict[str, Any]] = []
+        self._pending = 0
+        self._columns: list[str] | None = self._progress.get("columns")
+
+    # -- progress bookkeeping -------------------------------------------------------
+    def _load_progress(self) -> dict[str, Any]:
+        f = self.partial / PROGRESS
+        if not f.exists():
+            fresh = {"signature": self._signature, "units": [], "items": 0, "columns": None}
+            atomic_write_json(f, fresh)
+            return fresh
+        prog = json.loads(f.read_text(encoding="utf-8"))
+        if prog.get("signature") != self._signature:
+            raise DataError(
+                f"an interrupted build at {self.partial} was started with other settings",
+                hint="run with the same options to resume it, or pass --overwrite to start over")
+        return prog
+
+    def _restore_to_last_commit(self) -> None:
+        n = int(self._progress["items"])
+        img = self.partial / IMAGES
+        if img.exists() and img.stat().st_size != n * self._item_bytes:
+            with open(img, "r+b") as fh:
+                fh.truncate(n * self._item_bytes)
+        obs = self.partial / OBS
+        if obs.exists():
+            df = pd.read_csv(obs, keep_default_na=False, na_values=[""], low_memory=False) \
+                if obs.stat().st_size else pd.DataFrame()
+            if len(df) != n:
+                df.iloc[:n].to_csv(obs, index=False)
+
+    @property
+    def done_units(self) -> set[str]:
+        return set(self._progress["units"])
+
+    @property
+    def n_items(self) -> int:
+        return int(self._progress["items"]) + self._pending
+
+    # -- writing --------------------------------------------------------------------
+    def add(self, images: np.ndarray, rows: Iterable[dict[str, Any]] | pd.DataFrame) -> None:
+        """Append items (``(n, C, H, W)`` in the store dtype) and their metadata rows."""
+        images = np.asarray(images)
+        expected = (len(self.channels), *self.image_size)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise DataError(f"images of shape {list(images.shape)} do not fit a store of items "
+                            f"{list(expected)}")
+        if images.dtype != self.dtype:
+            raise DataError(f"images are {images.dtype} but the store holds {self.dtype}")
+        rows_list = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+        if len(rows_list) != len(images):
+            raise DataError(f"{len(images)} images but {len(rows_list)} metadata rows")
+        self._img.write(np.ascontiguousarray(images).tobytes())
+        self._rows.extend(rows_list)
+        self._pending += len(images)
+
+    def commit(self, unit: str) -> None:
+        """Make everything added since the last commit durable and mark ``unit`` done."""
+        self._img.flush()
+        os.fsync(self._img.fileno())
+        if self._rows:
+            df = pd.DataFrame(self._rows)
+            if self._columns is None:
+                self._columns = list(df.columns)
+            else:
+                extra = [c for c in df.columns if c not in self._columns]
+                if extra:
+                    raise DataError(f"metadata columns {extra} appeared after the first unit")
+                df = df.reindex(columns=self._columns)
+            obs = self.partial / OBS
+            header = not obs.exists() or obs.stat().st_size == 0
+            df.to_csv(obs, mode="a", header=header, index=False)
+        self._progress["items"] = int(self._progress["items"]) + self._pending
+        self._progress["units"].append(str(unit))
+        self._progress["columns"] = self._columns
+        atomic_write_json(self.partial / PROGRESS, self._progress)
+        self._rows, self._pending = [], 0
+
+    def finalize(self, *, label_column: str | None = None,
+                 normalization: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None,
+                 provenance_extra: dict[str, Any] | None = None) -> Store:
+        """Write the header and move the finished store into place."""
+        if self._pending:
+            raise DataError("finalize() called with uncommitted items; call commit() first")
+        self.close()
+        n = int(self._progress["items"])
+        obs = self.partial / OBS
+        if not obs.exists():
+            pd.DataFrame(columns=self._columns or []).to_csv(obs, index=False)
+        header = {
+            "format": FORMAT,
+            "version": VERSION,
+            "shape": [n, len(self.channels), *self.image_size],
+            "dtype": str(self.dtype),
+            "channels": self.channels,
+            "label_column": label_column,
+            "normalization": normalization or {},
+            "units": self._progress["units"],
+            "config": self.config,
+            **(extra or {}),
+            "provenance": provenance(**(provenance_extra or {})),
+            "complete": True,
+        }
+        atomic_write_json(self.partial / HEADER, header)
+        (self.partial / PROGRESS).unlink(missing_ok=True)
+        if self.path.exists():
+            old = self.path.with_name(self.path.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.path, old)
+            os.replace(self.partial, self.path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.partial, self.path)
+        return Store.open(self.path)
+
+    def close(self) -> None:
+        if not self._img.closed:
+            self._img.close()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_store(path: str | os.PathLike, images: np.ndarray, obs: pd.DataFrame | Sequence[dict],
+                *, channels: Sequence[str], label_column: str | None = None,
+                normalization: dict[str, Any] | None = None, overwrite: bool = False,
+                chunk: int = 4096, provenance_extra: dict[str, Any] | None = None) -> Store:
+    """Write an in-memory array and table as a store in one go (small data, tests, digits)."""
+    images = np.asarray(images)
+    obs_df = obs if isinstance(obs, pd.DataFrame) else pd.DataFrame(list(obs))
+    with StoreWriter(path, channels=channels, image_size=images.shape[2:],
+                     dtype=str(images.dtype), overwrite=overwrite) as w:
+        for start in range(0, len(images), chunk):
+            unit = f"chunk-{start}"
+            if unit in w.done_units:
+                continue
+            w.add(images[start:start + chunk], obs_df.iloc[start:start + chunk])
+            w.commit(unit)
+        return w.finalize(label_column=label_column, normalization=normalization,
+                          provenance_extra=provenance_extra)

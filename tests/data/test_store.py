@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bioaug.data.store import Store, StoreWriter, to_float, write_store
+from bioaug.errors import DataError
+
+
+def _obs(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"label": [f"c{i % 3}" for i in range(n)], "i": range(n)})
+
+
+def test_round_trip_and_random_access(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 65535, size=(20, 3, 8, 6), dtype=np.uint16)
+    store = write_store(tmp_path / "s", images, _obs(20), channels=["A", "B", "C"],
+                        label_column="label", chunk=7)
+    again = Store.open(tmp_path / "s")
+    assert len(again) == 20 and again.channels == ["A", "B", "C"]
+    assert again.image_size == (8, 6)
+    idx = [17, 2, 9, 2]
+    np.testing.assert_array_equal(again.read(idx), images[idx])
+    assert isinstance(store.images, np.memmap)
+    assert again.summary()["classes"] == {"c0": 7, "c1": 7, "c2": 6}
+    np.testing.assert_allclose(again.read_float(0), images[0] / 65535.0, rtol=1e-6)
+
+
+def test_interrupted_build_resumes_without_duplicates(tmp_path: Path) -> None:
+    kw = dict(channels=["A"], image_size=(4, 4), dtype="uint8")
+    w = StoreWriter(tmp_path / "s", **kw)
+    w.add(np.full((3, 1, 4, 4), 1, np.uint8), [{"unit": "a"}] * 3)
+    w.commit("a")
+    w.add(np.full((2, 1, 4, 4), 2, np.uint8), [{"unit": "b"}] * 2)  # killed before commit
+    w._img.flush()
+    w.close()
+    with pytest.raises(DataError, match="no store"):
+        Store.open(tmp_path / "s")  # never looks complete
+    w = StoreWriter(tmp_path / "s", **kw)
+    assert w.done_units == {"a"} and w.n_items == 3
+    w.add(np.full((2, 1, 4, 4), 2, np.uint8), [{"unit": "b"}] * 2)
+    w.commit("b")
+    store = w.finalize()
+    assert store.obs["unit"].tolist() == ["a", "a", "a", "b", "b"]
+    assert store.read(slice(None))[:, 0, 0, 0].tolist() == [1, 1, 1, 2, 2]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    w = StoreWriter(tmp_path / "s", channels=["A"], image_size=(4, 4), dtype="uint8")
+    w.close()
+    with pytest.raises(DataError, match="other settings"):
+        StoreWriter(tmp_path / "s", channels=["A", "B"], image_size=(4, 4), dtype="uint8")
+
+
+def test_not_a_store_and_damaged_store(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="not a bioaug store"):
+        Store.open(tmp_path / "empty")
+    write_store(tmp_path / "s", np.zeros((4, 1, 2, 2), np.uint8), _obs(4), channels=["A"])
+    with open(tmp_path / "s" / "images.raw", "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(DataError, match="damaged"):
+        Store.open(tmp_path / "s")
+
+
+def test_existing_store_needs_overwrite(tmp_path: Path) -> None:
+    write_store(tmp_path / "s", np.zeros((2, 1, 2, 2), np.uint8), _obs(2), channels=["A"])
+    with pytest.raises(DataError, match="already exists"):
+        write_store(tmp_path / "s", np.ones((2, 1, 2, 2), np.uint8), _obs(2), channels=["A"])
+    s = write_store(tmp_path / "s", np.ones((2, 1, 2, 2), np.uint8), _obs(2), channels=["A"],
+                    overwrite=True)
+    assert int(s.read(0).sum()) == 4
+
+
+def test_to_float_scales() -> None:
+    assert to_float(np.array([255], np.uint8))[0] == 1.0
+    assert to_float(np.array([65535], np.uint16))[0] == 1.0
