@@ -1,1 +1,53 @@
-"""bioaug.augment"""
+"""Augmentation protocols and the batched engine that applies them.
+
+A protocol (YAML, see ``docs/protocols.md``) lists the views a self-supervised method
+sees and, for each view, the ordered transformations with their probabilities and
+amplitudes. ``load_protocol`` validates it; ``build_pipeline`` turns it into a
+:class:`Pipeline` that augments whole batches on the training device with per-sample
+random parameters drawn from a ``torch.Generator``.
+
+    >>> protocol = load_protocol("bbbc021-expert")
+    >>> pipeline = build_pipeline(protocol, n_channels=3)
+    >>> views = pipeline(batch, generator=torch.Generator().manual_seed(0))
+"""
+
+from __future__ import annotations
+
+from bioaug.augment.ops import OPS, ChannelSupport, Op, OpParams, make_op
+from bioaug.augment.pipeline import Pipeline, PipelineParams, build_pipeline, fit_to_crop
+from bioaug.augment.protocols import (
+    load_protocol,
+    protocols_dir,
+    resolve_protocol,
+    shipped_protocols,
+)
+from bioaug.augment.schema import (
+    Protocol,
+    Step,
+    View,
+    parse_protocol,
+    parse_step,
+    protocol_from_dict,
+)
+
+__all__ = [
+    "OPS",
+    "ChannelSupport",
+    "Op",
+    "OpParams",
+    "Pipeline",
+    "PipelineParams",
+    "Protocol",
+    "Step",
+    "View",
+    "build_pipeline",
+    "fit_to_crop",
+    "load_protocol",
+    "make_op",
+    "parse_protocol",
+    "parse_step",
+    "protocol_from_dict",
+    "protocols_dir",
+    "resolve_protocol",
+    "shipped_protocols",
+]

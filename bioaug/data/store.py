@@ -105,7 +105,10 @@ class Store:
                             hint="the store is damaged; rebuild it")
         images = (np.memmap(p / IMAGES, dtype=dtype, mode="r", shape=shape) if shape[0] > 0
                   else np.zeros(shape, dtype=dtype))
-        obs = pd.read_csv(p / OBS, keep_default_na=False, na_values=[""], low_memory=False)
+        text_columns = {c: str for c, kind in (header.get("obs_dtypes") or {}).items()
+                        if kind == "str"}
+        obs = pd.read_csv(p / OBS, keep_default_na=False, na_values=[""], low_memory=False,
+                          dtype=text_columns or None)
         if len(obs) != shape[0]:
             raise DataError(f"{OBS} has {len(obs)} rows but the store holds {shape[0]} images",
                             where=p, hint="the store is damaged; rebuild it")
@@ -267,6 +270,10 @@ class StoreWriter:
             df = pd.DataFrame(self._rows)
             if self._columns is None:
                 self._columns = list(df.columns)
+                # text columns stay text when read back (class names like "0", "7")
+                self._progress["obs_dtypes"] = {
+                    c: "str" if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])
+                    else None for c in df.columns}
             else:
                 extra = [c for c in df.columns if c not in self._columns]
                 if extra:
@@ -302,6 +309,7 @@ class StoreWriter:
             "label_column": label_column,
             "normalization": normalization or {},
             "units": self._progress["units"],
+            "obs_dtypes": self._progress.get("obs_dtypes") or {},
             "config": self.config,
             **(extra or {}),
             "provenance": provenance(**(provenance_extra or {})),

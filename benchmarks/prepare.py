@@ -1,0 +1,135 @@
+"""Benchmark ``bioaug data prepare bbbc021`` on full-size (1280×1024×3, 16-bit) twin fields.
+
+Prints, side by side in one run:
+
+- prepare throughput (fields/s, wall and per CPU-second) with 1 worker and with 2 workers;
+- peak resident memory (RSS) of each prepare run (the parent and its largest worker), for
+  one plate and for all plates (memory must not grow with the number of plates);
+- random access: reading 256 random crops from the store vs decoding them from the TIFFs
+  (three files per crop's field, then cutting the crop) — ratio.
+
+Targets: ≥ 4 fields/s per core, peak RSS < 3 GiB, store reads ≥ 50× faster than TIFF decoding.
+
+    python benchmarks/prepare.py [--plates 2] [--wells 4] [--sites 4] [--cells 110]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("BIOAUG_PROGRESS", "0")
+
+CHILD = r"""
+import json, resource, sys, time
+from bioaug.data.prepare import prepare_bbbc021
+root, out, workers, plates = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+t0, c0 = time.perf_counter(), time.process_time()
+s = prepare_bbbc021(root, out, workers=workers, plates=plates.split(",") if plates else None)
+wall = time.perf_counter() - t0
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+me = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall": wall, "cpu": time.process_time() - c0 + kids.ru_utime + kids.ru_stime,
+                  "fields": s.header["report"]["fields_used"], "crops": len(s),
+                  "rss_self_mb": me.ru_maxrss / 1024, "rss_child_mb": kids.ru_maxrss / 1024}))
+"""
+
+
+def run_prepare(root: Path, out: Path, workers: int, plates: list[str] | None) -> dict:
+    cmd = [sys.executable, "-c", CHILD, str(root), str(out), str(workers), ",".join(plates or [])]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise SystemExit(res.stderr)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def random_access(store_path: Path, root: Path, n: int = 256, seed: int = 0) -> dict:
+    import tifffile
+
+    from bioaug.data.bbbc021 import load_metadata
+    from bioaug.data.store import Store
+
+    s = Store.open(store_path)
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(s), size=min(n, len(s)), replace=False)
+    t0 = time.perf_counter()
+    crops = s.read(idx)
+    t_store = time.perf_counter() - t0
+    meta = load_metadata(root).fields.set_index(["plate", "well", "site"])
+    half = s.image_size[0] // 2
+    t0 = time.perf_counter()
+    for i in idx:
+        row = s.obs.iloc[i]
+        f = meta.loc[(row["plate"], row["well"], int(row["site"]))]
+        planes = [tifffile.imread(root / f["path"] / f[f"file_{c}"])
+                  for c in ("DAPI", "Tubulin", "Actin")]
+        cy, cx = round(row["center_y"]), round(row["center_x"])
+        _ = np.stack([p[cy - half:cy + half, cx - half:cx + half] for p in planes])
+    t_tiff = time.perf_counter() - t0
+    assert crops.shape[0] == len(idx)
+    return {"n": len(idx), "store_s": t_store, "tiff_s": t_tiff, "ratio": t_tiff / t_store}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plates", type=int, default=2)
+    ap.add_argument("--wells", type=int, default=4)
+    ap.add_argument("--sites", type=int, default=4)
+    ap.add_argument("--cells", type=int, default=110, help="cells per field")
+    ap.add_argument("--dir", help="work folder (default: a temporary one)")
+    args = ap.parse_args()
+
+    from bioaug.data.bbbc021 import load_metadata
+    from bioaug.data.synth import synth_bbbc021
+
+    tmp = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bioaug-bench-"))
+    root = tmp / "twin"
+    t0 = time.perf_counter()
+    if not (root / "BBBC021_v1_image.csv").exists():
+        synth_bbbc021(root, plates=args.plates, sites=args.sites, size=(1024, 1280),
+                      cells_per_field=args.cells, wells_per_plate=args.wells, workers=2)
+    plates = load_metadata(root).plates
+    n_fields = len(load_metadata(root).fields)
+    print(f"twin: {len(plates)} plates, {n_fields} fields of 1280×1024×3 uint16 "
+          f"({time.perf_counter() - t0:.1f} s to write); {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    results = {}
+    for label, workers, subset in (("1 worker, 1 plate", 1, plates[:1]),
+                                   ("1 worker, all plates", 1, None),
+                                   ("2 workers, all plates", 2, None)):
+        out = tmp / f"store-{workers}-{'one' if subset else 'all'}"
+        r = run_prepare(root, out, workers, subset)
+        results[label] = r
+        import shutil
+
+        if subset is not None or workers == 2:
+            shutil.rmtree(out, ignore_errors=True)
+    print(f"\n{'prepare':<24}{'fields':>7}{'crops':>7}{'wall s':>8}{'fields/s':>10}"
+          f"{'fields/CPU-s':>14}{'RSS parent MB':>15}{'RSS worker MB':>15}")
+    for label, r in results.items():
+        print(f"{label:<24}{r['fields']:>7}{r['crops']:>7}{r['wall']:>8.1f}"
+              f"{r['fields'] / r['wall']:>10.2f}{r['fields'] / r['cpu']:>14.2f}"
+              f"{r['rss_self_mb']:>15.0f}{r['rss_child_mb']:>15.0f}")
+    one, two = results["1 worker, all plates"], results["2 workers, all plates"]
+    print(f"speed-up with 2 workers: {one['wall'] / two['wall']:.2f}× (wall)")
+    peak = max(max(r["rss_self_mb"], r["rss_child_mb"]) for r in results.values())
+    print(f"peak RSS {peak:.0f} MB (target < 3072); per-core rate "
+          f"{one['fields'] / one['cpu']:.2f} fields/CPU-s (target ≥ 4)")
+
+    ra = random_access(tmp / "store-1-all", root)
+    print(f"\nrandom access, {ra['n']} crops: store {ra['store_s'] * 1000:.1f} ms, "
+          f"TIFF decode {ra['tiff_s'] * 1000:.0f} ms → {ra['ratio']:.0f}× (target ≥ 50×)")
+    print(f"\nwork folder: {tmp}")
+
+
+if __name__ == "__main__":
+    main()

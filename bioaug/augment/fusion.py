@@ -1,0 +1,57 @@
+"""Geometric fusion: a run of crop / quarter-turn / flip steps resampled once.
+
+``random_resized_crop`` followed by ``rotate90`` and ``flip`` is, per sample, one affine map
+from output pixels to input pixels. Composing the per-sample matrices and calling
+``grid_sample`` once gives the same result as running the steps one by one (quarter turns
+and flips map the pixel grid onto itself, so they commute exactly with the bilinear
+resampling of the crop) at the cost of one resampling. Runs are only fused when they start
+with a resampling op; chains of quarter turns and flips alone stay exact permutations.
+Parameters are sampled by each op as usual, so fused and unfused pipelines give the same
+views for the same seed (up to float rounding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from bioaug.augment.ops.base import Op, Shape
+from bioaug.augment.ops.crop import RandomResizedCrop
+from bioaug.augment.ops.geometry import compose, warp
+
+
+class FusedWarp:
+    """Several fusable ops applied as one resampling."""
+
+    def __init__(self, ops: Sequence[Op]) -> None:
+        self.ops = list(ops)
+        self.name = "+".join(op.name for op in self.ops)
+        first = self.ops[0]
+        self.mode = getattr(first.params, "interpolation", "bilinear")
+
+    def apply(self, x: Tensor, params: Sequence[Mapping[str, Tensor]]) -> Tensor:
+        shape: Shape = tuple(x.shape[1:])  # type: ignore[assignment]
+        total = None
+        for op, p in zip(self.ops, params, strict=True):
+            p = {k: v.to(x.device) for k, v in p.items()}
+            m = op.matrix(p, shape).to(torch.float32)
+            total = m if total is None else compose(total, m)
+            shape = op.output_shape(shape)
+        assert total is not None
+        return warp(x, total, (shape[1], shape[2]), mode=self.mode, padding="border")
+
+
+def plan(ops: Sequence[Op]) -> list[tuple[int, int]]:
+    """Stages as ``(start, stop)`` index ranges into ``ops``; fused runs span several ops."""
+    stages = []
+    i = 0
+    while i < len(ops):
+        j = i + 1
+        if isinstance(ops[i], RandomResizedCrop):
+            while j < len(ops) and ops[j].fusable and not isinstance(ops[j], RandomResizedCrop):
+                j += 1
+        stages.append((i, j))
+        i = j
+    return stages

@@ -1,0 +1,50 @@
+"""``channel_dropout``: lose whole channels, never all of them."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from torch import Tensor
+
+from bioaug.augment.ops.base import ChannelSupport, Op, Params, bcast, rand
+from bioaug.augment.ops.params import Integer, Number, OpParams
+
+
+class ChannelDropoutParams(OpParams):
+    max_dropped: Integer(1, 64) = Field(
+        1, description="Most channels dropped at once (capped at channels - 1); the count is "
+                       "uniform in [1, max_dropped].")
+    fill: Number(0.0, 1.0) = Field(0.0, description="Value written into dropped channels.")
+
+
+class ChannelDropout(Op):
+    """Replace 1 to ``max_dropped`` randomly chosen whole channels by ``fill``.
+
+    At least one channel always survives (the count is capped at ``C - 1``), so a model
+    must recognise a phenotype from any subset of stains (albumentations
+    ``ChannelDropout``). Needs two or more channels.
+    """
+
+    name = "channel_dropout"
+    subset_apply = False
+    Params = ChannelDropoutParams
+    channels = ChannelSupport(minimum=2)
+    summary = "blank whole channels (at least one survives)"
+
+    def sample_params(self, batch_size, image_shape, generator, device) -> Params:
+        c = image_shape[0]
+        most = max(1, min(self.params.max_dropped, c - 1))
+        count = 1 + (rand((batch_size,), generator, device) * most).long().clamp(max=most - 1)
+        order = rand((batch_size, c), generator, device).argsort(dim=1).argsort(dim=1)
+        return {"dropped": order < count[:, None]}
+
+    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
+        # one masked pass over the batch: unpicked samples have no dropped channel
+        dropped = params["dropped"].to(x.device) & params["apply"].to(x.device)[:, None]
+        if not bool(dropped.any()):
+            return x
+        if inplace:
+            return x.masked_fill_(bcast(dropped), self.params.fill)
+        return x.masked_fill(bcast(dropped), self.params.fill)
+
+    def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        return x.masked_fill(bcast(params["dropped"].to(x.device)), self.params.fill)

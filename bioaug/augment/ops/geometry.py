@@ -1,0 +1,109 @@
+"""Batched resampling shared by the geometric ops: one ``affine_grid`` + ``grid_sample``.
+
+Matrices are written in pixel coordinates (pixel centres at integers, x to the right, y
+down) and map *output* pixels to the *input* pixels they read from; :func:`warp` converts
+them to the normalised form ``affine_grid`` expects, so crops, rotations and affine maps of a
+whole batch, each sample with its own matrix, are a single resampling call on any device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: protocol name → grid_sample padding_mode
+PADDING = {"constant": "zeros", "reflect": "reflection", "border": "border"}
+
+
+def _to_normalised(size_in: tuple[int, int], size_out: tuple[int, int],
+                   matrix: Tensor) -> Tensor:
+    """Pixel-space ``(B, 2, 3)`` output→input maps as ``affine_grid`` thetas (align_corners=False)."""
+    (h_in, w_in), (h_out, w_out) = size_in, size_out
+    dt, dev = matrix.dtype, matrix.device
+    # normalised output coords u -> output pixels x: x = (W/2) u + (W-1)/2
+    denorm_out = torch.tensor([[w_out / 2, 0, (w_out - 1) / 2],
+                               [0, h_out / 2, (h_out - 1) / 2],
+                               [0, 0, 1]], dtype=dt, device=dev)
+    # input pixels x -> normalised input coords: u = (2x + 1)/W - 1
+    norm_in = torch.tensor([[2 / w_in, 0, 1 / w_in - 1],
+                            [0, 2 / h_in, 1 / h_in - 1],
+                            [0, 0, 1]], dtype=dt, device=dev)
+    bottom = torch.tensor([0, 0, 1], dtype=dt, device=dev).expand(matrix.shape[0], 1, 3)
+    full = torch.cat([matrix, bottom], dim=1)
+    return (norm_in @ full @ denorm_out)[:, :2, :]
+
+
+def warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int], *, mode: str = "bilinear",
+         padding: str = "reflect", fill: float = 0.0) -> Tensor:
+    """Resample ``x`` (B, C, H, W) through per-sample pixel-space matrices ``(B, 2, 3)``.
+
+    ``padding`` is ``constant`` (value ``fill``), ``reflect`` or ``border``.
+    """
+    theta = _to_normalised((x.shape[2], x.shape[3]), size_out, matrix.to(x.dtype))
+    grid = affine_grid(theta, size_out)
+    if padding == "constant" and fill != 0.0:
+        return F.grid_sample(x - fill, grid, mode=mode, padding_mode="zeros",
+                             align_corners=False) + fill
+    return F.grid_sample(x, grid, mode=mode, padding_mode=PADDING[padding], align_corners=False)
+
+
+def affine_grid(theta: Tensor, size_out: tuple[int, int]) -> Tensor:
+    """``F.affine_grid(theta, ..., align_corners=False)`` computed separably (faster on CPU)."""
+    h, w = size_out
+    dt, dev = theta.dtype, theta.device
+    u = (torch.arange(w, dtype=dt, device=dev) * 2 + 1) / w - 1  # (W,)
+    v = (torch.arange(h, dtype=dt, device=dev) * 2 + 1) / h - 1  # (H,)
+    t = theta[:, :, :, None, None]  # (B, 2, 3, 1, 1)
+    grid = t[:, :, 0] * u[None, None, None, :] + (t[:, :, 1] * v[None, None, :, None]
+                                                   + t[:, :, 2])
+    return grid.permute(0, 2, 3, 1)  # (B, H, W, 2)
+
+
+def compose(first: Tensor, second: Tensor) -> Tensor:
+    """Output→input maps of two ops in a row: ``first`` then ``second`` → one map."""
+    bottom = torch.tensor([0, 0, 1], dtype=first.dtype, device=first.device)
+    a = torch.cat([first, bottom.expand(first.shape[0], 1, 3)], dim=1)
+    b = torch.cat([second, bottom.expand(second.shape[0], 1, 3)], dim=1)
+    return (a @ b)[:, :2, :]
+
+
+def identity(batch: int, dtype: torch.dtype = torch.float32,
+             device: torch.device | str = "cpu") -> Tensor:
+    return torch.eye(2, 3, dtype=dtype, device=device).expand(batch, 2, 3).clone()
+
+
+def box_matrix(boxes: Tensor, size_out: tuple[int, int]) -> Tensor:
+    """Matrices reading boxes ``(B, 4) = (x0, y0, w, h)`` (pixel edges) into ``size_out``."""
+    h_out, w_out = size_out
+    x0, y0, w, h = boxes.unbind(1)
+    sx, sy = w / w_out, h / h_out
+    zero = torch.zeros_like(sx)
+    row0 = torch.stack([sx, zero, x0 + 0.5 * sx - 0.5], dim=1)
+    row1 = torch.stack([zero, sy, y0 + 0.5 * sy - 0.5], dim=1)
+    return torch.stack([row0, row1], dim=1)
+
+
+def centred_inverse(forward: Tensor, translate: Tensor, size: tuple[int, int]) -> Tensor:
+    """Output→input matrices for forward linear maps ``(B, 2, 2)`` about the image centre.
+
+    The forward map sends input pixel ``p`` to ``c + t + A (p - c)``; the returned matrix
+    sends output pixel ``q`` to ``c + A⁻¹ (q - c - t)``.
+    """
+    h, w = size
+    centre = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=forward.dtype, device=forward.device)
+    a, b, c, d = forward[:, 0, 0], forward[:, 0, 1], forward[:, 1, 0], forward[:, 1, 1]
+    det = a * d - b * c
+    inv = torch.stack([torch.stack([d, -b], 1), torch.stack([-c, a], 1)], 1) / det[:, None, None]
+    offset = centre - (inv @ (centre + translate).unsqueeze(2)).squeeze(2)
+    return torch.cat([inv, offset.unsqueeze(2)], dim=2)
+
+
+def rotation(angle_deg: Tensor) -> Tensor:
+    """Forward ``(B, 2, 2)`` maps rotating the picture counter-clockwise (as displayed)."""
+    a = angle_deg * (math.pi / 180.0)
+    cos, sin = torch.cos(a), torch.sin(a)
+    # y points down, so a counter-clockwise turn on screen is [[cos, sin], [-sin, cos]].
+    return torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)

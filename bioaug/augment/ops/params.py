@@ -1,0 +1,238 @@
+"""Parameter types for op schemas: bounded numbers, ranges, choices.
+
+Every op declares its parameters as a pydantic model built from these types. Each type
+validates with a message a user can act on (``must be in [0, 1], got 1.5``) and carries its
+bounds into the JSON Schema, so ``bioaug protocol schema`` and ``bioaug protocol list-ops``
+are generated from the same declarations that validate the YAML.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from bioaug.errors import did_you_mean
+
+Range = tuple[float, float]
+
+
+def _fmt(v: float) -> str:
+    if isinstance(v, float) and math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return f"{v:g}"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, str):
+        return f"the text '{value}'"
+    if isinstance(value, list):
+        return f"a list {value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
+
+
+def _as_number(value: Any, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        want = "an integer" if integer else "a number"
+        raise PydanticCustomError("wrong_type", f"must be {want}, got {_kind(value)}")
+    if integer and not float(value).is_integer():
+        raise PydanticCustomError("wrong_type", f"must be an integer, got {value!r}")
+    if isinstance(value, float) and math.isnan(value):
+        raise PydanticCustomError("wrong_type", "must be a number, got NaN")
+    return int(value) if integer else float(value)
+
+
+def _check_bounds(v: float, lo: float, hi: float, *, open_lo: bool = False) -> None:
+    bad = v <= lo if open_lo else v < lo
+    if bad or v > hi:
+        left = "(" if open_lo else "["
+        raise PydanticCustomError(
+            "out_of_range", f"must be in {left}{_fmt(lo)}, {_fmt(hi)}], got {_fmt(v)}")
+
+
+def _bounds_text(lo: float, hi: float, open_lo: bool) -> str:
+    return f"{'(' if open_lo else '['}{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def Number(lo: float, hi: float, *, open_lo: bool = False) -> Any:
+    """A float in ``[lo, hi]`` (``(lo, hi]`` with ``open_lo``)."""
+
+    def check(value: Any) -> float:
+        v = _as_number(value)
+        _check_bounds(v, lo, hi, open_lo=open_lo)
+        return v
+
+    schema: dict[str, Any] = {"type": "number"}
+    if math.isfinite(lo):
+        schema["exclusiveMinimum" if open_lo else "minimum"] = lo
+    if math.isfinite(hi):
+        schema["maximum"] = hi
+    return Annotated[float, BeforeValidator(check), WithJsonSchema(schema),
+                     _Meta(kind="number", bounds=_bounds_text(lo, hi, open_lo))]
+
+
+def Integer(lo: int, hi: int) -> Any:
+    """An integer in ``[lo, hi]``."""
+
+    def check(value: Any) -> int:
+        v = _as_number(value, integer=True)
+        _check_bounds(v, lo, hi)
+        return int(v)
+
+    return Annotated[int, BeforeValidator(check),
+                     WithJsonSchema({"type": "integer", "minimum": lo, "maximum": hi}),
+                     _Meta(kind="integer", bounds=f"[{lo}, {hi}]")]
+
+
+def OptionalInteger(lo: int, hi: int) -> Any:
+    """An integer in ``[lo, hi]`` or null."""
+
+    def check(value: Any) -> int | None:
+        if value is None:
+            return None
+        v = _as_number(value, integer=True)
+        _check_bounds(v, lo, hi)
+        return int(v)
+
+    return Annotated[int | None, BeforeValidator(check),
+                     WithJsonSchema({"anyOf": [{"type": "integer", "minimum": lo, "maximum": hi},
+                                               {"type": "null"}]}),
+                     _Meta(kind="integer or null", bounds=f"[{lo}, {hi}]")]
+
+
+def Bool() -> Any:
+    """``true`` or ``false`` (no 0/1, no strings)."""
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise PydanticCustomError("wrong_type", f"must be true or false, got {_kind(value)}")
+        return value
+
+    return Annotated[bool, BeforeValidator(check), WithJsonSchema({"type": "boolean"}),
+                     _Meta(kind="bool", bounds="true/false")]
+
+
+def Choice(*choices: str) -> Any:
+    """One of a fixed set of words."""
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise PydanticCustomError("wrong_type",
+                                      f"must be one of {', '.join(choices)}, got {_kind(value)}")
+        if value not in choices:
+            raise PydanticCustomError(
+                "bad_choice",
+                f"must be one of {', '.join(choices)}, got '{value}'{did_you_mean(value, choices)}")
+        return value
+
+    return Annotated[str, BeforeValidator(check), WithJsonSchema({"enum": list(choices)}),
+                     _Meta(kind="choice", bounds=" | ".join(choices))]
+
+
+def Span(lo: float, hi: float, *, scalar: str | None = None, scalar_max: float | None = None,
+         open_lo: bool = False) -> Any:
+    """A range ``[a, b]`` with ``lo <= a <= b <= hi`` (``a == b`` is a fixed amplitude).
+
+    ``scalar`` allows a single number ``v`` as shorthand: ``"sym"`` → ``[-v, v]``,
+    ``"around1"`` → ``[max(lo, 1 - v), 1 + v]`` (torchvision's colour-jitter convention),
+    ``"point"`` → ``[v, v]``, ``"upto"`` → ``[lo, v]``. ``scalar_max`` bounds that number.
+    """
+
+    def from_scalar(v: float) -> Range:
+        smax = scalar_max if scalar_max is not None else hi
+        if scalar == "sym":
+            _check_bounds(v, 0.0, smax)
+            return (-v, v)
+        if scalar == "around1":
+            _check_bounds(v, 0.0, smax)
+            return (max(lo, 1.0 - v), 1.0 + v)
+        if scalar == "upto":
+            _check_bounds(v, lo, smax, open_lo=open_lo)
+            return (lo, v)
+        _check_bounds(v, lo, smax, open_lo=open_lo)
+        return (v, v)
+
+    def check(value: Any) -> Range:
+        if scalar is not None and not isinstance(value, (list, tuple)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PydanticCustomError(
+                    "wrong_type", f"must be a range [low, high] or a single number, got "
+                                  f"{_kind(value)}")
+            return from_scalar(_as_number(value))
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            want = "a range [low, high]" + (" or a single number" if scalar else "")
+            raise PydanticCustomError("wrong_type", f"must be {want}, got {_kind(value)}")
+        a, b = (_as_number(value[0]), _as_number(value[1]))
+        for v in (a, b):
+            _check_bounds(v, lo, hi, open_lo=open_lo)
+        if a > b:
+            raise PydanticCustomError(
+                "backwards_range",
+                f"range is backwards: [{_fmt(a)}, {_fmt(b)}] has low > high; "
+                f"write [{_fmt(b)}, {_fmt(a)}]")
+        return (a, b)
+
+    item: dict[str, Any] = {"type": "number"}
+    if math.isfinite(lo):
+        item["exclusiveMinimum" if open_lo else "minimum"] = lo
+    if math.isfinite(hi):
+        item["maximum"] = hi
+    options: list[dict[str, Any]] = [
+        {"type": "array", "items": item, "minItems": 2, "maxItems": 2}]
+    if scalar is not None:
+        smax = scalar_max if scalar_max is not None else hi
+        smin = 0.0 if scalar in ("sym", "around1") else lo
+        options.append({"type": "number", "minimum": smin, "maximum": smax})
+    shorthand = {"sym": "v → [-v, v]", "around1": "v → [1-v, 1+v]", "point": "v → [v, v]",
+                 "upto": f"v → [{_fmt(lo)}, v]"}.get(scalar or "", "")
+    bounds = f"{'(' if open_lo else '['}{_fmt(lo)}, {_fmt(hi)}]"
+    return Annotated[Range, BeforeValidator(check), WithJsonSchema({"anyOf": options}),
+                     _Meta(kind="range", bounds=bounds, shorthand=shorthand)]
+
+
+def Probability() -> Any:
+    return Number(0.0, 1.0)
+
+
+class _Meta:
+    """Human-readable facts about a parameter type, for ``list-ops``."""
+
+    def __init__(self, kind: str, bounds: str, shorthand: str = "") -> None:
+        self.kind = kind
+        self.bounds = bounds
+        self.shorthand = shorthand
+
+
+def param_meta(model: type[BaseModel], name: str) -> _Meta | None:
+    for m in model.model_fields[name].metadata:
+        if isinstance(m, _Meta):
+            return m
+    return None
+
+
+class OpParams(BaseModel):
+    """Base of every op's parameter model: strict, no unknown keys, a probability ``p``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p: Probability() = Field(1.0, description="Probability that a sample is transformed.")
+
+
+def plain(value: Any) -> Any:
+    """Parameters as plain YAML/JSON values (tuples → lists)."""
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+

@@ -1,0 +1,256 @@
+"""From a protocol to batched views: :func:`build_pipeline`, :class:`Pipeline`.
+
+A pipeline turns one batch ``(B, C, H, W)`` into one tensor per view, each
+``(B, C, crop_size, crop_size)``, on the batch's device. Sampling is separate from
+application, as in kornia: :meth:`Pipeline.sample` draws every random parameter of every
+view for a batch, :meth:`Pipeline.apply` uses them. Under data parallelism every rank
+samples the parameters of the *global* batch from the same seed and applies
+``params.select(its_shard)`` to its own images, so the views do not depend on how many
+ranks there are.
+
+**End-of-view rule.** A view always leaves at ``crop_size``. If its steps leave the image
+at another size (or it has no crop step), the view ends with an implicit fit: a central
+``crop_size`` window when the image is at least that large on both sides, otherwise a
+resize of the shorter side to ``crop_size`` (bilinear, antialiased) followed by that
+central window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bioaug.augment.fusion import FusedWarp, plan
+from bioaug.augment.ops import OPS, Op
+from bioaug.augment.ops.base import Shape
+from bioaug.augment.ops.crop import center_crop
+from bioaug.augment.schema import Protocol
+from bioaug.augment.yamlsource import format_path
+from bioaug.errors import DataError, ProtocolError
+
+Index = slice | Tensor | Sequence[int]
+
+
+def fit_to_crop(x: Tensor, size: int) -> Tensor:
+    """Apply the end-of-view rule (see the module docstring)."""
+    h, w = x.shape[2], x.shape[3]
+    if (h, w) == (size, size):
+        return x
+    if min(h, w) < size:
+        scale = size / min(h, w)
+        nh, nw = max(size, math.ceil(h * scale - 1e-6)), max(size, math.ceil(w * scale - 1e-6))
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
+    return center_crop(x, size)
+
+
+@dataclass
+class PipelineParams:
+    """Every random parameter of every view for one batch (replayable, sliceable).
+
+    ``views[v][s]`` is the dict of per-sample tensors of step ``s`` of view ``v``; every
+    tensor's first dimension is the batch.
+    """
+
+    batch_size: int
+    image_shape: Shape
+    views: list[list[dict[str, Tensor]]] = field(default_factory=list)
+
+    def select(self, idx: Index) -> PipelineParams:
+        """The parameters of a subset of the batch (a slice, index tensor or bool mask)."""
+        if isinstance(idx, slice):
+            n = len(range(*idx.indices(self.batch_size)))
+            def take(t: Tensor) -> Tensor:
+                return t[idx]
+        else:
+            index = torch.as_tensor(idx)
+            if index.dtype == torch.bool:
+                if index.numel() != self.batch_size:
+                    raise ValueError(f"a boolean mask must have {self.batch_size} entries, "
+                                     f"got {index.numel()}")
+                index = index.nonzero().squeeze(1)
+            index = index.long()
+            n = int(index.numel())
+            def take(t: Tensor) -> Tensor:
+                return t.index_select(0, index.to(t.device))
+        views = [[{k: take(v) for k, v in step.items()} for step in view] for view in self.views]
+        return PipelineParams(batch_size=n, image_shape=self.image_shape, views=views)
+
+    def to(self, device: torch.device | str) -> PipelineParams:
+        views = [[{k: v.to(device) for k, v in step.items()} for step in view]
+                 for view in self.views]
+        return PipelineParams(self.batch_size, self.image_shape, views)
+
+
+@dataclass
+class ViewPipeline:
+    crop_size: int
+    ops: list[Op]
+    paths: list[str]
+    stages: list[tuple[int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            self.stages = [(i, i + 1) for i in range(len(self.ops))]
+        self._fused = {start: FusedWarp(self.ops[start:stop])
+                       for start, stop in self.stages if stop - start > 1}
+
+    def run(self, x: Tensor, drawn: Sequence[dict[str, Tensor]]) -> Tensor:
+        source = x
+        for start, stop in self.stages:
+            if stop - start > 1:
+                x = self._fused[start].apply(x, drawn[start:stop])
+            else:
+                # the caller's batch is never written to; our own intermediates may be
+                x = self.ops[start].apply(x, drawn[start], inplace=not _shares(x, source))
+        x = fit_to_crop(x, self.crop_size)
+        return x.clone() if _shares(x, source) else x.contiguous()
+
+
+def _shares(a: Tensor, b: Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+class Pipeline:
+    """Batched augmentation views for one protocol and one channel count.
+
+    ``pipeline(x, generator)`` → list of ``n_views`` tensors ``(B, C, crop, crop)``.
+    """
+
+    def __init__(self, protocol: Protocol, views: list[ViewPipeline], n_channels: int) -> None:
+        self.protocol = protocol
+        self.views = views
+        self.n_channels = n_channels
+
+    @property
+    def n_views(self) -> int:
+        return len(self.views)
+
+    @property
+    def crop_sizes(self) -> list[int]:
+        return [v.crop_size for v in self.views]
+
+    def __repr__(self) -> str:
+        lines = [f"Pipeline({self.protocol.name!r}, channels={self.n_channels})"]
+        for i, v in enumerate(self.views):
+            names = [" + ".join(op.name for op in v.ops[a:b]) for a, b in v.stages]
+            lines.append(f"  view {i} (crop {v.crop_size}): " + (" → ".join(names) or "identity"))
+        return "\n".join(lines)
+
+    # -- checks ----------------------------------------------------------------------
+    def _check_input(self, x: Any) -> None:
+        if not isinstance(x, Tensor):
+            raise DataError(f"augmentation input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise DataError(f"augmentation input must be a batch (B, C, H, W), got shape "
+                            f"{tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise DataError(f"augmentation input must be float in [0, 1], got {x.dtype}",
+                            hint="use Store.read_float or divide integers by their maximum")
+        if x.shape[1] != self.n_channels:
+            raise DataError(f"the pipeline was built for {self.n_channels} channel(s) but the "
+                            f"batch has {x.shape[1]}")
+
+    # -- sampling / application -------------------------------------------------------
+    def sample(self, batch_size: int, image_shape: Sequence[int],
+               generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> PipelineParams:
+        """Draw the parameters of every view for a batch of ``batch_size`` images of
+        ``image_shape`` ``(C, H, W)``. The same generator state gives the same draw."""
+        shape: Shape = tuple(int(s) for s in image_shape)  # type: ignore[assignment]
+        if len(shape) != 3:
+            raise DataError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
+        if shape[0] != self.n_channels:
+            raise DataError(f"the pipeline was built for {self.n_channels} channel(s) but "
+                            f"image_shape has {shape[0]}")
+        out = PipelineParams(batch_size=int(batch_size), image_shape=shape)
+        for view in self.views:
+            s = shape
+            drawn = []
+            for op in view.ops:
+                drawn.append(op.sample(batch_size, s, generator, device))
+                s = op.output_shape(s)
+            out.views.append(drawn)
+        return out
+
+    def apply(self, x: Tensor, params: PipelineParams) -> list[Tensor]:
+        """Apply drawn ``params`` to ``x``; returns one ``(B, C, crop, crop)`` tensor per view."""
+        self._check_input(x)
+        if tuple(x.shape[1:]) != tuple(params.image_shape) or x.shape[0] != params.batch_size:
+            raise DataError(f"the parameters were drawn for {params.batch_size} images of shape "
+                            f"{tuple(params.image_shape)}, got {x.shape[0]} of "
+                            f"{tuple(x.shape[1:])}", hint="use params.select() for a shard")
+        outs = []
+        for view, drawn in zip(self.views, params.views, strict=True):
+            outs.append(view.run(x, drawn))
+        return outs
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        self._check_input(x)
+        params = self.sample(x.shape[0], tuple(x.shape[1:]), generator, x.device)
+        return self.apply(x, params)
+
+
+def build_pipeline(protocol: Protocol, n_channels: int,
+                   channel_names: Sequence[str] | None = None, *,
+                   fuse: bool = True) -> Pipeline:
+    """Instantiate the ops of ``protocol`` for data with ``n_channels`` channels.
+
+    ``fuse`` resamples runs of crop / quarter-turn / flip steps once (see
+    :mod:`bioaug.augment.fusion`); ``fuse=False`` runs every step on its own.
+
+    Raises :class:`ProtocolError` when an op cannot handle that many channels or the
+    protocol's declared channels do not match the data's.
+    """
+    if isinstance(n_channels, bool) or not isinstance(n_channels, int) or n_channels < 1:
+        raise ProtocolError(f"n_channels must be a positive integer, got {n_channels!r}")
+    declared = protocol.channels
+    if declared is not None:
+        if len(declared) != n_channels:
+            raise ProtocolError(
+                f"the protocol declares {len(declared)} channel(s) ({', '.join(declared)}) but "
+                f"the data has {n_channels}", where=protocol.location(("channels",)),
+                hint="use a protocol written for this data, or remove `channels:` from it")
+        if channel_names is not None:
+            names = list(channel_names)
+            if [n.lower() for n in names] != [d.lower() for d in declared]:
+                raise ProtocolError(
+                    f"the protocol declares channels [{', '.join(declared)}] but the data's are "
+                    f"[{', '.join(names)}]", where=protocol.location(("channels",)),
+                    hint="channel order matters; fix `channels:` in the protocol")
+    problems = []
+    views = []
+    for i, view in enumerate(protocol.views):
+        home = view.same_as if view.same_as is not None else i
+        ops, paths = [], []
+        for j, step in enumerate(view.steps):
+            path = ("views", home, "steps", j, step.op)
+            cls = OPS[step.op]
+            if not cls.channels.allows(n_channels):
+                problems.append((path, f"{step.op} supports {cls.channels.describe()}; the "
+                                       f"data has {n_channels} channel"
+                                       f"{'s' if n_channels != 1 else ''}"))
+                continue
+            op = cls(step.params, crop_size=view.crop_size)
+            if hasattr(op, "location"):
+                op.location = f"{protocol.location(path)}: {format_path(path)}"
+            ops.append(op)
+            paths.append(format_path(path))
+        stages = plan(ops) if fuse else []
+        views.append(ViewPipeline(crop_size=view.crop_size, ops=ops, paths=paths,
+                                  stages=stages))
+    if problems:
+        seen, unique = set(), []
+        for path, msg in problems:
+            if path not in seen:
+                seen.add(path)
+                unique.append((path, msg))
+        from bioaug.augment.schema import make_error
+        items = [(protocol._lines.line(p), format_path(p), m) for p, m in unique]
+        raise make_error(protocol.source, items)
+    return Pipeline(protocol, views, n_channels)

@@ -1,0 +1,124 @@
+"""``bioaug train``: self-supervised training of a backbone on a crop store.
+
+Every option comes from :class:`bioaug.train.config.TrainConfig` (names, types, defaults,
+help). ``--config run.yaml`` reads a run file; options given on the command line override
+it. Under ``torchrun --nproc-per-node N`` the same command trains on N processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bioaug.errors import ConfigError
+
+#: options whose values are mappings: given as KEY=VALUE pairs (values parsed as YAML)
+_MAPPINGS = ("method_kwargs", "backbone_kwargs")
+_SHORT = {"data": "STORE", "protocol": "FILE_OR_NAME", "out": "RUN_DIR", "method": "NAME",
+          "backbone": "NAME", "device": "DEVICE"}
+
+
+def _base_type(annotation: Any) -> Any:
+    """``int | None`` → int; ``Literal[...]`` → (str, choices)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _base_type(args[0])
+    if origin is typing.Literal:
+        return ("choices", list(typing.get_args(annotation)))
+    return annotation
+
+
+def _parse_mapping(option: str):
+    def parse(text: str) -> dict[str, Any]:
+        text = text.strip()
+        if text.startswith("{"):
+            value = yaml.safe_load(text)
+            if not isinstance(value, dict):
+                raise argparse.ArgumentTypeError(f"{option} expects a mapping")
+            return value
+        if "=" not in text:
+            raise argparse.ArgumentTypeError(f"{option} expects KEY=VALUE (got {text!r})")
+        key, _, raw = text.partition("=")
+        return {key.strip(): yaml.safe_load(raw) if raw.strip() else None}
+    return parse
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field; defaults suppressed so a run file is not overridden."""
+    from bioaug.train.config import TrainConfig
+
+    for name, field in TrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = field.get_default(call_default_factory=True)
+        required = field.is_required()
+        desc = field.description or ""
+        help_text = f"{desc} (required unless in --config)" if required else \
+            f"{desc} (default: {default})"
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        if name in _MAPPINGS:
+            parser.add_argument(flag, nargs="+", type=_parse_mapping(flag), metavar="KEY=VALUE",
+                                **kw)
+            continue
+        base = _base_type(field.annotation)
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if isinstance(base, tuple):
+            parser.add_argument(flag, choices=base[1], **kw)
+            continue
+        conv = {int: int, float: float, Path: str, str: str}.get(base, str)
+        parser.add_argument(flag, type=conv, metavar=_SHORT.get(name, name.upper()), **kw)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="self-supervised training (MoCo v2, SimCLR, BYOL, Barlow Twins, VICReg)",
+        description="Train a backbone with a self-supervised method on a crop store, using an "
+        "augmentation protocol. Writes RUN_DIR/{config.yaml, protocol.yaml, checkpoint.pt, "
+        "metrics.csv, tb/}. Run under `torchrun --nproc-per-node N` for several GPUs/processes. "
+        "The learning rate is per 256 images: the optimiser uses lr × batch_size / 256.")
+    p.add_argument("--config", type=str, default=None, metavar="RUN_YAML",
+                   help="YAML run config (any option below); command-line options override it")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (fresh start if none)")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even if the options differ from the saved run")
+    add_config_options(p)
+    p.set_defaults(func=run)
+
+
+def options_to_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from bioaug.train.config import TrainConfig
+
+    out: dict[str, Any] = {}
+    for name in TrainConfig.model_fields:
+        if not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        if name in _MAPPINGS:
+            merged: dict[str, Any] = {}
+            for part in value:
+                merged.update(part)
+            value = merged
+        out[name] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from bioaug.train.config import load_config
+    from bioaug.train.loop import train
+
+    if args.force and not args.resume:
+        raise ConfigError("--force only applies with --resume")
+    config = load_config(args.config, **options_to_overrides(args))
+    out = train(config, resume=args.resume, force=args.force)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(out)
+    return 0

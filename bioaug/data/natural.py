@@ -1,0 +1,296 @@
+"""Natural-image benchmarks in the crop store: CIFAR-10/100, MNIST, ImageNet-100, digits.
+
+Each reader takes the standard on-disk format and yields uint8 images ``(N, C, H, W)``,
+class names and a split; :func:`prepare_natural` writes them to a store (one unit per
+split and chunk, so an interrupted build resumes). Obs columns: ``label`` (class name),
+``label_id`` (int), ``split`` ("train"/"test"); label column ``label``.
+
+- ``cifar10`` / ``cifar100``: the python pickles (``cifar-10-batches-py/data_batch_1..5``,
+  ``test_batch``, ``batches.meta``; ``cifar-100-python/train``, ``test``, ``meta`` with
+  fine labels), channels R, G, B, 32×32.
+- ``mnist``: the idx files (``train-images-idx3-ubyte`` etc., gzipped or not), channel gray,
+  28×28.
+- ``imagenet100``: class folders ``ROOT/{train,val}/<wnid>/*.JPEG`` (``val`` becomes
+  "test"), resized (shorter side, then centre crop) to ``size`` (default 64), R, G, B.
+- ``digits``: scikit-learn's bundled 8×8 digits (1,797 images, values 0–16; no download),
+  upscaled bilinearly to ``size`` (default 28, the MNIST size, so MNIST models apply; 8
+  keeps them as they are), values × 255/16; a stratified seeded split holds out
+  ``test_fraction`` (0.2) as "test".
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bioaug.data.store import Store, StoreWriter
+from bioaug.errors import ConfigError, DataError, unknown_choice
+from bioaug.progress import progress
+
+
+@dataclass
+class Split:
+    """One split of a natural-image dataset."""
+
+    name: str  # "train" / "test"
+    images: np.ndarray  # (N, C, H, W) uint8
+    labels: np.ndarray  # (N,) int
+    classes: list[str]
+
+
+# -- CIFAR ------------------------------------------------------------------------------
+def _unpickle(path: Path) -> dict[Any, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh, encoding="bytes")
+    except FileNotFoundError as exc:
+        raise DataError("file is missing", where=path,
+                        hint="fetch it with `bioaug data fetch cifar10 --out DIR`") from exc
+    except Exception as exc:  # damaged pickle
+        raise DataError(f"not a CIFAR python pickle ({type(exc).__name__}: {exc})",
+                        where=path) from exc
+
+
+def _key(d: dict[Any, Any], name: str, path: Path) -> Any:
+    for k in (name.encode(), name):
+        if k in d:
+            return d[k]
+    raise DataError(f"the pickle has no '{name}' entry (has: "
+                    f"{', '.join(str(k) for k in list(d)[:8])})", where=path)
+
+
+def _cifar_images(data: Any, path: Path) -> np.ndarray:
+    arr = np.asarray(data, dtype=np.uint8)
+    if arr.ndim != 2 or arr.shape[1] != 3072:
+        raise DataError(f"CIFAR data must be (N, 3072) uint8 rows, got {list(arr.shape)}",
+                        where=path)
+    return arr.reshape(-1, 3, 32, 32)
+
+
+def _find_dir(root: Path, names: list[str]) -> Path:
+    for n in names:
+        for c in (root / n, root):
+            if c.is_dir() and any((c / f).exists() for f in ("batches.meta", "meta", "train")):
+                return c
+    raise DataError(f"no {' or '.join(names)} folder in {root}",
+                    hint="unpack the python version of the dataset there, or use "
+                    "`bioaug data fetch`")
+
+
+def read_cifar10(root: Path, **_: Any) -> Iterator[Split]:
+    d = _find_dir(root, ["cifar-10-batches-py"])
+    meta = _unpickle(d / "batches.meta")
+    classes = [c.decode() if isinstance(c, bytes) else str(c)
+               for c in _key(meta, "label_names", d / "batches.meta")]
+    for split, files in (("train", [f"data_batch_{i}" for i in range(1, 6)]),
+                         ("test", ["test_batch"])):
+        imgs, labels = [], []
+        for f in files:
+            b = _unpickle(d / f)
+            imgs.append(_cifar_images(_key(b, "data", d / f), d / f))
+            labels.append(np.asarray(_key(b, "labels", d / f), dtype=np.int64))
+        yield Split(split, np.concatenate(imgs), np.concatenate(labels), classes)
+
+
+def read_cifar100(root: Path, **_: Any) -> Iterator[Split]:
+    d = _find_dir(root, ["cifar-100-python"])
+    meta = _unpickle(d / "meta")
+    classes = [c.decode() if isinstance(c, bytes) else str(c)
+               for c in _key(meta, "fine_label_names", d / "meta")]
+    for split in ("train", "test"):
+        b = _unpickle(d / split)
+        yield Split(split, _cifar_images(_key(b, "data", d / split), d / split),
+                    np.asarray(_key(b, "fine_labels", d / split), dtype=np.int64), classes)
+
+
+# -- MNIST ------------------------------------------------------------------------------
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (ubyte), gzipped or not."""
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read idx file: {exc}", where=path) from exc
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError("not an idx ubyte file (bad magic number)", where=path)
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataError(f"idx file is truncated: header says {list(dims)} "
+                        f"({int(np.prod(dims))} values), found {body.size}", where=path)
+    return body.reshape(dims)
+
+
+def _mnist_file(root: Path, name: str) -> Path:
+    for d in (root, root / "MNIST" / "raw", root / "mnist", root / "raw"):
+        for n in (name, name + ".gz", name.replace("-idx", ".idx")):
+            if (d / n).is_file():
+                return d / n
+    raise DataError(f"no {name}[.gz] in {root}",
+                    hint="fetch it with `bioaug data fetch mnist --out DIR`")
+
+
+def read_mnist(root: Path, **_: Any) -> Iterator[Split]:
+    classes = [str(i) for i in range(10)]
+    for split, (img_name, lab_name) in MNIST_FILES.items():
+        imgs = read_idx(_mnist_file(root, img_name))
+        labels = read_idx(_mnist_file(root, lab_name)).astype(np.int64)
+        if imgs.ndim != 3 or len(imgs) != len(labels):
+            raise DataError(f"{split}: {len(imgs)} images of shape {list(imgs.shape[1:])} but "
+                            f"{len(labels)} labels", where=root)
+        yield Split(split, imgs[:, None], labels, classes)
+
+
+# -- ImageNet-100 -------------------------------------------------------------------------
+IMAGE_EXT = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def load_rgb(path: Path, size: int) -> np.ndarray:
+    """An image file → ``(3, size, size)`` uint8: shorter side to ``size``, centre crop."""
+    import cv2
+
+    buf = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if img is None:
+        raise DataError("cannot decode image", where=path)
+    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    s = size / min(h, w)
+    nh, nw = max(size, round(h * s)), max(size, round(w * s))
+    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    y, x = (nh - size) // 2, (nw - size) // 2
+    return img[y:y + size, x:x + size].transpose(2, 0, 1)
+
+
+def read_imagenet100(root: Path, size: int = 64, **_: Any) -> Iterator[Split]:
+    splits = [(s, n) for s, n in (("train", "train"), ("test", "val"), ("test", "test"))
+              if (root / n).is_dir()]
+    if not splits:
+        raise DataError(f"no train/ or val/ class folders in {root}",
+                        hint="ImageNet-100 is read as ROOT/{train,val}/<class>/<image>")
+    classes = sorted(p.name for p in (root / splits[0][1]).iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"no class folders in {root / splits[0][1]}")
+    index = {c: i for i, c in enumerate(classes)}
+    for split, folder in splits:
+        files: list[tuple[Path, int]] = []
+        for c in sorted(p.name for p in (root / folder).iterdir() if p.is_dir()):
+            if c not in index:
+                raise DataError(f"class folder {c} is not among the training classes",
+                                where=root / folder / c)
+            files += [(f, index[c]) for f in sorted((root / folder / c).iterdir())
+                      if f.suffix.lower() in IMAGE_EXT]
+        if not files:
+            raise DataError(f"no images under {root / folder}")
+        imgs = np.stack([load_rgb(f, size) for f, _ in progress(files, desc=split, unit="img")])
+        yield Split(split, imgs, np.array([y for _, y in files], dtype=np.int64), classes)
+
+
+# -- digits -------------------------------------------------------------------------------
+def read_digits(root: Path | None = None, size: int = 28, test_fraction: float = 0.2,
+                seed: int = 0, **_: Any) -> Iterator[Split]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    d = load_digits()
+    imgs = np.rint(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    if size != 8:
+        import cv2
+
+        imgs = np.stack([cv2.resize(im.astype(np.float32), (size, size),
+                                    interpolation=cv2.INTER_LINEAR) for im in imgs])
+        imgs = np.rint(imgs).clip(0, 255).astype(np.uint8)
+    idx = np.arange(len(imgs))
+    tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed,
+                              stratify=d.target)
+    classes = [str(i) for i in range(10)]
+    for split, sel in (("train", np.sort(tr)), ("test", np.sort(te))):
+        yield Split(split, imgs[sel][:, None], d.target[sel].astype(np.int64), classes)
+
+
+@dataclass(frozen=True)
+class NaturalDataset:
+    reader: Callable[..., Iterator[Split]]
+    channels: tuple[str, ...]
+    needs_root: bool = True
+
+
+DATASETS: dict[str, NaturalDataset] = {
+    "cifar10": NaturalDataset(read_cifar10, ("R", "G", "B")),
+    "cifar100": NaturalDataset(read_cifar100, ("R", "G", "B")),
+    "mnist": NaturalDataset(read_mnist, ("gray",)),
+    "imagenet100": NaturalDataset(read_imagenet100, ("R", "G", "B")),
+    "digits": NaturalDataset(read_digits, ("gray",), needs_root=False),
+}
+
+
+def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.PathLike, *,
+                    overwrite: bool = False, chunk: int = 10000, **kw: Any) -> Store:
+    """Read a natural-image dataset in its standard format and write a store.
+
+    ``kw`` go to the reader: ``size`` (imagenet100, digits), ``test_fraction`` and ``seed``
+    (digits). Items are ordered train then test.
+    """
+    if name not in DATASETS:
+        raise ConfigError(unknown_choice("dataset", name, DATASETS))
+    ds = DATASETS[name]
+    if ds.needs_root:
+        if root is None:
+            raise ConfigError(f"{name} needs --root (the folder holding its files)")
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root} is not a directory")
+    kw = {k: v for k, v in kw.items() if v is not None}
+    writer: StoreWriter | None = None
+    classes: list[str] = []
+    counts: dict[str, int] = {}
+    try:
+        for split in ds.reader(Path(root) if root is not None else None, **kw):
+            n, c, h, w = split.images.shape
+            if c != len(ds.channels):
+                raise DataError(f"{name} {split.name}: {c} channels, expected "
+                                f"{len(ds.channels)}")
+            if split.labels.min(initial=0) < 0 or split.labels.max(initial=0) >= len(split.classes):
+                raise DataError(f"{name} {split.name}: labels outside 0..{len(split.classes) - 1}")
+            if writer is None:
+                config = {"dataset": name, **{k: v for k, v in kw.items()}}
+                writer = StoreWriter(out, channels=list(ds.channels), image_size=(h, w),
+                                     dtype="uint8", config=config, overwrite=overwrite)
+                classes = split.classes
+            counts[split.name] = counts.get(split.name, 0) + n
+            names = np.asarray(split.classes, dtype=object)[split.labels]
+            for start in range(0, n, chunk):
+                unit = f"{split.name}-{start}"
+                if unit in writer.done_units:
+                    continue
+                sl = slice(start, start + chunk)
+                rows = pd.DataFrame({"label": names[sl], "label_id": split.labels[sl],
+                                     "split": split.name})
+                writer.add(np.ascontiguousarray(split.images[sl], dtype=np.uint8), rows)
+                writer.commit(unit)
+        if writer is None:
+            raise DataError(f"{name}: nothing to read")
+        return writer.finalize(
+            label_column="label", normalization={"store_scale": "uint8 = round(value * 255)"},
+            extra={"dataset": name, "classes": classes, "splits": counts},
+            provenance_extra={"source": str(root) if root is not None else "scikit-learn"})
+    finally:
+        if writer is not None:
+            writer.close()

@@ -1,0 +1,313 @@
+"""Embed a crop store with trained models into an AnnData (one row per item).
+
+Sources of features (exactly one kind per call):
+
+* **checkpoints** (``RUN_DIR`` or ``checkpoint.pt``; several for fusion): the trained
+  method's ``embed(x, layer)`` — ``"backbone"`` (encoder output, the usual evaluation
+  layer) or ``"projection"`` (projector head output).
+* **backbone** by name: ``"resnet101_supervised"`` is the supervised ImageNet ResNet-101
+  baseline of Bendidi et al. (2023) (weights read from disk only, crops resized to 224 px,
+  the ImageNet scale; ``backbone_kwargs`` overrides, e.g. ``{"input_size": None}``); any
+  other registered backbone is embedded with seeded random weights (a random-network
+  baseline).
+* **raw** pixels: each channel area-averaged to ``raw_size`` × ``raw_size`` (default 16) and
+  flattened — the floor any learned representation must beat.
+
+Evaluation-time preprocessing for checkpoints: the model sees items at the size it was
+trained on, the crop size of its augmentation protocol. Items of another size are, by
+default, **resized** whole to that size (bilinear, antialiased): random-resized-crop
+protocols train on resized regions covering most of the item, so the whole item at the
+crop size is the view closest to training. ``preprocess="center_crop"`` takes the centre
+crop instead (cells at native magnification), ``"none"`` feeds the stored size.
+
+Results (see ``docs/evaluation.md``): ``obsm["X_bioaug"]`` the embedding; with several
+checkpoints ``obsm["X_bioaug_0"]``, ``["X_bioaug_1"]``… per model, ``obsm["X_bioaug_fused"]``
+the concatenation of the per-model L2-normalised embeddings (the fusion of complementary
+invariances of Ericsson et al., BMVC 2022) and ``obsm["X_bioaug"]`` = the first model's.
+``uns["bioaug"]`` holds the provenance.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from bioaug.data.store import Store
+from bioaug.device import pick_device
+from bioaug.errors import CheckpointError, ConfigError, DataError, unknown_choice
+from bioaug.io import provenance, sha256_file
+from bioaug.progress import progress
+
+LAYERS = ("backbone", "projection")
+PREPROCESS = ("resize", "center_crop", "none")
+#: Metadata columns stored as categoricals (BBBC021 and natural-image stores).
+CATEGORICAL_COLUMNS = ("plate", "well", "site", "replicate", "batch", "compound",
+                       "concentration", "moa", "label", "split")
+SUPERVISED_INPUT_SIZE = 224
+DEFAULT_RAW_SIZE = 16
+
+
+@dataclass
+class Embedder:
+    """One feature extractor: a module, the input size it wants, and its provenance."""
+
+    key: str
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    out_dim: int
+    size: int | None = None
+    preprocess: str = "none"
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_batch(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:
+    """Bring a batch ``(B, C, H, W)`` to ``size`` × ``size`` by resizing or centre-cropping."""
+    if size is None or mode == "none" or tuple(x.shape[-2:]) == (size, size):
+        return x
+    if mode == "resize":
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=True)
+    h, w = x.shape[-2:]
+    if h < size or w < size:  # a crop larger than the item: resize instead
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=True)
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top:top + size, left:left + size]
+
+
+def _batches(store: Store, batch_size: int) -> Any:
+    """Float batches of the store in order, the next one read in a background thread."""
+    starts = list(range(0, len(store), batch_size))
+    if not starts:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(store.read_float, slice(starts[0], starts[0] + batch_size))
+        for i, _ in enumerate(starts):
+            batch = future.result()
+            if i + 1 < len(starts):
+                nxt = starts[i + 1]
+                future = pool.submit(store.read_float, slice(nxt, nxt + batch_size))
+            yield batch
+
+
+def run_embedders(store: Store, embedders: Sequence[Embedder], *, batch_size: int = 256,
+                  device: torch.device | str = "cpu", desc: str = "embed"
+                  ) -> list[np.ndarray]:
+    """Stream the store through every embedder; memory is bounded by the batch size."""
+    device = torch.device(device)
+    outs = [np.empty((len(store), e.out_dim), dtype=np.float32) for e in embedders]
+    bar = progress(total=len(store), desc=desc, unit="item")
+    start = 0
+    try:
+        with torch.inference_mode():
+            for batch in _batches(store, batch_size):
+                x = torch.from_numpy(batch).to(device, non_blocking=True)
+                for e, out in zip(embedders, outs, strict=True):
+                    feats = e.forward(prepare_batch(x, e.size, e.preprocess))
+                    if feats.ndim != 2 or feats.shape[1] != e.out_dim:
+                        raise CheckpointError(f"model '{e.key}' returned features of shape "
+                                              f"{tuple(feats.shape)}, expected (B, {e.out_dim})")
+                    out[start:start + len(batch)] = feats.float().cpu().numpy()
+                start += len(batch)
+                bar.update(len(batch))
+    finally:
+        bar.close()
+    return outs
+
+
+def embed_with_module(module: torch.nn.Module, store: Store | str | os.PathLike, *,
+                      batch_size: int = 256, crop: int | None = None,
+                      preprocess: str = "resize", device: str = "cpu") -> np.ndarray:
+    """Embed a store with a plain feature module (``(B, C, H, W) → (B, D)``)."""
+    st = store if isinstance(store, Store) else Store.open(store)
+    module.eval()
+    with torch.inference_mode():
+        probe = module(torch.zeros(1, st.n_channels, *(st.image_size if crop is None
+                                                       else (crop, crop))))
+    e = Embedder("module", module, int(probe.shape[1]), crop, preprocess)
+    return run_embedders(st, [e], batch_size=batch_size, device=device)[0]
+
+
+# -- building embedders -------------------------------------------------------------------
+def _checkpoint_embedder(path: str | os.PathLike, index: int, store: Store, layer: str,
+                         preprocess: str, device: torch.device) -> Embedder:
+    from bioaug.train.checkpoint import load_trained
+
+    trained = load_trained(path, device=device)
+    if trained.n_channels != store.n_channels:
+        raise CheckpointError(
+            f"the model was trained on {trained.n_channels}-channel images "
+            f"({', '.join(trained.channels) or 'channels not recorded'}) but the store "
+            f"{store.path} has {store.n_channels} ({', '.join(store.channels)})",
+            where=trained.path, hint="embed a store with the channels the model was trained on")
+    if trained.channels and [c.lower() for c in trained.channels] != \
+            [c.lower() for c in store.channels]:
+        warnings.warn(f"{trained.path}: trained on channels {trained.channels}, the store has "
+                      f"{store.channels} (same count; embedding anyway)", stacklevel=3)
+    method = trained.method
+    with torch.inference_mode():
+        size = trained.crop_size or store.image_size[0]
+        probe = method.embed(torch.zeros(2, store.n_channels, size, size, device=device),
+                             layer=layer)
+    info = {"run": str(Path(path)), "checkpoint": str(trained.path),
+            "checkpoint_sha256": trained.checkpoint_sha256, "method": trained.method_name,
+            "backbone": trained.backbone_name, "epoch": trained.epoch, "step": trained.step,
+            "finished": trained.finished, "channels": list(trained.channels),
+            "crop_size": trained.crop_size, "protocol_text": trained.protocol_text,
+            "preprocess": preprocess if trained.crop_size and
+            tuple(store.image_size) != (trained.crop_size,) * 2 else "none",
+            "out_dim": int(probe.shape[1]), "layer": layer}
+    return Embedder(str(index), lambda x: method.embed(x, layer=layer), int(probe.shape[1]),
+                    trained.crop_size, preprocess, info)
+
+
+def _backbone_embedder(name: str, store: Store, device: torch.device,
+                       kwargs: dict[str, Any] | None, seed: int) -> Embedder:
+    from bioaug.models import build_backbone
+
+    kw = dict(kwargs or {})
+    info: dict[str, Any] = {"backbone": name}
+    if name == "resnet101_supervised":
+        kw.setdefault("input_size", SUPERVISED_INPUT_SIZE)
+        info["weights"] = "ImageNet (torchvision), frozen"
+    else:
+        torch.manual_seed(seed)
+        info["weights"] = f"random initialisation (seed {seed})"
+    model = build_backbone(name, store.n_channels, **kw).to(device).eval()
+    if name == "resnet101_supervised" and getattr(model, "source", ""):
+        info["weights_sha256"] = sha256_file(model.source)
+        info["weights_file"] = str(model.source)
+    info["kwargs"] = {k: v for k, v in kw.items() if v is not None}
+    info["out_dim"] = int(model.out_dim)
+    return Embedder(name, model, int(model.out_dim), None, "none", info)
+
+
+def _raw_embedder(store: Store, raw_size: int) -> Embedder:
+    size = (min(raw_size, store.image_size[0]), min(raw_size, store.image_size[1]))
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, size).flatten(1)
+
+    dim = store.n_channels * size[0] * size[1]
+    return Embedder("raw", forward, dim, None, "none",
+                    {"raw": f"area-averaged to {size[0]}×{size[1]} per channel, flattened",
+                     "out_dim": dim})
+
+
+# -- the AnnData ---------------------------------------------------------------------------
+def obs_from_store(store: Store) -> pd.DataFrame:
+    """The store's metadata with string index and metadata columns as categoricals."""
+    obs = store.obs.copy()
+    obs.index = pd.Index([str(i) for i in range(len(obs))], name="item")
+    for col in obs.columns:
+        if col in CATEGORICAL_COLUMNS or obs[col].dtype == object:
+            if obs[col].dtype == object:
+                obs[col] = obs[col].where(obs[col].isna(), obs[col].astype(str))
+            obs[col] = obs[col].astype("category")
+    return obs
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _check_fusable(infos: list[dict[str, Any]]) -> None:
+    first = infos[0]
+    for other in infos[1:]:
+        if first.get("channels") and other.get("channels") and \
+                list(first["channels"]) != list(other["channels"]):
+            raise CheckpointError(
+                f"cannot fuse models trained on different channels: {first['run']} has "
+                f"{first['channels']}, {other['run']} has {other['channels']}",
+                hint="fuse checkpoints trained on the same kind of store")
+
+
+def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
+          data: str | os.PathLike | Store | None = None, *, layer: str = "backbone",
+          batch_size: int = 256, backbone: str | None = None, raw: bool = False,
+          device: str = "auto", aggregate: str | None = None, preprocess: str = "resize",
+          backbone_kwargs: dict[str, Any] | None = None, raw_size: int = DEFAULT_RAW_SIZE,
+          seed: int = 0) -> Any:
+    """Embed every item of store ``data``; returns an AnnData (one row per item).
+
+    Give ``checkpoints`` (one or more run dirs / checkpoint files), or ``backbone`` (e.g.
+    ``"resnet101_supervised"``), or ``raw=True``. With ``aggregate="well"|"treatment"`` the
+    aggregated profiles (:func:`bioaug.embed.aggregate`) are returned instead of the cells.
+    See the module docstring for the obsm keys and preprocessing.
+    """
+    if data is None:
+        raise ConfigError("embed needs a store: data=PATH (made by `bioaug data prepare`)")
+    store = data if isinstance(data, Store) else Store.open(data)
+    ckpts = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
+    sources = sum([bool(ckpts), backbone is not None, bool(raw)])
+    if sources != 1:
+        raise ConfigError("give exactly one source of features: checkpoint(s), a backbone "
+                          f"name or raw pixels (got {sources})",
+                          hint="e.g. --checkpoint RUN_DIR, --backbone resnet101_supervised "
+                               "or --raw")
+    if layer not in LAYERS:
+        raise ConfigError(unknown_choice("layer", layer, LAYERS))
+    if preprocess not in PREPROCESS:
+        raise ConfigError(unknown_choice("preprocessing", preprocess, PREPROCESS))
+    if not ckpts and layer != "backbone":
+        raise ConfigError(f"layer '{layer}' needs a checkpoint (a projection head is trained)")
+    if isinstance(batch_size, bool) or int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if len(store) == 0:
+        raise DataError(f"the store {store.path} holds no items")
+    dev = pick_device(device)
+
+    if ckpts:
+        embedders = [_checkpoint_embedder(p, i, store, layer, preprocess, dev)
+                     for i, p in enumerate(ckpts)]
+        _check_fusable([e.info for e in embedders])
+        kind = "checkpoint"
+    elif backbone is not None:
+        embedders = [_backbone_embedder(backbone, store, dev, backbone_kwargs, seed)]
+        kind = "backbone"
+    else:
+        embedders = [_raw_embedder(store, raw_size)]
+        kind = "raw"
+
+    feats = run_embedders(store, embedders, batch_size=int(batch_size), device=dev)
+
+    import anndata as ad
+
+    adata = ad.AnnData(obs=obs_from_store(store))
+    adata.obsm["X_bioaug"] = feats[0]
+    if len(feats) > 1:
+        for i, f in enumerate(feats):
+            adata.obsm[f"X_bioaug_{i}"] = f
+        adata.obsm["X_bioaug_fused"] = np.concatenate([l2_normalise(f) for f in feats],
+                                                      axis=1).astype(np.float32)
+    header_file = store.path / "header.json"
+    adata.uns["bioaug"] = {
+        "kind": kind,
+        "layer": layer if kind == "checkpoint" else "backbone",
+        "store": str(store.path),
+        "store_header_sha256": sha256_file(header_file) if header_file.is_file() else None,
+        "store_channels": store.channels,
+        "store_image_size": list(store.image_size),
+        "label_column": store.label_column,
+        "n_items": len(store),
+        "models": {e.key: e.info for e in embedders},
+        "obsm": {"X_bioaug": "model 0" if len(feats) > 1 else "the embedding",
+                 **({"X_bioaug_fused": "concatenation of L2-normalised X_bioaug_i"}
+                    if len(feats) > 1 else {})},
+        "provenance": provenance(stage="embed", device=str(dev), batch_size=int(batch_size)),
+    }
+    if aggregate is not None:
+        from bioaug.embed.aggregate import aggregate as _aggregate
+
+        return _aggregate(adata, aggregate)
+    return adata

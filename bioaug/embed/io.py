@@ -1,0 +1,63 @@
+"""Writing AnnData files atomically, with ``uns`` made writable by h5py."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bioaug.io import atomic_path
+
+
+def sanitize_uns(value: Any) -> Any:
+    """A copy of ``value`` that anndata's h5py writer accepts.
+
+    ``None`` becomes ``""`` (HDF5 has no null), tuples and sets become lists, paths become
+    strings, lists of strings / numbers become arrays, and lists of mixed or nested values
+    are stored as their JSON text.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return {str(k): sanitize_uns(v) for k, v in value.items()}
+    if isinstance(value, str):
+        return str(value)  # plain str: subclasses (e.g. torch's version string) do not write
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value
+    if isinstance(value, os.PathLike):
+        return str(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+        if not items:
+            return np.array([], dtype=str)
+        if all(isinstance(v, str) for v in items):
+            return np.array([str(v) for v in items], dtype=object)
+        if all(isinstance(v, (bool, np.bool_)) for v in items):
+            return np.array(items, dtype=bool)
+        if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+               for v in items):
+            return np.array(items)
+        return json.dumps(items, default=str)
+    return str(value)
+
+
+def write_h5ad(adata: Any, path: str | os.PathLike) -> Path:
+    """Write ``adata`` to ``path`` atomically (temp file + rename); returns the path.
+
+    ``uns`` is sanitised first (see :func:`sanitize_uns`) so provenance with ``None`` or
+    nested lists does not make h5py fail half-way.
+    """
+    target = Path(path)
+    adata.uns = sanitize_uns(dict(adata.uns))
+    with atomic_path(target, suffix=".h5ad") as tmp:
+        adata.write_h5ad(tmp)
+    return target

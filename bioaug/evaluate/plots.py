@@ -1,0 +1,110 @@
+"""Pictures of an evaluation (PNG, matplotlib Agg): UMAP, confusion matrix, per-class bars.
+
+UMAP (McInnes et al., 2018) is computed with umap-learn on a seeded uniform subsample
+(``max_points``, default 10,000) of the PCA-reduced representation: it is a picture, and
+its cost grows with the number of points, not with what it shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from bioaug.io import atomic_path
+
+DEFAULT_UMAP_POINTS = 10_000
+
+
+def umap_coords(x: np.ndarray, *, max_points: int = DEFAULT_UMAP_POINTS, seed: int = 0,
+                n_neighbors: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    """2-D UMAP of a seeded subsample; returns (coords, indices of the items drawn)."""
+    import umap
+
+    n = len(x)
+    idx = np.arange(n)
+    if n > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+    reducer = umap.UMAP(n_neighbors=min(n_neighbors, max(2, len(idx) - 1)), random_state=seed,
+                        n_jobs=1, init="spectral" if len(idx) > 10 else "random")
+    coords = reducer.fit_transform(np.asarray(x, dtype=np.float32)[idx])
+    return np.asarray(coords), idx
+
+
+def _save(fig: Any, path: Path) -> Path:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def _palette(n: int) -> list[Any]:
+    cmap = plt.get_cmap("tab20" if n > 10 else "tab10")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def plot_embedding(coords: np.ndarray, values: np.ndarray, path: Path, *, title: str) -> Path:
+    """Scatter of 2-D coordinates coloured by a categorical column, legend outside."""
+    values = np.asarray(values).astype(str)
+    cats = sorted(np.unique(values).tolist())
+    fig, ax = plt.subplots(figsize=(7.5, 6))
+    size = max(1.0, min(20.0, 20000.0 / max(len(values), 1)))
+    for cat, colour in zip(cats, _palette(len(cats)), strict=True):
+        m = values == cat
+        ax.scatter(coords[m, 0], coords[m, 1], s=size, color=colour, label=cat,
+                   linewidths=0, alpha=0.8, rasterized=True)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("UMAP 1")
+    ax.set_ylabel("UMAP 2")
+    if len(cats) <= 40:
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=3,
+                  frameon=False)
+    return _save(fig, path)
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, *, title: str) -> Path:
+    """Row-normalised confusion matrix (rows = true class) with counts in the cells."""
+    cm = np.asarray(matrix, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * k, 0.8 + 0.45 * k))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), classes, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(k), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 25:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_per_class(accuracy: dict[str, float | None], path: Path, *, title: str,
+                   overall: float | None = None) -> Path:
+    """Horizontal bars of per-class accuracy (classes absent from the test set are skipped)."""
+    items = [(k, v) for k, v in accuracy.items() if v is not None]
+    items.sort(key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.3 * max(len(items), 1)))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#4C72B0")
+    if overall is not None:
+        ax.axvline(overall, color="black", linestyle="--", linewidth=1,
+                   label=f"overall {overall:.3f}")
+        ax.legend(loc="lower right", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title)
+    return _save(fig, path)

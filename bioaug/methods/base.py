@@ -1,0 +1,221 @@
+"""The :class:`Method` base class shared by every self-supervised method.
+
+A method owns a backbone, a projector (and whatever else it needs: a momentum encoder, a
+queue, a predictor), and turns a list of augmented views into a loss. Every piece of
+state lives in submodules or buffers so that ``state_dict()`` captures it all.
+
+Life cycle used by the training loop::
+
+    method = build_method("moco_v2", backbone, **hparams)   # validated hparams
+    method.configure_for_dataset(n_items, global_batch_size)  # before optimiser / DDP
+    for step ...:
+        out = method.training_loss(views)      # {"loss": ..., extra scalars}
+        out["loss"].backward(); optimiser.step()
+        method.after_step(progress)            # momentum encoders, schedules
+    feats = method.embed(x, layer="backbone")
+
+Hyperparameters are a pydantic model per method (``Method.Config``); unknown names or
+values out of range are :class:`~bioaug.errors.ConfigError` naming the field and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from bioaug.errors import ConfigError, did_you_mean
+
+__all__ = [
+    "EMBED_LAYERS",
+    "Method",
+    "MethodConfig",
+    "cosine_schedule",
+    "momentum_update",
+    "validate_config",
+]
+
+EMBED_LAYERS = ("backbone", "projection")
+
+
+class MethodConfig(BaseModel):
+    """Base of the per-method hyperparameter models (unknown fields are rejected)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def validate_config(method: str, config_cls: type[MethodConfig], hparams: dict[str, Any]):
+    """``config_cls(**hparams)``, turning pydantic errors into one clear ConfigError."""
+    try:
+        return config_cls(**hparams)
+    except ValidationError as exc:
+        fields = config_cls.model_fields
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "<config>"
+            if err["type"] == "extra_forbidden":
+                problems.append(
+                    f"unknown hyperparameter '{key}'{did_you_mean(key, fields)}; "
+                    f"known: {', '.join(fields)}"
+                )
+                continue
+            top = str(err["loc"][0]) if err["loc"] else ""
+            allowed = _describe_field(fields[top]) if top in fields else ""
+            problems.append(
+                f"{key} = {err.get('input')!r}: {err['msg']}" + (f" (valid: {allowed})" if allowed else "")
+            )
+        raise ConfigError(f"method '{method}': " + "; ".join(problems)) from None
+
+
+def _describe_field(field: Any) -> str:
+    parts = []
+    for meta in field.metadata:
+        for attr, sym in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                parts.append(f"{sym} {value}")
+    ann = getattr(field.annotation, "__name__", None) or str(field.annotation)
+    text = " and ".join(parts)
+    return f"{ann} {text}".strip() if text else ann
+
+
+def cosine_schedule(progress: float, start: float, end: float) -> float:
+    """Cosine ramp from ``start`` (progress 0) to ``end`` (progress 1).
+
+    ``end − (end − start)·(cos(π·progress) + 1)/2`` — BYOL's target-momentum schedule
+    (Grill et al. 2020, τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2 with ``end = 1``).
+    """
+    progress = min(max(float(progress), 0.0), 1.0)
+    return end - (end - start) * (math.cos(math.pi * progress) + 1.0) / 2.0
+
+
+@torch.no_grad()
+def momentum_update(target: nn.Module, online: nn.Module, m: float) -> None:
+    """Exponential moving average of parameters: ``target = m·target + (1 − m)·online``.
+
+    Only parameters move; the target's batch-norm running statistics are its own (as in
+    MoCo and BYOL). ``m = 0`` copies the online weights, ``m = 1`` leaves the target as is.
+    """
+    for t, o in zip(target.parameters(), online.parameters(), strict=True):
+        if m == 0.0:
+            t.copy_(o.detach())
+        elif m != 1.0:
+            t.mul_(m).add_(o.detach(), alpha=1.0 - m)
+
+
+class Method(nn.Module):
+    """A self-supervised method: backbone + projector + a loss over augmented views."""
+
+    name: ClassVar[str] = "method"
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    n_views: ClassVar[int] = 2
+    embed_layers: ClassVar[tuple[str, ...]] = EMBED_LAYERS
+
+    backbone: nn.Module
+    projector: nn.Module
+
+    def __init__(self, backbone: nn.Module, config: MethodConfig) -> None:
+        super().__init__()
+        if not isinstance(getattr(backbone, "out_dim", None), int):
+            raise ConfigError(
+                f"method '{self.name}': the backbone must have an integer out_dim "
+                "(build it with bioaug.models.build_backbone)"
+            )
+        self.backbone = backbone
+        self.config = config
+        self.feature_dim: int = backbone.out_dim
+
+    # -- hyperparameters -------------------------------------------------------------
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The validated hyperparameters, defaults filled in."""
+        return self.config.model_dump()
+
+    # -- training --------------------------------------------------------------------
+    def training_loss(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss for one batch of views: ``{"loss": scalar, extra detached scalars}``."""
+        raise NotImplementedError
+
+    def after_step(self, progress: float) -> None:
+        """Called after each optimiser step; ``progress`` = fraction of training done in [0, 1]."""
+
+    def configure_for_dataset(self, n_items: int, batch_size: int) -> None:
+        """Adapt to the dataset size and the **global** batch size (all ranks together).
+
+        Call once, before building the optimiser, wrapping in DDP or loading a state dict.
+        The base checks the batch fits the data; subclasses adapt sizes (MoCo's queue).
+        """
+        for label, value in (("n_items", n_items), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"method '{self.name}': {label} must be a positive integer, got {value!r}")
+        if batch_size < 2:
+            raise ConfigError(
+                f"method '{self.name}': batch size must be at least 2 (batch norm and "
+                f"contrastive losses need several samples), got {batch_size}"
+            )
+        if batch_size > n_items:
+            raise ConfigError(
+                f"method '{self.name}': batch size {batch_size} is larger than the dataset "
+                f"({n_items} items); use a batch size ≤ {n_items}"
+            )
+
+    def _check_views(self, views: list[torch.Tensor]) -> None:
+        if len(views) != self.n_views:
+            raise ConfigError(
+                f"method '{self.name}' needs {self.n_views} views per image, the protocol "
+                f"gives {len(views)}; give the protocol {self.n_views} views "
+                "(e.g. a second view '- same_as: 0')"
+            )
+        shapes = {tuple(v.shape[:2]) for v in views}
+        if len(shapes) != 1:
+            raise ConfigError(
+                f"method '{self.name}': views disagree in batch size or channels: "
+                f"{[tuple(v.shape) for v in views]}"
+            )
+
+    def use_global_batchnorm(self) -> Method:
+        """Make batch norm use global-batch statistics under DDP (see GlobalBatchNorm).
+
+        Call before wrapping in DistributedDataParallel; in one process nothing changes
+        numerically. With it, a multi-process run matches a single process with the same
+        global batch (MoCo: unless ``shuffle_bn``, which keeps its key encoder's batch norm
+        per rank on a shuffled batch, as in the paper).
+        """
+        from bioaug.methods.distributed import convert_to_global_batchnorm
+
+        skip = set(self._local_batchnorm_children())
+        for name, child in list(self.named_children()):
+            if name not in skip:
+                setattr(self, name, convert_to_global_batchnorm(child))
+        return self
+
+    def _local_batchnorm_children(self) -> tuple[str, ...]:
+        """Names of submodules whose batch norm must stay per rank."""
+        return ()
+
+    # -- inference -------------------------------------------------------------------
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Projector output for backbone features (what ``layer='projection'`` returns)."""
+        return self.projector(features)
+
+    def embed(self, x: torch.Tensor, layer: str = "backbone") -> torch.Tensor:
+        """Features of images ``x``: ``"backbone"`` (encoder output) or ``"projection"``.
+
+        Does not change train/eval mode nor gradient tracking: callers embedding a data set
+        put the method in eval mode and use ``torch.inference_mode()``.
+        """
+        if layer not in self.embed_layers:
+            raise ConfigError(
+                f"unknown embedding layer '{layer}'{did_you_mean(layer, self.embed_layers)}; "
+                f"known: {', '.join(self.embed_layers)}"
+            )
+        features = self.backbone(x)
+        return features if layer == "backbone" else self.project(features)
+
+    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Same as :meth:`training_loss` (so DDP wrapping works through ``__call__``)."""
+        return self.training_loss(views)

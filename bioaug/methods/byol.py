@@ -1,0 +1,86 @@
+"""BYOL: Bootstrap Your Own Latent.
+
+Grill, Strub, Altché, Tallec, Richemond, Buchatskaya, Doersch, Pires, Guo, Azar, Piot,
+Kavukcuoglu, Munos, Valko 2020, "Bootstrap Your Own Latent: A New Approach to
+Self-Supervised Learning" (NeurIPS).
+
+An online network (backbone → projector → predictor) predicts the projection of the other
+view made by a target network (backbone → projector), an exponential moving average of
+the online one. The target momentum follows BYOL's cosine schedule
+``τ = 1 − (1 − τ_base)(cos(π·progress) + 1)/2`` from ``momentum`` (0.996) to
+``momentum_end`` (1.0). The loss is the normalised mean squared error
+``2 − 2·cos(p, z)``, symmetrised over the two views (eq. 2–3 of the paper: the sum of both
+directions). Defaults: projector and predictor hidden 4096, output 256 (the paper's).
+
+``embed(x, "projection")`` returns the online projector output (not the predictor).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from bioaug.methods.base import Method, MethodConfig, cosine_schedule, momentum_update
+from bioaug.methods.heads import mlp
+
+__all__ = ["BYOL", "BYOLConfig", "byol_loss"]
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``mean_i (2 − 2·cos(p_i, z_i))`` (Grill et al. 2020, eq. 2).
+
+    ``p`` (N, D) online predictions, ``z`` (N, D) target projections; no gradient flows
+    into ``z`` (it is detached here, the stop-gradient of the paper).
+    """
+    return (2.0 - 2.0 * F.cosine_similarity(p, z.detach(), dim=1)).mean()
+
+
+class BYOLConfig(MethodConfig):
+    """BYOL hyperparameters (defaults from Grill et al. 2020)."""
+
+    proj_hidden_dim: int = Field(4096, ge=1, description="hidden width of the projector")
+    proj_output_dim: int = Field(256, ge=1, description="output size of the projector")
+    pred_hidden_dim: int = Field(4096, ge=1, description="hidden width of the predictor")
+    momentum: float = Field(0.996, ge=0.0, le=1.0, description="target momentum τ at the start")
+    momentum_end: float = Field(1.0, ge=0.0, le=1.0, description="target momentum τ at the end")
+
+
+class BYOL(Method):
+    """BYOL (Grill et al. 2020)."""
+
+    name = "byol"
+    Config = BYOLConfig
+
+    def __init__(self, backbone: torch.nn.Module, config: BYOLConfig) -> None:
+        super().__init__(backbone, config)
+        c = config
+        self.projector = mlp(self.feature_dim, [c.proj_hidden_dim], c.proj_output_dim)
+        self.predictor = mlp(c.proj_output_dim, [c.pred_hidden_dim], c.proj_output_dim)
+        self.target_backbone = copy.deepcopy(self.backbone)
+        self.target_projector = copy.deepcopy(self.projector)
+        for p in [*self.target_backbone.parameters(), *self.target_projector.parameters()]:
+            p.requires_grad_(False)
+        self.current_momentum = c.momentum
+
+    @torch.no_grad()
+    def _target(self, x: torch.Tensor) -> torch.Tensor:
+        return self.target_projector(self.target_backbone(x))
+
+    def training_loss(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        self._check_views(views)
+        x1, x2 = views
+        p1, p2 = (self.predictor(self.projector(self.backbone(x))) for x in (x1, x2))
+        z1, z2 = self._target(x1), self._target(x2)
+        loss = byol_loss(p1, z2) + byol_loss(p2, z1)
+        return {"loss": loss, "momentum": torch.tensor(self.current_momentum)}
+
+    def after_step(self, progress: float) -> None:
+        """EMA update of the target with τ from the cosine schedule at ``progress``."""
+        c = self.config
+        m = cosine_schedule(progress, c.momentum, c.momentum_end)
+        self.current_momentum = m
+        momentum_update(self.target_backbone, self.backbone, m)
+        momentum_update(self.target_projector, self.projector, m)

@@ -1,0 +1,59 @@
+"""ResNet encoders (He et al. 2016, "Deep Residual Learning for Image Recognition").
+
+torchvision's ResNet-18/50 definitions with the input convolution set to the data's
+channel count and the classifier removed (``fc = Identity``), so the output is the
+global-average-pooled feature vector (512 for ResNet-18, 2048 for ResNet-50).
+``cifar_stem=True`` swaps the 7×7 stride-2 convolution and max-pool for a single 3×3
+stride-1 convolution, the usual adaptation for 32×32 images (as in SimCLR's CIFAR-10
+experiments, Chen et al. 2020).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision.models import resnet as tv_resnet
+
+__all__ = ["ResNetBackbone", "resnet18", "resnet50"]
+
+
+class ResNetBackbone(nn.Module):
+    """A torchvision ResNet without its classifier; ``forward`` returns (B, out_dim)."""
+
+    def __init__(
+        self,
+        factory: Callable[..., tv_resnet.ResNet],
+        in_channels: int,
+        cifar_stem: bool = False,
+        zero_init_residual: bool = False,
+        name: str = "resnet",
+    ) -> None:
+        super().__init__()
+        net = factory(weights=None, zero_init_residual=zero_init_residual)
+        if cifar_stem:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        else:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.out_dim: int = net.fc.in_features
+        net.fc = nn.Identity()
+        self.net = net
+        self.name = name
+        self.in_channels = in_channels
+        self.cifar_stem = bool(cifar_stem)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def resnet18(*, in_channels: int, cifar_stem: bool = False) -> ResNetBackbone:
+    """ResNet-18 encoder, ``out_dim = 512``."""
+    return ResNetBackbone(tv_resnet.resnet18, in_channels, cifar_stem=cifar_stem, name="resnet18")
+
+
+def resnet50(*, in_channels: int, cifar_stem: bool = False) -> ResNetBackbone:
+    """ResNet-50 encoder, ``out_dim = 2048``."""
+    return ResNetBackbone(tv_resnet.resnet50, in_channels, cifar_stem=cifar_stem, name="resnet50")

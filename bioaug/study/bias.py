@@ -1,0 +1,199 @@
+"""Class-level bias of transformation choices (Bendidi et al., "No Free Lunch in
+Self-Supervised Representation Learning", arXiv 2304.11718).
+
+The paper's first research question: changing a transformation's amplitude or probability
+shifts *per-class* accuracy a lot even when overall accuracy hardly moves, and shifts
+different classes in different directions. This module turns a sweep's tidy results
+(``results.csv``: one row per point × class) into
+
+- the per-class table: accuracy of every class at every parameter value, mean ± std over
+  seeds (:func:`per_class_table`);
+- the trends: which classes gain and which lose as a parameter grows — least-squares slope
+  of class accuracy against the parameter, and the change from its lowest to its highest
+  value (:func:`class_trends`);
+- the inter-class bias matrix: the Pearson correlation, across sweep points (each trained
+  model), between the per-class accuracies of every pair of classes (:func:`bias_matrix`).
+  Negative entries are the paper's point — a choice that helps one class hurts the other;
+- the overall-vs-per-class spread: how far overall accuracy moves across the sweep compared
+  with the largest per-class move (:func:`spread_summary`).
+
+All functions are pure (DataFrame in, DataFrame out); :mod:`bioaug.study.bias_report`
+draws and writes them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bioaug.errors import ConfigError
+
+#: Columns every results table has (see :mod:`bioaug.study.results`).
+REQUIRED = ("point", "seed", "class", "class_accuracy", "linear_accuracy")
+
+
+def check_results(results: pd.DataFrame, axes: Sequence[str]) -> None:
+    missing = [c for c in (*REQUIRED, *axes) if c not in results.columns]
+    if missing:
+        raise ConfigError(f"the results table lacks column(s) {missing}; it has "
+                          f"{list(results.columns)}")
+    if results.empty:
+        raise ConfigError("the results table is empty: no sweep point has finished")
+
+
+def axis_positions(values: Sequence[Any]) -> tuple[np.ndarray, list[str], bool]:
+    """Numeric x positions for axis values, their labels, and whether the axis is numeric.
+
+    Numbers are used as they are; anything else (a range ``[lo, hi]`` stored as JSON text,
+    a boolean, a name) becomes its rank in order of first appearance.
+    """
+    labels = [str(v) for v in values]
+    try:
+        xs = np.array([float(v) for v in values], dtype=float)
+        if not any(isinstance(v, bool) for v in values) and np.isfinite(xs).all():
+            return xs, labels, True
+    except (TypeError, ValueError):
+        pass
+    order = list(dict.fromkeys(labels))
+    return np.array([order.index(s) for s in labels], dtype=float), labels, False
+
+
+def sort_key(value: Any) -> tuple[int, Any]:
+    """Sort numbers numerically, then JSON lists by their content, then text."""
+    try:
+        return (0, float(value))
+    except (TypeError, ValueError):
+        pass
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+        if isinstance(parsed, list):
+            return (1, tuple(float(v) for v in parsed))
+    except (TypeError, ValueError):
+        pass
+    return (2, str(value))
+
+
+def per_point(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per point (overall metrics only)."""
+    keep = [c for c in results.columns if c not in ("class", "class_accuracy", "class_n_test")]
+    return results[keep].drop_duplicates(subset=["point"]).reset_index(drop=True)
+
+
+def per_class_table(results: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """Class accuracy per parameter setting: mean, std, min, max over seeds, n_seeds."""
+    check_results(results, axes)
+    keys = [*axes, "class"]
+    g = results.groupby(keys, sort=False, dropna=False)["class_accuracy"]
+    table = g.agg(mean="mean", std="std", min="min", max="max", n_seeds="count").reset_index()
+    table["std"] = table["std"].fillna(0.0)
+    order = sorted(range(len(table)), key=lambda i: (
+        *[sort_key(table.loc[i, a]) for a in axes], str(table.loc[i, "class"])))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def overall_table(results: pd.DataFrame, axes: Sequence[str],
+                  metrics: Sequence[str] = ("linear_accuracy", "ami_leiden", "ami_kmeans",
+                                            "nsc", "nscb")) -> pd.DataFrame:
+    """Overall metrics per parameter setting: mean and std over seeds."""
+    check_results(results, axes)
+    pts = per_point(results)
+    present = [m for m in metrics if m in pts.columns and pts[m].notna().any()]
+    if not axes:
+        pts = pts.assign(_all="all")
+        axes = ["_all"]
+    agg = {f"{m}_{s}": (m, s) for m in present for s in ("mean", "std")}
+    table = pts.groupby(list(axes), sort=False, dropna=False).agg(
+        n_seeds=("seed", "count"), **agg).reset_index()
+    for m in present:
+        table[f"{m}_std"] = table[f"{m}_std"].fillna(0.0)
+    table = table.drop(columns=["_all"], errors="ignore")
+    order = sorted(range(len(table)), key=lambda i: tuple(
+        sort_key(table.loc[i, a]) for a in axes if a in table.columns))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    if len(np.unique(x)) < 2:
+        return float("nan")
+    xc = x - x.mean()
+    return float(np.sum(xc * (y - y.mean())) / np.sum(xc * xc))
+
+
+def class_trends(results: pd.DataFrame, axis: str, *, tolerance: float = 0.01) -> pd.DataFrame:
+    """For each class: slope of accuracy against ``axis`` and the low-to-high change.
+
+    Every run contributes one (x, accuracy) pair, so other axes and seeds are averaged in
+    the least-squares fit. ``direction`` is "gains" / "loses" when the change between the
+    axis' lowest and highest value (means over runs) exceeds ``tolerance`` in accuracy,
+    else "flat". Non-numeric axes use the rank of each value.
+    """
+    check_results(results, [axis])
+    values = sorted(results[axis].drop_duplicates().tolist(), key=sort_key)
+    xs_all, _, numeric = axis_positions(values)
+    pos = dict(zip([str(v) for v in values], xs_all, strict=True))
+    rows = []
+    for cls, sub in results.groupby("class", sort=True):
+        x = np.array([pos[str(v)] for v in sub[axis]], dtype=float)
+        y = sub["class_accuracy"].to_numpy(dtype=float)
+        means = sub.groupby(sub[axis].astype(str))["class_accuracy"].mean()
+        lo, hi = means.get(str(values[0]), np.nan), means.get(str(values[-1]), np.nan)
+        change = float(hi - lo)
+        direction = ("gains" if change > tolerance else "loses" if change < -tolerance
+                     else "flat")
+        rows.append({"axis": axis, "class": cls, "slope": _slope(x, y),
+                     "slope_unit": "per unit" if numeric else "per step",
+                     f"accuracy_at_{'min' if numeric else 'first'}": float(lo),
+                     f"accuracy_at_{'max' if numeric else 'last'}": float(hi),
+                     "change": change, "direction": direction, "n_runs": len(sub)})
+    return pd.DataFrame(rows).sort_values("change", ascending=False).reset_index(drop=True)
+
+
+def accuracy_matrix(results: pd.DataFrame) -> pd.DataFrame:
+    """Runs × classes matrix of per-class accuracy (index: point)."""
+    classes = sorted(results["class"].astype(str).unique())
+    mat = results.assign(**{"class": results["class"].astype(str)}).pivot_table(
+        index="point", columns="class", values="class_accuracy", aggfunc="mean",
+        dropna=False)
+    return mat.reindex(columns=classes)
+
+
+def bias_matrix(results: pd.DataFrame) -> pd.DataFrame:
+    """Inter-class bias: Pearson correlation across runs of per-class accuracies.
+
+    Entry (a, b) near +1: the runs that are good for class a are good for class b too;
+    near −1: a choice that helps a hurts b. A class whose accuracy never changes has no
+    defined correlation (NaN). Needs at least 2 runs.
+    """
+    mat = accuracy_matrix(results)
+    if len(mat) < 2:
+        raise ConfigError(f"the bias matrix needs at least 2 finished sweep points, got "
+                          f"{len(mat)}")
+    corr = mat.corr(method="pearson", min_periods=2)
+    corr.index.name = "class"
+    corr.columns.name = None
+    return corr
+
+
+def spread_summary(results: pd.DataFrame, axes: Sequence[str]) -> dict[str, Any]:
+    """How far overall vs per-class accuracy move across the sweep (max − min of means).
+
+    Means are over seeds at each parameter setting when seeds repeat, otherwise per run.
+    """
+    check_results(results, axes)
+    keys = list(axes) or ["point"]
+    overall = per_point(results).groupby(keys, dropna=False)["linear_accuracy"].mean()
+    cls = results.groupby([*keys, "class"], dropna=False)["class_accuracy"].mean()
+    per_class_range = cls.groupby(level="class").agg(lambda s: float(s.max() - s.min()))
+    top = per_class_range.sort_values(ascending=False)
+    return {
+        "overall_range": float(overall.max() - overall.min()) if len(overall) else float("nan"),
+        "overall_min": float(overall.min()), "overall_max": float(overall.max()),
+        "max_class_range": float(top.iloc[0]) if len(top) else float("nan"),
+        "max_class": str(top.index[0]) if len(top) else None,
+        "median_class_range": float(top.median()) if len(top) else float("nan"),
+        "class_ranges": {str(k): float(v) for k, v in top.items()},
+    }

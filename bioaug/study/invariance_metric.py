@@ -1,0 +1,87 @@
+"""The invariance metric of Ericsson, Gouk & Hospedales (BMVC 2022, arXiv 2111.11398).
+
+"Why Do Self-Supervised Models Transfer? On the Impact of Invariance on Downstream Tasks"
+measures how invariant a frozen feature extractor ``f`` is to a transformation ``T`` as the
+cosine similarity of the features of ``x`` and ``T(x)`` after Mahalanobis whitening with
+the feature statistics of clean images::
+
+    μ, Σ  = mean and covariance of f(x) over clean images
+    L     = Cholesky(Σ⁻¹)                  (so that Σ⁻¹ = L Lᵀ)
+    inv(T, x) = cos((f(x) − μ) L, (f(T(x)) − μ) L)
+
+averaged over images (and, by the caller, over a range of T's amplitudes). Whitening makes
+every feature direction count by how much it varies on real data, so a model cannot look
+invariant just because a few high-variance directions are unchanged.
+
+Stability: with fewer images than feature dimensions (or collapsed directions) Σ is
+singular. We add a ridge ``ε·mean(diag Σ)·I`` (``ε = 1e-5`` by default, scale-free) before
+inverting; it changes nothing measurable when Σ is well conditioned.
+
+Pure numpy functions; no model, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bioaug.errors import ConfigError
+
+DEFAULT_RIDGE = 1e-5
+
+
+@dataclass(frozen=True)
+class Whitening:
+    """Feature mean ``mu`` (D,) and whitening factor ``L`` (D, D) with Σ⁻¹ = L Lᵀ."""
+
+    mu: np.ndarray
+    L: np.ndarray
+    ridge: float
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """``(f − μ) L`` for rows of ``features``."""
+        return (np.asarray(features, dtype=np.float64) - self.mu) @ self.L
+
+
+def fit_whitening(clean: np.ndarray, ridge: float = DEFAULT_RIDGE) -> Whitening:
+    """μ and L = Cholesky(Σ⁻¹) of clean features ``(N, D)``, with a relative ridge on Σ."""
+    x = np.asarray(clean, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ConfigError(f"need clean features of shape (N ≥ 2, D), got {list(x.shape)}")
+    if not np.isfinite(x).all():
+        raise ConfigError("the clean features contain NaN or inf")
+    if ridge < 0:
+        raise ConfigError(f"the ridge must be ≥ 0, got {ridge}")
+    mu = x.mean(axis=0)
+    cov = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+    scale = float(np.mean(np.diag(cov)))
+    if scale <= 0:
+        raise ConfigError("the clean features are constant: the model's output does not "
+                          "depend on its input, so invariance is undefined")
+    cov = cov + ridge * scale * np.eye(cov.shape[0])
+    precision = np.linalg.inv(cov)
+    precision = (precision + precision.T) / 2.0
+    L = np.linalg.cholesky(precision)
+    return Whitening(mu=mu, L=L, ridge=ridge)
+
+
+def invariance_scores(clean: np.ndarray, transformed: np.ndarray,
+                      whitening: Whitening) -> np.ndarray:
+    """Per-image invariance: cos((f(x) − μ)L, (f(T(x)) − μ)L), shape ``(N,)``."""
+    a = whitening.transform(clean)
+    b = whitening.transform(transformed)
+    if a.shape != b.shape:
+        raise ConfigError(f"clean and transformed features differ in shape: "
+                          f"{list(a.shape)} vs {list(b.shape)}")
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    denom = np.maximum(na * nb, np.finfo(np.float64).tiny)
+    return np.clip(np.sum(a * b, axis=1) / denom, -1.0, 1.0)
+
+
+def invariance(clean: np.ndarray, transformed: np.ndarray,
+               whitening: Whitening | None = None) -> float:
+    """Mean invariance over images (whitening fitted on ``clean`` unless given)."""
+    w = whitening if whitening is not None else fit_whitening(clean)
+    return float(np.mean(invariance_scores(clean, transformed, w)))

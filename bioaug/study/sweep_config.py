@@ -1,0 +1,280 @@
+"""The sweep file: what to train, what to vary, how many seeds.
+
+```yaml
+bioaug_sweep: 1
+name: stain-jitter-p
+description: How stain-jitter probability biases MoA classes.
+protocol: bbbc021-expert        # a shipped protocol name or a path (relative to this file)
+data: stores/bbbc021            # a crop store (relative to this file)
+label: moa                      # evaluation label (default: the store's label column)
+method: moco_v2
+backbone: vgg13_bn
+train:                          # any `bioaug train` setting (TrainConfig field)
+  epochs: 20
+  batch_size: 128
+  width: 0.25
+embed: {layer: backbone, batch_size: 256}
+evaluate: {seed: 0}             # extra keyword arguments of bioaug.evaluate.evaluate
+axes:                           # key path → values (see bioaug.study.keypath)
+  views[*].steps.stain_jitter.p: [0.0, 0.25, 0.5, 0.75, 1.0]
+seeds: [0, 1, 2]
+```
+
+A sweep's points are the cartesian product of the axes (in the order written) times the
+seeds; point ``k`` is the k-th of that list, seeds varying fastest. Every value is checked
+before anything is trained: each axis value is written into the base protocol and the
+result re-parsed by :mod:`bioaug.augment`, so an amplitude outside the op's range fails at
+once with the op's own message.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bioaug.errors import BioaugError, ConfigError, did_you_mean
+from bioaug.io import sha256_text
+from bioaug.study import keypath
+
+SWEEP_VERSION = 1
+
+
+class EmbedSettings(BaseModel):
+    """How each point's model embeds the store."""
+
+    model_config = ConfigDict(extra="forbid")
+    layer: Literal["backbone", "projection"] = "backbone"
+    batch_size: int = Field(256, ge=1)
+
+
+class SweepConfig(BaseModel):
+    """A parameter sweep (see the module docstring for the file format)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bioaug_sweep: Literal[1] = Field(1, description="sweep file format version")
+    name: str = Field("sweep", description="a short name, used in reports")
+    description: str = ""
+    protocol: str = Field(..., description="base protocol: shipped name or file path")
+    data: str = Field(..., description="the crop store to train and evaluate on")
+    label: str | None = Field(None, description="evaluation label column")
+    method: str = "moco_v2"
+    backbone: str = "vgg13_bn"
+    train: dict[str, Any] = Field(default_factory=dict,
+                                  description="extra training settings (TrainConfig fields)")
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    evaluate: dict[str, Any] = Field(default_factory=dict,
+                                     description="extra keyword arguments of evaluate()")
+    axes: dict[str, list[Any]] = Field(default_factory=dict,
+                                       description="key path → list of values")
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    device: str = "auto"
+
+    @field_validator("axes")
+    @classmethod
+    def _axes_not_empty(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for path, values in axes.items():
+            if not values:
+                raise ValueError(f"axis '{path}' has no values; give at least one")
+            seen: list[str] = []
+            for v in values:
+                key = yaml.safe_dump(v)
+                if key in seen:
+                    raise ValueError(f"axis '{path}' lists the value {v!r} twice")
+                seen.append(key)
+        return axes
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds:
+            raise ValueError("give at least one seed")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds repeat: {seeds}")
+        return seeds
+
+    @field_validator("train")
+    @classmethod
+    def _train_keys(cls, train: dict[str, Any]) -> dict[str, Any]:
+        owned = {"data", "protocol", "method", "backbone", "seed", "out", "device"}
+        clash = sorted(owned & set(train))
+        if clash:
+            raise ValueError(f"train.{clash[0]} is set by the sweep itself; use the top-level "
+                             f"key '{clash[0]}' (or an axis / seeds) instead")
+        return train
+
+    # -- derived -------------------------------------------------------------------
+    @property
+    def axis_paths(self) -> list[str]:
+        return list(self.axes)
+
+    def normalized(self) -> dict[str, Any]:
+        """A JSON-able dict used to recognise the same sweep when it is run again."""
+        return self.model_dump(mode="json")
+
+    def sha256(self) -> str:
+        return sha256_text(yaml.safe_dump(self.normalized(), sort_keys=True))
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: a value per axis and a seed."""
+
+    index: int
+    params: dict[str, Any]
+    seed: int
+
+    def label(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.params.items()]
+        return ", ".join([*parts, f"seed={self.seed}"])
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            msg = (f"unknown key{did_you_mean(key, SweepConfig.model_fields)}; known: "
+                   f"{', '.join(SweepConfig.model_fields)}")
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_sweep_config(data: Any, source: str = "<sweep>") -> SweepConfig:
+    """Validate a sweep mapping (already loaded from YAML)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("a sweep file must be a YAML mapping (bioaug_sweep, protocol, data, "
+                          "axes, seeds …)", where=source)
+    if "bioaug_sweep" not in data:
+        raise ConfigError("missing 'bioaug_sweep: 1' (the sweep file format version)",
+                          where=source)
+    try:
+        return SweepConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_message(exc), where=source) from None
+
+
+def resolve_paths(cfg: SweepConfig, base_dir: Path) -> SweepConfig:
+    """Make ``data`` and a file ``protocol`` absolute, relative to the sweep file."""
+    data = Path(cfg.data).expanduser()
+    if not data.is_absolute():
+        data = (base_dir / data).resolve()
+    protocol = cfg.protocol
+    p = Path(protocol).expanduser()
+    candidate = p if p.is_absolute() else base_dir / p
+    if candidate.exists() or p.suffix in (".yaml", ".yml"):
+        protocol = str(candidate.resolve())
+    return cfg.model_copy(update={"data": str(data), "protocol": protocol})
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    """Read a sweep file; relative paths inside it are resolved against its folder."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no sweep file at {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) \
+            from None
+    cfg = parse_sweep_config(data, source=str(p))
+    return resolve_paths(cfg, p.resolve().parent)
+
+
+def enumerate_points(cfg: SweepConfig) -> list[SweepPoint]:
+    """Cartesian product of the axes × seeds (seeds vary fastest)."""
+    paths = cfg.axis_paths
+    combos = list(itertools.product(*[cfg.axes[p] for p in paths])) if paths else [()]
+    points = []
+    for combo in combos:
+        for seed in cfg.seeds:
+            points.append(SweepPoint(index=len(points), params=dict(zip(paths, combo,
+                                                                       strict=True)),
+                                     seed=seed))
+    return points
+
+
+# -- protocols for points --------------------------------------------------------------
+def _op_params() -> dict[str, list[str]]:
+    """op name → parameter names, from the augmentation registry."""
+    from bioaug.augment import OPS
+
+    out: dict[str, list[str]] = {}
+    for name, cls in OPS.items():
+        params = getattr(cls, "Params", None)
+        fields = getattr(params, "model_fields", None)
+        if fields:
+            out[name] = list(fields)
+    return out
+
+
+def base_protocol_dict(cfg: SweepConfig) -> dict[str, Any]:
+    from bioaug.augment import load_protocol
+
+    return load_protocol(cfg.protocol).to_dict()
+
+
+def point_protocol(base: Mapping[str, Any], params: Mapping[str, Any], *,
+                   source: str = "<sweep>", op_params: Mapping[str, list[str]] | None = None
+                   ) -> Any:
+    """The validated Protocol of one point: ``base`` with every axis value written in."""
+    from bioaug.augment import protocol_from_dict
+
+    d: dict[str, Any] = dict(base)
+    for path, value in params.items():
+        d = keypath.apply_value(d, path, value, op_params)
+    label = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    try:
+        return protocol_from_dict(d, source=f"{source} [{label}]")
+    except BioaugError as exc:
+        raise ConfigError(f"axis value not valid for the protocol ({label}): {exc.message}",
+                          where=source, hint=exc.hint) from None
+
+
+def validate_axes(cfg: SweepConfig, source: str = "<sweep>") -> dict[str, Any]:
+    """Check every axis path and value against the base protocol; returns the base dict.
+
+    Each value is checked on its own (other axes at their base value) so the message names
+    the one value at fault; a path that matches no step lists the protocol's valid paths.
+    """
+    base = base_protocol_dict(cfg)
+    ops = _op_params()
+    for path in cfg.axis_paths:
+        try:
+            keypath.parse_key_path(path)
+        except ConfigError as exc:
+            raise ConfigError(f"axes: {exc.message}", where=source, hint=exc.hint) from None
+        for value in cfg.axes[path]:
+            try:
+                point_protocol(base, {path: value}, source=source, op_params=ops)
+            except ConfigError as exc:
+                raise ConfigError(f"axes.{path}: {exc.message}", where=source,
+                                  hint=exc.hint) from None
+    return base
+
+
+def diff_configs(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two normalised sweep configs."""
+    out: list[str] = []
+    for key in list(dict.fromkeys([*old, *new])):
+        path = f"{prefix}{key}"
+        if key not in old:
+            out.append(f"{path}: not in the existing sweep, now {new[key]!r}")
+        elif key not in new:
+            out.append(f"{path}: {old[key]!r} in the existing sweep, now absent")
+        elif isinstance(old[key], Mapping) and isinstance(new[key], Mapping):
+            out.extend(diff_configs(old[key], new[key], prefix=f"{path}."))
+        elif old[key] != new[key]:
+            out.append(f"{path}: {old[key]!r} in the existing sweep, now {new[key]!r}")
+    return out

@@ -1,0 +1,370 @@
+"""The training loop: ``train(config) -> run directory``.
+
+One step: read a global batch from the store (one sorted read, stored dtype) → float in
+[0, 1] on the device → the protocol's views (augmentation parameters drawn for the global
+batch from a seeded generator on the device; each process applies its shard) → the
+method's loss (bf16 autocast and channels-last on CUDA) → backward → optional gradient
+clipping → SGD/LARS step with the warm-up + cosine learning rate of that step →
+``method.after_step(progress)`` (momentum encoders).
+
+Run directory::
+
+    RUN/config.yaml     the resolved TrainConfig
+    RUN/protocol.yaml   the protocol as used (its text; the effective YAML with --crop)
+    RUN/checkpoint.pt   latest checkpoint (every epoch and every save_every_steps; atomic)
+    RUN/metrics.csv     one row per step: step, epoch, loss, lr, images/s, method scalars
+    RUN/tb/             TensorBoard events (when tensorboard is installed)
+
+``train(config, resume=True)`` continues a killed run from its checkpoint exactly: the
+model (queue and momentum encoder included), optimiser, step, position in the epoch and
+the RNG states are restored, and the data order is a function of (seed, epoch), so the
+final weights equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bioaug.data.store import Store
+from bioaug.errors import BioaugError, ConfigError
+from bioaug.io import atomic_write_text, atomic_write_yaml, provenance, sha256_file, sha256_text
+from bioaug.progress import progress
+from bioaug.train import setup
+from bioaug.train.checkpoint import (
+    CHECKPOINT_NAME,
+    load_model_state,
+    read_checkpoint,
+    save_checkpoint,
+)
+from bioaug.train.config import TrainConfig, config_diff
+from bioaug.train.data import (
+    EpochBatchSampler,
+    StoreBatches,
+    make_loader,
+    steps_per_epoch,
+    to_unit_float,
+)
+from bioaug.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup_distributed,
+    convert_batchnorm,
+    init_distributed,
+    wrap_ddp,
+)
+from bioaug.train.knn import KnnMonitor
+from bioaug.train.metrics import MetricsLogger, truncate_metrics
+from bioaug.train.optim import build_optimizer, lr_at, set_lr
+
+
+class TrainingDiverged(BioaugError):
+    """The loss (or the gradients) became NaN/inf; the last good checkpoint is kept."""
+
+
+def train(config: TrainConfig, *, resume: bool = False, force: bool = False) -> Path:
+    """Train ``config`` and return the run directory.
+
+    ``resume``: continue the run in ``config.out`` from its checkpoint (a fresh start when
+    there is none). A checkpoint written with another configuration is a ConfigError that
+    lists the differences, unless ``force``. Under ``torchrun`` every process calls this.
+    """
+    already = torch.distributed.is_available() and torch.distributed.is_initialized()
+    info = init_distributed(config.device)
+    try:
+        return _Run(config, info, resume=resume, force=force).run()
+    finally:
+        if info.distributed and not already:
+            cleanup_distributed()
+
+
+def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "augment": generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator,
+                   device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["augment"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(obj: Any) -> Any:
+    """Only JSON types (str subclasses such as torch's version string become str), so the
+    checkpoint loads with ``torch.load(weights_only=True)``."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, info: DistInfo, *, resume: bool,
+                 force: bool) -> None:
+        self.cfg, self.info, self.resume, self.force = config, info, resume, force
+        self.out = Path(config.out)
+        self.ckpt_path = self.out / CHECKPOINT_NAME
+        self.device = info.device
+        self.cuda = self.device.type == "cuda"
+
+    # -- setup ----------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        from bioaug.augment import build_pipeline
+
+        cfg = self.cfg
+        setup.check_names(cfg)
+        self.store = Store.open(cfg.data)
+        self.protocol, self.protocol_text = setup.load_run_protocol(cfg)
+        setup.check_protocol_vs_store(self.protocol, self.store, cfg)
+        self.pipeline = build_pipeline(self.protocol, self.store.n_channels, self.store.channels)
+        self.crop_sizes = setup.check_crops(self.pipeline, self.store, cfg)
+        setup.check_batch(cfg, len(self.store), self.info.world_size)
+        self.header_sha256 = sha256_file(self.store.path / "header.json")
+        self.method = setup.build_run_model(cfg, self.store.n_channels, len(self.store))
+        setup.check_views(self.pipeline, self.method, cfg)
+        self.previous = self._check_run_dir()
+        self.method.to(self.device)
+        if self.cuda and cfg.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        if self.info.distributed:
+            self.method = convert_batchnorm(self.method, self.device)
+        self.method.train()
+        self.optimizer = build_optimizer(self.method, cfg.optimizer, cfg.effective_lr(),
+                                         cfg.momentum, cfg.weight_decay)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg.seed + 1)
+        self.step = 0
+        self.last_loss: float | None = None
+        if self.previous is not None:
+            load_model_state(self.method, self.previous["model"], self.ckpt_path)
+            try:
+                self.optimizer.load_state_dict(self.previous["optimizer"])
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"the optimiser state in {self.ckpt_path} does not fit this "
+                                  f"run ({exc})", hint="start a new run (another --out)") from None
+            self.step = int(self.previous["step"])
+            self.last_loss = self.previous.get("last_loss")
+            _set_rng_state(self.previous["rng"], self.generator, self.device)
+
+        self.spe = steps_per_epoch(len(self.store), cfg.batch_size)
+        self.total = cfg.epochs * self.spe
+        if cfg.max_steps is not None:
+            self.total = min(self.total, cfg.max_steps)
+        self.warmup = round(cfg.warmup_epochs * self.spe)
+        self.base_lr = cfg.effective_lr()
+
+    def _check_run_dir(self) -> dict[str, Any] | None:
+        """The checkpoint to resume from (None: fresh start); refuse to clobber a run."""
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out {self.out} is a file, not a run directory")
+        if not self.ckpt_path.exists():
+            return None
+        if not self.resume:
+            raise ConfigError(f"{self.out} already holds a training run ({CHECKPOINT_NAME})",
+                              hint="pass --resume to continue it, or choose "
+                              "another --out")
+        data = read_checkpoint(self.ckpt_path)
+        diffs = config_diff(dict(data["config"]), self.cfg.to_plain())
+        if data.get("protocol_text") != self.protocol_text:
+            diffs["protocol (file content)"] = ("<as saved in the checkpoint>", "<changed>")
+        if (data.get("store") or {}).get("header_sha256") != self.header_sha256:
+            diffs["data (store content)"] = ("<as saved in the checkpoint>", "<changed>")
+        if diffs and not self.force:
+            lines = [f"{k}: {old!r} → {new!r}" for k, (old, new) in diffs.items()]
+            raise ConfigError("cannot resume: the run was started with another configuration:"
+                              "\n  " + "\n  ".join(lines), where=self.ckpt_path,
+                              hint="use the original options, or --force to resume anyway "
+                              "with the new ones")
+        return data
+
+    # -- records --------------------------------------------------------------------------
+    def _write_run_files(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_yaml(self.out / "config.yaml", self.cfg.to_plain())
+        text = self.protocol_text
+        if self.cfg.crop is not None:
+            text = (f"# effective protocol: {self.cfg.protocol} with crop_size overridden to "
+                    f"{self.cfg.crop}\n" + self.protocol.to_yaml())
+        atomic_write_text(self.out / "protocol.yaml", text)
+
+    def _payload(self) -> dict[str, Any]:
+        cfg, store = self.cfg, self.store
+        bb = self.method.backbone
+        return {
+            "config": cfg.to_plain(),
+            "protocol_text": self.protocol_text,
+            "protocol_effective": self.protocol.to_yaml(),
+            "protocol_sha256": sha256_text(self.protocol_text),
+            "crop_size": self.crop_sizes[0][0],
+            "store": {"path": str(store.path), "channels": store.channels,
+                      "n_items": len(store), "image_size": list(store.image_size),
+                      "dtype": str(store.dtype), "header_sha256": self.header_sha256},
+            "method": {"name": cfg.method, "hparams": dict(cfg.method_kwargs),
+                       "effective_hparams": _plain(setup.method_hparams(self.method)),
+                       "n_items": len(store), "batch_size": cfg.batch_size},
+            "backbone": {"name": cfg.backbone, "kwargs": cfg.backbone_options(),
+                         "in_channels": store.n_channels,
+                         "out_dim": int(getattr(bb, "out_dim", 0))},
+            "model": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": {"step": self.step, "total_steps": self.total,
+                         "warmup_steps": self.warmup, "steps_per_epoch": self.spe,
+                         "base_lr": self.base_lr},
+            "epoch": self.step // self.spe,
+            "step": self.step,
+            "batch_in_epoch": self.step % self.spe,
+            "finished": self.step >= self.total,
+            "rng": _rng_state(self.generator, self.device),
+            "last_loss": self.last_loss,
+            "provenance": _plain(provenance(seed=cfg.seed, world_size=self.info.world_size,
+                                     device=str(self.device), store=str(store.path),
+                                     store_header_sha256=self.header_sha256,
+                                     protocol_sha256=sha256_text(self.protocol_text))),
+        }
+
+    def _save(self) -> None:
+        bad = [n for n, p in self.method.state_dict().items()
+               if p.is_floating_point() and not torch.isfinite(p).all()]
+        if bad:
+            self._diverged(f"weights became non-finite ({', '.join(bad[:3])})")
+        if self.info.is_main:
+            save_checkpoint(self.ckpt_path, self._payload())
+            self.saved_step = self.step
+        barrier(self.info)
+
+    def _diverged(self, what: str) -> None:
+        epoch, batch = self.step // self.spe, self.step % self.spe
+        recent = ", ".join(f"{v:.4g}" for v in self.recent) or "none"
+        if self.ckpt_path.exists():
+            kept = (f"the last good checkpoint (step {self.saved_step}) is kept at "
+                    f"{self.ckpt_path}") if self.saved_step is not None else \
+                f"the previous checkpoint is kept at {self.ckpt_path}"
+        else:
+            kept = "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"training stopped: {what} at step {self.step + 1} (epoch {epoch + 1}, batch "
+            f"{batch + 1}/{self.spe}); last losses: {recent}; {kept}",
+            hint=f"lower --lr (now {self.cfg.lr:g} per 256 images), set --grad-clip, use --warmup-epochs, "
+            "or check the data for NaN or constant images")
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> Path:
+        self._prepare()
+        self.saved_step: int | None = self.step if self.previous is not None else None
+        self.recent: deque[float] = deque(maxlen=5)
+        if self.previous is not None and self.step >= self.total:
+            return self.out  # finished already
+        if self.info.is_main:
+            self._write_run_files()
+            truncate_metrics(self.out / "metrics.csv", self.step)
+            truncate_metrics(self.out / "knn.csv", self.step)
+            self.logger: MetricsLogger | None = MetricsLogger(
+                self.out, start_step=self.step, tensorboard=self.cfg.tensorboard)
+        else:
+            self.logger = None
+        barrier(self.info)
+        self.knn = None
+        if self.cfg.knn_data is not None and self.info.is_main:
+            self.knn = KnnMonitor(self.cfg.knn_data, channels=self.store.channels,
+                                  k=self.cfg.knn_k, max_items=self.cfg.knn_max_items,
+                                  seed=self.cfg.seed)
+        try:
+            self._loop()
+        finally:
+            if self.logger is not None:
+                self.logger.close()
+        return self.out
+
+    def _loop(self) -> None:
+        cfg, info = self.cfg, self.info
+        loss_fn = wrap_ddp(self.method, info)
+        dataset = StoreBatches(self.store.path)
+        params = [p for p in self.method.parameters() if p.requires_grad]
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda and cfg.amp
+                    else contextlib.nullcontext())
+        global_b, local_b = cfg.batch_size, cfg.batch_size // info.world_size
+        shard = slice(info.rank * local_b, (info.rank + 1) * local_b)
+        image_shape = (self.store.n_channels, *self.store.image_size)
+        bar = progress(total=self.total, initial=self.step, desc="train", unit="step") \
+            if info.is_main else None
+        t_start, rate = time.perf_counter(), None
+        while self.step < self.total:
+            epoch = self.step // self.spe
+            sampler = EpochBatchSampler(len(self.store), global_b, seed=cfg.seed, epoch=epoch,
+                                        start_batch=self.step % self.spe, rank=info.rank,
+                                        world_size=info.world_size)
+            loader = make_loader(dataset, sampler, num_workers=cfg.num_workers,
+                                 pin_memory=self.cuda)
+            t_last = time.perf_counter()
+            for raw in loader:
+                lr = lr_at(self.step, self.base_lr, self.warmup, self.total)
+                set_lr(self.optimizer, lr)
+                x = to_unit_float(raw.to(self.device, non_blocking=True), self.store.dtype)
+                aug = self.pipeline.sample(global_b, image_shape, self.generator, self.device)
+                if info.distributed:
+                    aug = aug.select(shard)
+                views = self.pipeline.apply(x, aug)
+                if self.cuda and cfg.channels_last:
+                    views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+                with autocast:
+                    out = loss_fn(views)
+                loss = out["loss"]
+                loss_value = float(all_reduce_mean(loss.detach().float(), info))
+                if not math.isfinite(loss_value):
+                    self._diverged(f"the loss became {loss_value}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = float(nn.utils.clip_grad_norm_(
+                    params, cfg.grad_clip if cfg.grad_clip is not None else math.inf))
+                if not math.isfinite(grad_norm):
+                    self._diverged(f"the gradient norm became {grad_norm}")
+                self.optimizer.step()
+                self.step += 1
+                self.method.after_step(self.step / self.total)
+                self.recent.append(loss_value)
+                self.last_loss = loss_value
+                now = time.perf_counter()
+                inst = global_b / max(now - t_last, 1e-9)
+                rate = inst if rate is None else 0.9 * rate + 0.1 * inst
+                t_last = now
+                if self.logger is not None:
+                    extras = {k: float(v.detach().float()) for k, v in out.items()
+                              if k != "loss" and torch.is_tensor(v) and v.numel() == 1}
+                    self.logger.log({"step": self.step, "epoch": epoch, "loss": loss_value,
+                                     "lr": lr, "images_per_s": inst, "elapsed_s":
+                                     now - t_start, "grad_norm": grad_norm, **extras})
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.4f}", lr=f"{lr:.3g}",
+                                    img_s=f"{rate:.0f}")
+                end_of_epoch = self.step % self.spe == 0
+                if (end_of_epoch or self.step >= self.total or
+                        (cfg.save_every_steps and self.step % cfg.save_every_steps == 0)):
+                    self._save()
+                if end_of_epoch:
+                    self._monitor(epoch)
+                if self.step >= self.total:
+                    break
+        if bar is not None:
+            bar.close()
+
+    def _monitor(self, epoch: int) -> None:
+        if self.knn is not None and (epoch + 1) % self.cfg.knn_every == 0:
+            acc = self.knn(self.method.backbone, self.device)
+            if self.logger is not None:
+                self.logger.log_scalar("monitor/knn_top1", acc, self.step)
+                with open(self.out / "knn.csv", "a", encoding="utf-8") as fh:
+                    if fh.tell() == 0:
+                        fh.write("step,epoch,knn_top1\n")
+                    fh.write(f"{self.step},{epoch + 1},{acc:.6g}\n")
+        barrier(self.info)

@@ -1,0 +1,41 @@
+"""gaussian_blur and defocus."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from bioaug.augment import make_op
+
+
+def test_gaussian_blur_matches_scipy_with_reflect_borders() -> None:
+    x = torch.rand(2, 2, 20, 20, generator=torch.Generator().manual_seed(0))
+    sigma = 1.3
+    op = make_op("gaussian_blur", sigma=[sigma, sigma], p=1.0)
+    out = op(x)
+    radius = int(np.ceil(3 * sigma))
+    ref = ndimage.gaussian_filter(x.numpy(), sigma=(0, 0, sigma, sigma), mode="mirror",
+                                  truncate=radius / sigma)
+    torch.testing.assert_close(out, torch.from_numpy(ref), atol=1e-5, rtol=0)
+
+
+def test_gaussian_blur_uses_each_samples_sigma() -> None:
+    x = torch.zeros(2, 1, 21, 21)
+    x[:, :, 10, 10] = 1.0
+    op = make_op("gaussian_blur", sigma=[0.5, 3.0], p=1.0)
+    params = {"apply": torch.tensor([True, True]), "sigma": torch.tensor([0.5, 3.0])}
+    out = op.apply(x, params)
+    assert float(out[0, 0, 10, 10]) > float(out[1, 0, 10, 10])  # the sharper one peaks higher
+    torch.testing.assert_close(out.sum((1, 2, 3)), torch.ones(2), atol=1e-5, rtol=0)
+
+
+def test_defocus_keeps_constant_images_and_spreads_a_point_over_a_disk() -> None:
+    flat = torch.full((1, 1, 15, 15), 0.4)
+    op = make_op("defocus", radius=[3.0, 3.0], p=1.0)
+    torch.testing.assert_close(op(flat), flat)
+    point = torch.zeros(1, 1, 15, 15)
+    point[0, 0, 7, 7] = 1.0
+    out = op(point)[0, 0]
+    assert abs(float(out.sum()) - 1.0) < 1e-5
+    assert float(out[7, 7 + 2]) > 0 and float(out[7, 7 + 5]) == 0  # inside vs outside r=3

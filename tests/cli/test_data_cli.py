@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bioaug.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_synth_info_prepare_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "twin"
+    code, out, _ = _run(capsys, "data", "synth", "bbbc021", "--out", str(root), "--plates", "2",
+                        "--sites", "1", "--wells", "3", "--size", "128x160",
+                        "--cells-per-field", "8", "--seed", "1")
+    assert code == 0 and "wrote a BBBC021 twin" in out
+    code, out, _ = _run(capsys, "data", "info", "bbbc021", "--root", str(root), "--json")
+    info = json.loads(out)
+    assert code == 0 and info["fields"] == 6 and info["plates"] == 2
+    assert info["images"]["fields_complete"] == 6 and info["images"]["fields_missing"] == 0
+    code, out, _ = _run(capsys, "data", "info", "bbbc021", "--root", str(root))
+    assert code == 0 and "fields: 6" in out and "moa_classes:" in out
+    store = tmp_path / "store"
+    code, out, _ = _run(capsys, "data", "prepare", "bbbc021", "--root", str(root), "--out",
+                        str(store), "--crop-size", "40", "--resize", "20", "--workers", "1")
+    assert code == 0 and "crops 20×20 from 6 of 6 fields" in out
+    code, out, _ = _run(capsys, "data", "info", str(store), "--json")
+    summary = json.loads(out)
+    assert summary["channels"] == ["DAPI", "Tubulin", "Actin"]
+    assert summary["label_column"] == "moa" and summary["image_size"] == [20, 20]
+    assert summary["n_plate"] == 2 and summary["items"] > 0
+    code, _, err = _run(capsys, "data", "prepare", "bbbc021", "--root", str(root), "--out",
+                        str(store))
+    assert code == 2 and "already exists" in err and "--overwrite" in err
+
+
+def test_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "data", "prepare", "digits", "--out", str(tmp_path / "d"),
+                        "--size", "16")
+    assert code == 0 and "1797 images 1×16×16 (train 1437, test 360)" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["data", "info", "{tmp}/nothing"], "no store at"),
+    (["data", "info", "{tmp}"], "is not a bioaug store"),
+    (["data", "info", "bbbc021"], "needs --root"),
+    (["data", "info", "bbbc021", "--root", "{tmp}"], "no BBBC021_v1_image.csv"),
+    (["data", "prepare", "cifar11", "--root", "{tmp}", "--out", "{tmp}/s"],
+     "did you mean 'cifar10'"),
+    (["data", "prepare", "bbbc021", "--out", "{tmp}/s"], "needs --root"),
+    (["data", "synth", "bbbc021", "--out", "{tmp}/t", "--size", "big"], "HxW"),
+    (["data", "fetch", "bbbc22", "--out", "{tmp}/f"], "did you mean 'bbbc021'"),
+])
+def test_errors_exit_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         argv: list[str], message: str) -> None:
+    code, _, err = _run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert err.startswith("bioaug: error:")
+
+
+def test_half_written_store_is_reported(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from bioaug.data.store import StoreWriter
+
+    w = StoreWriter(tmp_path / "s", channels=["gray"], image_size=(4, 4), dtype="uint8")
+    w.add(np.zeros((2, 1, 4, 4), np.uint8), [{"label": "a"}, {"label": "b"}])
+    w.commit("chunk-0")
+    w.close()
+    code, _, err = _run(capsys, "data", "info", str(tmp_path / "s"))
+    assert code == 2 and "half-written: 1 unit(s), 2 items" in err and "resume" in err

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from bioaug.cli import main
+
+
+def write_blobs(path, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), 30)
+    x = rng.normal(size=(3, 8))[y] * 8 + rng.normal(size=(90, 8))
+    a = ad.AnnData(obs=pd.DataFrame({"label": [f"c{i}" for i in y]},
+                                    index=[str(i) for i in range(90)]))
+    a.obsm["X_bioaug"] = x.astype(np.float32)
+    a.write_h5ad(path)
+    return path
+
+
+def test_evaluate_prints_summary_and_writes_report(tmp_path, capsys):
+    path = write_blobs(tmp_path / "cells.h5ad")
+    code = main(["evaluate", str(path), "--label", "label", "--out", str(tmp_path / "rep"),
+                 "--no-plots", "--seed", "3"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Leiden AMI" in out and "90 items, 3 classes" in out
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["seed"] == 3 and report["clustering"]["kmeans"]["ami"] > 0.95
+    assert (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_evaluate_bad_label_and_rep_exit_2(tmp_path, capsys):
+    path = write_blobs(tmp_path / "cells.h5ad")
+    assert main(["evaluate", str(path), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "label column 'moa' not found" in err and "obs columns: label" in err
+    assert main(["evaluate", str(path), "--label", "label", "--rep", "X_pca",
+                 "--out", str(tmp_path / "rep")]) == 2
+    assert "obsm holds: X_bioaug" in capsys.readouterr().err

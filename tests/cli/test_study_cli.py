@@ -1,0 +1,56 @@
+"""The study commands' argument handling and error reporting (no training here)."""
+
+from __future__ import annotations
+
+import yaml
+
+from bioaug.cli import main
+
+
+def test_sweep_needs_config_and_out(capsys):
+    assert main(["sweep"]) == 2
+    assert "needs --config SWEEP.yaml and --out DIR" in capsys.readouterr().err
+
+
+def test_sweep_error_is_one_message(tmp_path, capsys):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({"bioaug_sweep": 1, "protocol": "bbbc021-expert",
+                                   "data": "store", "axes": {"views[*].steps.flip.q": [0.1]}}))
+    assert main(["sweep", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bioaug: error: ") and "Traceback" not in err
+    assert "op 'flip' has no parameter 'q'" in err
+
+
+def test_print_commands_one_per_point(tmp_path, capsys):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({"bioaug_sweep": 1, "protocol": "bbbc021-expert",
+                                   "data": "store", "seeds": [0, 1, 2],
+                                   "axes": {"views[*].steps.flip.p": [0.0, 0.5]}}))
+    assert main(["sweep", "--config", str(cfg), "--out", str(tmp_path / "o"),
+                 "--print-commands"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 6
+    assert all(line.startswith("bioaug sweep --config ") for line in lines)
+    assert [line.rsplit(" ", 1)[1] for line in lines] == [str(k) for k in range(6)]
+
+
+def test_sweep_report_on_a_non_sweep(tmp_path, capsys):
+    assert main(["sweep", "report", str(tmp_path)]) == 2
+    assert "is not a sweep directory" in capsys.readouterr().err
+
+
+def test_invariance_list(capsys):
+    assert main(["invariance", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "rotate90" in out and "saturation" in out
+
+
+def test_invariance_needs_its_inputs(capsys):
+    assert main(["invariance", "--data", "y"]) == 2
+    assert "needs --checkpoint, --out" in capsys.readouterr().err
+
+
+def test_demo_unknown_device(capsys, tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--device", "tpu"]) == 2
+    assert "unknown device 'tpu'" in capsys.readouterr().err

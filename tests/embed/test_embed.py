@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bioaug.data.store import Store
+from bioaug.embed import embed
+from bioaug.embed.embed import prepare_batch
+from bioaug.errors import CheckpointError, ConfigError
+from bioaug.io import sha256_file
+from bioaug.train.checkpoint import load_trained
+from tests.embed.conftest import make_store, train_tiny
+
+
+@pytest.fixture(scope="module")
+def cells(tiny_run, tiny_store):
+    return embed([tiny_run], tiny_store, device="cpu", batch_size=20)
+
+
+def test_one_row_per_item_with_metadata(cells, tiny_store):
+    store = Store.open(tiny_store)
+    assert cells.n_obs == len(store) == 48
+    assert list(cells.obs.index[:3]) == ["0", "1", "2"]
+    for col in ("plate", "well", "site", "replicate", "batch", "compound", "concentration",
+                "moa"):
+        assert isinstance(cells.obs[col].dtype, pd.CategoricalDtype), col
+    assert cells.obs["center_x"].dtype.kind == "f"
+    assert cells.obsm["X_bioaug"].shape == (48, 64)  # VGG13-BN at width 1/8: 512 / 8
+    assert cells.obsm["X_bioaug"].dtype == np.float32
+
+
+def test_embedding_equals_the_model_on_resized_items(cells, tiny_run, tiny_store):
+    trained = load_trained(tiny_run)
+    store = Store.open(tiny_store)
+    x = torch.from_numpy(store.read_float(slice(0, 5)))
+    with torch.inference_mode():
+        want = trained.method.embed(F.interpolate(x, size=(32, 32), mode="bilinear",
+                                                  align_corners=False, antialias=True))
+    np.testing.assert_allclose(cells.obsm["X_bioaug"][:5], want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_provenance(cells, tiny_run, tiny_store):
+    prov = cells.uns["bioaug"]
+    model = prov["models"]["0"]
+    assert model["checkpoint_sha256"] == sha256_file(tiny_run / "checkpoint.pt")
+    assert model["method"] == "simclr" and model["backbone"] == "vgg13_bn"
+    assert model["crop_size"] == 32 and model["preprocess"] == "resize"
+    assert "bbbc021-expert" in model["protocol_text"]
+    assert prov["store_header_sha256"] == sha256_file(tiny_store / "header.json")
+    assert prov["layer"] == "backbone" and prov["kind"] == "checkpoint"
+
+
+def test_batch_size_does_not_change_the_result(cells, tiny_run, tiny_store):
+    other = embed(tiny_run, tiny_store, device="cpu", batch_size=7)
+    np.testing.assert_allclose(other.obsm["X_bioaug"], cells.obsm["X_bioaug"], rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_projection_layer(tiny_run, tiny_store):
+    trained = load_trained(tiny_run)
+    proj = embed(tiny_run, tiny_store, layer="projection", device="cpu")
+    x = torch.from_numpy(Store.open(tiny_store).read_float(slice(0, 2)))
+    with torch.inference_mode():
+        want = trained.method.embed(prepare_batch(x, 32, "resize"), layer="projection")
+    assert proj.obsm["X_bioaug"].shape[1] == want.shape[1]
+    np.testing.assert_allclose(proj.obsm["X_bioaug"][:2], want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_fusion_of_two_checkpoints(cells, tiny_run, tiny_run_b, tiny_store):
+    fused = embed([tiny_run, tiny_run_b], tiny_store, device="cpu")
+    a, b = fused.obsm["X_bioaug_0"], fused.obsm["X_bioaug_1"]
+    np.testing.assert_allclose(fused.obsm["X_bioaug"], a)
+    np.testing.assert_allclose(a, cells.obsm["X_bioaug"], rtol=1e-4, atol=1e-5)
+    f = fused.obsm["X_bioaug_fused"]
+    assert f.shape == (48, a.shape[1] + b.shape[1])
+    np.testing.assert_allclose(np.linalg.norm(f[:, :a.shape[1]], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(f[:, a.shape[1]:] * np.linalg.norm(b, axis=1, keepdims=True), b,
+                               rtol=1e-4, atol=1e-5)
+    assert set(fused.uns["bioaug"]["models"]) == {"0", "1"}
+
+
+def test_raw_pixels_known_answer(tiny_store):
+    raw = embed(data=tiny_store, raw=True)
+    store = Store.open(tiny_store)
+    assert raw.obsm["X_bioaug"].shape == (48, 3 * 16 * 16)
+    x = store.read_float(slice(0, 1))[0]
+    # 40 px → 16 cells: area averaging, so the grand mean of each channel is preserved
+    per_channel = raw.obsm["X_bioaug"][0].reshape(3, 16, 16).mean(axis=(1, 2))
+    np.testing.assert_allclose(per_channel, x.mean(axis=(1, 2)), atol=2e-3)
+    assert raw.uns["bioaug"]["kind"] == "raw"
+
+
+def test_random_backbone_baseline(tiny_store):
+    out = embed(data=tiny_store, backbone="vgg13_bn", backbone_kwargs={"width": 0.125})
+    assert out.obsm["X_bioaug"].shape == (48, 64)
+    assert "random initialisation" in out.uns["bioaug"]["models"]["vgg13_bn"]["weights"]
+
+
+def test_supervised_baseline_without_weights_fails_clearly(tiny_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    with pytest.raises(CheckpointError, match="no ImageNet ResNet-101 weights found"):
+        embed(data=tiny_store, backbone="resnet101_supervised")
+
+
+def test_channel_count_mismatch(tiny_run, tmp_path):
+    gray = make_store(tmp_path / "gray", channels=["DAPI"])
+    with pytest.raises(CheckpointError, match=r"trained on 3-channel images \(DAPI, Tubulin, "
+                                              r"Actin\) but the store .*gray has 1 \(DAPI\)"):
+        embed(tiny_run, gray)
+
+
+def test_fusing_models_of_different_channels_is_an_error(tiny_run, tmp_path):
+    rgb_store = make_store(tmp_path / "rgb", channels=["R", "G", "B"])
+    rgb_run = train_tiny(rgb_store, tmp_path / "rgb_run", protocol="none")
+    with pytest.warns(UserWarning, match="trained on channels"), \
+            pytest.raises(CheckpointError, match="cannot fuse models trained on different "
+                                                 "channels"):
+        embed([tiny_run, rgb_run], rgb_store)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({}, "exactly one source"),
+    ({"raw": True, "backbone": "vgg13_bn"}, "exactly one source"),
+    ({"raw": True, "layer": "projection"}, "needs a checkpoint"),
+    ({"raw": True, "layer": "head"}, "unknown layer 'head'"),
+    ({"raw": True, "preprocess": "crop"}, "unknown preprocessing 'crop'"),
+    ({"raw": True, "batch_size": 0}, "batch_size must be a positive integer"),
+])
+def test_bad_arguments(tiny_store, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        embed(data=tiny_store, **kwargs)
+
+
+def test_missing_checkpoint(tiny_store, tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        embed(tmp_path / "nothing", tiny_store)
+
+
+def test_prepare_batch_center_crop():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
+    out = prepare_batch(x, 4, "center_crop")
+    assert torch.equal(out, x[..., 1:5, 1:5])
+    assert prepare_batch(x, 6, "resize") is x
+    assert prepare_batch(x, 3, "resize").shape == (2, 1, 3, 3)
+
+
+def test_embed_then_evaluate_end_to_end(tiny_run, tiny_store, tmp_path):
+    from bioaug.embed import write_h5ad
+    from bioaug.evaluate import evaluate
+
+    path = write_h5ad(embed(tiny_run, tiny_store, device="cpu"), tmp_path / "cells.h5ad")
+    report = evaluate(path, label="moa", out=tmp_path / "report", plot=False)
+    assert report["clustering"]["n_items"] == 48 and report["clustering"]["n_classes"] == 3
+    assert -1.0 <= report["clustering"]["leiden"]["ami"] <= 1.0
+    assert report["profiling"]["nsc"]["n_treatments"] == 6
+    assert report["linear"]["split"]["groups_on_both_sides"] == 0
+    assert report["input"]["embedding_provenance"]["models"]["0"]["method"] == "simclr"
+    assert (tmp_path / "report" / "report.json").is_file()
+
+
+def test_raw_floor_separates_an_easy_store(tiny_store):
+    # the store's MoA sets the channel brightness: raw pixels must cluster it perfectly
+    from bioaug.evaluate import evaluate
+
+    report = evaluate(embed(data=tiny_store, raw=True), label="moa")
+    assert report["clustering"]["kmeans"]["ami"] > 0.99
+    assert report["profiling"]["nsc"]["accuracy"] == 1.0

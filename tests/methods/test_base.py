@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bioaug.errors import ConfigError
+from bioaug.methods import build_method
+from bioaug.methods.base import cosine_schedule, momentum_update
+
+
+def test_cosine_schedule_endpoints_and_midpoint():
+    assert cosine_schedule(0.0, 0.996, 1.0) == pytest.approx(0.996)
+    assert cosine_schedule(1.0, 0.996, 1.0) == pytest.approx(1.0)
+    assert cosine_schedule(0.5, 0.99, 1.0) == pytest.approx(0.995)
+    # BYOL's formula τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2 at k/K = 0.25
+    assert cosine_schedule(0.25, 0.99, 1.0) == pytest.approx(
+        1 - 0.01 * (math.cos(math.pi / 4) + 1) / 2
+    )
+    assert cosine_schedule(-1.0, 0.9, 1.0) == pytest.approx(0.9)  # clamped
+
+
+def _pair() -> tuple[nn.Module, nn.Module]:
+    online, target = nn.Linear(3, 2), nn.Linear(3, 2)
+    with torch.no_grad():
+        for i, (o, t) in enumerate(zip(online.parameters(), target.parameters(), strict=True)):
+            o.copy_(torch.arange(o.numel(), dtype=torch.float32).view_as(o) + i)
+            t.fill_(10.0)
+    return online, target
+
+
+@pytest.mark.parametrize("m", [0.0, 0.25, 0.9, 1.0])
+def test_momentum_update_is_exact_ema(m):
+    online, target = _pair()
+    before = [t.clone() for t in target.parameters()]
+    momentum_update(target, online, m)
+    for t, b, o in zip(target.parameters(), before, online.parameters(), strict=True):
+        torch.testing.assert_close(t, m * b + (1 - m) * o, rtol=0, atol=1e-6)
+    if m == 0.0:
+        assert all(torch.equal(t, o) for t, o in zip(target.parameters(), online.parameters(), strict=True))
+    if m == 1.0:
+        assert all(torch.equal(t, b) for t, b in zip(target.parameters(), before, strict=True))
+
+
+def test_embed_unknown_layer(tiny_backbone):
+    method = build_method("simclr", tiny_backbone, proj_hidden_dim=4, proj_output_dim=4)
+    with pytest.raises(ConfigError, match=r"unknown embedding layer 'proj'.*backbone, projection"):
+        method.embed(torch.rand(2, 2, 8, 8), layer="proj")
+
+
+def test_wrong_number_of_views(tiny_backbone):
+    method = build_method("vicreg", tiny_backbone, proj_hidden_dim=4, proj_output_dim=4)
+    with pytest.raises(ConfigError, match="needs 2 views per image, the protocol gives 1"):
+        method.training_loss([torch.rand(4, 2, 8, 8)])
+
+
+@pytest.mark.parametrize(
+    ("n_items", "batch", "match"),
+    [(100, 1, "at least 2"), (10, 16, "larger than the dataset"), (0, 2, "n_items must be")],
+)
+def test_configure_for_dataset_checks_batch(tiny_backbone, n_items, batch, match):
+    method = build_method("byol", tiny_backbone, proj_hidden_dim=4, proj_output_dim=4, pred_hidden_dim=4)
+    with pytest.raises(ConfigError, match=match):
+        method.configure_for_dataset(n_items, batch)

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bioaug.errors import ConfigError
+from bioaug.methods import METHODS, build_method, method_config, method_names
+from bioaug.models import build_backbone
+
+SMALL = {
+    "moco_v2": {"proj_hidden_dim": 16, "proj_output_dim": 8, "queue_size": 60},
+    "simclr": {"proj_hidden_dim": 16, "proj_output_dim": 8},
+    "byol": {"proj_hidden_dim": 16, "proj_output_dim": 8, "pred_hidden_dim": 16},
+    "barlow_twins": {"proj_hidden_dim": 16, "proj_output_dim": 8},
+    "vicreg": {"proj_hidden_dim": 16, "proj_output_dim": 8},
+}
+
+
+def test_registry():
+    assert method_names() == ["barlow_twins", "byol", "moco_v2", "simclr", "vicreg"]
+    assert set(METHODS) == set(SMALL)
+
+
+def test_unknown_method(tiny_backbone):
+    with pytest.raises(ConfigError) as err:
+        build_method("moco", tiny_backbone)
+    msg = str(err.value)
+    assert "unknown method 'moco'" in msg and "did you mean 'moco_v2'" in msg
+    assert all(name in msg for name in method_names())
+
+
+@pytest.mark.parametrize(
+    ("name", "hparams", "match"),
+    [
+        ("moco_v2", {"temperature": 0}, r"temperature = 0: .*greater than 0.*valid: float > 0.0"),
+        ("moco_v2", {"momentum": 1.5}, r"momentum = 1.5: .*valid: float ≥ 0.0 and ≤ 1.0"),
+        ("moco_v2", {"queue_size": 0}, r"queue_size = 0"),
+        ("moco_v2", {"tau": 0.2}, r"unknown hyperparameter 'tau'.*known: proj_hidden_dim"),
+        ("simclr", {"temprature": 0.1}, r"unknown hyperparameter 'temprature' \(did you mean 'temperature'\?\)"),
+        ("simclr", {"proj_output_dim": "big"}, r"proj_output_dim = 'big'"),
+        ("byol", {"momentum_end": -0.1}, r"momentum_end = -0.1"),
+        ("barlow_twins", {"lambd": -1}, r"lambd = -1"),
+        ("vicreg", {"eps": 0}, r"eps = 0"),
+    ],
+)
+def test_bad_hparams_name_field_and_range(tiny_backbone, name, hparams, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        build_method(name, tiny_backbone, **hparams)
+    assert str(err.value).startswith(f"method '{name}': ")
+
+
+def test_defaults_follow_the_papers():
+    moco = method_config("moco_v2")
+    assert (moco.temperature, moco.momentum, moco.queue_size, moco.proj_output_dim) == (
+        0.2, 0.999, 65536, 128,
+    )
+    assert moco.symmetric is False
+    byol = method_config("byol")
+    assert (byol.momentum, byol.momentum_end, byol.proj_output_dim) == (0.996, 1.0, 256)
+    assert method_config("barlow_twins").lambd == 0.0051
+    vic = method_config("vicreg")
+    assert (vic.sim_coeff, vic.std_coeff, vic.cov_coeff, vic.gamma, vic.eps) == (25, 25, 1, 1, 1e-4)
+
+
+def test_backbone_without_out_dim_is_rejected():
+    with pytest.raises(ConfigError, match="integer out_dim"):
+        build_method("simclr", torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_method_trains_and_embeds(name, views):
+    torch.manual_seed(0)
+    backbone = build_backbone("vgg_mnist", 2, width=0.125)
+    method = build_method(name, backbone, **SMALL[name])
+    method.configure_for_dataset(n_items=600, batch_size=6)
+    out = method.training_loss(views)
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    assert all(v.ndim == 0 for v in out.values())
+    out["loss"].backward()
+    trained = [p for p in method.parameters() if p.requires_grad]
+    assert all(p.grad is not None for p in trained)
+    method.after_step(0.5)
+    assert method.embed(views[0]).shape == (6, backbone.out_dim)
+    assert method.embed(views[0], "projection").shape[0] == 6
+    # Everything needed to resume lives in the state dict.
+    clone = build_method(name, build_backbone("vgg_mnist", 2, width=0.125), **SMALL[name])
+    clone.configure_for_dataset(n_items=600, batch_size=6)
+    clone.load_state_dict(method.state_dict())
+    for (k, a), b in zip(method.state_dict().items(), clone.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_a_few_steps_lower_the_loss():
+    """SimCLR on a fixed pair of views: the optimiser must make progress."""
+    torch.manual_seed(0)
+    method = build_method("simclr", build_backbone("vgg_mnist", 1, width=0.125), **SMALL["simclr"])
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 1, 12, 12, generator=g)
+    views = [x, x.flip(-1)]
+    opt = torch.optim.SGD(method.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for _ in range(15):
+        loss = method.training_loss(views)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
+
+
+def test_none_hparams_mean_default(tiny_backbone):
+    method = build_method("simclr", tiny_backbone, temperature=None, proj_hidden_dim=4)
+    assert method.hparams == {"proj_hidden_dim": 4, "proj_output_dim": 128, "temperature": 0.5}

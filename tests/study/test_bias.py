@@ -1,0 +1,88 @@
+"""Class-bias analysis on a constructed results table with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bioaug.errors import ConfigError
+from bioaug.study import bias
+
+AXIS = "views[*].steps.stain_jitter.p"
+
+
+def table(noise: float = 0.0) -> pd.DataFrame:
+    """Class a gains with p, class b loses as much, class c is flat: overall is flat."""
+    rng = np.random.default_rng(0)
+    rows, point = [], 0
+    for p in (0.0, 0.5, 1.0):
+        for seed in (0, 1):
+            acc = {"a": 0.4 + 0.4 * p, "b": 0.8 - 0.4 * p, "c": 0.6}
+            acc = {k: v + noise * rng.normal() for k, v in acc.items()}
+            overall = float(np.mean(list(acc.values())))
+            for cls, v in acc.items():
+                rows.append({"point": point, "seed": seed, AXIS: p, "linear_accuracy": overall,
+                             "ami_leiden": 0.1, "class": cls, "class_accuracy": v})
+            point += 1
+    return pd.DataFrame(rows)
+
+
+def test_per_class_table_mean_and_spread():
+    t = bias.per_class_table(table(), [AXIS])
+    a1 = t[(t["class"] == "a") & (t[AXIS] == 1.0)].iloc[0]
+    assert a1["mean"] == pytest.approx(0.8) and a1["std"] == pytest.approx(0.0)
+    assert a1["n_seeds"] == 2
+    assert len(t) == 9
+    noisy = bias.per_class_table(table(noise=0.05), [AXIS])
+    assert (noisy["std"] > 0).all()
+
+
+def test_trends_find_gainers_and_losers():
+    tr = bias.class_trends(table(), AXIS).set_index("class")
+    assert tr.loc["a", "direction"] == "gains" and tr.loc["a", "slope"] == pytest.approx(0.4)
+    assert tr.loc["b", "direction"] == "loses" and tr.loc["b", "change"] == pytest.approx(-0.4)
+    assert tr.loc["c", "direction"] == "flat"
+
+
+def test_bias_matrix_anticorrelated_pair():
+    m = bias.bias_matrix(table(noise=0.01))
+    assert m.loc["a", "b"] < -0.95
+    assert m.loc["a", "a"] == pytest.approx(1.0)
+    constant = bias.bias_matrix(table())
+    assert np.isnan(constant.loc["a", "c"])  # c never moves: correlation undefined
+
+
+def test_bias_matrix_needs_two_runs():
+    t = table()
+    with pytest.raises(ConfigError, match="at least 2"):
+        bias.bias_matrix(t[t["point"] == 0])
+
+
+def test_spread_overall_flat_classes_move():
+    s = bias.spread_summary(table(), [AXIS])
+    assert s["overall_range"] == pytest.approx(0.0, abs=1e-12)
+    assert s["max_class_range"] == pytest.approx(0.4)
+    assert s["max_class"] in ("a", "b")
+
+
+def test_overall_table_and_categorical_axis():
+    t = table()
+    t[AXIS] = t[AXIS].map({0.0: "[0.1, 0.5]", 0.5: "[0.1, 1.0]", 1.0: "[0.1, 2.0]"})
+    o = bias.overall_table(t, [AXIS])
+    assert list(o[AXIS]) == ["[0.1, 0.5]", "[0.1, 1.0]", "[0.1, 2.0]"]
+    assert "nsc_mean" not in o.columns  # absent metrics are not invented
+    tr = bias.class_trends(t, AXIS).set_index("class")
+    assert tr.loc["a", "slope_unit"] == "per step" and tr.loc["a", "slope"] == pytest.approx(0.2)
+
+
+def test_missing_columns():
+    with pytest.raises(ConfigError, match="lacks column"):
+        bias.per_class_table(table().drop(columns=["class_accuracy"]), [AXIS])
+
+
+def test_bias_matrix_keeps_classes_without_accuracy():
+    t = table(noise=0.01)
+    t.loc[t["class"] == "c", "class_accuracy"] = np.nan  # e.g. no test item of class c
+    m = bias.bias_matrix(t)
+    assert list(m.columns) == ["a", "b", "c"] and np.isnan(m.loc["a", "c"])

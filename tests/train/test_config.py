@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from bioaug.errors import ConfigError
+from bioaug.train.config import TrainConfig, config_diff, load_config, make_config
+
+
+def test_defaults_and_effective_lr(tmp_path):
+    cfg = TrainConfig(data=tmp_path / "s", protocol="none", out=tmp_path / "r")
+    assert cfg.method == "moco_v2" and cfg.backbone == "vgg13_bn"
+    assert cfg.data.is_absolute() and cfg.out.is_absolute()
+    assert cfg.effective_lr() == pytest.approx(0.03)  # batch 256
+    cfg.batch_size = 512
+    assert cfg.effective_lr() == pytest.approx(0.06)
+    assert cfg.backbone_options() == {}
+    cfg.width = 0.25
+    assert cfg.backbone_options() == {"width": 0.25}
+
+
+def test_yaml_file_with_cli_overrides(tmp_path):
+    (tmp_path / "proto.yaml").write_text("x: 1\n")
+    run = tmp_path / "run.yaml"
+    run.write_text(yaml.safe_dump({"data": "store", "protocol": "proto.yaml", "out": "out",
+                                   "epochs": 5, "lr": 0.1,
+                                   "method_kwargs": {"temperature": 0.1, "queue_size": 64}}))
+    cfg = load_config(run, epochs=7, method_kwargs={"queue_size": 128})
+    assert cfg.epochs == 7 and cfg.lr == 0.1
+    assert cfg.data == tmp_path / "store"          # relative to the run file
+    assert cfg.protocol == str(tmp_path / "proto.yaml")
+    assert cfg.method_kwargs == {"temperature": 0.1, "queue_size": 128}
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path):
+    run = tmp_path / "run.yaml"
+    run.write_text("data: s\nprotocol: none\nout: o\nepocs: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(run)
+    msg = str(err.value)
+    assert "epocs" in msg and "did you mean 'epochs'" in msg and str(run) in msg
+
+
+def test_bad_values_name_the_key():
+    with pytest.raises(ConfigError) as err:
+        make_config({"data": "s", "protocol": "none", "out": "o", "lr": -1, "optimizer": "adam"})
+    msg = str(err.value)
+    assert "lr:" in msg and "optimizer:" in msg and "'adam'" in msg
+
+
+def test_missing_required_option():
+    with pytest.raises(ConfigError, match=r"data: required \(give --data"):
+        make_config({"protocol": "none", "out": "o"})
+
+
+def test_bad_device_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        make_config({"data": "s", "protocol": "none", "out": "o", "device": "tpu"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_config_diff_ignores_resume_free_keys():
+    a = {"lr": 0.1, "epochs": 3, "device": "cpu", "num_workers": 0}
+    b = {"lr": 0.2, "epochs": 3, "device": "cuda", "num_workers": 4}
+    assert config_diff(a, b) == {"lr": (0.1, 0.2)}

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import yaml
+
+from bioaug.errors import CheckpointError, ConfigError
+from bioaug.train import loop as loop_module
+from bioaug.train.checkpoint import read_checkpoint
+from bioaug.train.loop import TrainingDiverged, train
+from bioaug.train.metrics import read_metrics
+from tests.train.helpers import tiny_config
+
+
+def _weights(run_dir):
+    return read_checkpoint(run_dir)["model"]
+
+
+def test_short_run_lowers_the_loss(tiny_store, tiny_protocol, tmp_path):
+    # SimCLR's loss has no queue that changes under it, so the training loss itself is
+    # comparable across steps: the mean of the first epoch vs the mean of the last one.
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", method="simclr",
+                      epochs=6, lr=1.0, seed=0,
+                      method_kwargs={"proj_hidden_dim": 64, "proj_output_dim": 32,
+                                     "temperature": 0.2})
+    run = train(cfg)
+    rows = read_metrics(run / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 25))
+    first = sum(r["loss"] for r in rows[:4]) / 4
+    last = sum(r["loss"] for r in rows[-4:]) / 4
+    assert last < first - 0.2, (first, last)
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    # run directory layout and records
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "protocol.yaml", "checkpoint.pt",
+                                                "metrics.csv"}
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved == cfg.to_plain()
+    assert (run / "protocol.yaml").read_text() == tiny_protocol.read_text()
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ck["finished"] and ck["step"] == 24 and ck["epoch"] == 6
+    assert ck["store"]["channels"] == ["DAPI", "Actin"] and ck["backbone"]["in_channels"] == 2
+    assert ck["method"]["name"] == "simclr" and ck["backbone"]["kwargs"] == {"width": 0.25}
+    assert ck["provenance"]["seed"] == 0 and "bioaug_version" in ck["provenance"]
+    # lr followed the cosine schedule to (nearly) zero
+    assert rows[0]["lr"] == pytest.approx(cfg.effective_lr())
+    assert rows[-1]["lr"] < rows[0]["lr"] * 0.01
+
+
+class _StopAfter(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_identical_weights(tiny_store, tiny_protocol, tmp_path,
+                                                     monkeypatch):
+    full = train(tiny_config(tiny_store, tiny_protocol, tmp_path / "full", epochs=2))
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "cut", epochs=2,
+                      save_every_steps=1)
+    real_save = loop_module._Run._save
+
+    def save_then_stop(self):
+        real_save(self)
+        if self.step == 3:  # mid-epoch (4 steps per epoch)
+            raise _StopAfter
+
+    monkeypatch.setattr(loop_module._Run, "_save", save_then_stop)
+    with pytest.raises(_StopAfter):
+        train(cfg)
+    monkeypatch.setattr(loop_module._Run, "_save", real_save)
+    assert read_checkpoint(cfg.out)["step"] == 3
+    with pytest.raises(ConfigError, match="--resume"):
+        train(cfg)                                   # refuses to start over a run
+    train(cfg, resume=True)
+    a, b = _weights(full), _weights(cfg.out)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = read_metrics(cfg.out / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))
+    full_rows = read_metrics(full / "metrics.csv")
+    assert [r["loss"] for r in rows] == [r["loss"] for r in full_rows]
+
+
+def test_resume_with_other_config_lists_differences(tiny_store, tiny_protocol, tmp_path):
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", epochs=1)
+    train(cfg)
+    other = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", epochs=2, lr=0.1)
+    with pytest.raises(ConfigError) as err:
+        train(other, resume=True)
+    msg = str(err.value)
+    assert "epochs: 1 → 2" in msg and "lr: 0.5 → 0.1" in msg and "--force" in msg
+    train(other, resume=True, force=True)          # one more epoch with the new options
+    ck = read_checkpoint(cfg.out)
+    assert ck["step"] == 8 and ck["finished"] and ck["config"]["epochs"] == 2
+
+
+def test_resume_from_corrupt_checkpoint(tiny_store, tiny_protocol, tmp_path):
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", epochs=1)
+    train(cfg)
+    ckpt = cfg.out / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        train(cfg, resume=True)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_store, tiny_protocol, tmp_path,
+                                                       monkeypatch):
+    def poisoned(method, info):
+        calls = {"n": 0}
+
+        def forward(views):
+            out = method.training_loss(views)
+            calls["n"] += 1
+            if calls["n"] == 3:
+                out["loss"] = out["loss"] * float("nan")
+            return out
+        return forward
+
+    monkeypatch.setattr(loop_module, "wrap_ddp", poisoned)
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", epochs=2,
+                      save_every_steps=1)
+    with pytest.raises(TrainingDiverged) as err:
+        train(cfg)
+    msg = err.value.format()
+    assert "loss became nan at step 3" in msg and "last losses:" in msg
+    assert "last good checkpoint (step 2)" in msg and "lower --lr" in msg
+    ck = read_checkpoint(cfg.out)
+    assert ck["step"] == 2
+    assert all(torch.isfinite(t).all() for t in ck["model"].values() if t.is_floating_point())
+
+
+def test_huge_lr_diverges_cleanly(tiny_store, tiny_protocol, tmp_path):
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", epochs=2, lr=1e12,
+                      save_every_steps=1)
+    with pytest.raises(TrainingDiverged, match="training stopped"):
+        train(cfg)
+    ckpt = cfg.out / "checkpoint.pt"
+    if ckpt.exists():  # whatever was saved is finite
+        ck = read_checkpoint(ckpt)
+        assert all(torch.isfinite(t).all() for t in ck["model"].values()
+                   if t.is_floating_point())

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bioaug.train.optim import LARS, build_optimizer, lr_at
+
+
+def test_warmup_then_cosine_known_values():
+    base, warm, total = 1.0, 4, 12
+    assert [lr_at(s, base, warm, total) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_at(4, base, warm, total) == pytest.approx(1.0)
+    assert lr_at(8, base, warm, total) == pytest.approx(0.5)     # half-way through the decay
+    assert lr_at(10, base, warm, total) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
+    decay = [lr_at(s, base, warm, total) for s in range(4, 12)]
+    assert all(a > b for a, b in itertools.pairwise(decay))
+
+
+def test_no_warmup_is_cosine_from_base():
+    assert lr_at(0, 0.3, 0, 10) == pytest.approx(0.3)
+    assert lr_at(5, 0.3, 0, 10) == pytest.approx(0.15)
+
+
+def test_lars_step_matches_hand_computation():
+    w = nn.Parameter(torch.tensor([[3.0, 4.0]]))      # ‖w‖ = 5
+    b = nn.Parameter(torch.tensor([1.0]))
+    w.grad = torch.tensor([[0.6, 0.8]])                # ‖g‖ = 1
+    b.grad = torch.tensor([0.5])
+    opt = LARS([{"params": [w], "lars": True, "weight_decay": 0.1},
+                {"params": [b], "lars": False, "weight_decay": 0.0}],
+               lr=0.1, momentum=0.9, trust_coefficient=0.01)
+    opt.step()
+    trust = 0.01 * 5.0 / (1.0 + 0.1 * 5.0)
+    g = torch.tensor([[0.6 + 0.1 * 3.0, 0.8 + 0.1 * 4.0]]) * trust
+    assert torch.allclose(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.1 * g, atol=1e-6)
+    assert torch.allclose(b.detach(), torch.tensor([1.0 - 0.1 * 0.5]))
+    # second step: momentum buffer = 0.9·old + new
+    w.grad = torch.tensor([[0.6, 0.8]])
+    b.grad = torch.tensor([0.5])
+    opt.step()
+    assert torch.allclose(b.detach(), torch.tensor([1.0 - 0.05 - 0.1 * (0.9 * 0.5 + 0.5)]))
+
+
+def test_build_optimizer_groups():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    opt = build_optimizer(model, "lars", 0.1, 0.9, 1e-4)
+    lars, plain = opt.param_groups
+    assert lars["lars"] and lars["weight_decay"] == 1e-4 and len(lars["params"]) == 1
+    assert not plain["lars"] and plain["weight_decay"] == 0.0 and len(plain["params"]) == 3
+    sgd = build_optimizer(model, "sgd", 0.1, 0.9, 1e-4)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["weight_decay"] == 1e-4
