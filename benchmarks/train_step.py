@@ -4,6 +4,9 @@
   do no per-sample work) → float on the device → the protocol's views in batch on the
   device → MoCo v2 forward/backward → SGD step → momentum update; measured from the
   per-step timestamps in ``metrics.csv`` after a few warm-up steps.
+
+Rates are batch / median step time (wall clock, data waits included), the best of a few
+interleaved rounds: on a shared machine other jobs only ever slow a step down.
 * **pure model step**: the same method, optimiser and step on pre-made view tensors of the
   same shape — the physical ceiling of that model on this machine.
 * **lightly** (if ``lightly`` imports): its ``MoCoV2Transform`` (PIL, per sample) in
@@ -71,9 +74,8 @@ def bioaug_rate(store: Path, out: Path, backbone: str, bkw: dict, protocol: str,
                       max_steps=warm + steps, lr=0.03, device="cpu", num_workers=2,
                       tensorboard=False, method_kwargs=HEAD)
     train(cfg)
-    rows = read_metrics(out / "metrics.csv")
-    t0, t1 = rows[warm - 1]["elapsed_s"], rows[-1]["elapsed_s"]
-    return batch * (len(rows) - warm) / (t1 - t0)
+    stamps = [r["elapsed_s"] for r in read_metrics(out / "metrics.csv")]
+    return batch / statistics.median(np.diff(stamps[warm - 1:]))
 
 
 def pure_rate(backbone: str, bkw: dict, n_channels: int, crop: int, batch: int, steps: int,
@@ -96,7 +98,7 @@ def pure_rate(backbone: str, bkw: dict, n_channels: int, crop: int, batch: int, 
         opt.step()
         method.after_step((i + 1) / (warm + steps))
         times.append(time.perf_counter() - t)
-    return batch / statistics.mean(times[warm:])
+    return batch / statistics.median(times[warm:])
 
 
 def lightly_rate(store_path: Path, backbone: str, bkw: dict, n_channels: int, crop: int,
@@ -150,7 +152,8 @@ def lightly_rate(store_path: Path, backbone: str, bkw: dict, n_channels: int, cr
     model = nn.ModuleList([enc, head])
     opt = torch.optim.SGD(model.parameters(), lr=0.03 * batch / 256, momentum=0.9,
                           weight_decay=1e-4)
-    done, t_start = 0, None
+    done, times = 0, []
+    t_last = time.perf_counter()
     while done < warm + steps:
         for x_q, x_k in loader:
             update_momentum(enc, enc_k, 0.999)
@@ -164,11 +167,12 @@ def lightly_rate(store_path: Path, backbone: str, bkw: dict, n_channels: int, cr
             loss.backward()
             opt.step()
             done += 1
-            if done == warm:
-                t_start = time.perf_counter()
+            now = time.perf_counter()
+            times.append(now - t_last)
+            t_last = now
             if done == warm + steps:
                 break
-    return batch * steps / (time.perf_counter() - t_start)
+    return batch / statistics.median(times[warm:])
 
 
 def main() -> int:

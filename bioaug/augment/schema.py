@@ -133,12 +133,22 @@ def _repr_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
 
 
 def _repr_float(dumper: yaml.SafeDumper, data: float) -> yaml.Node:
-    text = f"{data:.6g}"
-    if "." not in text and "e" not in text and "inf" not in text and "nan" not in text:
-        text += ".0"
+    if data != data or data in (float("inf"), float("-inf")):
+        return yaml.SafeDumper.represent_float(dumper, data)
+    text = repr(data)  # shortest text that reads back as the same float
+    if "e" in text and "." not in text.split("e")[0]:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}.0e{exponent}"  # YAML 1.1 floats need a dot
     return dumper.represent_scalar("tag:yaml.org,2002:float", text)
 
 
+def _repr_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    if len(data) > 80 and "\n" not in data and data == data.strip() and "  " not in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=">")
+    return dumper.represent_str(data)
+
+
+_Dumper.add_representer(str, _repr_str)
 _Dumper.add_representer(list, _repr_list)
 _Dumper.add_representer(float, _repr_float)
 

@@ -90,27 +90,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     syn.set_defaults(func=cmd_synth)
 
 
-def _print(obj: dict[str, Any], as_json: bool) -> None:
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, list):
+        if not v:
+            return "-"
+        if all(not isinstance(x, (dict, list)) for x in v):
+            head = ", ".join(_fmt(x) for x in v[:12])
+            return head + (f" … ({len(v)})" if len(v) > 12 else "")
+        return f"{len(v)} entries"
+    return "-" if v in ("", None) else str(v)
+
+
+def _print(obj: dict[str, Any], as_json: bool, indent: int = 0) -> None:
+    """Print a summary as JSON or as an indented ``key: value`` outline."""
     if as_json:
         print(json.dumps(obj, indent=2, default=str))
         return
+    pad = "  " * indent
     for k, v in obj.items():
-        if isinstance(v, dict) and v and all(not isinstance(x, (dict, list)) for x in v.values()):
-            print(f"{k}:")
-            for kk, vv in v.items():
-                print(f"  {kk}: {vv}")
-        elif isinstance(v, list) and len(v) > 12:
-            print(f"{k}: {', '.join(map(str, v[:12]))} … ({len(v)})")
-        elif isinstance(v, list):
-            print(f"{k}: {', '.join(map(str, v)) if v else '-'}")
-        elif isinstance(v, dict):
-            print(f"{k}:")
-            for kk, vv in v.items():
-                if isinstance(vv, list):
-                    vv = ", ".join(map(str, vv[:8])) + (f" … ({len(vv)})" if len(vv) > 8 else "")
-                print(f"  {kk}: {vv if vv not in ('', None) else '-'}")
+        if isinstance(v, dict) and v:
+            print(f"{pad}{k}:")
+            _print(v, False, indent + 1)
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            print(f"{pad}{k}:")
+            for x in v[:10]:
+                print(f"{pad}  - " + ", ".join(f"{kk}={_fmt(vv)}" for kk, vv in x.items()))
+            if len(v) > 10:
+                print(f"{pad}  … ({len(v)})")
         else:
-            print(f"{k}: {v}")
+            print(f"{pad}{k}: {_fmt(v) if not isinstance(v, dict) else '-'}")
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -172,6 +172,7 @@ class Metadata:
             "annotated_fields": len(annotated),
             "unannotated_fields": int(f["moa"].isna().sum()),
             "moa_rows_without_fields": self.unmatched_moa.to_dict("records"),
+            "moa_labels_unknown": sorted(set(self.moa["moa"]) - {*MOA_CLASSES, CONTROL}),
             "fields_per_moa": {str(k): int(v) for k, v in
                                annotated["moa"].value_counts().sort_index().items()},
             "batches": sorted(f["batch"].unique(), key=plate_sort_key),

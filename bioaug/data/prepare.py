@@ -13,9 +13,9 @@
    corrected pixels (the stored samples divided by the illumination at their positions)
    map to 0 and 1, clipped.
 4. **Nuclei** on scaled DAPI: Gaussian smoothing (σ = 2 px), one Otsu threshold per plate
-   (stable on fields with few cells), connected components, objects smaller than
-   ``min_area`` or larger than ``max_area`` pixels dropped; centres are intensity-weighted
-   centroids.
+   (stable on fields with few cells), connected components, touching nuclei split by a
+   distance-transform watershed, objects smaller than ``min_area`` or larger than
+   ``max_area`` pixels dropped; centres are intensity-weighted centroids.
 5. **Crops** of ``crop_size`` centred on each nucleus. Edge handling (``edge``): ``"skip"``
    (default: a cell whose crop would leave the field is dropped, so no crop holds invented
    pixels) or ``"reflect"`` (mirror-pad the field). Optional ``resize`` (area averaging
@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,10 +74,28 @@ def illumination_function(mean_image: np.ndarray, sigma_frac: float = 0.1,
     interpolated back, which is fast at any field size.
     """
     mean_image = np.asarray(mean_image, dtype=np.float64)
-    c, h, w = mean_image.shape
-    f = max(1, min(reduce, h // 16, w // 16))
+    _, h, w = mean_image.shape
+    f = block_factor(h, w, reduce)
+    return illumination_from_blocks(block_sum(mean_image, f) / (f * f), (h, w), f, sigma_frac)
+
+
+def block_factor(h: int, w: int, reduce: int = 8) -> int:
+    """The block size used to reduce a field before smoothing (at least 16 blocks a side)."""
+    return max(1, min(reduce, h // 16, w // 16))
+
+
+def block_sum(image: np.ndarray, f: int) -> np.ndarray:
+    """Sums over ``f``×``f`` blocks (the remainder rows/columns are left out): float64."""
+    c, h, w = image.shape
     hs, ws = h // f, w // f
-    small = mean_image[:, :hs * f, :ws * f].reshape(c, hs, f, ws, f).mean((2, 4))
+    return image[:, :hs * f, :ws * f].reshape(c, hs, f, ws, f).sum((2, 4), dtype=np.float64)
+
+
+def illumination_from_blocks(small: np.ndarray, shape: tuple[int, int], f: int,
+                             sigma_frac: float = 0.1) -> np.ndarray:
+    """:func:`illumination_function` from the block means of the mean image."""
+    h, w = shape
+    hs, ws = small.shape[1:]
     sigma = max(sigma_frac * max(h, w) / f, 0.5)
     # odd (point) reflection continues the gradient across the border, so a vignette is
     # not flattened at the edges as plain mirroring would do
@@ -121,13 +140,19 @@ def otsu_threshold(values: np.ndarray) -> float:
 
 
 def find_nuclei(dapi: np.ndarray, threshold: float, *, sigma: float = 2.0, min_area: int = 50,
-                max_area: int = 4000) -> tuple[np.ndarray, np.ndarray]:
-    """Nuclei of a scaled DAPI image: centres ``(n, 2)`` as (y, x) floats and areas ``(n,)``."""
+                max_area: int = 4000, split: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Nuclei of a scaled DAPI image: centres ``(n, 2)`` as (y, x) floats and areas ``(n,)``.
+
+    With ``split``, objects larger than 1.6× the median nucleus are split by a watershed on
+    their distance transform (touching nuclei), seeded by its local maxima.
+    """
     sm = ndimage.gaussian_filter(dapi.astype(np.float32), sigma) if sigma > 0 else dapi
     mask = sm > threshold
     labels, n = ndimage.label(mask)
     if n == 0:
         return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+    if split:
+        labels, n = _split_touching(labels, n, min_area, max_area)
     flat = labels.ravel()
     area = np.bincount(flat, minlength=n + 1)
     weight = sm.ravel().astype(np.float64)
@@ -138,6 +163,43 @@ def find_nuclei(dapi: np.ndarray, threshold: float, *, sigma: float = 2.0, min_a
     keep = np.flatnonzero((area >= min_area) & (area <= max_area))
     keep = keep[keep > 0]
     return np.stack([cy[keep], cx[keep]], 1), area[keep]
+
+
+def _split_touching(labels: np.ndarray, n: int, min_area: int, max_area: int,
+                    factor: float = 1.6) -> tuple[np.ndarray, int]:
+    """Split over-sized objects at the necks of their distance transform (watershed)."""
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    ok = area[1:][(area[1:] >= min_area) & (area[1:] <= max_area)]
+    if ok.size == 0:
+        return labels, n
+    median = float(np.median(ok))
+    radius = np.sqrt(median / np.pi)
+    big = np.flatnonzero(area > max(factor * median, 2 * min_area))
+    big = big[big > 0]
+    if big.size == 0:
+        return labels, n
+    labels = labels.copy()
+    slices = ndimage.find_objects(labels)
+    for lab in big:
+        sl = slices[lab - 1]
+        sub = labels[sl] == lab
+        dist = ndimage.distance_transform_edt(sub)
+        peaks = peak_local_max(dist, min_distance=max(2, int(0.7 * radius)),
+                               threshold_abs=0.4 * radius, labels=sub.astype(np.int32),
+                               exclude_border=False)
+        if len(peaks) < 2:
+            continue
+        markers = np.zeros(sub.shape, dtype=np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+        pieces = watershed(-dist, markers, mask=sub)
+        region = labels[sl]
+        for k in range(2, len(peaks) + 1):  # piece 1 keeps the old label
+            n += 1
+            region[pieces == k] = n
+    return labels, n
 
 
 def crop_cells(image: np.ndarray, centres: np.ndarray, size: int, edge: str = "skip"
@@ -231,7 +293,7 @@ def _illum(path: str) -> np.ndarray:
 
 def _scan_chunk(task: tuple[list[tuple[int, tuple[str, ...]]], tuple[int, int] | None,
                             np.ndarray | None]) -> dict[str, Any]:
-    """Pass 1 over some fields: sum image, pixel samples, errors."""
+    """Pass 1 over some fields: block-reduced sum image, pixel samples, errors."""
     items, shape, positions = task
     total: np.ndarray | None = None
     samples: list[np.ndarray] = []
@@ -245,9 +307,9 @@ def _scan_chunk(task: tuple[list[tuple[int, tuple[str, ...]]], tuple[int, int] |
             continue
         if shape is None:
             shape = img.shape[1:]
-        if total is None:
-            total = np.zeros(img.shape, dtype=np.float64)
-        total += img
+        # the mean image is only ever used block-reduced: accumulate it that way
+        blocks = block_sum(img, block_factor(*img.shape[1:]))
+        total = blocks if total is None else total + blocks
         flat = img.reshape(img.shape[0], -1)
         samples.append(flat[:, positions] if positions is not None else flat[:, ::97])
         good.append(idx)
@@ -345,6 +407,8 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
                          dtype="uint16", config=config, overwrite=overwrite)
     reports_dir = writer.partial / "plates"
     reports_dir.mkdir(exist_ok=True)
+    for stale in writer.partial.glob("illum-*.npy"):  # left by an interrupted run
+        stale.unlink()
     todo = [p for p in plate_names if p not in writer.done_units]
     n_todo = int(sum(len(by_plate[p]) for p in todo))
     runner = Runner(workers)
@@ -393,6 +457,7 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
         "store_scale": "uint16 = round(value * 65535)",
     }
     writer_extra = {"dataset": "bbbc021", "report": report}
+    shutil.rmtree(reports_dir)  # everything they hold is in the header now
     store = writer.finalize(
         label_column="moa", normalization=normalization, extra=writer_extra,
         provenance_extra={"source": str(root),
@@ -441,7 +506,8 @@ def _prepare_plate(plate: str, pf: pd.DataFrame, loc: Located, opt: PrepareOptio
     first_shape = probe.shape[1:]
     npx = first_shape[0] * first_shape[1]
     positions = np.sort(rng.choice(npx, size=min(N_SAMPLES, npx), replace=False))
-    total = np.zeros(probe.shape, dtype=np.float64)
+    f = block_factor(*first_shape)
+    total = np.zeros((probe.shape[0], first_shape[0] // f, first_shape[1] // f))
     samples: list[np.ndarray] = []
     good: list[int] = []
     tasks = [([(i, _field_paths(loc, i)) for i in ch], first_shape, positions) for ch in chunks]
@@ -457,7 +523,8 @@ def _prepare_plate(plate: str, pf: pd.DataFrame, loc: Located, opt: PrepareOptio
     if not good:
         bar.update(len(pf))
         return rep
-    illum = illumination_function(total / len(good), opt.illum_sigma)
+    illum = illumination_from_blocks(total / (len(good) * f * f), first_shape, f,
+                                     opt.illum_sigma)
     ill_at = illum.reshape(illum.shape[0], -1)[:, positions]
     corr = np.concatenate([s / ill_at for s in samples], axis=1)
     lo = np.percentile(corr, opt.percentiles[0], axis=1)
@@ -465,7 +532,8 @@ def _prepare_plate(plate: str, pf: pd.DataFrame, loc: Located, opt: PrepareOptio
     scaled_dapi = np.clip((corr[0] - lo[0]) / max(hi[0] - lo[0], 1e-6), 0, 1)
     threshold = otsu_threshold(scaled_dapi)
     rep.lo, rep.hi, rep.threshold = lo.tolist(), hi.tolist(), threshold
-    illum_path = writer.partial / f"illum-{plate}.npy"
+    # a fresh name per run: workers cache the loaded function by path
+    illum_path = writer.partial / f"illum-{plate}-{os.urandom(4).hex()}.npy"
     np.save(illum_path, illum)
     # pass 2: crops, streamed into the store in the image table's order
     tasks2 = [(i, _field_paths(loc, i), first_shape, str(illum_path), lo.tolist(), hi.tolist(),

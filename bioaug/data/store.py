@@ -168,8 +168,11 @@ class Store:
         }
         label = self.label_column
         if label and label in self.obs.columns:
+            labels = self.obs[label]
             out["classes"] = {str(k): int(v) for k, v in
-                              self.obs[label].astype(str).value_counts().sort_index().items()}
+                              labels.dropna().astype(str).value_counts().sort_index().items()}
+            if labels.isna().any():
+                out["unlabelled"] = int(labels.isna().sum())
         return out
 
 

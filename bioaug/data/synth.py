@@ -333,9 +333,16 @@ def render_cells(p: dict[str, np.ndarray], patch: int, rng: np.random.Generator,
     return out
 
 
+def patch_sizes(p: dict[str, np.ndarray]) -> np.ndarray:
+    """Odd patch side per cell, in steps of 16 px, that holds the whole cell."""
+    reach = p["cell_r"] * np.sqrt(p["aspect"]) * (1 + p["harm_amp"].sum(1)) * 1.15 + 4
+    half = np.clip(np.ceil(reach / 8) * 8, 24, 160).astype(int)
+    return 2 * half + 1
+
+
 def patch_size(p: dict[str, np.ndarray]) -> int:
-    reach = p["cell_r"] * np.sqrt(p["aspect"]) * (1 + p["harm_amp"].sum(1))
-    return int(2 * np.ceil(min(max(reach.max(initial=CELL_R) * 1.15 + 4, 24), 160)) + 1)
+    """One patch side that holds every cell of ``p``."""
+    return int(patch_sizes(p).max(initial=2 * 24 + 1))
 
 
 # -- a field ----------------------------------------------------------------------------
@@ -398,8 +405,8 @@ def render_field(size: tuple[int, int], cells: dict[str, np.ndarray], centres: n
     """One field as ``(3, H, W)`` uint16, cells at ``centres`` (y, x) with nuisance applied."""
     h, w = size
     n = len(centres)
-    P = patch_size(cells) if n else 1
-    pad = P
+    sizes = patch_sizes(cells) if n else np.zeros(0, dtype=int)
+    pad = int(sizes.max(initial=1))
     field = np.zeros((3, h + 2 * pad, w + 2 * pad), dtype=np.float32)
     if n:
         iy = np.floor(centres[:, 0]).astype(int)
@@ -407,19 +414,23 @@ def render_field(size: tuple[int, int], cells: dict[str, np.ndarray], centres: n
         cells = dict(cells)
         cells["dx"] = centres[:, 1] - ix
         cells["dy"] = centres[:, 0] - iy
-        y0 = iy + pad - P // 2
-        x0 = ix + pad - P // 2
-        # chromatin texture: windows at random places of a fixed smooth-noise tile
         tile = _texture_tile()
-        win = np.lib.stride_tricks.sliding_window_view(tile, (P, P))
-        tex = win[rng.integers(0, tile.shape[0] - P, n), rng.integers(0, tile.shape[1] - P, n)]
-        for start in range(0, n, 48):
-            sl = slice(start, start + 48)
-            sub = {k: v[sl] for k, v in cells.items()}
-            patches = render_cells(sub, P, rng, texture=tex[sl])
-            for i, pt in enumerate(patches):
-                yy, xx = y0[start + i], x0[start + i]
-                field[:, yy:yy + P, xx:xx + P] += pt
+        # cells are rendered in groups of equal patch size: small cells cost less
+        for P in np.unique(sizes):
+            group = np.flatnonzero(sizes == P)
+            y0 = iy[group] + pad - P // 2
+            x0 = ix[group] + pad - P // 2
+            # chromatin texture: windows at random places of a fixed smooth-noise tile
+            win = np.lib.stride_tricks.sliding_window_view(tile, (P, P))
+            tex = win[rng.integers(0, tile.shape[0] - P, len(group)),
+                      rng.integers(0, tile.shape[1] - P, len(group))]
+            for start in range(0, len(group), 48):
+                sl = slice(start, start + 48)
+                sub = {k: v[group[sl]] for k, v in cells.items()}
+                patches = render_cells(sub, int(P), rng, texture=tex[sl])
+                for i, pt in enumerate(patches):
+                    yy, xx = y0[start + i], x0[start + i]
+                    field[:, yy:yy + P, xx:xx + P] += pt
     field = field[:, pad:pad + h, pad:pad + w]
     sigma = abs(rng.normal(0, 0.6))
     if sigma > 0.35:

@@ -30,19 +30,38 @@ DEFAULT_MAX_DIMS = 50
 DEFAULT_SILHOUETTE_SAMPLE = 10_000
 
 
-def reduce_dims(x: np.ndarray, max_dims: int = DEFAULT_MAX_DIMS, seed: int = 0
-                ) -> tuple[np.ndarray, dict[str, Any]]:
-    """PCA to ``max_dims`` components when ``x`` is wider; returns (reduced, info)."""
+def reduce_dims(x: np.ndarray, max_dims: int = DEFAULT_MAX_DIMS, seed: int = 0,
+                chunk: int = 65_536) -> tuple[np.ndarray, dict[str, Any]]:
+    """PCA to ``max_dims`` components when ``x`` is wider; returns (reduced, info).
+
+    Exact PCA through the ``d × d`` covariance matrix (accumulated in float64 over row
+    chunks, then ``eigh``): for embedding widths (≤ a few thousand) this is one pass over
+    the data and much faster than a randomized SVD of the ``n × d`` matrix. Component signs
+    are fixed (largest loading positive) so the result is deterministic.
+    """
     x = np.asarray(x, dtype=np.float32)
     n, d = x.shape
     if d <= max_dims or n <= max_dims:
         return x, {"pca": False, "dims": int(d)}
-    from sklearn.decomposition import PCA
-
-    pca = PCA(n_components=max_dims, svd_solver="randomized", random_state=seed)
-    reduced = pca.fit_transform(x).astype(np.float32)
+    mean = x.mean(axis=0, dtype=np.float64)
+    cov = np.zeros((d, d), dtype=np.float64)
+    for start in range(0, n, chunk):
+        block = x[start:start + chunk].astype(np.float64) - mean
+        cov += block.T @ block
+    cov /= max(n - 1, 1)
+    evals, evecs = np.linalg.eigh(cov)
+    order = np.argsort(evals)[::-1][:max_dims]
+    comps = evecs[:, order]
+    comps *= np.where(comps[np.abs(comps).argmax(axis=0), np.arange(max_dims)] < 0, -1.0, 1.0)
+    reduced = np.empty((n, max_dims), dtype=np.float32)
+    comps32 = comps.astype(np.float32)
+    mean32 = mean.astype(np.float32)
+    for start in range(0, n, chunk):
+        reduced[start:start + chunk] = (x[start:start + chunk] - mean32) @ comps32
+    total = float(np.clip(evals, 0, None).sum())
+    explained = float(np.clip(evals[order], 0, None).sum() / total) if total > 0 else 1.0
     return reduced, {"pca": True, "dims": int(max_dims), "input_dims": int(d),
-                     "explained_variance": float(pca.explained_variance_ratio_.sum())}
+                     "explained_variance": explained}
 
 
 def knn_graph(x: np.ndarray, n_neighbors: int = 15, seed: int = 0) -> Any:
@@ -79,9 +98,12 @@ def leiden_matching(graph: Any, n_clusters: int, *, seed: int = 0, max_tries: in
                     start: float = 1.0, low: float = 1e-4, high: float = 100.0) -> LeidenResult:
     """Search the Leiden resolution whose number of clusters equals ``n_clusters``.
 
-    The number of clusters grows (not strictly) with the resolution: the search doubles or
-    halves the resolution until the target is bracketed, then bisects (in log space), at
-    most ``max_tries`` Leiden runs in all. The run closest to the target is returned (the
+    The number of clusters grows (not strictly) with the resolution. From ``start``, the
+    next resolution is interpolated in log–log space from the counts seen so far (at first
+    ``res · target / count``, limited to a factor 4 per step) until the target is
+    bracketed; inside a bracket the interpolation is kept only when it falls well inside
+    it, otherwise the geometric midpoint is used (so the search always converges), at most
+    ``max_tries`` Leiden runs in all. The run closest to the target is returned (the
     smaller resolution on ties), with ``exact`` telling whether the count was hit.
     """
     best: tuple[int, float, np.ndarray] | None = None
@@ -97,30 +119,47 @@ def leiden_matching(graph: Any, n_clusters: int, *, seed: int = 0, max_tries: in
             best = (gap, res, labels)
         return k
 
-    lo, hi = None, None
+    lo: tuple[float, int] | None = None  # (resolution, count) with count < target
+    hi: tuple[float, int] | None = None  # (resolution, count) with count > target
     res = start
+    target = float(n_clusters)
     while tries < max_tries:
         k = run(res)
         if k == n_clusters:
             break
         if k < n_clusters:
-            lo = res
+            lo = (res, k) if lo is None or res > lo[0] else lo
         else:
-            hi = res
+            hi = (res, k) if hi is None or res < hi[0] else hi
         if lo is not None and hi is not None:
-            res = float(np.sqrt(lo * hi))
-        elif lo is None:
-            res = res / 2.0
-            if res < low:
+            mid = float(np.sqrt(lo[0] * hi[0]))
+            nxt = _loglog_interpolate(lo, hi, target)
+            a, b = np.log(lo[0]), np.log(hi[0])
+            inside = nxt is not None and a + 0.1 * (b - a) < np.log(nxt) < b - 0.1 * (b - a)
+            res = nxt if inside and nxt is not None else mid
+            if hi[0] / lo[0] < 1.0 + 1e-6:
                 break
         else:
-            res = res * 2.0
-            if res > high:
+            factor = float(np.clip(target / max(k, 1), 0.25, 4.0))
+            if factor == 1.0:
+                factor = 2.0 if k < n_clusters else 0.5
+            res = res * factor
+            if res < low or res > high:
                 break
     assert best is not None
     gap, res, labels = best
     return LeidenResult(labels=labels, resolution=float(res), n_clusters=int(labels.max()) + 1,
                         tries=tries, exact=gap == 0)
+
+
+def _loglog_interpolate(lo: tuple[float, int], hi: tuple[float, int], target: float
+                        ) -> float | None:
+    """Resolution where the log–log line through ``lo`` and ``hi`` reaches ``target``."""
+    (r0, k0), (r1, k1) = lo, hi
+    if k0 <= 0 or k1 <= k0:
+        return None
+    t = (np.log(target) - np.log(k0)) / (np.log(k1) - np.log(k0))
+    return float(np.exp(np.log(r0) + t * (np.log(r1) - np.log(r0))))
 
 
 def kmeans_labels(x: np.ndarray, k: int, seed: int = 0, n_init: int = 3) -> np.ndarray:

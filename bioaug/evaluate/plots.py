@@ -1,7 +1,7 @@
 """Pictures of an evaluation (PNG, matplotlib Agg): UMAP, confusion matrix, per-class bars.
 
 UMAP (McInnes et al., 2018) is computed with umap-learn on a seeded uniform subsample
-(``max_points``, default 10,000) of the PCA-reduced representation: it is a picture, and
+(``max_points``, default 5,000; 200 optimisation epochs) of the PCA-reduced representation: it is a picture, and
 its cost grows with the number of points, not with what it shows.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from bioaug.io import atomic_path
 
-DEFAULT_UMAP_POINTS = 10_000
+DEFAULT_UMAP_POINTS = 5_000
 
 
 def umap_coords(x: np.ndarray, *, max_points: int = DEFAULT_UMAP_POINTS, seed: int = 0,
@@ -31,7 +31,8 @@ def umap_coords(x: np.ndarray, *, max_points: int = DEFAULT_UMAP_POINTS, seed: i
     if n > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
     reducer = umap.UMAP(n_neighbors=min(n_neighbors, max(2, len(idx) - 1)), random_state=seed,
-                        n_jobs=1, init="spectral" if len(idx) > 10 else "random")
+                        n_jobs=1, n_epochs=200,
+                        init="spectral" if len(idx) > 10 else "random")
     coords = reducer.fit_transform(np.asarray(x, dtype=np.float32)[idx])
     return np.asarray(coords), idx
 

@@ -98,12 +98,12 @@ PLANS: dict[str, DemoPlan] = {
     "quick": DemoPlan(
         name="quick", description="CPU, under 3 minutes: 6 plates, width 1/8, 32 px crops",
         plates=6, sites=2, field_size=(256, 320), cells_per_field=15, crop_size=64,
-        width=0.125, view_crop=32, epochs=6, batch_size=64),
+        width=0.125, view_crop=32, epochs=5, batch_size=64),
     "full": DemoPlan(
         name="full", description="CPU, under 10 minutes: 6 plates × 3 sites, width 1/4, "
         "48 px crops",
         plates=6, sites=3, field_size=(256, 320), cells_per_field=18, crop_size=64,
-        width=0.25, view_crop=48, epochs=12, batch_size=64),
+        width=0.25, view_crop=48, epochs=8, batch_size=64),
     "gpu": DemoPlan(
         name="gpu", description="CUDA, the paper's sizes: VGG13-BN full width, 96 px crops",
         plates=12, sites=4, field_size=(512, 640), cells_per_field=25, wells_per_plate=16,
@@ -292,8 +292,8 @@ def summary_markdown(df: pd.DataFrame, plan: DemoPlan, seed: int, timings: list[
         f"Plan **{plan.name}** ({plan.description}); device `{plan.device}`; seed {seed}.",
         f"MoCo v2 + {plan.backbone} (width {plan.width}), {plan.epochs} epochs, batch "
         f"{plan.batch_size}, {plan.view_crop} px views of {plan.resize or plan.crop_size} px "
-        f"single-cell crops; {inp.get('n_items')} cells, {inp.get('n_classes')} classes "
-        f"(12 MoAs + DMSO as present in the twin).", "",
+        f"single-cell crops; {inp.get('n_items')} cells in {inp.get('n_classes')} classes "
+        "(the MoAs present in the twin, and DMSO).", "",
         "| embedding | Leiden AMI | k-means AMI | NSC | NSCB | linear accuracy |",
         "|---|---:|---:|---:|---:|---:|"]
     for _, r in df.iterrows():
@@ -307,9 +307,12 @@ def summary_markdown(df: pd.DataFrame, plan: DemoPlan, seed: int, timings: list[
               "giving as many clusters as classes; k-means with k = classes) and the MoA, per "
               "cell. NSC / NSCB: 1-nearest-neighbour MoA accuracy of treatment profiles, "
               "excluding the same compound (NSC"
-              + (f", {nsc.get('n_scored')} treatments" if nsc else "")
+              + (f", {nsc.get('n_scored')} treatments in {nsc.get('n_classes')} MoAs"
+                 if nsc else "")
               + ") and also the same batch (NSCB"
-              + (f", {nscb.get('n_scored')} treatments" if nscb else ", not defined here")
+              + (f", {nscb.get('n_scored')} treatments in {nscb.get('n_classes')} MoAs — "
+                 "few on a small twin, so read it with care"
+                 if nscb else ", not defined here: the twin has too few batches")
               + "). Linear accuracy: logistic regression on frozen features, split by "
               "compound. Raw pixels are the floor; the fused row concatenates the two "
               "models' L2-normalised features.", "",

@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from bioaug.errors import ConfigError
+from bioaug.errors import ConfigError, did_you_mean
 from bioaug.io import atomic_path, atomic_write_json, atomic_write_text, provenance
 from bioaug.progress import progress
 from bioaug.study import results as results_mod
@@ -79,6 +79,7 @@ class Sweep:
         cfg = load_sweep_config(config_path)
         base = validate_axes(cfg, source=str(config_path))
         _check_train_settings(cfg, str(config_path))
+        _check_evaluate_settings(cfg, str(config_path))
         out = Path(out).resolve()
         state_file = out / STATE
         if state_file.is_file():
@@ -147,15 +148,19 @@ class Sweep:
         return "pending"
 
     def label(self) -> str:
-        cfg = self.config
-        if cfg.label:
-            return cfg.label
+        """The evaluation label, checked against the store's columns."""
         from bioaug.data.store import Store
 
-        col = Store.open(cfg.data).label_column
+        cfg = self.config
+        store = Store.open(cfg.data)
+        col = cfg.label or store.label_column
         if not col:
             raise ConfigError(f"the store {cfg.data} names no label column; set `label:` in "
-                              "the sweep file")
+                              "the sweep file", where=self.source)
+        if col not in store.obs.columns:
+            raise ConfigError(f"label '{col}' is not a column of the store {cfg.data}"
+                              f"{did_you_mean(col, store.obs.columns)}; columns: "
+                              f"{', '.join(map(str, store.obs.columns))}", where=self.source)
         return col
 
     # -- running ----------------------------------------------------------------------
@@ -175,6 +180,7 @@ class Sweep:
         d = self.point_dir(k)
         if self.is_done(k):
             return json.loads((d / DONE).read_text(encoding="utf-8"))
+        label = self.label()
         d.mkdir(parents=True, exist_ok=True)
         if self.base_protocol is None:
             self.base_protocol = validate_axes(self.config, source=self.source)
@@ -188,8 +194,7 @@ class Sweep:
         em = stages.embed_stage([tr.path], Path(cfg.data), d / "cells.h5ad",
                                 layer=cfg.embed.layer, batch_size=cfg.embed.batch_size,
                                 device=cfg.device)
-        ev, report = stages.evaluate_stage(d / "cells.h5ad", d, label=self.label(),
-                                           **cfg.evaluate)
+        ev, report = stages.evaluate_stage(d / "cells.h5ad", d, label=label, **cfg.evaluate)
         record = {
             "point": k, "seed": point.seed, "params": point.params,
             "seconds": {"train": round(tr.seconds, 2), "embed": round(em.seconds, 2),
@@ -295,3 +300,19 @@ def _check_train_settings(cfg: SweepConfig, source: str) -> None:
                      "device": cfg.device}, source=f"{source} (train:)")
     except ConfigError as exc:
         raise ConfigError(exc.message, where=source, hint=exc.hint) from None
+
+
+def _check_evaluate_settings(cfg: SweepConfig, source: str) -> None:
+    """The ``evaluate:`` block must name keyword arguments of :func:`bioaug.evaluate`."""
+    import inspect
+
+    from bioaug.evaluate import evaluate
+
+    params = inspect.signature(evaluate).parameters
+    allowed = [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY
+               and n not in ("label", "rep", "out")]
+    for key in cfg.evaluate:
+        if key not in allowed:
+            raise ConfigError(f"evaluate.{key}: not an evaluation option"
+                              f"{did_you_mean(key, allowed)}; options: {', '.join(allowed)}",
+                              where=source)

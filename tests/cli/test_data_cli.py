@@ -77,3 +77,42 @@ def test_half_written_store_is_reported(tmp_path: Path,
     w.close()
     code, _, err = _run(capsys, "data", "info", str(tmp_path / "s"))
     assert code == 2 and "half-written: 1 unit(s), 2 items" in err and "resume" in err
+
+
+def test_fetch_from_a_loopback_mirror(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bioaug data fetch` with --card and --base-url against 127.0.0.1 (no internet)."""
+    import hashlib
+    import http.server
+    import threading
+
+    import yaml
+
+    from tests.data.test_fetch import _Handler
+
+    payload = b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + b"abc"
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.files, srv.log, srv.ranges = {"x.idx": payload}, [], True  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    try:
+        card = tmp_path / "card.yaml"
+        card.write_text(yaml.safe_dump({
+            "name": "mnist", "title": "t", "licence": "t", "base_url": "http://invalid.example/",
+            "files": [{"name": "x.idx", "url": "x.idx",
+                       "sha256": hashlib.sha256(payload).hexdigest()}]}))
+        base = f"http://127.0.0.1:{srv.server_address[1]}/"
+        argv = ["data", "fetch", "mnist", "--out", str(tmp_path / "o"), "--card", str(card),
+                "--base-url", base, "--json"]
+        code, out, _ = _run(capsys, *argv)
+        assert code == 0 and json.loads(out)["files"] == {"x.idx": "downloaded"}
+        assert (tmp_path / "o" / "x.idx").read_bytes() == payload
+        code, out, _ = _run(capsys, *argv)
+        assert json.loads(out)["files"] == {"x.idx": "already complete"}
+        card.write_text(card.read_text().replace(hashlib.sha256(payload).hexdigest(), "f" * 64))
+        (tmp_path / "o" / "x.idx").unlink()
+        (tmp_path / "o" / ".bioaug-fetch.json").unlink()
+        code, _, err = _run(capsys, *argv)
+        assert code == 2 and "sha256 checksum mismatch" in err
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -26,7 +26,7 @@ def _check_real(meta: bbbc021.Metadata) -> None:
     s = meta.summary()
     assert {k: s[k] for k in EXPECTED} == EXPECTED
     assert s["has_control"] and sorted(s["moa_classes"]) == sorted(bbbc021.MOA_CLASSES)
-    assert s["moa_rows_without_fields"] == []
+    assert s["moa_rows_without_fields"] == [] and s["moa_labels_unknown"] == []
     f = meta.fields
     # DMSO is on every plate; the two single-week MoAs stay in one week
     assert f[f["moa"] == "DMSO"]["plate"].nunique() == 55
@@ -125,6 +125,10 @@ def test_moa_rows_without_fields_and_conflicts(tmp_path: Path, bbbc021_csv_dir: 
     assert meta.fields["moa"].tolist() == ["DNA replication"] * 2
     assert meta.unmatched_moa["compound"].tolist() == ["ghost"]
     assert meta.summary()["moa_rows_without_fields"][0]["line"] == 3
+    assert meta.summary()["moa_labels_unknown"] == []
+    (tmp_path / bbbc021.MOA_CSV).write_text(
+        '"compound",concentration,"moa"\n"5-fluorouracil",0.003000,"DNA replicaton"\n')
+    assert load_metadata(tmp_path).summary()["moa_labels_unknown"] == ["DNA replicaton"]
     (tmp_path / bbbc021.MOA_CSV).write_text(
         '"compound",concentration,"moa"\n"5-fluorouracil",0.003000,"DNA replication"\n'
         '"5-fluorouracil",0.003000,"Epithelial"\n')

@@ -248,3 +248,24 @@ def test_nothing_to_read(tmp_path: Path, twin: Path) -> None:
         prepare_bbbc021(twin, tmp_path / "s", percentiles=(99.0, 1.0))
     with pytest.raises(DataError, match="unknown plate"):
         prepare_bbbc021(twin, tmp_path / "s", plates=["Week99_1"])
+
+
+def test_touching_nuclei_are_split() -> None:
+    h, w = 80, 120
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.zeros((h, w), np.float32)
+    truth = [(40.0, 30.0), (40.0, 47.0), (40.0, 95.0), (20.0, 70.0)]  # first two touch
+    for cy, cx in truth:
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= 9.5**2] = 0.8
+    merged, _ = find_nuclei(img, 0.3, sigma=1.0, split=False)
+    assert len(merged) == 3
+    centres, _ = find_nuclei(img, 0.3, sigma=1.0)
+    assert len(centres) == 4
+    got = sorted(map(tuple, np.round(centres).astype(int)))
+    want = sorted((int(y), int(x)) for y, x in truth)
+    assert all(abs(a - c) <= 1.5 and abs(b - d) <= 1.5 for (a, b), (c, d) in zip(got, want, strict=True))
+
+
+def test_store_holds_only_the_documented_files(prepared: Store) -> None:
+    assert sorted(p.name for p in prepared.path.iterdir()) == ["header.json", "images.raw",
+                                                               "obs.csv"]

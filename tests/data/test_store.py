@@ -78,3 +78,13 @@ def test_existing_store_needs_overwrite(tmp_path: Path) -> None:
 def test_to_float_scales() -> None:
     assert to_float(np.array([255], np.uint8))[0] == 1.0
     assert to_float(np.array([65535], np.uint16))[0] == 1.0
+
+
+def test_text_columns_stay_text_and_unlabelled_items_are_counted(tmp_path: Path) -> None:
+    images = np.zeros((4, 1, 2, 2), dtype=np.uint8)
+    obs = pd.DataFrame({"label": ["0", "7", None, "7"], "label_id": [0, 7, -1, 7]})
+    s = write_store(tmp_path / "s", images, obs, channels=["gray"], label_column="label")
+    again = Store.open(tmp_path / "s")
+    assert again.obs["label"].iloc[1] == "7" and again.obs["label_id"].iloc[1] == 7
+    assert again.obs["label"].isna().sum() == 1
+    assert s.summary()["classes"] == {"0": 1, "7": 2} and s.summary()["unlabelled"] == 1

@@ -26,3 +26,14 @@ def test_example_header_and_help(script, monkeypatch, capsys):
         runpy.run_path(str(script), run_name="__main__")
     assert info.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+def test_example_sweep_files_validate():
+    from bioaug.study.sweep_config import enumerate_points, load_sweep_config, validate_axes
+
+    sweeps = sorted((EXAMPLES[0].parent / "sweeps").glob("*.yaml"))
+    assert sweeps
+    for path in sweeps:
+        cfg = load_sweep_config(path)
+        validate_axes(cfg, source=str(path))
+        assert len(enumerate_points(cfg)) >= 2

@@ -132,3 +132,13 @@ def test_print_commands(tmp_path):
     cmds = sweep.commands(path)
     assert len(cmds) == 2
     assert cmds[1].endswith("--point 1") and str(path.resolve()) in cmds[1]
+
+
+def test_bad_evaluate_option_and_label(tmp_path, tiny_store):
+    with pytest.raises(ConfigError, match=r"evaluate\.plots: not an evaluation option.*"
+                                          r"did you mean 'plot'"):
+        Sweep.create(write(tmp_path, evaluate={"plots": False}), tmp_path / "out")
+    sweep = Sweep.create(write(tmp_path, data=str(tiny_store), label="mao"), tmp_path / "o2")
+    with pytest.raises(ConfigError, match=r"label 'mao' is not a column.*did you mean 'moa'"):
+        sweep.run_point(0)
+    assert not (tmp_path / "o2" / "points" / "0").exists()

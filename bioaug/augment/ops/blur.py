@@ -37,7 +37,7 @@ def separable_blur(x: Tensor, kernels: Tensor) -> Tensor:
     Written as K shifted multiply-adds per axis (each a batched ``addcmul``), which on the
     CPU is several times faster than a grouped convolution with ``B·C`` groups.
     """
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     k = kernels.shape[1]
     r = k // 2
     taps = kernels.to(x.dtype).view(b, 1, k, 1, 1)

@@ -50,6 +50,17 @@ class GaussianNoise(Op):
         z = picked_rows(mask, shape, lambda s: randn(s, generator, device))
         return {"apply": mask, "std": std, "noise": z}
 
+    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
+        """Unpicked samples have zero noise rows and get σ = 0: ``x + 0`` is exact, so the
+        batch is one in-place pass."""
+        mask = params["apply"].to(x.device)
+        if not bool(mask.any()):
+            return x
+        std = params["std"].to(x.device, x.dtype).masked_fill(~mask, 0.0)
+        z = params["noise"].to(x.device, x.dtype)
+        out = x if inplace else x.clone()
+        return out.addcmul_(bcast(std), z).clamp_(0.0, 1.0)
+
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         z = params["noise"].to(x.device, x.dtype)
         return (x + bcast(params["std"].to(x.device, x.dtype)) * z).clamp_(0.0, 1.0)

@@ -41,7 +41,6 @@ class StainJitter(Op):
 
     name = "stain_jitter"
     Params = StainJitterParams
-    subset_apply = False
     summary = "per-channel gain / contrast / gamma (fluorescence stains)"
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
@@ -55,20 +54,39 @@ class StainJitter(Op):
             b, k, g = b.expand(-1, c), k.expand(-1, c), g.expand(-1, c)
         return {"brightness": b.contiguous(), "contrast": k.contiguous(), "gamma": g.contiguous()}
 
+    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
+        """Unpicked samples get the identity factors (1, 1, 1), which leave an image in
+        [0, 1] bit-identical, so the whole batch is one set of in-place passes."""
+        mask = params["apply"].to(x.device)
+        if not bool(mask.any()):
+            return x
+        keep = ~mask[:, None]
+        factors = [params[k].to(x.device, x.dtype).masked_fill(keep, 1.0)
+                   for k in ("brightness", "contrast", "gamma")]
+        return stain_jitter(x, *factors, inplace=inplace)
+
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         return stain_jitter(x, params["brightness"].to(x.device, x.dtype),
                             params["contrast"].to(x.device, x.dtype),
                             params["gamma"].to(x.device, x.dtype))
 
 
-def stain_jitter(x: Tensor, brightness: Tensor, contrast: Tensor, gamma: Tensor) -> Tensor:
+def stain_jitter(x: Tensor, brightness: Tensor, contrast: Tensor, gamma: Tensor, *,
+                 inplace: bool = False) -> Tensor:
     """The formula of :class:`StainJitter` with given ``(B, C)`` factors."""
-    a = (x * bcast(brightness)).clamp_(0.0, 1.0)
+    b = bcast(brightness)
+    a = x.mul_(b) if inplace else x * b
+    a.clamp_(0.0, 1.0)
     m = a.mean(dim=(2, 3), keepdim=True)
     k = bcast(contrast)
     # k·(a − m) + m  ==  (1 − k)·m + k·a, in one fused pass
     y = torch.addcmul((1 - k) * m, a, k, out=a).clamp_(0.0, 1.0)
-    if bool((gamma != 1).any()):
-        y = y.pow_(bcast(gamma))
+    active = gamma != 1
+    if bool(active.any()):
+        rows = active.any(1).nonzero().squeeze(1)
+        if rows.numel() == len(y):
+            y.pow_(bcast(gamma))
+        else:  # only the samples with a gamma: x ** 1 is not always exact in vector pow
+            y.index_copy_(0, rows, y.index_select(0, rows).pow_(bcast(gamma[rows])))
     return y
 

@@ -1,0 +1,144 @@
+"""Pipelines: shapes, replay, shards, fusion, the end-of-view rule, channel checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bioaug.augment import build_pipeline, fit_to_crop, load_protocol, parse_protocol
+from bioaug.errors import DataError, ProtocolError
+
+PROTO = """\
+bioaug_protocol: 1
+name: p
+views:
+  - crop_size: 12
+    steps:
+      - random_resized_crop: {scale: [0.4, 1.0]}
+      - rotate90: {}
+      - flip: {horizontal: true, vertical: true, p: 0.5}
+      - stain_jitter: {brightness: 0.3, contrast: 0.3, gamma: 0.2, p: 0.7}
+      - channel_dropout: {p: 0.3}
+      - gaussian_blur: {sigma: [0.5, 1.0], p: 0.5}
+      - gaussian_noise: {std: [0.01, 0.05], p: 0.5}
+  - crop_size: 8
+    steps:
+      - rotate: {degrees: 30, p: 0.5}
+  - same_as: 0
+"""
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    return torch.rand(10, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+
+
+def test_views_have_crop_sizes_and_stay_on_device(x: torch.Tensor) -> None:
+    pipe = build_pipeline(parse_protocol(PROTO), 3)
+    assert pipe.n_views == 3 and pipe.crop_sizes == [12, 8, 12]
+    views = pipe(x, torch.Generator().manual_seed(0))
+    assert [tuple(v.shape) for v in views] == [(10, 3, 12, 12), (10, 3, 8, 8), (10, 3, 12, 12)]
+    assert all(v.device == x.device and v.dtype == torch.float32 for v in views)
+    assert not torch.equal(views[0], views[2])  # same recipe, independent draws
+
+
+def test_same_seed_same_views_different_seed_different(x: torch.Tensor) -> None:
+    pipe = build_pipeline(parse_protocol(PROTO), 3)
+    a = pipe(x, torch.Generator().manual_seed(5))
+    b = pipe(x, torch.Generator().manual_seed(5))
+    c = pipe(x, torch.Generator().manual_seed(6))
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])
+
+
+def test_sample_then_apply_equals_call_and_replays(x: torch.Tensor) -> None:
+    pipe = build_pipeline(parse_protocol(PROTO), 3)
+    params = pipe.sample(10, (3, 20, 20), torch.Generator().manual_seed(5))
+    direct = pipe(x, torch.Generator().manual_seed(5))
+    assert all(torch.equal(u, v) for u, v in zip(pipe.apply(x, params), direct, strict=True))
+    assert all(torch.equal(u, v) for u, v in zip(pipe.apply(x, params), direct, strict=True))
+
+
+@pytest.mark.parametrize("idx", [slice(2, 7), torch.tensor([9, 0, 4]),
+                                 torch.arange(10) % 3 == 0])
+def test_select_gives_each_shard_its_share(x: torch.Tensor, idx) -> None:
+    pipe = build_pipeline(parse_protocol(PROTO), 3)
+    params = pipe.sample(10, (3, 20, 20), torch.Generator().manual_seed(1))
+    full = pipe.apply(x, params)
+    shard = pipe.apply(x[idx], params.select(idx))
+    for f, s in zip(full, shard, strict=True):
+        torch.testing.assert_close(s, f[idx], atol=1e-6, rtol=0)
+
+
+def test_fused_geometry_equals_step_by_step(x: torch.Tensor) -> None:
+    protocol = parse_protocol(PROTO)
+    fused = build_pipeline(protocol, 3)
+    plain = build_pipeline(protocol, 3, fuse=False)
+    assert fused.views[0].stages[0] == (0, 3)  # crop + rotate90 + flip in one resampling
+    params = fused.sample(10, (3, 20, 20), torch.Generator().manual_seed(2))
+    for a, b in zip(fused.apply(x, params), plain.apply(x, params), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def test_input_batch_is_never_modified_and_outputs_do_not_alias_it(x: torch.Tensor) -> None:
+    before = x.clone()
+    pipe = build_pipeline(parse_protocol(PROTO.replace("crop_size: 12", "crop_size: 20")), 3)
+    views = pipe(x, torch.Generator().manual_seed(0))
+    assert torch.equal(x, before)
+    identity = build_pipeline(load_protocol("none").with_crop_size(20), 3)
+    out = identity(x)
+    assert torch.equal(out[0], x)
+    out[0].zero_()
+    assert torch.equal(x, before)
+    assert len(views) == 3
+
+
+def test_end_of_view_rule_center_crops_or_resizes() -> None:
+    big = torch.rand(2, 1, 30, 40)
+    assert torch.equal(fit_to_crop(big, 10), big[:, :, 10:20, 15:25])
+    small = torch.rand(2, 1, 6, 8)
+    out = fit_to_crop(small, 12)
+    assert out.shape == (2, 1, 12, 12)
+    same = torch.rand(1, 1, 5, 5)
+    assert fit_to_crop(same, 5) is same
+
+
+def test_none_protocol_is_the_central_window(x: torch.Tensor) -> None:
+    pipe = build_pipeline(load_protocol("none").with_crop_size(8), 3)
+    views = pipe(x, torch.Generator().manual_seed(0))
+    assert torch.equal(views[0], x[:, :, 6:14, 6:14]) and torch.equal(views[1], views[0])
+
+
+def test_channel_count_the_op_cannot_handle() -> None:
+    protocol = load_protocol("moco-v2-default")
+    with pytest.raises(ProtocolError) as info:
+        build_pipeline(protocol, 1)
+    message = info.value.format()
+    assert "moco-v2-default.yaml:" in message
+    assert "views[0].steps[1].color_jitter: color_jitter supports exactly 3 channels (RGB); " \
+           "the data has 1 channel" in message
+    assert "views[0].steps[2].grayscale" in message
+
+
+def test_declared_channels_must_match_the_data() -> None:
+    protocol = load_protocol("bbbc021-expert")
+    build_pipeline(protocol, 3, ["dapi", "tubulin", "actin"])  # case does not matter
+    with pytest.raises(ProtocolError, match=r"declares 3 channel\(s\) \(DAPI, Tubulin, Actin\) "
+                                            "but the data has 4"):
+        build_pipeline(protocol, 4)
+    with pytest.raises(ProtocolError, match=r"channels \[DAPI, Tubulin, Actin\] but the data's "
+                                            r"are \[Actin, Tubulin, DAPI\]"):
+        build_pipeline(protocol, 3, ["Actin", "Tubulin", "DAPI"])
+
+
+def test_bad_batches_are_clear_errors(x: torch.Tensor) -> None:
+    pipe = build_pipeline(parse_protocol(PROTO), 3)
+    with pytest.raises(DataError, match="batch"):
+        pipe(x[0])
+    with pytest.raises(DataError, match="float"):
+        pipe((x * 255).to(torch.uint8))
+    with pytest.raises(DataError, match="built for 3 channel"):
+        pipe(torch.rand(2, 4, 20, 20))
+    params = pipe.sample(10, (3, 20, 20))
+    with pytest.raises(DataError, match="select"):
+        pipe.apply(x[:4], params)

@@ -1,0 +1,196 @@
+"""Protocol validation: every mistake gets one clear, located message."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bioaug.augment import Protocol, load_protocol, parse_protocol, protocol_from_dict
+from bioaug.errors import ProtocolError
+
+GOOD = """\
+bioaug_protocol: 1
+name: test
+description: a test protocol
+views:
+  - crop_size: 16
+    steps:
+      - random_resized_crop: {scale: [0.5, 1.0]}
+      - rotate90: {p: 1.0}
+      - flip: {horizontal: true, vertical: true, p: 0.5}
+      - stain_jitter: {brightness: 0.2, contrast: 0.2, per_channel: true, p: 0.8}
+  - same_as: 0
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "x.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(path)
+    return info.value.format()
+
+
+def swap(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+def test_good_protocol_parses_with_defaults_and_same_as() -> None:
+    p = parse_protocol(GOOD, "good.yaml")
+    assert isinstance(p, Protocol)
+    assert p.name == "test" and p.n_views == 2 and p.crop_sizes == [16, 16]
+    assert p.views[1].same_as == 0
+    assert [s.op for s in p.views[1].steps] == [s.op for s in p.views[0].steps]
+    sj = p.views[0].steps[3].params
+    assert sj.brightness == (0.8, 1.2) and sj.gamma == (1.0, 1.0)
+    d = p.to_dict()
+    assert d["views"][1] == {"same_as": 0}
+    assert d["views"][0]["steps"][0]["random_resized_crop"]["ratio"] == [0.75, 4 / 3]
+    assert p.text == GOOD
+
+
+def test_to_yaml_round_trips() -> None:
+    p = parse_protocol(GOOD, "good.yaml")
+    again = parse_protocol(p.to_yaml(), "again.yaml")
+    assert again.to_dict() == p.to_dict()
+
+
+def test_protocol_from_dict_and_with_crop_size() -> None:
+    p = parse_protocol(GOOD)
+    q = protocol_from_dict(p.to_dict(), source="<dict>")
+    assert q.to_dict() == p.to_dict()
+    assert p.with_crop_size(32).crop_sizes == [32, 32]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    # unknown op, with did-you-mean, at its line
+    ("- rotate90: {p: 1.0}", "- rotate_90: {p: 1.0}",
+     "x.yaml:8: views[0].steps[1].rotate_90: unknown op 'rotate_90' (did you mean 'rotate90'?)"),
+    # unknown parameter
+    ("{brightness: 0.2, contrast", "{brightnes: 0.2, contrast",
+     "x.yaml:10: views[0].steps[3].stain_jitter.brightnes: unknown parameter 'brightnes' "
+     "(did you mean 'brightness'?)"),
+    # wrong type
+    ("horizontal: true", "horizontal: sometimes",
+     "x.yaml:9: views[0].steps[2].flip.horizontal: must be true or false, got the text "
+     "'sometimes'"),
+    ("{scale: [0.5, 1.0]}", "{scale: big}",
+     "views[0].steps[0].random_resized_crop.scale: must be a range [low, high], got the text"),
+    # out of range
+    ("brightness: 0.2", "brightness: 1.5",
+     "x.yaml:10: views[0].steps[3].stain_jitter.brightness: must be in [0, 1], got 1.5"),
+    # p outside [0, 1]
+    ("vertical: true, p: 0.5", "vertical: true, p: 1.5",
+     "x.yaml:9: views[0].steps[2].flip.p: must be in [0, 1], got 1.5"),
+    ("per_channel: true, p: 0.8", "per_channel: true, p: -0.1",
+     "views[0].steps[3].stain_jitter.p: must be in [0, 1], got -0.1"),
+    # a range given backwards
+    ("{scale: [0.5, 1.0]}", "{scale: [1.0, 0.5]}",
+     "x.yaml:7: views[0].steps[0].random_resized_crop.scale: range is backwards: [1, 0.5]"),
+    # same_as pointing nowhere / at itself / at another same_as
+    ("- same_as: 0", "- same_as: 3",
+     "x.yaml:11: views[1].same_as: points nowhere: views[3] does not exist (there are 2 views"),
+    ("- same_as: 0", "- same_as: 1", "x.yaml:11: views[1].same_as: points at itself"),
+    ("- same_as: 0", "- same_as: 0\n  - same_as: 1",
+     "x.yaml:12: views[2].same_as: points at views[1], which is itself a same_as view; point "
+     "at views[0] directly"),
+    ("- same_as: 0", "- same_as: zero", "views[1].same_as: must be the index of another view"),
+    # missing version / future version
+    ("bioaug_protocol: 1\n", "",
+     "x.yaml: missing the format version: put `bioaug_protocol: 1` at the top"),
+    ("bioaug_protocol: 1\n", "bioaug_protocol: 2\n",
+     "x.yaml:1: bioaug_protocol: format version 2 is newer than this bioaug reads"),
+    ("bioaug_protocol: 1\n", "bioaug_protocol: one\n",
+     "x.yaml:1: bioaug_protocol: must be the integer 1"),
+    # view-level problems
+    ("  - crop_size: 16\n", "  - crop_size: 0\n", "x.yaml:5: views[0].crop_size: must be in"),
+    ("  - crop_size: 16\n", "  - crop_size: 16.5\n", "views[0].crop_size: must be an integer"),
+    ("name: test\n", "name: test\ncrop: 5\n", "x.yaml:3: crop: unknown key 'crop'"),
+    ("views:\n", "view:\n", "unknown key 'view' (did you mean 'views'?)"),
+    ("- rotate90: {p: 1.0}", "- rotate90: {p: 1.0}\n      - flip: {p: 0.5}\n        vertical: true",
+     "x.yaml:9: views[0].steps[2]: a step has exactly one op, got 2 keys (flip, vertical)"),
+    ("- rotate90: {p: 1.0}", "- rotate90: {p: 1.0", "YAML syntax error"),
+    ("- rotate90: {p: 1.0}", "- rotate90: 0.5",
+     "views[0].steps[1].rotate90: parameters of rotate90 must be a mapping"),
+    ("- rotate90: {p: 1.0}", "- {rotate90: {}, flip: {}}",
+     "views[0].steps[1]: a step has exactly one op, got 2 keys"),
+])
+def test_bad_input_message(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    message = error_of(tmp_path, swap(old, new))
+    assert expected in message, message
+    assert "Traceback" not in message
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "bioaug_protocol: 1\nviews: [\n  {crop_size: 3\n")
+    assert message.startswith(f"{tmp_path / 'x.yaml'}:")
+    assert "YAML syntax error" in message
+    line = int(message.split(":")[1])
+    assert 2 <= line <= 4
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    assert "the protocol is empty" in error_of(tmp_path, "")
+    assert "the protocol is empty" in error_of(tmp_path, "# only a comment\n\n")
+
+
+def test_non_yaml_and_binary_files(tmp_path: Path) -> None:
+    assert "not a protocol: expected a YAML mapping" in error_of(
+        tmp_path, "This is a README, not a protocol.\n")
+    assert "not a protocol" in error_of(tmp_path, "- a\n- list\n")
+    png = tmp_path / "picture.yaml"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(ProtocolError, match="binary file"):
+        load_protocol(png)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ProtocolError, match="not UTF-8"):
+        load_protocol(latin)
+
+
+def test_unsupported_channel_count_for_declared_channels(tmp_path: Path) -> None:
+    text = GOOD.replace("description: a test protocol\n",
+                        "description: x\nchannels: [DAPI]\n").replace(
+        "- rotate90: {p: 1.0}", "- color_jitter: {p: 0.8}")
+    message = error_of(tmp_path, text)
+    assert "views[0].steps[1].color_jitter: color_jitter supports exactly 3 channels (RGB), " \
+           "but the protocol declares 1 channel" in message
+
+
+def test_several_problems_are_reported_together_each_with_its_line(tmp_path: Path) -> None:
+    text = GOOD.replace("brightness: 0.2", "brightness: 1.5").replace(
+        "vertical: true, p: 0.5", "vertical: true, p: 2")
+    path = write(tmp_path, text)
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(path)
+    message = info.value.format()
+    assert message.startswith(f"2 problems in {path}")
+    assert f"{path}:9: views[0].steps[2].flip.p: must be in [0, 1], got 2" in message
+    assert f"{path}:10: views[0].steps[3].stain_jitter.brightness: must be in [0, 1]" in message
+    assert [line for line, _, _ in info.value.problems] == [9, 10]
+
+
+def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
+    message = error_of(tmp_path, GOOD.replace("name: test\n", "name: test\nname: again\n"))
+    assert "x.yaml:3: name: key 'name' appears twice" in message
+
+
+def test_unknown_file_and_unknown_shipped_name() -> None:
+    with pytest.raises(ProtocolError, match="no such protocol file"):
+        load_protocol("missing/protocol.yaml")
+    with pytest.raises(ProtocolError, match="unknown protocol 'bbbc021-expret' "
+                                           r"\(did you mean 'bbbc021-expert'\?\)"):
+        load_protocol("bbbc021-expret")
+
+
+def test_safe_loader_refuses_python_objects(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "bioaug_protocol: !!python/object/apply:os.system ['true']\n")
+    assert "YAML syntax error" in message

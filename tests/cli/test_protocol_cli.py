@@ -1,0 +1,100 @@
+"""``bioaug protocol``: exit codes, output, and never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bioaug.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_validate_ok_and_bad(tmp_path: Path, capsys) -> None:
+    code, out, _ = run(capsys, "protocol", "validate", "bbbc021-expert", "none")
+    assert code == 0
+    assert out.count("OK") == 2 and "bbbc021-expert: 2 views" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bioaug_protocol: 1\nviews:\n  - crop_size: 8\n    steps:\n"
+                   "      - stain_jitter: {brightness: 1.5}\n")
+    code, out, err = run(capsys, "protocol", "validate", "none", str(bad))
+    assert code == 2
+    assert "OK  none" in out
+    assert f"bioaug: error: {bad}:5: views[0].steps[0].stain_jitter.brightness: must be in " \
+           "[0, 1], got 1.5" in err
+    assert "1 of 2 protocol(s) invalid" in err
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "the protocol is empty"),
+    (b"\x00\x01\x02binary", "binary file"),
+    (b"views: [\n", "YAML syntax error"),
+    (b"bioaug_protocol: 3\nviews: []\n", "format version 3 is newer"),
+])
+def test_validate_bad_files_exit_2(tmp_path: Path, capsys, content: bytes, message: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(content)
+    code, _, err = run(capsys, "protocol", "validate", str(path))
+    assert code == 2 and message in err
+
+
+def test_validate_unknown_name(capsys) -> None:
+    code, _, err = run(capsys, "protocol", "validate", "moco-v3")
+    assert code == 2 and "unknown protocol 'moco-v3'" in err
+
+
+def test_show_prints_normalised_yaml_with_defaults(capsys) -> None:
+    code, out, _ = run(capsys, "protocol", "show", "bbbc021-expert")
+    assert code == 0
+    assert "bioaug_protocol: 1" in out and "same_as: 0" in out
+    assert "ratio: [0.8, 1.25]" in out and "turns: [0, 1, 2, 3]" in out
+
+
+def test_schema_to_stdout_and_file(tmp_path: Path, capsys) -> None:
+    code, out, _ = run(capsys, "protocol", "schema")
+    assert code == 0 and "op_stain_jitter" in json.loads(out)["$defs"]
+    target = tmp_path / "schema.json"
+    code, out, _ = run(capsys, "protocol", "schema", "--out", str(target))
+    assert code == 0 and json.loads(target.read_text())["title"]
+
+
+def test_list_ops_text_and_markdown(capsys) -> None:
+    code, out, _ = run(capsys, "protocol", "list-ops")
+    assert code == 0 and "stain_jitter:" in out and "color_jitter:" in out
+    code, out, _ = run(capsys, "protocol", "list-ops", "--markdown")
+    assert code == 0 and "### `channel_dropout`" in out and "| parameter |" in out
+
+
+def test_list_shipped(capsys) -> None:
+    code, out, _ = run(capsys, "protocol", "list")
+    assert code == 0 and "bbbc021-expert" in out and "mnist-all" in out
+
+
+def test_preview(tmp_path: Path, capsys) -> None:
+    out_png = tmp_path / "preview.png"
+    code, out, _ = run(capsys, "protocol", "preview", "bbbc021-expert", "--out", str(out_png),
+                       "--n", "2", "--seed", "3")
+    assert code == 0 and out_png.is_file() and out_png.read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {out_png}" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--n", "0"], "--n must be between 1 and 64"),
+    (["--input", "nowhere.tif"], "no such file"),
+])
+def test_preview_errors(tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    code, _, err = run(capsys, "protocol", "preview", "none", "--out",
+                       str(tmp_path / "x.png"), *args)
+    assert code == 2 and message in err
+
+
+def test_preview_rejects_non_png_output(tmp_path: Path, capsys) -> None:
+    code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(tmp_path / "x.jpg"))
+    assert code == 2 and "--out must be a .png file" in err
