@@ -16,6 +16,8 @@ import os
 import time
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# OpenMP threads that spin while waiting collapse on a shared, oversubscribed machine
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import albumentations as A
 import cv2
@@ -38,13 +40,14 @@ def albumentations_equivalent(protocol) -> A.Compose:
         A.RandomRotate90(p=steps["rotate90"].p),
         A.HorizontalFlip(p=flip.p),
         A.VerticalFlip(p=flip.p),
-        A.Sequential([  # per-channel gain, contrast, gamma as one step with stain_jitter's p
+        A.Sequential([  # per-channel gain and contrast (and gamma if the protocol has one)
             A.MultiplicativeNoise(multiplier=sj.brightness, per_channel=True, elementwise=False,
                                   p=1.0),
             A.RandomBrightnessContrast(brightness_limit=0.0,
                                        contrast_limit=(sj.contrast[0] - 1, sj.contrast[1] - 1),
                                        p=1.0),
-            A.RandomGamma(gamma_limit=(sj.gamma[0] * 100, sj.gamma[1] * 100), p=1.0),
+            *([A.RandomGamma(gamma_limit=(sj.gamma[0] * 100, sj.gamma[1] * 100), p=1.0)]
+              if sj.gamma != (1.0, 1.0) else []),
         ], p=sj.p),
         A.ChannelDropout(channel_drop_range=(1, cd.max_dropped), fill=cd.fill, p=cd.p),
         A.GaussianBlur(blur_limit=0, sigma_limit=blur.sigma, p=blur.p),

@@ -26,6 +26,15 @@ import numpy as np
 import pandas as pd
 
 
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
 
@@ -72,10 +81,13 @@ def bench_evaluate(n: int, dims: int, n_labels: int) -> None:
     adata = synthetic_adata(n, dims, n_labels)
     print(f"[evaluate] synthetic {n} × {dims}, {n_labels} labels built in "
           f"{time.perf_counter() - t0:.1f} s; RSS so far {peak_rss_gib():.2f} GiB")
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
+        c0 = cpu_seconds()
         report = evaluate(adata, label="moa", out=Path(tmp) / "report", seed=0)
         total = time.perf_counter() - t0
+        cpu = cpu_seconds() - c0
     print(format_table(summary_rows(report)))
     print("[evaluate] seconds per stage:")
     for k, v in report["timings"].items():
@@ -84,6 +96,9 @@ def bench_evaluate(n: int, dims: int, n_labels: int) -> None:
     print(f"[evaluate] whole report {total:.1f} s (target < 180 s: "
           f"{'OK' if total < 180 else 'MISSED'}); peak RSS {rss:.2f} GiB (target < 4 GiB: "
           f"{'OK' if rss < 4 else 'MISSED'})")
+    print(f"[evaluate] process CPU time {cpu:.1f} s over {total:.1f} s wall "
+          f"({cpu / total:.2f} cores busy); load average before {load_before}, after "
+          f"{load_average()} (the machine is shared: wall time grows with the load)")
 
 
 def bench_embed(n_items: int, batch_size: int, size: int, repeats: int = 3) -> None:

@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--wells", type=int, default=4)
     ap.add_argument("--sites", type=int, default=4)
     ap.add_argument("--cells", type=int, default=110, help="cells per field")
-    ap.add_argument("--dir", help="work folder (default: a temporary one)")
+    ap.add_argument("--dir", help="work folder, kept (default: a temporary one, removed)")
     args = ap.parse_args()
 
     from bioaug.data.bbbc021 import load_metadata
@@ -135,7 +135,12 @@ def main() -> None:
     ra = random_access(tmp / "store-1-all", root)
     print(f"\nrandom access, {ra['n']} crops: store {ra['store_s'] * 1000:.1f} ms, "
           f"TIFF decode {ra['tiff_s'] * 1000:.0f} ms → {ra['ratio']:.0f}× (target ≥ 50×)")
-    print(f"\nwork folder: {tmp}")
+    if args.dir:
+        print(f"\nwork folder kept: {tmp}")
+    else:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -145,9 +146,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "platform": platform.platform(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    with contextlib.suppress(ImportError):
-        import torch
-
-        record["torch"] = torch.__version__
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        record["torch"] = importlib.metadata.version("torch")
     record.update(extra)
     return record

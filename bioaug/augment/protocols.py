@@ -12,8 +12,8 @@ SUFFIXES = (".yaml", ".yml")
 
 
 def protocols_dir() -> Path:
-    """The directory of shipped protocols (``protocols/`` at the repository root)."""
-    return Path(__file__).resolve().parents[2] / "protocols"
+    """The directory of shipped protocols (``bioaug/protocols``; ``protocols/`` at the repository root links to it)."""
+    return Path(__file__).resolve().parents[1] / "protocols"
 
 
 def shipped_protocols() -> dict[str, Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -49,13 +50,15 @@ def run(args: argparse.Namespace) -> int:
     from bioaug.embed import aggregate, embed, write_h5ad
 
     out = Path(args.out)
+    work_dir = out.with_name(f".{out.name}.partial")  # resumable progress; removed at the end
     kwargs = {"weights": args.weights} if args.weights else None
     adata = embed(args.checkpoint, args.data, layer=args.layer, batch_size=args.batch_size,
                   backbone=args.backbone, raw=args.raw, device=args.device,
-                  preprocess=args.preprocess, backbone_kwargs=kwargs)
+                  preprocess=args.preprocess, backbone_kwargs=kwargs, work_dir=work_dir)
     written = [write_h5ad(adata, out)]
     for level in dict.fromkeys(args.aggregate):
         written.append(write_h5ad(aggregate(adata, level), aggregate_path(out, level)))
+    shutil.rmtree(work_dir, ignore_errors=True)
     keys = ", ".join(f"{k} {adata.obsm[k].shape[1]}-d" for k in adata.obsm)
     print(f"embedded {adata.n_obs} items ({keys})", file=sys.stdout)
     for path in written:

@@ -409,6 +409,13 @@ class FieldError(DataError):
         self.reason = reason
         super().__init__(message, where=where)
 
+    def __reduce__(self) -> tuple[Any, ...]:  # survives the trip back from a worker process
+        return (_field_error, (self.message, self.reason, self.where))
+
+
+def _field_error(message: str, reason: str, where: str | None) -> FieldError:
+    return FieldError(message, reason=reason, where=where)
+
 
 def read_tiff(path: str | os.PathLike) -> np.ndarray:
     """One 2-D TIFF plane, its dtype preserved; :class:`FieldError` when unusable."""

@@ -19,6 +19,7 @@ to use a mirror.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ from bioaug.errors import ConfigError, DataError, unknown_choice
 from bioaug.io import atomic_write_json
 from bioaug.progress import progress
 
-CARD_DIR = Path(__file__).resolve().parents[2] / "datasets"
+CARD_DIR = Path(__file__).resolve().parents[1] / "datasets"
 RECORD = ".bioaug-fetch.json"
 CHUNK = 1 << 20
 ENV_BASE_URL = "BIOAUG_DATA_BASE_URL"
@@ -99,6 +100,9 @@ def load_card(name_or_path: str | os.PathLike) -> DatasetCard:
     """A shipped card by name (``bbbc021``) or a card file."""
     p = Path(name_or_path)
     if not p.suffix:
+        if not CARD_DIR.is_dir():
+            raise ConfigError(f"the dataset cards folder {CARD_DIR} is missing",
+                              hint="pass a card file with --card")
         if str(name_or_path) not in available_cards():
             raise ConfigError(unknown_choice("dataset card", str(name_or_path),
                                              available_cards()))
@@ -185,14 +189,19 @@ def download(url: str, dest: Path, *, size: int | None = None, sha256: str | Non
             bar = progress(total=expected_total, desc=dest.name, unit="B", unit_scale=True,
                            initial=start)
             got = start
-            with open(part, mode) as fh:
-                while block := resp.read(CHUNK):
-                    fh.write(block)
-                    got += len(block)
-                    bar.update(len(block))
-                fh.flush()
-                os.fsync(fh.fileno())
-            bar.close()
+            try:
+                with open(part, mode) as fh:
+                    while block := resp.read(CHUNK):
+                        fh.write(block)
+                        got += len(block)
+                        bar.update(len(block))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except (OSError, http.client.HTTPException) as exc:
+                raise DataError(f"download interrupted after {got} bytes ({exc})", where=url,
+                                hint="run the command again to resume it") from exc
+            finally:
+                bar.close()
             if expected_total is not None and got < expected_total:
                 raise DataError(f"download interrupted after {got} of {expected_total} bytes",
                                 where=url, hint="run the command again to resume it")
@@ -352,6 +361,8 @@ def fetch_dataset(name: str, out: str | os.PathLike, *, plates: list[str] | None
     c = load_card(card if card is not None else name)
     if card is None and c.name != name:
         raise ConfigError(f"card {card_path(name)} describes {c.name!r}, not {name!r}")
+    if plates and c.plate_archives is None:
+        raise ConfigError(f"the {c.name} card has no per-plate archives; drop --plates")
     base = base_url or os.environ.get(ENV_BASE_URL) or c.base_url
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

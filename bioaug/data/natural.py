@@ -177,7 +177,11 @@ def load_rgb(path: Path, size: int) -> np.ndarray:
     return img[y:y + size, x:x + size].transpose(2, 0, 1)
 
 
-def read_imagenet100(root: Path, size: int = 64, **_: Any) -> Iterator[Split]:
+def read_imagenet100(root: Path, size: int = 64, chunk: int = 10000,
+                     skip: Callable[[str, int], bool] | None = None, **_: Any
+                     ) -> Iterator[Split]:
+    """Class folders, decoded ``chunk`` images at a time (memory stays bounded); chunks that
+    ``skip(split, offset)`` reports as already stored are not decoded."""
     splits = [(s, n) for s, n in (("train", "train"), ("test", "val"), ("test", "test"))
               if (root / n).is_dir()]
     if not splits:
@@ -187,6 +191,7 @@ def read_imagenet100(root: Path, size: int = 64, **_: Any) -> Iterator[Split]:
     if not classes:
         raise DataError(f"no class folders in {root / splits[0][1]}")
     index = {c: i for i, c in enumerate(classes)}
+    offsets: dict[str, int] = {}
     for split, folder in splits:
         files: list[tuple[Path, int]] = []
         for c in sorted(p.name for p in (root / folder).iterdir() if p.is_dir()):
@@ -197,8 +202,19 @@ def read_imagenet100(root: Path, size: int = 64, **_: Any) -> Iterator[Split]:
                       if f.suffix.lower() in IMAGE_EXT]
         if not files:
             raise DataError(f"no images under {root / folder}")
-        imgs = np.stack([load_rgb(f, size) for f, _ in progress(files, desc=split, unit="img")])
-        yield Split(split, imgs, np.array([y for _, y in files], dtype=np.int64), classes)
+        bar = progress(total=len(files), desc=folder, unit="img")
+        for start in range(0, len(files), chunk):
+            part = files[start:start + chunk]
+            offset = offsets.get(split, 0)
+            offsets[split] = offset + len(part)
+            labels = np.array([y for _, y in part], dtype=np.int64)
+            if skip is not None and skip(split, offset):
+                imgs = np.zeros((len(part), 3, size, size), dtype=np.uint8)  # not stored again
+            else:
+                imgs = np.stack([load_rgb(f, size) for f, _ in part])
+            bar.update(len(part))
+            yield Split(split, imgs, labels, classes)
+        bar.close()
 
 
 # -- digits -------------------------------------------------------------------------------
@@ -261,8 +277,13 @@ def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.Pat
     writer: StoreWriter | None = None
     classes: list[str] = []
     counts: dict[str, int] = {}
+
+    def stored(split_name: str, offset: int) -> bool:
+        return writer is not None and f"{split_name}-{offset}" in writer.done_units
+
+    extra_kw: dict[str, Any] = {"chunk": chunk, "skip": stored} if name == "imagenet100" else {}
     try:
-        for split in ds.reader(Path(root) if root is not None else None, **kw):
+        for split in ds.reader(Path(root) if root is not None else None, **kw, **extra_kw):
             n, c, h, w = split.images.shape
             if c != len(ds.channels):
                 raise DataError(f"{name} {split.name}: {c} channels, expected "
@@ -274,10 +295,11 @@ def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.Pat
                 writer = StoreWriter(out, channels=list(ds.channels), image_size=(h, w),
                                      dtype="uint8", config=config, overwrite=overwrite)
                 classes = split.classes
-            counts[split.name] = counts.get(split.name, 0) + n
+            offset = counts.get(split.name, 0)  # units are named by their first item
+            counts[split.name] = offset + n
             names = np.asarray(split.classes, dtype=object)[split.labels]
             for start in range(0, n, chunk):
-                unit = f"{split.name}-{start}"
+                unit = f"{split.name}-{offset + start}"
                 if unit in writer.done_units:
                     continue
                 sl = slice(start, start + chunk)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
 class Runner:
-    """``workers == 1``: plain ``map``; more: a pool (fork where available) with ``imap``."""
+    """``workers == 1``: plain ``map``; more: a process pool (fork where available)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, int(workers))
@@ -19,9 +20,21 @@ class Runner:
             self.pool = ctx.Pool(self.workers)
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        """Results in task order; at most ``2 × workers + 2`` tasks in flight, so finished
+        results never pile up in memory when the consumer is slower than the workers."""
         if self.pool is None:
             return map(fn, tasks)
-        return self.pool.imap(fn, tasks, chunksize=1)
+        return self._bounded(fn, tasks, 2 * self.workers + 2)
+
+    def _bounded(self, fn: Callable[[Any], Any], tasks: Iterable[Any], window: int
+                 ) -> Iterator[Any]:
+        pending: deque[Any] = deque()
+        for task in tasks:
+            pending.append(self.pool.apply_async(fn, (task,)))
+            if len(pending) >= window:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
     def close(self) -> None:
         if self.pool is not None:

@@ -486,15 +486,16 @@ def _prepare_plate(plate: str, pf: pd.DataFrame, loc: Located, opt: PrepareOptio
     per = max(1, min(16, -(-len(present) // max(runner.workers * 2, 1))))
     for s in range(0, len(present), per):
         chunks.append(present[s:s + per])
-    # the first field fixes the plate's shape (and the sample positions)
-    probe = None
+    # the most common shape among the first readable fields fixes the plate's shape
+    shapes: list[tuple[int, ...]] = []
     for i in present:
         try:
-            probe = read_field(_field_paths(loc, i))
-            break
+            shapes.append(read_field(_field_paths(loc, i)).shape)
         except FieldError:
             continue
-    if probe is None:
+        if len(shapes) >= 5:
+            break
+    if not shapes:
         # every field is unusable: let the scan record why
         res = _scan_chunk(([(i, _field_paths(loc, i)) for i in present], None, None))
         for _i, reason, msg in res["errors"]:
@@ -503,11 +504,12 @@ def _prepare_plate(plate: str, pf: pd.DataFrame, loc: Located, opt: PrepareOptio
             rep.skip(reason, msg)
         bar.update(len(pf))
         return rep
-    first_shape = probe.shape[1:]
+    n_channels, *hw = max(set(shapes), key=shapes.count)
+    first_shape = (int(hw[0]), int(hw[1]))
     npx = first_shape[0] * first_shape[1]
     positions = np.sort(rng.choice(npx, size=min(N_SAMPLES, npx), replace=False))
     f = block_factor(*first_shape)
-    total = np.zeros((probe.shape[0], first_shape[0] // f, first_shape[1] // f))
+    total = np.zeros((n_channels, first_shape[0] // f, first_shape[1] // f))
     samples: list[np.ndarray] = []
     good: list[int] = []
     tasks = [([(i, _field_paths(loc, i)) for i in ch], first_shape, positions) for ch in chunks]

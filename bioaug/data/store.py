@@ -203,6 +203,10 @@ class StoreWriter:
         if self.path.exists() and not overwrite:
             raise DataError(f"{self.path} already exists",
                             hint="pass --overwrite to replace it, or choose another --out")
+        if self.path.exists() and not is_store(self.path) and (
+                not self.path.is_dir() or any(self.path.iterdir())):
+            raise DataError(f"{self.path} exists and is not a bioaug store; refusing to "
+                            "replace it", hint="choose a new or empty --out")
         if self.partial.exists() and overwrite:
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)

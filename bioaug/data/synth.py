@@ -640,6 +640,10 @@ def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
     if (out / IMAGE_CSV).exists() and not overwrite:
         raise ConfigError(f"{out} already holds a BBBC021 folder",
                           hint="pass --overwrite to replace it, or choose another --out")
+    if out.exists() and not (out / IMAGE_CSV).exists() and (not out.is_dir()
+                                                           or any(out.iterdir())):
+        raise ConfigError(f"{out} exists and is not a BBBC021 folder; refusing to replace it",
+                          hint="choose a new or empty --out")
     rng = np.random.default_rng(seed)
     wells, moa_table = load_design()
     chosen = choose_plates(wells, plates, rng)

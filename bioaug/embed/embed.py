@@ -29,6 +29,8 @@ invariances of Ericsson et al., BMVC 2022) and ``obsm["X_bioaug"]`` = the first 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -45,7 +47,7 @@ import torch.nn.functional as F
 from bioaug.data.store import Store
 from bioaug.device import pick_device
 from bioaug.errors import CheckpointError, ConfigError, DataError, unknown_choice
-from bioaug.io import provenance, sha256_file
+from bioaug.io import atomic_write_json, provenance, sha256_file, sha256_text
 from bioaug.progress import progress
 
 LAYERS = ("backbone", "projection")
@@ -54,6 +56,7 @@ PREPROCESS = ("resize", "center_crop", "none")
 CATEGORICAL_COLUMNS = ("plate", "well", "site", "replicate", "batch", "compound",
                        "concentration", "moa", "label", "split")
 SUPERVISED_INPUT_SIZE = 224
+PROGRESS_FILE = "progress.json"
 DEFAULT_RAW_SIZE = 16
 
 
@@ -84,9 +87,10 @@ def prepare_batch(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:
     return x[..., top:top + size, left:left + size]
 
 
-def _batches(store: Store, batch_size: int) -> Any:
-    """Float batches of the store in order, the next one read in a background thread."""
-    starts = list(range(0, len(store), batch_size))
+def _batches(store: Store, batch_size: int, first: int = 0) -> Any:
+    """Float batches of the store from item ``first`` on, the next read in a background
+    thread while the current one is embedded."""
+    starts = list(range(first, len(store), batch_size))
     if not starts:
         return
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -99,17 +103,66 @@ def _batches(store: Store, batch_size: int) -> Any:
             yield batch
 
 
+def _signature(store: Store, embedders: Sequence[Embedder]) -> str:
+    header = store.path / "header.json"
+    record = {"store": str(store.path), "n": len(store),
+              "header": sha256_file(header) if header.is_file() else None,
+              "models": [[e.key, e.out_dim, e.size, e.preprocess, e.info] for e in embedders]}
+    return sha256_text(json.dumps(record, sort_keys=True, default=str))
+
+
+def _open_outputs(store: Store, embedders: Sequence[Embedder], work_dir: Path | None,
+                  ) -> tuple[list[np.ndarray], int, dict[str, Any] | None]:
+    """Output arrays (in memory, or ``.npy`` memory maps in ``work_dir``) and items done."""
+    n = len(store)
+    if work_dir is None:
+        return [np.empty((n, e.out_dim), dtype=np.float32) for e in embedders], 0, None
+    work_dir.mkdir(parents=True, exist_ok=True)
+    signature = _signature(store, embedders)
+    state_file = work_dir / PROGRESS_FILE
+    state = None
+    if state_file.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+    files = [work_dir / f"embedding_{i}.npy" for i in range(len(embedders))]
+    resume = (isinstance(state, dict) and state.get("signature") == signature
+              and all(f.is_file() for f in files))
+    outs = [np.lib.format.open_memmap(f, mode="r+" if resume else "w+", dtype=np.float32,
+                                      shape=(n, e.out_dim))
+            for f, e in zip(files, embedders, strict=True)]
+    done = int(state["done"]) if resume and state is not None else 0
+    if not resume:
+        state = {"signature": signature, "done": 0}
+        atomic_write_json(state_file, state)
+    return outs, done, state
+
+
 def run_embedders(store: Store, embedders: Sequence[Embedder], *, batch_size: int = 256,
-                  device: torch.device | str = "cpu", desc: str = "embed"
+                  device: torch.device | str = "cpu", desc: str = "embed",
+                  work_dir: str | os.PathLike | None = None, commit_every: int = 16
                   ) -> list[np.ndarray]:
-    """Stream the store through every embedder; memory is bounded by the batch size."""
+    """Stream the store through every embedder; memory is bounded by the batch size.
+
+    With ``work_dir`` the outputs are ``.npy`` memory maps there and progress is committed
+    every ``commit_every`` batches: a run that is interrupted and started again with the
+    same store and models continues after the last committed item.
+    """
     device = torch.device(device)
-    outs = [np.empty((len(store), e.out_dim), dtype=np.float32) for e in embedders]
-    bar = progress(total=len(store), desc=desc, unit="item")
-    start = 0
+    wd = Path(work_dir) if work_dir is not None else None
+    outs, start, state = _open_outputs(store, embedders, wd)
+    bar = progress(total=len(store), initial=start, desc=desc, unit="item")
+    n_batches = 0
+
+    def commit() -> None:
+        if wd is not None and state is not None:
+            for out in outs:
+                out.flush()  # type: ignore[attr-defined]
+            state["done"] = start
+            atomic_write_json(wd / PROGRESS_FILE, state)
+
     try:
         with torch.inference_mode():
-            for batch in _batches(store, batch_size):
+            for batch in _batches(store, batch_size, start):
                 x = torch.from_numpy(batch).to(device, non_blocking=True)
                 for e, out in zip(embedders, outs, strict=True):
                     feats = e.forward(prepare_batch(x, e.size, e.preprocess))
@@ -119,6 +172,10 @@ def run_embedders(store: Store, embedders: Sequence[Embedder], *, batch_size: in
                     out[start:start + len(batch)] = feats.float().cpu().numpy()
                 start += len(batch)
                 bar.update(len(batch))
+                n_batches += 1
+                if n_batches % commit_every == 0:
+                    commit()
+        commit()
     finally:
         bar.close()
     return outs
@@ -180,9 +237,10 @@ def _backbone_embedder(name: str, store: Store, device: torch.device,
         kw.setdefault("input_size", SUPERVISED_INPUT_SIZE)
         info["weights"] = "ImageNet (torchvision), frozen"
     else:
-        torch.manual_seed(seed)
         info["weights"] = f"random initialisation (seed {seed})"
-    model = build_backbone(name, store.n_channels, **kw).to(device).eval()
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's RNG is untouched
+        torch.manual_seed(seed)
+        model = build_backbone(name, store.n_channels, **kw).to(device).eval()
     if name == "resnet101_supervised" and getattr(model, "source", ""):
         info["weights_sha256"] = sha256_file(model.source)
         info["weights_file"] = str(model.source)
@@ -237,13 +295,14 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
           batch_size: int = 256, backbone: str | None = None, raw: bool = False,
           device: str = "auto", aggregate: str | None = None, preprocess: str = "resize",
           backbone_kwargs: dict[str, Any] | None = None, raw_size: int = DEFAULT_RAW_SIZE,
-          seed: int = 0) -> Any:
+          seed: int = 0, work_dir: str | os.PathLike | None = None) -> Any:
     """Embed every item of store ``data``; returns an AnnData (one row per item).
 
     Give ``checkpoints`` (one or more run dirs / checkpoint files), or ``backbone`` (e.g.
     ``"resnet101_supervised"``), or ``raw=True``. With ``aggregate="well"|"treatment"`` the
     aggregated profiles (:func:`bioaug.embed.aggregate`) are returned instead of the cells.
-    See the module docstring for the obsm keys and preprocessing.
+    ``work_dir`` makes the job resumable (see :func:`run_embedders`); the caller removes it
+    once the result is saved. See the module docstring for the obsm keys and preprocessing.
     """
     if data is None:
         raise ConfigError("embed needs a store: data=PATH (made by `bioaug data prepare`)")
@@ -279,7 +338,9 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
         embedders = [_raw_embedder(store, raw_size)]
         kind = "raw"
 
-    feats = run_embedders(store, embedders, batch_size=int(batch_size), device=dev)
+    feats = run_embedders(store, embedders, batch_size=int(batch_size), device=dev,
+                          work_dir=work_dir)
+    feats = [np.array(f, dtype=np.float32) for f in feats]  # memory maps → memory
 
     import anndata as ad
 

@@ -34,8 +34,8 @@ def reduce_dims(x: np.ndarray, max_dims: int = DEFAULT_MAX_DIMS, seed: int = 0,
                 chunk: int = 65_536) -> tuple[np.ndarray, dict[str, Any]]:
     """PCA to ``max_dims`` components when ``x`` is wider; returns (reduced, info).
 
-    Exact PCA through the ``d × d`` covariance matrix (accumulated in float64 over row
-    chunks, then ``eigh``): for embedding widths (≤ a few thousand) this is one pass over
+    Exact PCA through the ``d × d`` covariance matrix (float32 products over row chunks,
+    accumulated in float64, then ``eigh``): for embedding widths (≤ a few thousand) this is one pass over
     the data and much faster than a randomized SVD of the ``n × d`` matrix. Component signs
     are fixed (largest loading positive) so the result is deterministic.
     """
@@ -44,10 +44,11 @@ def reduce_dims(x: np.ndarray, max_dims: int = DEFAULT_MAX_DIMS, seed: int = 0,
     if d <= max_dims or n <= max_dims:
         return x, {"pca": False, "dims": int(d)}
     mean = x.mean(axis=0, dtype=np.float64)
+    mean32 = mean.astype(np.float32)
     cov = np.zeros((d, d), dtype=np.float64)
-    for start in range(0, n, chunk):
-        block = x[start:start + chunk].astype(np.float64) - mean
-        cov += block.T @ block
+    for start in range(0, n, chunk):  # float32 products per chunk, float64 accumulation
+        block = x[start:start + chunk] - mean32
+        cov += (block.T @ block).astype(np.float64)
     cov /= max(n - 1, 1)
     evals, evecs = np.linalg.eigh(cov)
     order = np.argsort(evals)[::-1][:max_dims]
@@ -55,7 +56,6 @@ def reduce_dims(x: np.ndarray, max_dims: int = DEFAULT_MAX_DIMS, seed: int = 0,
     comps *= np.where(comps[np.abs(comps).argmax(axis=0), np.arange(max_dims)] < 0, -1.0, 1.0)
     reduced = np.empty((n, max_dims), dtype=np.float32)
     comps32 = comps.astype(np.float32)
-    mean32 = mean.astype(np.float32)
     for start in range(0, n, chunk):
         reduced[start:start + chunk] = (x[start:start + chunk] - mean32) @ comps32
     total = float(np.clip(evals, 0, None).sum())

@@ -94,8 +94,9 @@ def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
              exclude: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     """Score embedding ``rep`` of an AnnData against obs column ``label``.
 
-    Returns the report dict (``clustering``, ``profiling`` — None without BBBC021 metadata
-    or with ``profiling_mode="off"`` —, ``linear``, ``timings``, ``input``); writes
+    Returns the report dict (``clustering``, ``profiling`` — whose ``nsc`` and ``nscb`` are
+    None, with a ``skipped`` reason, without BBBC021 metadata or with
+    ``profiling_mode="off"`` —, ``linear``, ``timings``, ``input``); writes
     ``report.json``, ``report.md`` and PNGs into ``out`` when given.
     ``linear_group="auto"`` groups the probe's split by compound when that column exists.
     ``exclude`` lists label values left out of clustering and the probe (e.g. ``["DMSO"]``);
@@ -133,13 +134,18 @@ def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
         max_tries=leiden_max_tries, silhouette_sample=silhouette_sample, timings=timings)
 
     t0 = time.perf_counter()
-    report["profiling"] = None
     if profiling_mode not in ("auto", "on", "off"):
         raise DataError(f"profiling_mode must be auto, on or off, not {profiling_mode!r}")
     wants = profiling_mode == "on" or (
         profiling_mode == "auto" and profiling.has_profile_columns(list(obs.columns), label))
     if wants:
         report["profiling"] = profiling.profile_scores(x_all, obs_all, label=label)
+    else:
+        missing = [c for c in (*profiling.PROFILE_COLUMNS, label) if c not in obs.columns]
+        report["profiling"] = {
+            "nsc": None, "nscb": None,
+            "skipped": "profiling_mode off" if profiling_mode == "off" else
+            f"no BBBC021 metadata (missing columns: {', '.join(missing)})"}
     timings["profiling"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -255,7 +261,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                     if lin["split"].get("grouped_by") else "")))
     rows.append(("linear balanced acc.", _fmt(lin["balanced_accuracy"]), ""))
     prof = report.get("profiling")
-    if prof:
+    if prof and prof.get("nsc"):
         for key in ("nsc", "nscb"):
             blk = prof.get(key)
             if blk:
@@ -302,7 +308,7 @@ def report_markdown(report: dict[str, Any]) -> str:
               f"Silhouette of the label on {c['silhouette']['n_items']} items "
               f"(Euclidean, original representation)."]
     prof = report.get("profiling")
-    if prof:
+    if prof and prof.get("nsc"):
         lines += ["", "## BBBC021 profiling (treatment profiles, 1-NN cosine)", "",
                   f"{prof['n_cells']} items → {prof['n_wells']} well profiles (mean) → "
                   f"treatment profiles (median of wells); {prof['n_control_treatments']} "

@@ -60,7 +60,8 @@ def _evaluate_all(h5ad: Path, folder: Path, labels: Sequence[str], rep: str, see
         res, report = stages.evaluate_stage(h5ad, folder / f"eval-{label}", label=label,
                                             rep=rep, seed=seed, **dict(evaluate_kwargs))
         if not res.skipped:
-            _log(f"    evaluated {folder.name}/{label} in {res.seconds:.1f}s")
+            _log(f"    evaluated {folder.parent.name}/{folder.name} on {label!r} in "
+                 f"{res.seconds:.1f}s")
         reports[label] = report
     return reports
 

@@ -70,16 +70,6 @@ def test_select_gives_each_shard_its_share(x: torch.Tensor, idx) -> None:
         torch.testing.assert_close(s, f[idx], atol=1e-6, rtol=0)
 
 
-def test_fused_geometry_equals_step_by_step(x: torch.Tensor) -> None:
-    protocol = parse_protocol(PROTO)
-    fused = build_pipeline(protocol, 3)
-    plain = build_pipeline(protocol, 3, fuse=False)
-    assert fused.views[0].stages[0] == (0, 3)  # crop + rotate90 + flip in one resampling
-    params = fused.sample(10, (3, 20, 20), torch.Generator().manual_seed(2))
-    for a, b in zip(fused.apply(x, params), plain.apply(x, params), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
-
-
 def test_input_batch_is_never_modified_and_outputs_do_not_alias_it(x: torch.Tensor) -> None:
     before = x.clone()
     pipe = build_pipeline(parse_protocol(PROTO.replace("crop_size: 12", "crop_size: 20")), 3)
@@ -142,3 +132,26 @@ def test_bad_batches_are_clear_errors(x: torch.Tensor) -> None:
     params = pipe.sample(10, (3, 20, 20))
     with pytest.raises(DataError, match="select"):
         pipe.apply(x[:4], params)
+
+
+def test_pipeline_pickles_for_data_loader_workers(x: torch.Tensor) -> None:
+    import pickle
+
+    pipe = build_pipeline(parse_protocol(PROTO), 3)
+    copy = pickle.loads(pickle.dumps(pipe))
+    a = pipe(x, torch.Generator().manual_seed(0))
+    b = copy(x, torch.Generator().manual_seed(0))
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_gives_the_cpu_views_for_the_same_parameters(x: torch.Tensor) -> None:
+    pipe = build_pipeline(parse_protocol(PROTO), 3)
+    params = pipe.sample(10, (3, 20, 20), torch.Generator().manual_seed(0))
+    cpu = pipe.apply(x, params)
+    gpu = pipe.apply(x.cuda(), params.to("cuda"))
+    for a, b in zip(cpu, gpu, strict=True):
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=0)
+    views = pipe(x.cuda(), torch.Generator(device="cuda").manual_seed(0))
+    assert all(v.device.type == "cuda" for v in views)

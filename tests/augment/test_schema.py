@@ -194,3 +194,11 @@ def test_unknown_file_and_unknown_shipped_name() -> None:
 def test_safe_loader_refuses_python_objects(tmp_path: Path) -> None:
     message = error_of(tmp_path, "bioaug_protocol: !!python/object/apply:os.system ['true']\n")
     assert "YAML syntax error" in message
+
+
+def test_numbers_yaml_reads_as_text_get_a_hint(tmp_path: Path) -> None:
+    message = error_of(tmp_path, swap("{scale: [0.5, 1.0]}", "{scale: [0.5, 1.0], p: '0.5'}"))
+    assert "p: must be in [0, 1]" not in message
+    assert "got the text '0.5' (quoted, so it is text; write 0.5 without quotes)" in message
+    message = error_of(tmp_path, swap("brightness: 0.2", "brightness: 2e-1"))
+    assert "YAML needs a dot in exponent notation" in message

@@ -24,6 +24,7 @@ def test_embed_writes_cells_and_profiles(store_and_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "embedded 48 items" in printed and "cells.treatment.h5ad" in printed
     assert ad.read_h5ad(out).n_obs == 48
+    assert not (tmp_path / ".cells.h5ad.partial").exists()  # resumable work removed when done
     assert ad.read_h5ad(tmp_path / "cells.well.h5ad").n_obs == 12
     treatments = ad.read_h5ad(tmp_path / "cells.treatment.h5ad")
     assert treatments.n_obs == 6 and "X_bioaug" in treatments.obsm

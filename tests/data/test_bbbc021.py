@@ -204,3 +204,10 @@ def test_read_field_errors(tmp_path: Path) -> None:
             read_field([good, bad, good], expected_shape=(20, 24))
         assert e.value.reason == reason, bad
         assert bad.name in e.value.format()
+
+
+def test_field_error_pickles() -> None:
+    import pickle
+
+    e = pickle.loads(pickle.dumps(FieldError("bad", reason="corrupt", where="/x.tif")))
+    assert e.reason == "corrupt" and e.format() == "/x.tif: bad"

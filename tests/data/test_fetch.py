@@ -54,6 +54,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        cut = getattr(srv, "cut_after", None)
+        if cut is not None:  # a dropped connection: announce everything, send part of it
+            srv.cut_after = None  # type: ignore[attr-defined]
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
@@ -64,6 +71,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server() -> Iterator[http.server.HTTPServer]:
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.files, srv.log, srv.ranges = {}, [], True  # type: ignore[attr-defined]
+    srv.cut_after = None  # type: ignore[attr-defined]
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     try:
@@ -120,6 +128,22 @@ def test_resumed_download(server: http.server.HTTPServer, tmp_path: Path) -> Non
     assert dest.read_bytes() == data and info["resumed_from"] == 123_456 and info["verified"]
     assert server.log == [("big.bin", "bytes=123456-")]  # type: ignore[attr-defined]
     assert not dest.with_name("big.bin.part").exists()
+
+
+def test_dropped_connection_then_resume(server: http.server.HTTPServer, tmp_path: Path) -> None:
+    data = np.random.default_rng(1).bytes(200_000)
+    server.files["f.bin"] = data  # type: ignore[attr-defined]
+    server.cut_after = 50_000  # type: ignore[attr-defined]
+    dest = tmp_path / "f.bin"
+    sha = hashlib.sha256(data).hexdigest()
+    with pytest.raises(DataError, match="interrupted") as e:
+        download(_url(server) + "f.bin", dest, sha256=sha)
+    assert "run the command again to resume" in e.value.format()
+    part = dest.with_name("f.bin.part")
+    assert part.stat().st_size == 50_000 and not dest.exists()
+    info = download(_url(server) + "f.bin", dest, sha256=sha)
+    assert info["resumed_from"] == 50_000 and dest.read_bytes() == data
+    assert server.log[-1] == ("f.bin", "bytes=50000-")  # type: ignore[attr-defined]
 
 
 def test_server_without_range_restarts(server: http.server.HTTPServer, tmp_path: Path) -> None:

@@ -120,6 +120,10 @@ def test_imagenet100_folders(tmp_path: Path) -> None:
     assert len(s) == 6 and s.image_size == (16, 16) and s.channels == ["R", "G", "B"]
     assert s.obs["split"].tolist() == ["train"] * 4 + ["test"] * 2
     assert s.obs["label"].tolist()[:2] == ["n01440764"] * 2
+    # decoded and committed a few images at a time: same store
+    chunked = prepare_natural("imagenet100", tmp_path, tmp_path / "c", size=16, chunk=3)
+    np.testing.assert_array_equal(chunked.read(slice(None)), s.read(slice(None)))
+    assert chunked.header["units"] == ["train-0", "train-3", "test-0"]
     # BGR on disk → RGB in the store: a pure red image stays red
     red = np.zeros((20, 20, 3), np.uint8)
     red[..., 2] = 255
@@ -156,3 +160,14 @@ def test_unknown_dataset_and_missing_root(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="needs --root"):
         prepare_natural("mnist", None, tmp_path / "s")
     assert set(DATASETS) == {"cifar10", "cifar100", "mnist", "imagenet100", "digits"}
+
+
+def test_val_and_test_folders_both_count(tmp_path: Path) -> None:
+    import cv2
+
+    for split in ("train", "val", "test"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / split / "a" / "x.png"), np.full((9, 9, 3), 7, np.uint8))
+    s = prepare_natural("imagenet100", tmp_path, tmp_path / "s", size=8)
+    assert s.obs["split"].tolist() == ["train", "test", "test"]
+    assert s.header["splits"] == {"train": 1, "test": 2}

@@ -269,3 +269,14 @@ def test_touching_nuclei_are_split() -> None:
 def test_store_holds_only_the_documented_files(prepared: Store) -> None:
     assert sorted(p.name for p in prepared.path.iterdir()) == ["header.json", "images.raw",
                                                                "obs.csv"]
+
+
+def test_an_odd_first_field_does_not_set_the_plate_shape(twin_copy: Path, tmp_path: Path) -> None:
+    meta = bbbc021.load_metadata(twin_copy)
+    first = meta.fields.iloc[0]
+    for ch in ("DAPI", "Tubulin", "Actin"):  # a consistent but wrongly sized first field
+        tifffile.imwrite(twin_copy / first["path"] / first[f"file_{ch}"],
+                         np.full((64, 64), 500, np.uint16))
+    s = prepare_bbbc021(twin_copy, tmp_path / "s", crop_size=CROP)
+    assert s.header["report"]["fields_skipped"] == {"shape": 1}
+    assert first["file_DAPI"] in s.header["report"]["skipped_examples"][0]

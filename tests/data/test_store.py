@@ -88,3 +88,13 @@ def test_text_columns_stay_text_and_unlabelled_items_are_counted(tmp_path: Path)
     assert again.obs["label"].iloc[1] == "7" and again.obs["label_id"].iloc[1] == 7
     assert again.obs["label"].isna().sum() == 1
     assert s.summary()["classes"] == {"0": 1, "7": 2} and s.summary()["unlabelled"] == 1
+
+
+def test_overwrite_never_replaces_something_that_is_not_a_store(tmp_path: Path) -> None:
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("…")
+    with pytest.raises(DataError, match="not a bioaug store; refusing"):
+        write_store(precious, np.zeros((1, 1, 2, 2), np.uint8), _obs(1), channels=["g"],
+                    overwrite=True)
+    assert (precious / "chapter1.tex").exists()

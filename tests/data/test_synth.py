@@ -105,6 +105,11 @@ def test_same_seed_same_dataset(tmp_path: Path) -> None:
     np.testing.assert_array_equal(tifffile.imread(fa[0]), tifffile.imread(fb[0]))
     with pytest.raises(ConfigError, match="already holds"):
         synth_bbbc021(tmp_path / "a", seed=3, **kw)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("precious")
+    with pytest.raises(ConfigError, match="not a BBBC021 folder; refusing"):
+        synth_bbbc021(tmp_path / "mine", overwrite=True, **kw)
+    assert (tmp_path / "mine" / "thesis.txt").exists()
 
 
 def test_bad_arguments() -> None:

@@ -168,3 +168,34 @@ def test_raw_floor_separates_an_easy_store(tiny_store):
     report = evaluate(embed(data=tiny_store, raw=True), label="moa")
     assert report["clustering"]["kmeans"]["ami"] > 0.99
     assert report["profiling"]["nsc"]["accuracy"] == 1.0
+
+
+def test_interrupted_embedding_resumes_where_it_stopped(tiny_store, tmp_path):
+    from bioaug.embed.embed import Embedder, run_embedders
+
+    store = Store.open(tiny_store)
+    seen: list[int] = []
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        seen.append(len(x))
+        return x.mean(dim=(2, 3))
+
+    def failing(x: torch.Tensor) -> torch.Tensor:
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return forward(x)
+
+    work = tmp_path / "partial"
+    with pytest.raises(KeyboardInterrupt):
+        run_embedders(store, [Embedder("m", failing, 3)], batch_size=5, work_dir=work,
+                      commit_every=2)
+    assert sum(seen) == 15  # three batches embedded, two committed (10 items)
+    seen.clear()
+    out = run_embedders(store, [Embedder("m", forward, 3)], batch_size=5, work_dir=work)[0]
+    assert sum(seen) == 48 - 10  # resumed after the last committed item
+    want = store.read_float(slice(None)).mean(axis=(2, 3))
+    np.testing.assert_allclose(out, want, rtol=1e-5)
+    # other models → other signature → starts over
+    seen.clear()
+    run_embedders(store, [Embedder("other", forward, 3)], batch_size=5, work_dir=work)
+    assert sum(seen) == 48

@@ -58,3 +58,15 @@ def test_silhouette_subsample_reports_count(blob_data):
     out = clustering.label_silhouette(x, y, sample=100, seed=0)
     assert out["n_items"] == 100 and out["subsampled"]
     assert out["value"] == pytest.approx(clustering.label_silhouette(x, y)["value"], abs=0.1)
+
+
+def test_reduce_dims_matches_sklearn_pca():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(300, 60)) * np.linspace(5, 0.1, 60)).astype(np.float32)
+    ours, info = clustering.reduce_dims(x, 10, chunk=64)  # several chunks
+    ref = PCA(n_components=10, svd_solver="full").fit(x)
+    np.testing.assert_allclose(np.abs(ours), np.abs(ref.transform(x)), rtol=1e-3, atol=1e-3)
+    assert info["explained_variance"] == pytest.approx(ref.explained_variance_ratio_.sum(),
+                                                       rel=1e-5)

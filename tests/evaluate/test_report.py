@@ -62,7 +62,8 @@ def test_natural_labels_without_profiling():
     x, y = blobs(30, 3, 8, spread=8.0)
     obs = pd.DataFrame({"label": [f"class{i}" for i in y], "split": "train"})
     report = evaluate(make_adata(x, obs), label="label", seed=1)
-    assert report["profiling"] is None
+    assert report["profiling"]["nsc"] is None and report["profiling"]["nscb"] is None
+    assert "missing columns: plate, well, compound" in report["profiling"]["skipped"]
     assert report["linear"]["split"]["grouped_by"] is None
     assert report["clustering"]["leiden"]["ami"] > 0.95
     assert report["figures"] == {}

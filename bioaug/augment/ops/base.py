@@ -117,7 +117,7 @@ class Op:
     #: One line for ``list-ops``; the class docstring gives the details.
     summary: ClassVar[str] = ""
     #: Run ``transform`` on the picked samples only (worth it for costly ops); otherwise
-    #: transform the whole batch and keep the unpicked samples with ``torch.where``.
+    #: transform the whole batch and copy the unpicked samples back.
     subset_apply: ClassVar[bool] = True
     #: The op is a pixel-space affine map that never reads outside the image (crops,
     #: quarter turns, flips): a run of such ops is resampled once (see ``fusion``).
@@ -158,8 +158,9 @@ class Op:
     # -- application ---------------------------------------------------------------
     def apply(self, x: Tensor, params: Mapping[str, Tensor], *, inplace: bool = False) -> Tensor:
         """Apply sampled ``params`` to ``x`` (``(B, C, H, W)``); unpicked samples pass through
-        unchanged (bit for bit). ``inplace`` lets the op overwrite ``x`` (the pipeline does
-        so for the intermediate tensors it owns); the result must still be used."""
+        unchanged (bit for bit); when no sample is picked ``x`` itself is returned.
+        ``inplace`` lets the op overwrite ``x`` (the pipeline does so for the intermediate
+        tensors it owns); the result must still be used."""
         if self.changes_size:
             return self.transform(x, dict(params))
         mask = params["apply"]

@@ -42,9 +42,16 @@ class ChannelDropout(Op):
         dropped = params["dropped"].to(x.device) & params["apply"].to(x.device)[:, None]
         if not bool(dropped.any()):
             return x
-        if inplace:
-            return x.masked_fill_(bcast(dropped), self.params.fill)
-        return x.masked_fill(bcast(dropped), self.params.fill)
+        return self._blank(x, dropped, inplace)
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
-        return x.masked_fill(bcast(params["dropped"].to(x.device)), self.params.fill)
+        return self._blank(x, params["dropped"].to(x.device), False)
+
+    def _blank(self, x: Tensor, dropped: Tensor, inplace: bool) -> Tensor:
+        # multiplying by a 0/1 channel mask is several times faster than masked_fill with a
+        # broadcast mask, and exact for finite images (x·1 = x, x·0 + fill = fill)
+        keep = bcast((~dropped).to(x.dtype))
+        out = x.mul_(keep) if inplace else x * keep
+        if self.params.fill != 0.0:
+            out.add_(bcast(dropped.to(x.dtype)) * self.params.fill)
+        return out

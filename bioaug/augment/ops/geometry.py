@@ -57,9 +57,10 @@ def affine_grid(theta: Tensor, size_out: tuple[int, int]) -> Tensor:
     u = (torch.arange(w, dtype=dt, device=dev) * 2 + 1) / w - 1  # (W,)
     v = (torch.arange(h, dtype=dt, device=dev) * 2 + 1) / h - 1  # (H,)
     t = theta[:, :, :, None, None]  # (B, 2, 3, 1, 1)
-    grid = t[:, :, 0] * u[None, None, None, :] + (t[:, :, 1] * v[None, None, :, None]
-                                                   + t[:, :, 2])
-    return grid.permute(0, 2, 3, 1)  # (B, H, W, 2)
+    grid = torch.empty(theta.shape[0], h, w, 2, dtype=dt, device=dev)
+    torch.add(t[:, :, 0] * u[None, None, None, :], t[:, :, 1] * v[None, None, :, None]
+              + t[:, :, 2], out=grid.permute(0, 3, 1, 2))
+    return grid  # (B, H, W, 2), contiguous
 
 
 def compose(first: Tensor, second: Tensor) -> Tensor:
@@ -107,3 +108,4 @@ def rotation(angle_deg: Tensor) -> Tensor:
     cos, sin = torch.cos(a), torch.sin(a)
     # y points down, so a counter-clockwise turn on screen is [[cos, sin], [-sin, cos]].
     return torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)
+

@@ -33,7 +33,14 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()}"
     if isinstance(value, str):
-        return f"the text '{value}'"
+        try:
+            number = float(value)
+        except ValueError:
+            return f"the text '{value}'"
+        if "e" in value.lower():
+            return (f"the text '{value}' (YAML needs a dot in exponent notation, e.g. "
+                    f"1.0e-2; write {number!r})")
+        return f"the text '{value}' (quoted, so it is text; write {number!r} without quotes)"
     if isinstance(value, list):
         return f"a list {value!r}"
     if isinstance(value, dict):

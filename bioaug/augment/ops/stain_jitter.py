@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 from torch import Tensor
 
@@ -79,8 +78,8 @@ def stain_jitter(x: Tensor, brightness: Tensor, contrast: Tensor, gamma: Tensor,
     a.clamp_(0.0, 1.0)
     m = a.mean(dim=(2, 3), keepdim=True)
     k = bcast(contrast)
-    # k·(a − m) + m  ==  (1 − k)·m + k·a, in one fused pass
-    y = torch.addcmul((1 - k) * m, a, k, out=a).clamp_(0.0, 1.0)
+    # k·(a − m) + m  ==  k·a + (1 − k)·m  (two in-place passes; k = 1 leaves a exactly)
+    y = a.mul_(k).add_((1 - k) * m).clamp_(0.0, 1.0)
     active = gamma != 1
     if bool(active.any()):
         rows = active.any(1).nonzero().squeeze(1)

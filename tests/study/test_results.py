@@ -1,0 +1,47 @@
+"""Turning evaluation reports into tidy result rows."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bioaug.errors import ConfigError
+from bioaug.study.results import gather, point_rows
+
+REPORT = {
+    "input": {"n_items": 100, "n_classes": 3},
+    "clustering": {"leiden": {"ami": 0.4, "ari": 0.3}, "kmeans": {"ami": 0.5},
+                   "silhouette": {"value": 0.1, "n_items": 100}},
+    "profiling": None,
+    "linear": {"accuracy": 0.7, "n_test": 20, "per_class": {"a": 0.9, "b": 0.5, "c": None},
+               "per_class_n_test": {"a": 10, "b": 10, "c": 0}},
+}
+
+
+def test_point_rows_one_per_class():
+    rows = point_rows(3, 1, {"views[*].steps.flip.p": 0.5,
+                             "views[0].steps.gaussian_blur.sigma": [0.1, 2.0]}, REPORT)
+    assert [r["class"] for r in rows] == ["a", "b", "c"]
+    r = rows[0]
+    assert (r["point"], r["seed"], r["linear_accuracy"], r["ami_leiden"], r["ami_kmeans"],
+            r["silhouette"], r["n_items"], r["class_accuracy"], r["class_n_test"]) == \
+        (3, 1, 0.7, 0.4, 0.5, 0.1, 100, 0.9, 10)
+    assert r["nsc"] is None and r["nscb"] is None  # not BBBC021: left empty, not invented
+    assert r["views[0].steps.gaussian_blur.sigma"] == "[0.1, 2.0]"
+    assert math.isnan(rows[2]["class_accuracy"])
+
+
+def test_gather_reads_reports_and_reports_bad_ones(tmp_path):
+    good = tmp_path / "r.json"
+    good.write_text(json.dumps(REPORT))
+    df = gather([(0, 0, {"x": 1}, good), (1, 0, {"x": 2}, good)])
+    assert len(df) == 6 and set(df["x"]) == {1, 2}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(ConfigError, match="cannot read the report of point 1"):
+        gather([(0, 0, {}, good), (1, 0, {}, bad)])
+    (tmp_path / "empty.json").write_text(json.dumps({"linear": {"per_class": {}}}))
+    with pytest.raises(ConfigError, match=r"no linear\.per_class"):
+        gather([(0, 0, {}, tmp_path / "empty.json")])
