@@ -10,7 +10,7 @@ Data: MNIST when ``--mnist-root DIR`` points at the idx files (``bioaug data fet
 otherwise scikit-learn's bundled 8×8 digits upsampled to 28 px (1,797 images, offline) —
 the same protocols and encoder, a much smaller and easier dataset.
 
-Time: ``--quick`` ≈ 2–3 min on a 2-core CPU (digits, 3 epochs, one seed); the default
+Time: ``--quick`` ≈ 3–4 min on a 2-core CPU (digits, 3 epochs, one seed); the default
 (digits, 20 epochs, 3 seeds) ≈ 30 min on CPU; MNIST with ``--epochs 100 --seeds 0 1 2`` is
 a GPU job (a few minutes per model on one GPU).
 

@@ -10,6 +10,7 @@ its mechanism of action).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,9 @@ def split_indices(labels: np.ndarray, groups: np.ndarray | None = None, *,
         if n_groups < 2:
             raise DataError("a grouped split needs at least two groups; found one")
         cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        train, test = next(cv.split(idx, labels, groups))
+        with warnings.catch_warnings():  # "least populated class has fewer than n_splits"
+            warnings.simplefilter("ignore", UserWarning)
+            train, test = next(cv.split(idx, labels, groups))
         return np.sort(train), np.sort(test)
     _, counts = np.unique(labels, return_counts=True)
     if counts.min() < 2:
@@ -52,13 +55,16 @@ def split_indices(labels: np.ndarray, groups: np.ndarray | None = None, *,
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, *, c: float = 1.0,
               max_iter: int = 300, seed: int = 0) -> Any:
     """Standardise + multinomial logistic regression (lbfgs), fitted on the training split."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     model = make_pipeline(StandardScaler(),
                           LogisticRegression(C=c, max_iter=max_iter, random_state=seed))
-    model.fit(np.asarray(x_train, dtype=np.float32), y_train)
+    with warnings.catch_warnings():  # reported as model.converged instead
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(np.asarray(x_train, dtype=np.float32), y_train)
     return model
 
 
@@ -133,7 +139,8 @@ def linear_probe(x: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = 
                   "grouped_by": group_column if groups is not None else None,
                   "seed": seed},
         "model": {"type": "LogisticRegression(multinomial, lbfgs)", "C": c,
-                  "max_iter": max_iter, "standardised": True},
+                  "max_iter": max_iter, "standardised": True,
+                  "converged": bool(np.max(model[-1].n_iter_) < max_iter)},
     }
     if groups is not None:
         g = np.asarray(groups).astype(str)
@@ -145,8 +152,6 @@ def linear_probe(x: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = 
 
 def _balanced(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Mean per-class recall over the classes present in the test split."""
-    import warnings
-
     from sklearn.metrics import balanced_accuracy_score
 
     with warnings.catch_warnings():

@@ -325,7 +325,7 @@ def report_markdown(report: dict[str, Any]) -> str:
                             if blk.get("dropped_classes") else "")
                          + (f"; no admissible neighbour: {', '.join(blk['unscorable'])}"
                             if blk["unscorable"] else "") + ".")
-            lines += ["", "| MoA | accuracy | treatments |", "|---|---:|---:|"]
+            lines += ["", "| MoA | accuracy | scored treatments |", "|---|---:|---:|"]
             lines += [f"| {k} | {_fmt(v['accuracy'])} | {v['n_scored']} |"
                       for k, v in blk["per_class"].items()]
             lines.append("")

@@ -117,7 +117,7 @@ def plot_overall_vs_per_class(results: pd.DataFrame, axes: Sequence[str], path: 
             sub = results[results["class"].astype(str) == cls]
             mean = sub.groupby(sub[axis].astype(str))["class_accuracy"].mean()
             ax.plot(xs, [mean.get(str(v), np.nan) for v in values], lw=0.9, alpha=0.55,
-                    color=colors[cls])
+                    color=colors[cls], label=cls)
         g = pts.groupby(pts[axis].astype(str))["linear_accuracy"]
         m = np.array([g.mean().get(str(v), np.nan) for v in values])
         s = np.nan_to_num(np.array([g.std().get(str(v), np.nan) for v in values]))
@@ -129,21 +129,27 @@ def plot_overall_vs_per_class(results: pd.DataFrame, axes: Sequence[str], path: 
         ax.set_ylabel("linear accuracy")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+    axs[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.suptitle("Overall accuracy (black) vs per-class accuracy (thin lines)")
     _save(fig, path)
 
 
-def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3f}", max_rows: int = 200) -> str:
+def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3f}", max_rows: int = 200,
+              plain: Sequence[str] = ()) -> str:
+    """A Markdown table; floats with ``floatfmt`` except in ``plain`` columns (``{:g}``)."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(str(c) for c in cols) + " |",
              "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in df.head(max_rows).iterrows():
+    for row in df.head(max_rows).itertuples(index=False, name=None):
         cells = []
-        for c in cols:
-            v = row[c]
-            if isinstance(v, (float, np.floating)):
-                cells.append("" if np.isnan(v) else floatfmt.format(v))
+        for c, v in zip(cols, row, strict=True):
+            if isinstance(v, (bool, np.bool_)):
+                cells.append(str(v))
+            elif isinstance(v, (int, np.integer)):
+                cells.append(str(int(v)))
+            elif isinstance(v, (float, np.floating)):
+                cells.append("" if np.isnan(v) else
+                             f"{v:g}" if c in plain else floatfmt.format(v))
             else:
                 cells.append(str(v))
         lines.append("| " + " | ".join(cells) + " |")
@@ -194,7 +200,7 @@ def write_bias_report(results: pd.DataFrame, axes: Sequence[str], out: Path, *,
              f"(`{spread['max_class']}`) moves by **{spread['max_class_range']:.3f}**, the "
              f"median class by {spread['median_class_range']:.3f}.", "",
              "![overall vs per-class](overall_vs_per_class.png)", "",
-             _md_table(overall), "",
+             _md_table(overall, plain=axes), "",
              "## Per-class accuracy against each parameter", "",
              "![per-class accuracy](per_class_vs_param.png)", ""]
     if not trends.empty:

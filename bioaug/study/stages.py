@@ -69,20 +69,8 @@ def embed_stage(checkpoints: Sequence[Path], data: Path, out: Path, *,
     t0 = time.perf_counter()
     adata = embed([str(c) for c in checkpoints], str(data), layer=layer,
                   batch_size=batch_size, raw=raw, device=device, **kwargs)
-    adata.uns = _exact_str(dict(adata.uns))
     write_h5ad(adata, out)
     return StageResult(out, time.perf_counter() - t0, False)
-
-
-def _exact_str(value: Any) -> Any:
-    """Turn ``str`` subclasses (e.g. ``torch.__version__``) into plain ``str`` for h5py."""
-    if isinstance(value, dict):
-        return {k: _exact_str(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_exact_str(v) for v in value]
-    if isinstance(value, str) and type(value) is not str:
-        return str.__str__(value)
-    return value
 
 
 def evaluate_stage(h5ad: Path, out_dir: Path, *, label: str, rep: str = "X_bioaug",

@@ -3,6 +3,7 @@
 * :mod:`bioaug.train.config` — :class:`TrainConfig`, the run configuration (CLI + YAML).
 * :mod:`bioaug.train.loop` — :func:`train`, the loop (single process or under torchrun).
 * :mod:`bioaug.train.checkpoint` — checkpoints and :func:`load_trained`.
+* :mod:`bioaug.train.checks` — every input check made before training starts.
 * :mod:`bioaug.train.data` — whole-batch reads from the memory-mapped store.
 * :mod:`bioaug.train.optim` — SGD/LARS and the warm-up + cosine schedule.
 * :mod:`bioaug.train.distributed` — DDP, global-batch batch norm on any device.

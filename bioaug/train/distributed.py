@@ -18,6 +18,7 @@ statistics (the argument of Ioffe & Szegedy 2015 applied to the global batch).
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import os
 from dataclasses import dataclass, field
 
@@ -209,5 +210,10 @@ def wrap_ddp(method: nn.Module, info: DistInfo) -> nn.Module:
         return module
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    # Buffers (batch-norm statistics over the global batch, MoCo's queue of gathered keys)
+    # are identical on every process, so they are synced once at start and not every step.
+    params = inspect.signature(DDP.__init__).parameters
+    sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else \
+        {"broadcast_buffers": False}
     return DDP(module, device_ids=[info.device.index] if info.device.type == "cuda" else None,
-               broadcast_buffers=False)
+               **sync)

@@ -38,7 +38,7 @@ from bioaug.data.store import Store
 from bioaug.errors import BioaugError, ConfigError
 from bioaug.io import atomic_write_text, atomic_write_yaml, provenance, sha256_file, sha256_text
 from bioaug.progress import progress
-from bioaug.train import setup
+from bioaug.train import checks
 from bioaug.train.checkpoint import (
     CHECKPOINT_NAME,
     load_model_state,
@@ -122,16 +122,16 @@ class _Run:
         from bioaug.augment import build_pipeline
 
         cfg = self.cfg
-        setup.check_names(cfg)
+        checks.check_names(cfg)
         self.store = Store.open(cfg.data)
-        self.protocol, self.protocol_text = setup.load_run_protocol(cfg)
-        setup.check_protocol_vs_store(self.protocol, self.store, cfg)
+        self.protocol, self.protocol_text = checks.load_run_protocol(cfg)
+        checks.check_protocol_vs_store(self.protocol, self.store, cfg)
         self.pipeline = build_pipeline(self.protocol, self.store.n_channels, self.store.channels)
-        self.crop_sizes = setup.check_crops(self.pipeline, self.store, cfg)
-        setup.check_batch(cfg, len(self.store), self.info.world_size)
+        self.crop_sizes = checks.check_crops(self.pipeline, self.store, cfg)
+        checks.check_batch(cfg, len(self.store), self.info.world_size)
         self.header_sha256 = sha256_file(self.store.path / "header.json")
-        self.method = setup.build_run_model(cfg, self.store.n_channels, len(self.store))
-        setup.check_views(self.pipeline, self.method, cfg)
+        self.method = checks.build_run_model(cfg, self.store.n_channels, len(self.store))
+        checks.check_views(self.pipeline, self.method, cfg)
         self.previous = self._check_run_dir()
         self.method.to(self.device)
         if self.cuda and cfg.channels_last:
@@ -210,7 +210,7 @@ class _Run:
                       "n_items": len(store), "image_size": list(store.image_size),
                       "dtype": str(store.dtype), "header_sha256": self.header_sha256},
             "method": {"name": cfg.method, "hparams": dict(cfg.method_kwargs),
-                       "effective_hparams": _plain(setup.method_hparams(self.method)),
+                       "effective_hparams": _plain(checks.method_hparams(self.method)),
                        "n_items": len(store), "batch_size": cfg.batch_size},
             "backbone": {"name": cfg.backbone, "kwargs": cfg.backbone_options(),
                          "in_channels": store.n_channels,

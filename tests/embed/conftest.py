@@ -63,3 +63,15 @@ def tiny_run(tiny_store, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run_b(tiny_store, tmp_path_factory) -> Path:
     return train_tiny(tiny_store, tmp_path_factory.mktemp("embed") / "run_b", seed=1)
+
+
+@pytest.fixture(scope="session")
+def twin_store(tmp_path_factory) -> Path:
+    """A BBBC021 twin: synthetic fields in the published layout, prepared at crop 32."""
+    from bioaug.data.prepare import prepare_bbbc021
+    from bioaug.data.synth import synth_bbbc021
+
+    root = tmp_path_factory.mktemp("twin")
+    raw = synth_bbbc021(root / "raw", plates=6, sites=1, size=(96, 96), cells_per_field=6,
+                        wells_per_plate=6, seed=0)
+    return prepare_bbbc021(raw, root / "store", crop_size=32).path

@@ -199,3 +199,21 @@ def test_interrupted_embedding_resumes_where_it_stopped(tiny_store, tmp_path):
     seen.clear()
     run_embedders(store, [Embedder("other", forward, 3)], batch_size=5, work_dir=work)
     assert sum(seen) == 48
+
+
+def test_twin_store_embed_evaluate(tiny_run, twin_store, tmp_path):
+    from bioaug.embed import aggregate, write_h5ad
+    from bioaug.evaluate import evaluate
+
+    cells = embed(tiny_run, twin_store, device="cpu")
+    obs = Store.open(twin_store).obs
+    assert cells.n_obs == len(obs)
+    path = write_h5ad(cells, tmp_path / "cells.h5ad")
+    report = evaluate(path, label="moa", plot=False)
+    annotated = obs[obs["moa"].notna() & (obs["moa"] != "DMSO")]
+    n_treatments = len(annotated.groupby(["compound", "concentration"]))
+    assert report["profiling"]["nsc"]["n_treatments"] == n_treatments
+    assert report["profiling"]["n_wells"] == len(obs.groupby(["plate", "well"]))
+    assert report["clustering"]["n_items"] == int(obs["moa"].notna().sum())
+    treatments = aggregate(cells, "treatment")
+    assert treatments.n_obs == len(obs.groupby(["compound", "concentration"]))

@@ -20,8 +20,11 @@ def test_checkpoint_loads_with_weights_only(trained_run):
     assert data["format"] == "bioaug-checkpoint" and data["version"] == 1
     assert isinstance(data["config"], dict) and data["config"]["method"] == "moco_v2"
     assert isinstance(data["rng"]["augment"], torch.Tensor)
-    assert "queue" in data["model"] and any(k.startswith("key_") or "momentum" in k or "_k" in k
-                                            for k in data["model"])
+    # MoCo's whole state: queue, pointer and the momentum (key) encoder
+    assert {"queue", "queue_ptr"} <= set(data["model"])
+    assert any(k.startswith("key_backbone.") for k in data["model"])
+    assert data["model"]["queue"].shape == (32, 32)
+    assert data["method"]["effective_hparams"]["queue_size"] == 32
 
 
 def test_load_trained_rebuilds_the_model(trained_run, tiny_store):
@@ -88,3 +91,22 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path):
         save_checkpoint(path, {"step": 2, "bad": Boom()})
     assert torch.load(path, weights_only=True)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_disk_full_is_a_clear_error_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from bioaug.errors import BioaugError
+    from bioaug.train import checkpoint as ck
+
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"step": 1})
+
+    def full(obj, f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.torch, "save", full)
+    with pytest.raises(BioaugError, match="disk full"):
+        save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from bioaug.train.checkpoint import read_checkpoint
+from bioaug.train.checks import build_run_model
 from bioaug.train.distributed import GlobalBatchNorm, convert_batchnorm, wrap_ddp
 from bioaug.train.loop import train
-from bioaug.train.setup import build_run_model
 from tests.train.helpers import tiny_cli_args, tiny_config
 
 

@@ -141,3 +141,20 @@ def test_huge_lr_diverges_cleanly(tiny_store, tiny_protocol, tmp_path):
         ck = read_checkpoint(ckpt)
         assert all(torch.isfinite(t).all() for t in ck["model"].values()
                    if t.is_floating_point())
+
+
+def test_lars_warmup_and_crop_override(tiny_store, tiny_protocol, tmp_path):
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", optimizer="lars",
+                      warmup_epochs=1, lr=0.3, crop=16, method="byol",
+                      method_kwargs={"proj_hidden_dim": 32, "proj_output_dim": 16,
+                                     "pred_hidden_dim": 32})
+    run = train(cfg)
+    rows = read_metrics(run / "metrics.csv")
+    lrs = [r["lr"] for r in rows]
+    base = cfg.effective_lr()
+    assert lrs[:4] == pytest.approx([base / 4, base / 2, 3 * base / 4, base])  # warm-up epoch
+    assert lrs[4] == pytest.approx(base) and lrs[5] < base and lrs[-1] < 0.2 * base
+    ck = read_checkpoint(run)
+    assert ck["crop_size"] == 16 and ck["optimizer"]["param_groups"][0]["lars"]
+    text = (run / "protocol.yaml").read_text()
+    assert text.startswith("# effective protocol") and "crop_size: 16" in text
