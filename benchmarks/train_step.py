@@ -5,8 +5,9 @@
   device → MoCo v2 forward/backward → SGD step → momentum update; measured from the
   per-step timestamps in ``metrics.csv`` after a few warm-up steps.
 
-Rates are batch / median step time (wall clock, data waits included), the best of a few
-interleaved rounds: on a shared machine other jobs only ever slow a step down.
+Rates are batch / median step time (wall clock, data waits included). The three are run
+back to back in each of several rounds and the ratios are taken within a round (then the
+median over rounds), so a shared machine whose load drifts does not bias the comparison.
 * **pure model step**: the same method, optimiser and step on pre-made view tensors of the
   same shape — the physical ceiling of that model on this machine.
 * **lightly** (if ``lightly`` imports): its ``MoCoV2Transform`` (PIL, per sample) in
@@ -139,7 +140,7 @@ def lightly_rate(store_path: Path, backbone: str, bkw: dict, n_channels: int, cr
             return transform(img)
 
     loader = torch.utils.data.DataLoader(PILStore(), batch_size=batch, shuffle=True,
-                                         num_workers=2, drop_last=True, prefetch_factor=4,
+                                         num_workers=2, drop_last=True, prefetch_factor=2,
                                          persistent_workers=True)
 
     torch.manual_seed(0)
@@ -177,39 +178,48 @@ def lightly_rate(store_path: Path, backbone: str, bkw: dict, n_channels: int, cr
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps, one round")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="repeat each measurement, interleaved, and keep the best (a "
-                        "shared machine only ever slows a run down)")
+    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds (bioaug, pure, lightly back to back); ratios "
+                        "are taken within a round, then the median over rounds")
+    parser.add_argument("--rgb-protocol", default=None, metavar="FILE_OR_NAME",
+                        help="protocol of the RGB case instead of moco-v2-default (e.g. to "
+                        "see what one op costs)")
     args = parser.parse_args()
-    steps, warm = (4, 2) if args.quick else (10, 3)
-    rounds = 1 if args.quick else max(1, args.rounds)
+    if args.rgb_protocol:
+        CASES[0] = (*CASES[0][:6], args.rgb_protocol, CASES[0][7])
+    steps, warm = (4, 2) if args.quick else (6, 2)
+    rounds = 2 if args.quick else max(1, args.rounds)
+    print(f"protocols: {CASES[0][6]} (RGB case), {CASES[1][6]} (gray case)")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; "
-          f"MoCo v2 (queue {QUEUE}, head 2048→128), {warm} warm-up + {steps} timed steps, "
-          f"best of {rounds} interleaved round(s)")
+          f"MoCo v2 (queue {QUEUE}, head 2048→128); per round {warm} warm-up + {steps} timed "
+          f"steps of each; medians over {rounds} interleaved rounds")
     header = f"{'case':28s} {'batch':>5s} {'bioaug':>9s} {'pure':>9s} {'lightly':>9s} " \
              f"{'bioaug/pure':>11s} {'bioaug/lightly':>14s}"
     print(header)
     print("-" * len(header))
+    med = statistics.median
     with tempfile.TemporaryDirectory() as tmp:
         for name, backbone, bkw, channels, size, crop, protocol, batch in CASES:
             n = max(batch * (warm + steps + 2), QUEUE * 2)
             store = Path(tmp) / f"store-{backbone}"
             make_store(store, n, channels, size)
-            pure = ours = 0.0
-            light: float | None = 0.0
+            ours, pure, light = [], [], []
             for r in range(rounds):
-                pure = max(pure, pure_rate(backbone, bkw, len(channels), crop, batch, steps,
-                                           warm))
-                ours = max(ours, bioaug_rate(store, Path(tmp) / f"run-{backbone}-{r}", backbone,
-                                             bkw, protocol, batch, steps, warm))
+                ours.append(bioaug_rate(store, Path(tmp) / f"run-{backbone}-{r}", backbone, bkw,
+                                        protocol, batch, steps, warm))
+                pure.append(pure_rate(backbone, bkw, len(channels), crop, batch, steps, warm))
                 lr_ = lightly_rate(store, backbone, bkw, len(channels), crop, batch, steps, warm)
-                light = None if lr_ is None else max(light or 0.0, lr_)
-            light_txt = f"{light:9.1f}" if light else f"{'n/a':>9s}"
-            ratio_l = f"{ours / light:14.2f}" if light else f"{'n/a':>14s}"
-            print(f"{name:28s} {batch:5d} {ours:9.1f} {pure:9.1f} {light_txt} "
-                  f"{ours / pure:11.2f} {ratio_l}", flush=True)
-    print("images/s; targets: bioaug/pure ≥ 0.9, bioaug/lightly ≥ 1.0")
+                if lr_ is not None:
+                    light.append(lr_)
+            r_pure = med([o / p for o, p in zip(ours, pure, strict=True)])
+            light_txt = f"{med(light):9.1f}" if light else f"{'n/a':>9s}"
+            ratio_l = (f"{med([o / li for o, li in zip(ours, light, strict=True)]):14.2f}"
+                       if light else f"{'n/a':>14s}")
+            print(f"{name:28s} {batch:5d} {med(ours):9.1f} {med(pure):9.1f} {light_txt} "
+                  f"{r_pure:11.2f} {ratio_l}", flush=True)
+    print("images/s (batch / median step time); ratios: median of per-round ratios; "
+          "targets: bioaug/pure ≥ 0.9, bioaug/lightly ≥ 1.0")
     return 0
 
 

@@ -17,8 +17,8 @@ Data: the synthetic BBBC021 twin, made on the fly (no download), or the real BBB
 Sizes: ``--quick`` uses the sizes of ``bioaug demo --quick``, the default those of
 ``bioaug demo`` on a CPU (see ``bioaug.study.demo.PLANS``), ``--paper`` those of the GPU demo.
 
-Time: ``--quick`` ≈ 5 min on a 2-core CPU (one seed; ``--seeds 0 1 2`` ≈ 12 min); the
-default (3 seeds) ≈ 45 min on a 2-core CPU; ``--paper`` (VGG13 full width, 96 px, 100 epochs, 3
+Time: ``--quick`` ≈ 2 min on an otherwise idle 2-core CPU (one seed; ``--seeds 0 1 2`` ≈ 4
+min); the default (3 seeds) ≈ 15–20 min on a 2-core CPU; ``--paper`` (VGG13 full width, 96 px, 100 epochs, 3
 seeds) is for a GPU — about 1 h per model on real BBBC021 with one recent GPU.
 
     python examples/bbbc021_expert_vs_default.py --quick --out runs/bbbc021-quick
@@ -38,11 +38,11 @@ PROTOCOLS = ["bbbc021-expert", "moco-v2-default", "none"]
 SIZES = {
     "quick": {"twin": {"plates": 6, "sites": 2, "size": (256, 320), "cells_per_field": 15},
               "crop_size": 64,
-              "train": {"width": 0.125, "crop": 32, "epochs": 5, "batch_size": 64,
+              "train": {"width": 0.125, "crop": 32, "epochs": 10, "batch_size": 64,
                         "lr": 0.06}, "seeds": [0]},
     "cpu": {"twin": {"plates": 6, "sites": 3, "size": (256, 320), "cells_per_field": 18},
             "crop_size": 64,
-            "train": {"width": 0.25, "crop": 48, "epochs": 8, "batch_size": 64, "lr": 0.06},
+            "train": {"width": 0.25, "crop": 48, "epochs": 16, "batch_size": 64, "lr": 0.06},
             "seeds": [0, 1, 2]},
     "paper": {"twin": {"plates": 12, "sites": 4, "size": (512, 640), "cells_per_field": 25,
                        "wells_per_plate": 16},

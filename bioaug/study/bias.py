@@ -197,3 +197,21 @@ def spread_summary(results: pd.DataFrame, axes: Sequence[str]) -> dict[str, Any]
         "median_class_range": float(top.median()) if len(top) else float("nan"),
         "class_ranges": {str(k): float(v) for k, v in top.items()},
     }
+
+
+def binomial_noise(results: pd.DataFrame) -> float | None:
+    """Median over runs and classes of 2 standard errors of a per-class accuracy.
+
+    A per-class accuracy measured on ``n`` test items has binomial noise
+    ``sqrt(a (1 − a) / n)``; changes smaller than about twice that are not evidence of bias,
+    whatever the seeds say. None when the test counts are unknown.
+    """
+    if "class_n_test" not in results.columns:
+        return None
+    n = pd.to_numeric(results["class_n_test"], errors="coerce")
+    a = pd.to_numeric(results["class_accuracy"], errors="coerce")
+    ok = (n > 0) & a.notna()
+    if not ok.any():
+        return None
+    se = np.sqrt(a[ok] * (1 - a[ok]) / n[ok])
+    return float(2 * se.median())

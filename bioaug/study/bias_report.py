@@ -158,6 +158,18 @@ def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3f}", max_rows: int = 200,
     return "\n".join(lines)
 
 
+def _noise_lines(results: pd.DataFrame) -> list[str]:
+    noise = bias.binomial_noise(results)
+    if noise is None:
+        return []
+    seeds = results.groupby("point")["seed"].first().nunique()
+    return [f"Sampling noise: a per-class accuracy is measured on few test items; two "
+            f"standard errors are about **±{noise:.3f}** (median over classes and runs). "
+            "Class-level changes smaller than that are not evidence of bias"
+            + (" — with one seed per setting, treat single-run differences with care."
+               if seeds == 1 else "."), ""]
+
+
 def write_bias_report(results: pd.DataFrame, axes: Sequence[str], out: Path, *,
                       title: str = "Sweep") -> dict[str, Path]:
     """Write every table, picture and ``report.md`` of the class-bias analysis into ``out``."""
@@ -199,6 +211,7 @@ def write_bias_report(results: pd.DataFrame, axes: Sequence[str], out: Path, *,
              f"{spread['overall_max']:.3f}); the class that moves most "
              f"(`{spread['max_class']}`) moves by **{spread['max_class_range']:.3f}**, the "
              f"median class by {spread['median_class_range']:.3f}.", "",
+             *_noise_lines(results),
              "![overall vs per-class](overall_vs_per_class.png)", "",
              _md_table(overall, plain=axes), "",
              "## Per-class accuracy against each parameter", "",

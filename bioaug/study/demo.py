@@ -98,12 +98,12 @@ PLANS: dict[str, DemoPlan] = {
     "quick": DemoPlan(
         name="quick", description="CPU, under 3 minutes: 6 plates, width 1/8, 32 px crops",
         plates=6, sites=2, field_size=(256, 320), cells_per_field=15, crop_size=64,
-        width=0.125, view_crop=32, epochs=5, batch_size=64),
+        width=0.125, view_crop=32, epochs=10, batch_size=64),
     "full": DemoPlan(
         name="full", description="CPU, under 10 minutes: 6 plates × 3 sites, width 1/4, "
         "48 px crops",
         plates=6, sites=3, field_size=(256, 320), cells_per_field=18, crop_size=64,
-        width=0.25, view_crop=48, epochs=8, batch_size=64),
+        width=0.25, view_crop=48, epochs=16, batch_size=64),
     "gpu": DemoPlan(
         name="gpu", description="CUDA, the paper's sizes: VGG13-BN full width, 96 px crops",
         plates=12, sites=4, field_size=(512, 640), cells_per_field=25, wells_per_plate=16,

@@ -67,10 +67,10 @@ LIBRARY: dict[str, Transformation] = {t.name: t for t in [
                    "rotation by a fixed angle (reflect padding)"),
     Transformation("rotate90", "rotate90", "quarter turns", (1, 2, 3),
                    lambda a: {"turns": [a]}, "exact quarter turns"),
-    Transformation("hflip", "flip", "-", (1,), lambda a: {"horizontal": True,
+    Transformation("hflip", "flip", "", ("on",), lambda a: {"horizontal": True,
                                                           "vertical": False},
                    "left-right mirror"),
-    Transformation("vflip", "flip", "-", (1,), lambda a: {"horizontal": False,
+    Transformation("vflip", "flip", "", ("on",), lambda a: {"horizontal": False,
                                                           "vertical": True},
                    "top-bottom mirror"),
     Transformation("scale", "random_resized_crop", "area fraction", (0.08, 0.25, 0.5, 0.75),
@@ -107,7 +107,7 @@ LIBRARY: dict[str, Transformation] = {t.name: t for t in [
                    _color("saturation"), "RGB saturation factor"),
     Transformation("hue", "color_jitter", "hue shift", (-0.5, -0.25, -0.1, 0.1, 0.25, 0.5),
                    _color("hue"), "hue rotation (fraction of the colour wheel)"),
-    Transformation("grayscale", "grayscale", "-", (1,), lambda a: {},
+    Transformation("grayscale", "grayscale", "", ("on",), lambda a: {},
                    "RGB to grey (kept 3 channels)"),
 ]}
 

@@ -130,6 +130,10 @@ class _Run:
         self.crop_sizes = checks.check_crops(self.pipeline, self.store, cfg)
         checks.check_batch(cfg, len(self.store), self.info.world_size)
         self.header_sha256 = sha256_file(self.store.path / "header.json")
+        self.knn = None
+        if cfg.knn_data is not None and self.info.is_main:
+            self.knn = KnnMonitor(cfg.knn_data, channels=self.store.channels, k=cfg.knn_k,
+                                  max_items=cfg.knn_max_items, seed=cfg.seed)
         self.method = checks.build_run_model(cfg, self.store.n_channels, len(self.store))
         checks.check_views(self.pipeline, self.method, cfg)
         self.previous = self._check_run_dir()
@@ -273,11 +277,6 @@ class _Run:
         else:
             self.logger = None
         barrier(self.info)
-        self.knn = None
-        if self.cfg.knn_data is not None and self.info.is_main:
-            self.knn = KnnMonitor(self.cfg.knn_data, channels=self.store.channels,
-                                  k=self.cfg.knn_k, max_items=self.cfg.knn_max_items,
-                                  seed=self.cfg.seed)
         try:
             self._loop()
         finally:

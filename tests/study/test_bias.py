@@ -86,3 +86,11 @@ def test_bias_matrix_keeps_classes_without_accuracy():
     t.loc[t["class"] == "c", "class_accuracy"] = np.nan  # e.g. no test item of class c
     m = bias.bias_matrix(t)
     assert list(m.columns) == ["a", "b", "c"] and np.isnan(m.loc["a", "c"])
+
+
+def test_binomial_noise():
+    t = table()
+    assert bias.binomial_noise(t) is None  # test counts unknown
+    t["class_n_test"] = 100
+    t["class_accuracy"] = 0.5
+    assert bias.binomial_noise(t) == pytest.approx(2 * 0.05)

@@ -54,3 +54,17 @@ def test_training_with_knn_monitor_writes_knn_csv(tiny_store, tiny_protocol, tmp
     assert lines[0] == "step,epoch,knn_top1" and len(lines) == 3
     assert [ln.split(",")[:2] for ln in lines[1:]] == [["4", "1"], ["8", "2"]]
     assert all(0.0 <= float(ln.split(",")[2]) <= 1.0 for ln in lines[1:])
+
+
+def test_unlabelled_knn_store_fails_before_training(tiny_store, tiny_protocol, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from bioaug.data.store import write_store
+
+    unlabelled = write_store(tmp_path / "nolabels", np.zeros((4, 2, 32, 32), np.uint16),
+                             pd.DataFrame({"x": range(4)}), channels=["DAPI", "Actin"]).path
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", knn_data=unlabelled)
+    with pytest.raises(DataError, match="no label column"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
