@@ -23,11 +23,11 @@ demo-quick: $(STAMP)
 	$(BIN)/bioaug demo --quick --out demo-out
 
 test: $(STAMP)
-	$(BIN)/ruff check bioaug tests benchmarks examples
+	$(BIN)/ruff check bioaug tests benchmarks examples tools
 	$(BIN)/python -m pytest -q --timeout=900
 
 lint: $(STAMP)
-	$(BIN)/ruff check bioaug tests benchmarks examples
+	$(BIN)/ruff check bioaug tests benchmarks examples tools
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
