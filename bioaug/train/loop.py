@@ -120,8 +120,12 @@ class _Run:
     # -- setup ----------------------------------------------------------------------------
     def _prepare(self) -> None:
         from bioaug.augment import build_pipeline
+        from bioaug.augment.cpu import tune_cpu_allocator
 
         cfg = self.cfg
+        if self.device.type == "cpu":
+            # Batched views reallocate large buffers every step; keep them in the process.
+            tune_cpu_allocator()
         checks.check_names(cfg)
         self.store = Store.open(cfg.data)
         self.protocol, self.protocol_text = checks.load_run_protocol(cfg)

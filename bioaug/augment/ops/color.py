@@ -37,37 +37,47 @@ def adjust_saturation(x: Tensor, f: Tensor) -> Tensor:
     return (bcast(f) * x + (1 - bcast(f)) * gray(x)).clamp(0.0, 1.0)
 
 
-def rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def hue_sixths(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """HSV hue of RGB ``x`` (B, 3, H, W) in sixths of a turn, in [-1, 5), with the per-pixel
+    max and max − min (``(B, H, W)`` each). Gray pixels (max = min) get hue 0.
+
+    Branch-free: the max channel is picked by 0/1 masks and arithmetic rather than
+    ``torch.where`` (several times faster on the CPU). Ties pick red, then green, the order of
+    torchvision's ``_rgb2hsv``; tied branches give the same hue anyway.
+    """
     r, g, b = x.unbind(1)
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
-    delta = maxc - minc
-    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-12), torch.zeros_like(maxc))
-    safe = delta.clamp_min(1e-12)
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
-    return h, s, maxc
+    mx = torch.maximum(torch.maximum(r, g), b)
+    d = mx - torch.minimum(torch.minimum(r, g), b)
+    is_r = (mx == r).to(x.dtype)
+    is_g = (mx == g).to(x.dtype).mul_(1.0 - is_r)
+    is_b = 1.0 - is_r - is_g
+    h6 = is_r * (g - b) + is_g * (b - r + 2.0 * d) + is_b * (r - g + 4.0 * d)
+    # |numerator| <= d, so gray pixels give 0 / tiny = 0
+    return h6.div_(d.clamp_min(torch.finfo(x.dtype).tiny)), mx, d
 
 
-def hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    table = torch.stack([
-        torch.stack([v, q, p, p, t, v], 1),
-        torch.stack([t, v, v, q, p, p], 1),
-        torch.stack([p, p, t, v, v, q], 1),
-    ], 1)  # (B, 3, 6, H, W)
-    idx = i.unsqueeze(1).unsqueeze(2).expand(-1, 3, 1, -1, -1)
-    return table.gather(2, idx).squeeze(2)
+#: Phase of each output channel on the hue hexagon (HSV → RGB: ``f(n) = v − v·s·T(n + 6h)``).
+_CHANNEL_PHASE = (5.0, 3.0, 1.0)
 
 
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
-    h, s, v = rgb_to_hsv(x)
-    h = (h + bcast(shift, 3)) % 1.0
-    return hsv_to_rgb(h, s, v).clamp(0.0, 1.0)
+    """Rotate the HSV hue of RGB ``x`` (B, 3, H, W) by ``shift`` (B,) turns, per sample.
+
+    Exactly torchvision's ``adjust_hue`` (RGB → HSV, ``h ← (h + shift) mod 1``, HSV → RGB;
+    saturation and value kept), up to float rounding, for the whole batch at once. Hue
+    rotation keeps the max and min of a pixel, so HSV → RGB reduces to the closed form
+    ``c_n = max − (max − min)·T((n + 6h) mod 6)`` with ``n = 5, 3, 1`` for R, G, B and the
+    trapezoid ``T(k) = clip(2 − |k − 2|, 0, 1)`` — a few batched arithmetic passes, no
+    per-sample loop and no per-pixel branching.
+    """
+    h6, mx, d = hue_sixths(x)
+    phase = torch.tensor(_CHANNEL_PHASE, dtype=x.dtype, device=x.device)
+    # + 12 keeps k positive (h6 >= -1, shift >= -0.5 turn) so floor-division wraps it to [0, 6)
+    offset = (6.0 * shift.to(x.dtype)[:, None] + phase + 12.0).view(-1, 3, 1, 1)
+    k = h6.unsqueeze(1) + offset
+    k = k.sub_(torch.floor(k / 6.0).mul_(6.0))
+    t = k.sub_(2.0).abs_().neg_().add_(2.0).clamp_(0.0, 1.0)
+    return t.mul_(-d.unsqueeze(1)).add_(mx.unsqueeze(1)).clamp_(0.0, 1.0)
 
 
 class ColorJitterParams(OpParams):
@@ -87,7 +97,11 @@ class ColorJitterParams(OpParams):
 class ColorJitter(Op):
     """Brightness, contrast, saturation and hue jitter with torchvision's ``ColorJitter``
     semantics (the SimCLR/MoCo v2 recipe, Chen et al. 2020): factors drawn per sample, the
-    four adjustments in a random order per sample, each clipped to [0, 1]. RGB only."""
+    four adjustments in a random order per sample, each clipped to [0, 1]. RGB only.
+
+    The hue shift rotates the HSV hue exactly as torchvision does, computed for a whole batch
+    in closed form (:func:`adjust_hue`); samples whose factor is the identity are left
+    untouched, bit for bit."""
 
     name = "color_jitter"
     Params = ColorJitterParams
@@ -111,16 +125,21 @@ class ColorJitter(Op):
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         fns = (("brightness", adjust_brightness), ("contrast", adjust_contrast),
                ("saturation", adjust_saturation), ("hue", adjust_hue))
-        order = params["order"].to(x.device)
         identity = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
-        for position in range(4):
-            for which, (key, fn) in enumerate(fns):
-                factor = params[key].to(x.device, x.dtype)
-                sel = ((order[:, position] == which) & (factor != identity[key])).nonzero()
-                sel = sel.squeeze(1)
-                if sel.numel():
-                    x = x.index_copy(0, sel, fn(x.index_select(0, sel), factor[sel]))
-        return x
+        order = params["order"].to(x.device)
+        factors = {key: params[key].to(x.device, x.dtype) for key, _ in fns}
+        # which (position, adjustment) pairs have samples: one small host sync for all 16
+        active = ((order[:, :, None] == torch.arange(4, device=x.device))
+                  & torch.stack([factors[key] != identity[key] for key, _ in fns], 1)[:, None, :])
+        todo = active.any(0).nonzero().tolist()
+        out = x.clone()
+        # at one position every sample has exactly one adjustment, so the row sets written
+        # by the adjustments of a position are disjoint and can share one output tensor
+        for position, which in todo:
+            key, fn = fns[which]
+            sel = active[:, position, which].nonzero().squeeze(1)
+            out.index_copy_(0, sel, fn(out.index_select(0, sel), factors[key][sel]))
+        return out
 
 
 class GrayscaleParams(OpParams):

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, bcast, rand
+from bioaug.augment.ops.base import Op, Params, rand
 from bioaug.augment.ops.params import Bool, OpParams
 from bioaug.errors import DataError
 
@@ -120,7 +120,17 @@ class Flip(Op):
         return {"apply": h | v, "horizontal": h, "vertical": v}
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
-        h = bcast(params["horizontal"].to(x.device))
-        v = bcast(params["vertical"].to(x.device))
-        x = torch.where(h, x.flip(3), x)
-        return torch.where(v, x.flip(2), x)
+        for key, dim in (("horizontal", 3), ("vertical", 2)):
+            x = _flip_rows(x, params[key].to(x.device), dim)
+        return x
+
+
+def _flip_rows(x: Tensor, rows: Tensor, dim: int) -> Tensor:
+    """``x`` with the samples marked in ``rows`` mirrored along ``dim`` (copies only those;
+    a masked ``torch.where`` over the whole batch is several times slower on the CPU)."""
+    idx = rows.nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return x
+    if idx.numel() == len(x):
+        return x.flip(dim)
+    return x.clone().index_copy_(0, idx, x.index_select(0, idx).flip(dim))

@@ -7,6 +7,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from bioaug.augment import make_op
+from bioaug.augment.ops.color import adjust_hue
 
 
 def _one(key: str, value: float) -> dict:
@@ -42,3 +43,61 @@ def test_random_order_is_a_permutation_per_sample() -> None:
     order = op.sample(500, (3, 4, 4), torch.Generator().manual_seed(0))["order"]
     assert torch.equal(order.sort(1).values, torch.arange(4).expand(500, 4))
     assert len({tuple(r) for r in order.tolist()}) == 24
+
+
+def _pixel(r: float, g: float, b: float) -> torch.Tensor:
+    return torch.tensor([r, g, b]).view(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize(("rgb", "shift", "expected"), [
+    ((1.0, 0.0, 0.0), 1 / 3, (0.0, 1.0, 0.0)),    # red → green
+    ((0.0, 1.0, 0.0), 1 / 3, (0.0, 0.0, 1.0)),    # green → blue
+    ((0.0, 0.0, 1.0), 1 / 3, (1.0, 0.0, 0.0)),    # blue → red
+    ((1.0, 0.0, 0.0), -1 / 3, (0.0, 0.0, 1.0)),   # red → blue backwards
+    ((1.0, 0.0, 0.0), 1 / 6, (1.0, 1.0, 0.0)),    # red → yellow
+    ((1.0, 0.0, 0.0), 0.5, (0.0, 1.0, 1.0)),      # half a turn: the complement
+    ((0.8, 0.4, 0.2), 0.0, (0.8, 0.4, 0.2)),      # no shift: unchanged
+    ((0.6, 0.6, 0.6), 0.37, (0.6, 0.6, 0.6)),     # gray has no hue
+    ((0.0, 0.0, 0.0), 0.2, (0.0, 0.0, 0.0)),
+])
+def test_hue_known_answers(rgb, shift, expected) -> None:
+    out = adjust_hue(_pixel(*rgb), torch.tensor([shift]))
+    torch.testing.assert_close(out, _pixel(*expected), atol=1e-6, rtol=0)
+
+
+def test_hue_offsets_are_per_sample_and_keep_value_and_saturation() -> None:
+    x = torch.rand(6, 3, 5, 7, generator=torch.Generator().manual_seed(3))
+    shifts = torch.tensor([0.0, 0.1, -0.25, 0.5, -0.5, 1 / 3])
+    out = adjust_hue(x, shifts)
+    for i in range(len(x)):  # each sample alone gives the same as within the batch
+        torch.testing.assert_close(out[i:i + 1], adjust_hue(x[i:i + 1], shifts[i:i + 1]),
+                                   atol=1e-6, rtol=0)
+        ref = TF.adjust_hue(x[i], float(shifts[i]))
+        torch.testing.assert_close(out[i], ref, atol=2e-5, rtol=0)
+    torch.testing.assert_close(out[0], x[0], atol=1e-6, rtol=0)
+    # a hue rotation keeps each pixel's max (HSV value) and min (hence saturation)
+    torch.testing.assert_close(out.amax(1), x.amax(1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.amin(1), x.amin(1), atol=1e-6, rtol=0)
+
+
+def test_hue_round_trip_returns_the_image() -> None:
+    x = torch.rand(4, 3, 6, 6, generator=torch.Generator().manual_seed(4))
+    shifts = torch.tensor([0.05, -0.3, 0.45, 0.2])
+    back = adjust_hue(adjust_hue(x, shifts), -shifts)
+    torch.testing.assert_close(back, x, atol=1e-5, rtol=0)
+
+
+def test_color_jitter_with_mixed_hue_matches_torchvision_per_sample() -> None:
+    """Random order and per-sample factors, against torchvision applied sample by sample."""
+    x = torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    op = make_op("color_jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.5, p=1.0)
+    params = op.sample(12, (3, 8, 8), torch.Generator().manual_seed(6))
+    out = op.apply(x, params)
+    fns = [("brightness", TF.adjust_brightness), ("contrast", TF.adjust_contrast),
+           ("saturation", TF.adjust_saturation), ("hue", TF.adjust_hue)]
+    for i in range(len(x)):
+        ref = x[i]
+        for which in params["order"][i].tolist():
+            key, fn = fns[which]
+            ref = fn(ref, float(params[key][i]))
+        torch.testing.assert_close(out[i], ref, atol=5e-5, rtol=0)

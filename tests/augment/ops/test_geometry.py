@@ -1,0 +1,64 @@
+"""The batched resampler: the separable path for axis-aligned maps equals grid_sample."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bioaug.augment.ops import geometry
+from bioaug.augment.ops.geometry import _to_normalised, affine_grid, box_matrix, compose, warp
+
+
+def _grid_sample(x: torch.Tensor, matrix: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    theta = _to_normalised((x.shape[2], x.shape[3]), size, matrix)
+    return F.grid_sample(x, affine_grid(theta, size), mode="bilinear", padding_mode="border",
+                         align_corners=False)
+
+
+def _axis_maps(n: int, h: int, w: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """Random boxes (some reaching past the border) combined with quarter turns and flips."""
+    bw = (0.3 + 1.0 * torch.rand(n, generator=g)) * w
+    bh = (0.3 + 1.0 * torch.rand(n, generator=g)) * h
+    x0 = torch.rand(n, generator=g) * w - 0.2 * w
+    y0 = torch.rand(n, generator=g) * h - 0.2 * h
+    m = box_matrix(torch.stack([x0, y0, bw, bh], 1), (size, size))
+    s = float(size - 1)
+    turns = torch.tensor([[[1, 0, 0], [0, 1, 0]], [[0, -1, s], [1, 0, 0]],
+                          [[-1, 0, s], [0, -1, s]], [[0, 1, 0], [-1, 0, s]]], dtype=torch.float32)
+    flips = torch.tensor([[[1, 0, 0], [0, 1, 0]], [[-1, 0, s], [0, 1, 0]],
+                          [[1, 0, 0], [0, -1, s]], [[-1, 0, s], [0, -1, s]]], dtype=torch.float32)
+    k = torch.randint(0, 4, (n,), generator=g)
+    f = torch.randint(0, 4, (n,), generator=g)
+    return compose(compose(m, turns[k]), flips[f])
+
+
+def test_separable_path_matches_grid_sample_for_crops_turns_and_flips() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 3, 17, 23, generator=g)
+    m = _axis_maps(40, 17, 23, 9, g)
+    swapped = geometry._axis_aligned(m, (9, 9))
+    assert swapped is not None and bool(swapped.any()) and not bool(swapped.all())
+    torch.testing.assert_close(warp(x, m, (9, 9), padding="border"), _grid_sample(x, m, (9, 9)),
+                               atol=5e-5, rtol=0)
+
+
+def test_quarter_turn_of_the_whole_image_is_exact() -> None:
+    x = torch.rand(2, 2, 6, 6)
+    s = 5.0
+    m = torch.tensor([[[0, -1, s], [1, 0, 0]], [[0, 1, 0], [-1, 0, s]]], dtype=torch.float32)
+    out = warp(x, m, (6, 6), padding="border")
+    assert torch.equal(out[0], torch.rot90(x[0], 1, dims=(1, 2)))
+    assert torch.equal(out[1], torch.rot90(x[1], 3, dims=(1, 2)))
+
+
+def test_other_maps_use_grid_sample() -> None:
+    angle = torch.tensor(0.3)
+    rot = torch.stack([torch.stack([angle.cos(), -angle.sin(), torch.tensor(1.0)]),
+                       torch.stack([angle.sin(), angle.cos(), torch.tensor(0.0)])])[None]
+    assert geometry._axis_aligned(rot, (5, 5)) is None
+    x = torch.rand(1, 1, 7, 7)
+    torch.testing.assert_close(warp(x, rot, (5, 5), padding="border"),
+                               _grid_sample(x, rot, (5, 5)), atol=1e-6, rtol=0)
+    # a swap of the axes into a non-square output is left to grid_sample too
+    swap = torch.tensor([[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]])
+    assert geometry._axis_aligned(swap, (4, 5)) is None
