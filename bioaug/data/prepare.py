@@ -236,10 +236,12 @@ def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
     interp = cv2.INTER_AREA if size < s else cv2.INTER_LINEAR
     flat = crops.reshape(n * c, s, s).transpose(1, 2, 0)
     out = np.empty((size, size, n * c), dtype=np.float32)
-    for start in range(0, n * c, 128):  # OpenCV takes a limited number of channels
-        part = np.ascontiguousarray(flat[:, :, start:start + 128], dtype=np.float32)
+    # OpenCV takes a limited number of channels per call: 4 for area averaging.
+    step = 4 if interp == cv2.INTER_AREA else 128
+    for start in range(0, n * c, step):
+        part = np.ascontiguousarray(flat[:, :, start:start + step], dtype=np.float32)
         r = cv2.resize(part, (size, size), interpolation=interp)
-        out[:, :, start:start + 128] = r.reshape(size, size, -1)
+        out[:, :, start:start + step] = r.reshape(size, size, -1)
     return out.transpose(2, 0, 1).reshape(n, c, size, size)
 
 

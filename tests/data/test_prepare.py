@@ -280,3 +280,16 @@ def test_an_odd_first_field_does_not_set_the_plate_shape(twin_copy: Path, tmp_pa
     s = prepare_bbbc021(twin_copy, tmp_path / "s", crop_size=CROP)
     assert s.header["report"]["fields_skipped"] == {"shape": 1}
     assert first["file_DAPI"] in s.header["report"]["skipped_examples"][0]
+
+
+def test_resize_crops_averages_blocks_and_takes_many_channels() -> None:
+    from bioaug.data.prepare import resize_crops
+
+    rng = np.random.default_rng(0)
+    crops = rng.random((5, 3, 8, 8)).astype(np.float32)  # 15 planes: more than OpenCV's 4
+    small = resize_crops(crops, 4)
+    expected = crops.reshape(5, 3, 4, 2, 4, 2).mean(axis=(3, 5))
+    np.testing.assert_allclose(small, expected, atol=1e-6)
+    big = resize_crops(np.full((2, 3, 4, 4), 0.25, np.float32), 8)
+    assert big.shape == (2, 3, 8, 8)
+    np.testing.assert_allclose(big, 0.25, atol=1e-6)
