@@ -72,7 +72,7 @@ def bioaug_rate(store: Path, out: Path, backbone: str, bkw: dict, protocol: str,
                 batch: int, steps: int, warm: int) -> float:
     cfg = TrainConfig(data=store, protocol=protocol, out=out, method="moco_v2",
                       backbone=backbone, backbone_kwargs=bkw, batch_size=batch, epochs=1,
-                      max_steps=warm + steps, lr=0.03, device="cpu", num_workers=2,
+                      max_steps=warm + steps, lr=0.03, device="cpu",
                       tensorboard=False, method_kwargs=HEAD)
     train(cfg)
     stamps = [r["elapsed_s"] for r in read_metrics(out / "metrics.csv")]

@@ -62,8 +62,10 @@ class TrainConfig(BaseModel):
                                          "(a checkpoint is always written every epoch)")
     device: str = Field("auto", description=f"compute device: {', '.join(DEVICE_CHOICES)} "
                         "(auto = CUDA, then MPS, then CPU)")
-    num_workers: int = Field(2, ge=0, description="DataLoader worker processes reading the "
-                             "store (0 = read in the training process)")
+    num_workers: int | None = Field(None, ge=0, description="DataLoader worker processes "
+                                    "reading the store (0 = read in the training process; "
+                                    "default: 0 on CPU, where workers would compete with the "
+                                    "model for cores, 4 on a GPU)")
     method_kwargs: dict[str, Any] = Field(default_factory=dict, description="method "
                                           "hyperparameters, e.g. temperature=0.2")
     backbone_kwargs: dict[str, Any] = Field(default_factory=dict, description="extra backbone "

@@ -306,8 +306,10 @@ class _Run:
             sampler = EpochBatchSampler(len(self.store), global_b, seed=cfg.seed, epoch=epoch,
                                         start_batch=self.step % self.spe, rank=info.rank,
                                         world_size=info.world_size)
-            loader = make_loader(dataset, sampler, num_workers=cfg.num_workers,
-                                 pin_memory=self.cuda)
+            workers = cfg.num_workers
+            if workers is None:  # a batch is one memmap read: workers only pay on a GPU
+                workers = 4 if self.cuda else 0
+            loader = make_loader(dataset, sampler, num_workers=workers, pin_memory=self.cuda)
             t_last = time.perf_counter()
             for raw in loader:
                 lr = lr_at(self.step, self.base_lr, self.warmup, self.total)
