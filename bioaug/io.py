@@ -38,6 +38,8 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
     previous ``path`` (if any) is untouched.
     """
     target = Path(path)
+    if target.is_dir():
+        raise BioaugError(f"{target} is a directory; give a file name to write to")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix,

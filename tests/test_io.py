@@ -37,3 +37,10 @@ def test_did_you_mean() -> None:
     assert did_you_mean("rotat", ["rotate", "flip"]) == " (did you mean 'rotate'?)"
     assert did_you_mean("zzz", ["rotate", "flip"]) == ""
     assert "known: flip, rotate" in unknown_choice("op", "zzz", ["rotate", "flip"])
+
+
+def test_writing_over_a_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    with pytest.raises(BioaugError, match="is a directory"):
+        atomic_write_text(tmp_path / "d", "x")
+    assert (tmp_path / "d").is_dir()

@@ -126,6 +126,8 @@ def _print(obj: dict[str, Any], as_json: bool, indent: int = 0) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     from bioaug.data.info import info_bbbc021, info_store
 
+    if args.examples < 0:
+        raise ConfigError(f"--examples must be 0 or more, got {args.examples}")
     if args.target == "bbbc021":
         if not args.root:
             raise ConfigError("`bioaug data info bbbc021` needs --root DIR")

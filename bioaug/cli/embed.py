@@ -48,8 +48,16 @@ def aggregate_path(out: Path, level: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from bioaug.embed import aggregate, embed, write_h5ad
+    from bioaug.errors import BioaugError
 
     out = Path(args.out)
+    if out.is_dir():
+        raise BioaugError(f"--out {out} is a directory; give the path of an .h5ad file",
+                          hint=f"e.g. --out {out / 'cells.h5ad'}")
+    if args.weights and not args.backbone:
+        raise BioaugError("--weights is for a named --backbone; a checkpoint carries its "
+                          "own weights and --raw needs none",
+                          hint=f"e.g. --backbone resnet101_supervised --weights {args.weights}")
     work_dir = out.with_name(f".{out.name}.partial")  # resumable progress; removed at the end
     kwargs = {"weights": args.weights} if args.weights else None
     adata = embed(args.checkpoint, args.data, layer=args.layer, batch_size=args.batch_size,

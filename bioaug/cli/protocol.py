@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -80,6 +81,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from bioaug.augment.reference import schema_json
 
     text = schema_json()
+    if args.out and os.path.isdir(args.out):
+        raise ConfigError(f"--out {args.out} is a directory; give a file name")
     if args.out:
         from bioaug.io import atomic_write_text
 
@@ -115,8 +118,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     if args.n < 1 or args.n > 64:
         raise ConfigError(f"--n must be between 1 and 64, got {args.n}")
+    if not 0 <= args.seed < 2**63:
+        raise ConfigError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
     if not str(args.out).lower().endswith(".png"):
         raise ConfigError(f"--out must be a .png file, got {args.out}")
+    if os.path.isdir(args.out):
+        raise ConfigError(f"--out {args.out} is a directory; give a file name")
     protocol = load_protocol(args.file)
     data = load_preview_input(args.input, n=args.n, seed=args.seed)
     out, notes = render_preview(protocol, data, args.out, n=args.n, seed=args.seed,

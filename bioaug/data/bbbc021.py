@@ -377,6 +377,8 @@ class Located:
 def locate_fields(root: str | os.PathLike, fields: pd.DataFrame) -> Located:
     """Find every field's three TIFFs under ``root`` (either layout); list what is missing."""
     r = Path(root)
+    if r.is_file():  # a metadata CSV given as the root, as find_csvs accepts
+        r = r.parent
     plate_dirs: dict[str, Path | None] = {}
     listings: dict[str, set[str]] = {}
     for (plate, path), _ in fields.groupby(["plate", "path"], sort=False):

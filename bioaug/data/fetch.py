@@ -164,7 +164,11 @@ def download(url: str, dest: Path, *, size: int | None = None, sha256: str | Non
     headers = {"User-Agent": "bioaug-fetch", "Accept-Encoding": "identity"}
     if start:
         headers["Range"] = f"bytes={start}-"
-    req = urllib.request.Request(url, headers=headers)
+    try:
+        req = urllib.request.Request(url, headers=headers)
+    except ValueError as exc:  # not a URL at all, e.g. a base URL without http://
+        raise DataError(f"download failed: {exc}", where=url,
+                        hint="--base-url must be a full URL such as https://host/path") from exc
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -365,6 +369,8 @@ def fetch_dataset(name: str, out: str | os.PathLike, *, plates: list[str] | None
         raise ConfigError(f"the {c.name} card has no per-plate archives; drop --plates")
     base = base_url or os.environ.get(ENV_BASE_URL) or c.base_url
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory", hint="choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     record = _load_record(out)
     results = [_fetch_entry(e, base, out, record, keep_archives) for e in c.files]

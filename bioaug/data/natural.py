@@ -274,6 +274,8 @@ def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.Pat
         if not root.is_dir():
             raise DataError(f"{root} is not a directory")
     kw = {k: v for k, v in kw.items() if v is not None}
+    if "size" in kw and int(kw["size"]) < 1:
+        raise ConfigError(f"size must be at least 1, got {kw['size']}")
     writer: StoreWriter | None = None
     classes: list[str] = []
     counts: dict[str, int] = {}

@@ -372,7 +372,7 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
     ordered by plate, then by the image table's order. ``stop_after`` stops after that many
     plates without finalising (to exercise resumption).
     """
-    opt = PrepareOptions(crop_size=int(crop_size), resize=int(resize) if resize else None,
+    opt = PrepareOptions(crop_size=int(crop_size), resize=int(resize) if resize is not None else None,
                          moa_only=bool(moa_only), edge=edge,
                          percentiles=(float(percentiles[0]), float(percentiles[1])),
                          illum_sigma=float(illum_sigma), min_area=int(min_area),
@@ -430,9 +430,12 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
     total_crops = sum(r["crops"] for r in reports)
     if total_crops == 0:
         writer.close()
+        hint = "check the images (DAPI channel) or lower --min-area"
+        if opt.edge == "skip":
+            hint += ("; with --edge skip, cells whose crop does not fit in the field are "
+                     "dropped: try a smaller --crop-size or --edge reflect")
         raise DataError("no cells were found in any field; the store was not finalised",
-                        where=root, hint="check the images (DAPI channel) or lower "
-                        "--min-area")
+                        where=root, hint=hint)
     skipped: dict[str, int] = {}
     examples: list[str] = []
     for r in reports:

@@ -86,6 +86,9 @@ class Store:
             header = json.loads((p / HEADER).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"cannot read the store header: {exc}", where=p / HEADER) from exc
+        if not isinstance(header, dict):
+            raise DataError(f"{p} is not a bioaug store (the header is not a JSON object)",
+                            where=p / HEADER)
         if header.get("format") != FORMAT:
             raise DataError(f"{p} is not a bioaug store (format {header.get('format')!r})",
                             where=p / HEADER)

@@ -636,6 +636,8 @@ def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
         raise ConfigError(f"cells_per_field must be at least 1, got {cells_per_field}")
     if wells_per_plate < 1:
         raise ConfigError(f"wells_per_plate must be at least 1, got {wells_per_plate}")
+    if seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     size = (int(size[0]), int(size[1]))
     if (out / IMAGE_CSV).exists() and not overwrite:
         raise ConfigError(f"{out} already holds a BBBC021 folder",

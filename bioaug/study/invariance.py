@@ -210,6 +210,8 @@ def run_invariance(checkpoints: Sequence[str | os.PathLike], data: str | os.Path
 
     if not checkpoints:
         raise ConfigError("give at least one --checkpoint")
+    if int(batch_size) < 1:
+        raise ConfigError(f"--batch-size must be ≥ 1, got {batch_size}")
     dev = pick_device(device)
     images, store = load_images(data, n_images, seed)
     transforms, notes = library.select(ops, store.n_channels)

@@ -116,3 +116,33 @@ def test_fetch_from_a_loopback_mirror(tmp_path: Path, capsys: pytest.CaptureFixt
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_more_user_mistakes_exit_2_without_traceback(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    not_a_dict = tmp_path / "list_header"
+    not_a_dict.mkdir()
+    (not_a_dict / "header.json").write_text("[1, 2]")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [
+        (["data", "info", str(not_a_dict)], "the header is not a JSON object"),
+        (["data", "fetch", "bbbc021", "--out", str(a_file)], "exists and is not a directory"),
+        (["data", "fetch", "bbbc021", "--out", str(tmp_path / "f"), "--base-url", "nourl"],
+         "unknown url type"),
+        (["data", "synth", "bbbc021", "--out", str(tmp_path / "t"), "--seed", "-1"],
+         "seed must be a non-negative integer"),
+        (["data", "prepare", "digits", "--out", str(tmp_path / "d"), "--size", "0"],
+         "size must be at least 1"),
+    ]
+    for argv, message in cases:
+        code, _, err = _run(capsys, *argv)
+        assert code == 2, argv
+        assert err.startswith("bioaug: error:") and message in err, (argv, err)
+
+
+def test_negative_examples_is_a_clear_error(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "data", "info", "bbbc021", "--root", str(tmp_path),
+                        "--examples", "-1")
+    assert code == 2 and "--examples must be 0 or more, got -1" in err

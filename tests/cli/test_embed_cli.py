@@ -46,3 +46,19 @@ def test_embed_errors_exit_2_with_message(store_and_run, tmp_path, capsys):
                  "--out", str(tmp_path / "x.h5ad")])
     assert code == 2 and "no store at" in capsys.readouterr().err
     assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_embed_out_is_a_directory_is_a_clear_error(store_and_run, tmp_path, capsys):
+    store, _ = store_and_run
+    code = main(["embed", "--raw", "--data", str(store), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a directory" in err and "Traceback" not in err
+
+
+def test_embed_weights_without_backbone_is_an_error(store_and_run, tmp_path, capsys):
+    store, run = store_and_run
+    code = main(["embed", "--checkpoint", str(run), "--weights", str(tmp_path / "w.pth"),
+                 "--data", str(store), "--out", str(tmp_path / "x.h5ad")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--weights is for a named --backbone" in err
+    assert not (tmp_path / "x.h5ad").exists()

@@ -40,3 +40,12 @@ def test_evaluate_bad_label_and_rep_exit_2(tmp_path, capsys):
     assert main(["evaluate", str(path), "--label", "label", "--rep", "X_pca",
                  "--out", str(tmp_path / "rep")]) == 2
     assert "obsm holds: X_bioaug" in capsys.readouterr().err
+
+
+def test_evaluate_out_is_a_file_exit_2(tmp_path, capsys):
+    path = write_blobs(tmp_path / "cells.h5ad")
+    (tmp_path / "taken").write_text("x")
+    assert main(["evaluate", str(path), "--label", "label", "--out", str(tmp_path / "taken"),
+                 "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a report directory" in err and "Traceback" not in err

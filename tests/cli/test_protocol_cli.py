@@ -98,3 +98,19 @@ def test_preview_errors(tmp_path: Path, capsys, args: list[str], message: str) -
 def test_preview_rejects_non_png_output(tmp_path: Path, capsys) -> None:
     code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(tmp_path / "x.jpg"))
     assert code == 2 and "--out must be a .png file" in err
+
+
+def test_out_that_is_a_directory_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "grid.png"
+    folder.mkdir()
+    code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(folder))
+    assert code == 2 and "is a directory" in err
+    code, _, err = run(capsys, "protocol", "schema", "--out", str(tmp_path))
+    assert code == 2 and "is a directory" in err
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_preview_seed_out_of_range_is_a_clear_error(tmp_path: Path, capsys, seed: str) -> None:
+    code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(tmp_path / "g.png"),
+                       "--seed", seed)
+    assert code == 2 and f"--seed must be between 0 and 2**63 - 1, got {seed}" in err

@@ -54,3 +54,17 @@ def test_invariance_needs_its_inputs(capsys):
 def test_demo_unknown_device(capsys, tmp_path):
     assert main(["demo", "--out", str(tmp_path), "--device", "tpu"]) == 2
     assert "unknown device 'tpu'" in capsys.readouterr().err
+
+
+def test_out_is_a_file_exit_2(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({"bioaug_sweep": 1, "protocol": "bbbc021-expert",
+                                   "data": "store", "axes": {"views[*].steps.flip.p": [0.5]}}))
+    for argv in (["sweep", "--config", str(cfg), "--out", str(taken), "--print-commands"],
+                 ["invariance", "--checkpoint", "c", "--data", "d", "--out", str(taken)],
+                 ["demo", "--out", str(taken), "--quick"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is a file, not a directory" in err and "Traceback" not in err

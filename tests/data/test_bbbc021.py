@@ -211,3 +211,9 @@ def test_field_error_pickles() -> None:
 
     e = pickle.loads(pickle.dumps(FieldError("bad", reason="corrupt", where="/x.tif")))
     assert e.reason == "corrupt" and e.format() == "/x.tif: bad"
+
+
+def test_root_given_as_the_image_csv_finds_the_images(twin: Path) -> None:
+    by_folder = bbbc021.info(twin)["images"]
+    by_csv = bbbc021.info(twin / bbbc021.IMAGE_CSV)["images"]
+    assert by_csv == by_folder and by_csv["fields_complete"] == 16

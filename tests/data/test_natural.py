@@ -171,3 +171,10 @@ def test_val_and_test_folders_both_count(tmp_path: Path) -> None:
     s = prepare_natural("imagenet100", tmp_path, tmp_path / "s", size=8)
     assert s.obs["split"].tolist() == ["train", "test", "test"]
     assert s.header["splits"] == {"train": 1, "test": 2}
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_size_below_one_is_a_clear_error(tmp_path: Path, size: int) -> None:
+    with pytest.raises(ConfigError, match=f"size must be at least 1, got {size}"):
+        prepare_natural("digits", None, tmp_path / "d", size=size)
+    assert not (tmp_path / "d").exists()

@@ -293,3 +293,14 @@ def test_resize_crops_averages_blocks_and_takes_many_channels() -> None:
     big = resize_crops(np.full((2, 3, 4, 4), 0.25, np.float32), 8)
     assert big.shape == (2, 3, 8, 8)
     np.testing.assert_allclose(big, 0.25, atol=1e-6)
+
+
+def test_resize_zero_is_rejected_not_ignored(twin: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="resize must be at least 4, got 0"):
+        prepare_bbbc021(twin, tmp_path / "s", resize=0)
+
+
+def test_crops_larger_than_the_field_get_a_useful_hint(twin: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no cells were found") as info:
+        prepare_bbbc021(twin, tmp_path / "s", crop_size=400)
+    assert "smaller --crop-size or --edge reflect" in info.value.format()

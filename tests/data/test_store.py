@@ -98,3 +98,10 @@ def test_overwrite_never_replaces_something_that_is_not_a_store(tmp_path: Path) 
         write_store(precious, np.zeros((1, 1, 2, 2), np.uint8), _obs(1), channels=["g"],
                     overwrite=True)
     assert (precious / "chapter1.tex").exists()
+
+
+def test_header_that_is_not_an_object(tmp_path: Path) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "header.json").write_text('"just a string"')
+    with pytest.raises(DataError, match="the header is not a JSON object"):
+        Store.open(tmp_path / "s")

@@ -183,3 +183,9 @@ def test_phenotype_not_readable_from_mean_intensity() -> None:
     morph_acc = acc(_morphology(crops))
     assert mean_acc < 2 * chance
     assert morph_acc > 0.4 and morph_acc > 4 * mean_acc
+
+
+def test_negative_seed_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="seed must be a non-negative integer, got -1"):
+        synth_bbbc021(tmp_path / "t", seed=-1)
+    assert not (tmp_path / "t").exists()

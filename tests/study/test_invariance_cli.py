@@ -45,3 +45,10 @@ def test_channel_count_error_for_an_explicit_op(tiny_store, tmp_path, capsys):
     assert rc == 2
     assert "'saturation' (op 'color_jitter') needs exactly 3 channels" in err
     assert "the data has 1 channel" in err and "Traceback" not in err
+
+
+def test_batch_size_zero_is_a_clear_error(tmp_path, capsys):
+    rc = main(["invariance", "--checkpoint", str(tmp_path / "run"), "--data",
+               str(tmp_path / "store"), "--out", str(tmp_path / "inv"), "--batch-size", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--batch-size must be ≥ 1, got 0" in err and "Traceback" not in err
