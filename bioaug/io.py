@@ -29,6 +29,26 @@ from bioaug.errors import BioaugError
 PathLike = str | os.PathLike
 
 
+def require_file_path(path: PathLike, flag: str | None = None, *, what: str = "a file name",
+                      hint: str | None = None) -> Path:
+    """``path`` as a Path, or a clear error when it is an existing directory (checked
+    before a long job starts, so no work is lost on a mistyped output)."""
+    target = Path(path)
+    if target.is_dir():
+        name = f"{flag} {target}" if flag else str(target)
+        raise BioaugError(f"{name} is a directory; give {what}", hint=hint)
+    return target
+
+
+def require_dir_path(path: PathLike, flag: str = "--out", *, what: str = "directory") -> Path:
+    """``path`` as a Path, or a clear error when it is an existing file."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise BioaugError(f"{flag} {target} is a file, not a {what}",
+                          hint="give a new or existing directory")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` on success.
@@ -37,9 +57,7 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
     look at extensions behave. On any exception the temporary file is removed and the
     previous ``path`` (if any) is untouched.
     """
-    target = Path(path)
-    if target.is_dir():
-        raise BioaugError(f"{target} is a directory; give a file name to write to")
+    target = require_file_path(path, what="a file name to write to")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix,

@@ -49,11 +49,10 @@ def aggregate_path(out: Path, level: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from bioaug.embed import aggregate, embed, write_h5ad
     from bioaug.errors import BioaugError
+    from bioaug.io import require_file_path
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise BioaugError(f"--out {out} is a directory; give the path of an .h5ad file",
-                          hint=f"e.g. --out {out / 'cells.h5ad'}")
+    out = require_file_path(args.out, "--out", what="the path of an .h5ad file",
+                            hint=f"e.g. --out {Path(args.out) / 'cells.h5ad'}")
     if args.weights and not args.backbone:
         raise BioaugError("--weights is for a named --backbone; a checkpoint carries its "
                           "own weights and --raw needs none",

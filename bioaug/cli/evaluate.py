@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,12 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bioaug.errors import ConfigError
     from bioaug.evaluate import evaluate, format_table, summary_rows
+    from bioaug.io import require_dir_path
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out} is a file, not a report directory",
-                          hint="give a new or existing directory")
+    require_dir_path(args.out, what="report directory")
     report = evaluate(args.h5ad, label=args.label, rep=args.rep, out=args.out, seed=args.seed,
                       profiling_mode=args.profiling, plot=not args.no_plots,
                       exclude=args.exclude)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 
@@ -81,8 +80,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from bioaug.augment.reference import schema_json
 
     text = schema_json()
-    if args.out and os.path.isdir(args.out):
-        raise ConfigError(f"--out {args.out} is a directory; give a file name")
     if args.out:
         from bioaug.io import atomic_write_text
 
@@ -115,6 +112,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     from bioaug.augment import load_protocol
     from bioaug.augment.preview import load_preview_input, render_preview
+    from bioaug.io import require_file_path
 
     if args.n < 1 or args.n > 64:
         raise ConfigError(f"--n must be between 1 and 64, got {args.n}")
@@ -122,8 +120,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
     if not str(args.out).lower().endswith(".png"):
         raise ConfigError(f"--out must be a .png file, got {args.out}")
-    if os.path.isdir(args.out):
-        raise ConfigError(f"--out {args.out} is a directory; give a file name")
+    require_file_path(args.out, "--out")
     protocol = load_protocol(args.file)
     data = load_preview_input(args.input, n=args.n, seed=args.seed)
     out, notes = render_preview(protocol, data, args.out, n=args.n, seed=args.seed,

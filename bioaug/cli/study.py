@@ -7,13 +7,7 @@ import sys
 from pathlib import Path
 
 from bioaug.errors import ConfigError
-
-
-def _check_out_dir(out: Path) -> None:
-    """``--out`` names a directory to create or reuse; an existing file there is a mistake."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a directory",
-                          hint="give a new or existing directory")
+from bioaug.io import require_dir_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +49,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.config is None or args.out is None:
         raise ConfigError("`bioaug sweep` needs --config SWEEP.yaml and --out DIR",
                           hint="or use `bioaug sweep report DIR` / `bioaug sweep status DIR`")
-    _check_out_dir(args.out)
+    require_dir_path(args.out)
     sweep = Sweep.create(args.config, args.out)
     if args.print_commands:
         print("\n".join(sweep.commands(args.config)))
@@ -127,7 +121,7 @@ def _invariance(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"`bioaug invariance` needs {', '.join(missing)}",
                           hint="e.g. bioaug invariance --checkpoint RUN_DIR --data STORE --out DIR")
-    _check_out_dir(args.out)
+    require_dir_path(args.out)
     result = run_invariance(args.checkpoint, args.data, args.out, protocol=args.protocol,
                             ops=args.ops, n_images=args.n_images, batch_size=args.batch_size,
                             seed=args.seed, device=args.device)
@@ -159,7 +153,7 @@ def _demo(args: argparse.Namespace) -> int:
     from bioaug.study.demo import plan_for, run_demo
 
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
-    _check_out_dir(args.out)
+    require_dir_path(args.out)
     plan = plan_for(size, args.device)
     run_demo(args.out, plan, seed=args.seed)
     return 0
