@@ -1,12 +1,15 @@
-"""Augmentation throughput: bioaug's batched engine vs albumentations, per sample, on CPU.
+"""Augmentation throughput: bioaug's batched engine vs albumentations and kornia.
 
 The ``bbbc021-expert`` protocol (two views) on a batch of (256, 3, 96, 96) float32 images,
-against the equivalent albumentations ``Compose`` applied image by image (two calls per
-image, one per view), both in this process on the CPU, at 1 and at 2 threads, in alternating
-rounds so that load from other processes hits all alike. Prints images/s (wall clock and
-CPU time) and the ratio at each thread count, first with the default allocator, then with
-``tune_cpu_allocator()`` (see bioaug.augment.cpu). CPU time counts every thread, so at 2
-threads it shows the work done, the wall clock what a training loop waits for.
+against two peers with the same steps: the equivalent albumentations ``Compose`` applied
+image by image (two calls per image, one per view), and kornia's batched
+``AugmentationSequential`` (two calls per batch; needs ``pip install 'bioaug[bench]'``,
+skipped when kornia is missing). All run in this process on the CPU, at 1 and at 2 threads,
+in alternating rounds so that load from other processes hits all alike. Prints images/s
+(wall clock and CPU time) and the ratios at each thread count, first with the default
+allocator, then with ``tune_cpu_allocator()`` (see bioaug.augment.cpu), and the load
+average. CPU time counts every thread, so at 2 threads it shows the work done, the wall
+clock what a training loop waits for.
 
     python benchmarks/augment.py [--batch 256] [--repeats 7] [--threads 1,2] [--device cpu]
 """
@@ -14,6 +17,7 @@ threads it shows the work done, the wall clock what a training loop waits for.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -55,6 +59,35 @@ def albumentations_equivalent(protocol) -> A.Compose:
         A.GaussianBlur(blur_limit=0, sigma_limit=blur.sigma, p=blur.p),
         A.GaussNoise(std_range=noise.std, p=noise.p),
     ], seed=0)
+
+
+def kornia_equivalent(protocol):
+    """The same steps as kornia augmentations (batched, per-sample parameters), or None.
+
+    kornia has no per-channel gain, so stain_jitter becomes its brightness and contrast
+    jitter with the same p; its Gaussian noise has one std (the top of the protocol's range).
+    """
+    try:
+        import kornia.augmentation as K
+    except ImportError:
+        return None
+    steps = {s.op: s.params for s in protocol.views[0].steps}
+    crop = protocol.views[0].crop_size
+    rrc, flip = steps["random_resized_crop"], steps["flip"]
+    sj, cd = steps["stain_jitter"], steps["channel_dropout"]
+    blur, noise = steps["gaussian_blur"], steps["gaussian_noise"]
+    radius = math.ceil(3 * blur.sigma[1])
+    return K.AugmentationSequential(
+        K.RandomResizedCrop((crop, crop), scale=rrc.scale, ratio=rrc.ratio, p=1.0),
+        K.RandomRotation90(times=(0, 3), p=steps["rotate90"].p),
+        K.RandomHorizontalFlip(p=flip.p),
+        K.RandomVerticalFlip(p=flip.p),
+        K.RandomBrightness(brightness=sj.brightness, p=sj.p),
+        K.RandomContrast(contrast=sj.contrast, p=sj.p),
+        K.RandomChannelDropout(num_drop_channels=cd.max_dropped, fill_value=cd.fill, p=cd.p),
+        K.RandomGaussianBlur(kernel_size=2 * radius + 1, sigma=blur.sigma, p=blur.p),
+        K.RandomGaussianNoise(std=noise.std[1], p=noise.p),
+    )
 
 
 def time_rounds(fns: dict[str, object], threads: list[int], repeats: int
@@ -123,8 +156,22 @@ def main() -> None:
             compose(image=im)
             compose(image=im)
 
+    fns = {"bioaug": bioaug_batch, "albumentations": albumentations_batch}
     labels = {"bioaug": f"bioaug batched engine ({device.type})",
-              "albumentations": "albumentations Compose per sample"}
+              "albumentations": "albumentations Compose per sample",
+              "kornia": f"kornia AugmentationSequential ({device.type})"}
+    kornia_aug = kornia_equivalent(protocol)
+    if kornia_aug is not None:
+        def kornia_batch() -> None:
+            with torch.no_grad():
+                kornia_aug(x)
+                kornia_aug(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        fns["kornia"] = kornia_batch
+    else:
+        print("(kornia is not installed: `pip install 'bioaug[bench]'` adds it as a peer)")
     print(f"bbbc021-expert, 2 views, batch ({args.batch}, 3, {args.size}, {args.size}) float32, "
           f"median of {args.repeats} alternating rounds; {os.cpu_count()} CPU(s) visible")
     settings = [("default glibc malloc", None)]
@@ -135,17 +182,19 @@ def main() -> None:
         if setup is not None and not setup():
             print(f"  ({title}: not available on this platform)")
             continue
-        times = time_rounds({"bioaug": bioaug_batch, "albumentations": albumentations_batch},
-                            threads, args.repeats)
-        print(f"  {title}")
+        times = time_rounds(fns, threads, args.repeats)
+        print(f"  {title}  (load average {os.getloadavg()[0]:.1f} after it)")
         for n in threads:
-            print(f"    {n} thread(s) (torch and OpenCV)  {'images/s (wall)':>16} "
+            print(f"    {n} thread(s) (torch and OpenCV)      {'images/s (wall)':>16} "
                   f"{'images/s (cpu)':>16}")
-            for name in ("bioaug", "albumentations"):
+            for name in fns:
                 w, c = times[n, name]
-                print(f"      {labels[name]:<34} {args.batch / w:16.0f} {args.batch / c:16.0f}")
-            (wb, cb), (wa, ca) = times[n, "bioaug"], times[n, "albumentations"]
-            print(f"      {'ratio bioaug / albumentations':<34} {wa / wb:15.2f}x {ca / cb:15.2f}x")
+                print(f"      {labels[name]:<38} {args.batch / w:16.0f} {args.batch / c:16.0f}")
+            wb, cb = times[n, "bioaug"]
+            for peer in [k for k in fns if k != "bioaug"]:
+                wp, cp = times[n, peer]
+                print(f"      {'ratio bioaug / ' + peer:<38} {wp / wb:15.2f}x {cp / cb:15.2f}x")
+
 
 if __name__ == "__main__":
     main()

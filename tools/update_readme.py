@@ -1,7 +1,8 @@
-"""Regenerate the protocol reference section of README.md from the op registry.
+"""Regenerate the protocol reference section of README.md (and the ops overview of
+docs/protocols.md) from the op registry.
 
 Run ``python tools/update_readme.py`` after adding or changing an op; the test suite checks
-that README.md is up to date (tests/test_readme.py).
+that both are up to date (tests/test_readme.py, tests/augment/test_reference.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- ops-reference:start -->", "<!-- ops-reference:end -->"
+PROTOCOL_DOC = README.parent / "docs" / "protocols.md"
+GROUPS_START, GROUPS_END = "<!-- ops-groups:start -->", "<!-- ops-groups:end -->"
 
 
 def render(readme: str) -> str:
@@ -27,14 +30,26 @@ def render(readme: str) -> str:
     return pattern.sub(lambda _: f"{START}\n{body}\n{END}", readme)
 
 
+def render_protocol_doc(doc: str) -> str:
+    """``doc`` with the ops overview between its markers replaced by the current one."""
+    from bioaug.augment.reference import groups_markdown
+
+    pattern = re.compile(re.escape(GROUPS_START) + r".*?" + re.escape(GROUPS_END), re.DOTALL)
+    if not pattern.search(doc):
+        raise SystemExit(f"{PROTOCOL_DOC}: markers {GROUPS_START} … {GROUPS_END} not found")
+    return pattern.sub(lambda _: f"{GROUPS_START}\n{groups_markdown().strip()}\n{GROUPS_END}",
+                       doc)
+
+
 def main() -> int:
-    text = README.read_text(encoding="utf-8")
-    new = render(text)
-    if new != text:
-        README.write_text(new, encoding="utf-8")
-        print(f"updated {README}")
-    else:
-        print(f"{README} is up to date")
+    for path, update in ((README, render), (PROTOCOL_DOC, render_protocol_doc)):
+        text = path.read_text(encoding="utf-8")
+        new = update(text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            print(f"updated {path}")
+        else:
+            print(f"{path} is up to date")
     return 0
 
 

@@ -13,7 +13,7 @@ random parameters drawn from a ``torch.Generator``.
 
 from __future__ import annotations
 
-from bioaug.augment.ops import OPS, ChannelSupport, Op, OpParams, make_op
+from bioaug.augment.ops import OPS, ChannelSupport, Op, OpParams, make_op, register_op
 from bioaug.augment.pipeline import Pipeline, PipelineParams, build_pipeline, fit_to_crop
 from bioaug.augment.protocols import (
     load_protocol,
@@ -48,6 +48,7 @@ __all__ = [
     "parse_step",
     "protocol_from_dict",
     "protocols_dir",
+    "register_op",
     "resolve_protocol",
     "shipped_protocols",
 ]

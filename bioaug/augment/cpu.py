@@ -1,12 +1,13 @@
-"""CPU allocator tuning for batched augmentation.
+"""CPU allocator tuning for batched CPU work.
 
-On the CPU, batched ops allocate a few large tensors per batch (each view, sampling grids,
-noise). glibc ``malloc`` serves blocks this large with fresh ``mmap`` pages and returns them
-on ``free``, so every batch pays page faults on memory it just released: on a 2-core
-machine that is about a third of the engine's time. Raising the mmap and trim thresholds
-keeps the memory in the process and reuses it (what jemalloc or tcmalloc, which PyTorch
-recommends for CPU work, do by design). This is process-wide, so it is opt-in: call
-:func:`tune_cpu_allocator` once in a training or benchmark process.
+glibc ``malloc`` serves large blocks with fresh ``mmap`` pages and returns them on
+``free``, so code that allocates large tensors for every batch pays page faults for memory
+it just released. The augmentation engine avoids that itself (its ops with large
+intermediates work in blocks of samples, see ``bioaug.augment.ops.base.BLOCK``), but other
+per-batch CPU work may not. Raising the mmap and trim thresholds keeps the memory in the
+process and reuses it (what jemalloc or tcmalloc, which PyTorch recommends for CPU work, do
+by design). This is process-wide, so it is opt-in: call :func:`tune_cpu_allocator` once in
+a training or benchmark process.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from output pixels to input pixels. Composing the per-sample matrices and callin
 ``grid_sample`` once gives the same result as running the steps one by one (quarter turns
 and flips map the pixel grid onto itself, so they commute exactly with the bilinear
 resampling of the crop) at the cost of one resampling. Runs are only fused when they start
-with a resampling op; chains of quarter turns and flips alone stay exact permutations.
+with a fusable op that ``resamples`` (the op declares it); chains of quarter turns and flips
+alone stay exact permutations.
 Parameters are sampled by each op as usual, so fused and unfused pipelines give the same
 views for the same seed (up to float rounding).
 """
@@ -18,7 +19,6 @@ import torch
 from torch import Tensor
 
 from bioaug.augment.ops.base import Op, Shape
-from bioaug.augment.ops.crop import RandomResizedCrop
 from bioaug.augment.ops.geometry import compose, warp
 
 
@@ -49,8 +49,8 @@ def plan(ops: Sequence[Op]) -> list[tuple[int, int]]:
     i = 0
     while i < len(ops):
         j = i + 1
-        if isinstance(ops[i], RandomResizedCrop):
-            while j < len(ops) and ops[j].fusable and not isinstance(ops[j], RandomResizedCrop):
+        if ops[i].fusable and ops[i].resamples:
+            while j < len(ops) and ops[j].fusable and not ops[j].resamples:
                 j += 1
         stages.append((i, j))
         i = j

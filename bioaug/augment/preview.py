@@ -4,6 +4,12 @@ Rows are samples; columns are the original and each view. Multichannel images ge
 panel per channel (so a stain that dims or drops out is visible); RGB pictures are shown in
 colour. Intensities are drawn on a fixed [0, 1] scale, never auto-contrasted, so brightness
 changes show as they are.
+
+Image files are brought to [0, 1] once, before augmenting, by one rule (:func:`to_unit`):
+8-bit images are divided by 255; wider integer images (12- or 16-bit cameras, NumPy's
+int32/int64) are divided by their largest value, since their type's maximum says nothing
+about the data (values below zero, if any, are shifted up first); float images are divided
+by their largest value when it exceeds 1, then clipped. NaN or infinite pixels are an error.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from bioaug.augment.ops.base import RGB
 from bioaug.augment.pipeline import build_pipeline
 from bioaug.augment.schema import Protocol
 from bioaug.errors import DataError
-from bioaug.io import atomic_path
+from bioaug.io import PNG_METADATA, atomic_path
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "example_cells.npy"
 ASSET_CHANNELS = ["DAPI", "Tubulin", "Actin"]
@@ -34,14 +40,43 @@ class PreviewInput:
     label: str
 
 
-def _to_float(a: np.ndarray) -> np.ndarray:
-    if np.issubdtype(a.dtype, np.integer):
-        return (a.astype(np.float32) / float(np.iinfo(a.dtype).max)).astype(np.float32)
+def to_unit(a: np.ndarray, where: str = "") -> np.ndarray:
+    """Pixel values as float32 in [0, 1] by the rule in the module docstring.
+
+    Raises :class:`~bioaug.errors.DataError` for NaN/inf values or a non-numeric type.
+    """
     if a.dtype == bool:
         return a.astype(np.float32)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if np.issubdtype(a.dtype, np.integer):
+        if a.size == 0:
+            return a.astype(np.float32)
+        wide = a.astype(np.float64)
+        lo, hi = min(float(wide.min()), 0.0), float(wide.max())
+        if hi <= lo:
+            return np.zeros(a.shape, dtype=np.float32)
+        return ((wide - lo) / (hi - lo)).astype(np.float32)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise DataError(f"cannot preview pixels of type {a.dtype}; give integer or float "
+                        "intensities", where=where or None)
     a = a.astype(np.float32)
-    top = float(np.nanmax(a)) if a.size else 1.0
+    check_finite(a, where)
+    top = float(a.max()) if a.size else 1.0
     return np.clip(a / top if top > 1.0 else a, 0.0, 1.0)
+
+
+def check_finite(a: np.ndarray, where: str = "") -> None:
+    """A clear error when ``a`` holds NaN or infinite values (they would show as blank)."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        n_nan = int(np.isnan(a).sum())
+        n_inf = int(bad.sum()) - n_nan
+        what = " and ".join(t for t in (f"{n_nan} NaN" if n_nan else "",
+                                         f"{n_inf} infinite" if n_inf else "") if t)
+        raise DataError(f"the image holds {what} pixel value(s) of {a.size}; a preview needs "
+                        "finite intensities", where=where or None,
+                        hint="replace them first (e.g. numpy.nan_to_num) or fix the source")
 
 
 def _to_chw(a: np.ndarray, where: str) -> np.ndarray:
@@ -58,7 +93,7 @@ def _to_chw(a: np.ndarray, where: str) -> np.ndarray:
 def load_preview_input(path: str | Path | None, n: int = 8, seed: int = 0) -> PreviewInput:
     """Images to preview: a file (.tif/.tiff/.png/.npy), a store, or the bundled example."""
     if path is None:
-        image = _to_float(np.load(ASSET))
+        image = to_unit(np.load(ASSET))
         return PreviewInput(image[None], list(ASSET_CHANNELS), False, "bundled example cells")
     p = Path(path)
     from bioaug.data.store import Store, is_store
@@ -73,7 +108,9 @@ def load_preview_input(path: str | Path | None, n: int = 8, seed: int = 0) -> Pr
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(len(store), size=min(n, len(store)), replace=False))
         rgb = [c.lower() for c in store.channels] in (["r", "g", "b"], ["red", "green", "blue"])
-        return PreviewInput(store.read_float(idx).astype(np.float32), store.channels, rgb,
+        images = store.read_float(idx).astype(np.float32)
+        check_finite(images, str(p))
+        return PreviewInput(images, store.channels, rgb,
                             f"{p.name} ({len(idx)} of {len(store)} items)")
     if not p.exists():
         raise DataError(f"no such file: {p}")
@@ -97,7 +134,7 @@ def load_preview_input(path: str | Path | None, n: int = 8, seed: int = 0) -> Pr
     raw = np.asarray(raw)
     if raw.ndim == 3 and raw.shape[-1] == 4 and suffix == ".png":
         raw = raw[..., :3]  # drop alpha
-    image = _to_float(_to_chw(raw, str(p)))
+    image = to_unit(_to_chw(raw, str(p)), str(p))
     rgb = suffix == ".png" and image.shape[0] == 3
     names = ["R", "G", "B"] if rgb else [f"channel {i}" for i in range(image.shape[0])]
     return PreviewInput(image[None], names, rgb, p.name)
@@ -130,18 +167,19 @@ def render_preview(protocol: Protocol, data: PreviewInput, out: str | Path, *, n
     if note:
         notes.append(note)
     images = data.images
+    check_finite(images, data.label)
     if images.shape[0] == 1:
         images = np.repeat(images, n, axis=0)
     images = images[:n]
     c = images.shape[1]
+    rgb = data.rgb if mode == "auto" else mode == "rgb"
+    if rgb and c != 3:
+        raise DataError(f"--mode rgb needs 3 channels, the images have {c}")
     names = data.channels if protocol.channels is None or len(protocol.channels) != c \
         else protocol.channels
     pipeline = build_pipeline(protocol, c, None)
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     views = pipeline(x, torch.Generator().manual_seed(seed))
-    rgb = data.rgb if mode == "auto" else mode == "rgb"
-    if rgb and c != 3:
-        raise DataError(f"--mode rgb needs 3 channels, the images have {c}")
     columns = [("original", x)] + [(f"view {i + 1}", v) for i, v in enumerate(views)]
     per = 1 if rgb else c
     ncols = len(columns) * per
@@ -166,6 +204,6 @@ def render_preview(protocol: Protocol, data: PreviewInput, out: str | Path, *, n
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata=PNG_METADATA)
     plt.close(fig)
     return out, notes

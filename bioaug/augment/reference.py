@@ -1,7 +1,8 @@
 """Generated documentation of the protocol format: op reference and JSON Schema.
 
 Both come from the ops' pydantic ``Params`` models, the same declarations that validate
-protocol files, so the reference can never disagree with the validator.
+protocol files, and from what each registered op declares (``group``, ``summary``,
+``channels``), so the reference can never disagree with the validator or miss an op.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from pydantic_core import PydanticUndefined
 
-from bioaug.augment.ops import OPS
+from bioaug.augment.ops import OPS, ops_by_group
 from bioaug.augment.ops.params import param_meta, plain
 from bioaug.augment.schema import MAX_CROP, VERSION
 
@@ -46,25 +47,30 @@ def op_reference() -> list[dict[str, Any]]:
             allowed = meta.bounds if meta else ""
             if meta and meta.shorthand:
                 allowed += f"; {meta.shorthand}"
-            if meta is None and pname == "turns":
-                allowed = "subset of [0, 1, 2, 3]"
-            if meta is None and pname == "transform":
-                allowed = "an albumentations transform name"
             params.append({"name": pname, "default": _fmt_value(_default(field)),
                            "allowed": allowed, "description": field.description or ""})
         doc = (cls.__doc__ or "").strip().split("\n\n")[0]
         out.append({"name": name, "summary": cls.summary, "channels": cls.channels.describe(),
-                    "per_sample_cpu": cls.per_sample, "doc": " ".join(doc.split()),
+                    "group": cls.group, "per_sample_cpu": cls.per_sample,
+                    "doc": " ".join(doc.split()),
                     "params": params})
     return out
 
 
+def groups_markdown() -> str:
+    """The ops by group, one table row per group (the overview in ``docs/protocols.md``)."""
+    lines = ["| group | ops |", "|---|---|"]
+    for group, names in ops_by_group().items():
+        lines.append(f"| {group} | {', '.join(f'`{n}`' for n in names)} |")
+    return "\n".join(lines) + "\n"
+
+
 def ops_markdown() -> str:
     """The op reference as Markdown (pasted into the README as the protocol reference)."""
-    lines = ["| op | what it does | channels |", "|---|---|---|"]
+    lines = ["| op | group | what it does | channels |", "|---|---|---|---|"]
     for rec in op_reference():
-        lines.append(f"| [`{rec['name']}`](#{rec['name']}) | {rec['summary']} | "
-                     f"{rec['channels']} |")
+        lines.append(f"| [`{rec['name']}`](#{rec['name']}) | {rec['group']} | "
+                     f"{rec['summary']} | {rec['channels']} |")
     lines.append("")
     for rec in op_reference():
         lines += [f"### `{rec['name']}`", "", rec["doc"], "",
@@ -90,15 +96,6 @@ def ops_text() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _albumentations_names() -> list[str]:
-    try:
-        from bioaug.augment.ops.albumentations_op import transform_names
-
-        return list(transform_names())
-    except Exception:  # pragma: no cover - albumentations is a hard dependency
-        return []
-
-
 def protocol_json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of protocol v1 with one sub-schema per op."""
     step_options = []
@@ -107,10 +104,6 @@ def protocol_json_schema() -> dict[str, Any]:
         schema = cls.Params.model_json_schema()
         schema.pop("title", None)
         schema["description"] = " ".join((cls.__doc__ or cls.summary).split())
-        if name == "albumentations":
-            names = _albumentations_names()
-            if names:
-                schema["properties"]["transform"]["enum"] = names
         defs[f"op_{name}"] = schema
         step_options.append({
             "type": "object",

@@ -13,19 +13,30 @@ A protocol file::
           - stain_jitter: {brightness: 0.2, p: 0.8}
       - same_as: 0                      # a second view drawn with the same recipe
 
-Validation collects every problem of a file, each with its line, key path and what is
-allowed, e.g. ``x.yaml:12: views[0].steps[3].stain_jitter.brightness: must be in [0, 1],
+Validation is done by pydantic models of the file's structure and collects every problem
+of a file, each with its line, key path and what is allowed, e.g. ``x.yaml:12: views[0].steps[3].stain_jitter.brightness: must be in [0, 1],
 got 1.5``; they are raised together as one :class:`~bioaug.errors.ProtocolError`.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainValidator,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bioaug.augment.ops import OPS
 from bioaug.augment.ops.params import OpParams, plain
@@ -158,6 +169,273 @@ def dump_yaml(data: Any) -> str:
 
 
 # ------------------------------------------------------------------------ validation
+# The raw structure of a file is validated by the pydantic models below (``_ProtocolIn``,
+# ``_OwnView``, ``_CopyView`` and the step type), whose validators raise a
+# :func:`_problem` for each mistake: a message a user can act on, and where it is relative
+# to the value being checked. :func:`_located` turns pydantic's errors into
+# ``(key path, message)`` pairs; the key path gives the line in the file.
+
+Located = list[tuple[tuple[Any, ...], str]]
+
+#: The message for a required key that is absent; it is reported at the enclosing mapping.
+MISSING = {
+    "bioaug_protocol": f"missing the format version: put `bioaug_protocol: {VERSION}` at the "
+                       "top of the file",
+    "views": "missing views: list one or more views, each with crop_size and steps",
+    "crop_size": "missing crop_size (the side, in pixels, of the square view)",
+}
+
+
+def _problem(message: str, *at: Any) -> PydanticCustomError:
+    """A problem found by a validator, located at key path ``at`` below the checked value."""
+    return PydanticCustomError("protocol", message, {"at": at})
+
+
+def _key(k: Any) -> str | int:
+    return k if isinstance(k, (str, int)) and not isinstance(k, bool) else str(k)
+
+
+def _located(exc: ValidationError, unknown_key: Callable[[str], str]) -> Located:
+    """pydantic's errors as ``(key path, message)``; ``unknown_key`` words a key the model
+    does not have."""
+    out: Located = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        etype = err.get("type")
+        msg = str(err.get("msg", ""))
+        if etype == "extra_forbidden":
+            msg = unknown_key(str(loc[-1]))
+        elif etype == "missing":
+            loc, msg = loc[:-1], MISSING.get(str(loc[-1]), f"missing '{loc[-1]}'")
+        else:
+            loc = loc + tuple((err.get("ctx") or {}).get("at", ()))
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+        out.append((loc, msg))
+    return out
+
+
+def _nested(title: str, items: Located) -> ValidationError:
+    """Located problems as one ValidationError (raised inside a validator, pydantic prefixes
+    each with the location of the value being validated)."""
+    return ValidationError.from_exception_data(title, [
+        InitErrorDetails(type=PydanticCustomError("protocol", msg),
+                         loc=tuple(_key(k) for k in loc), input=None)
+        for loc, msg in items])
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {bool: "true/false", int: "a number", float: "a number", str: "text",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+# -- steps --------------------------------------------------------------------------------
+def _unknown_param(op: str) -> Callable[[str], str]:
+    names = list(OPS[op].Params.model_fields)
+    return lambda key: (f"unknown parameter '{key}'{did_you_mean(key, names)} for {op}; "
+                        f"it takes: {', '.join(names)}")
+
+
+def _validate_step(raw: Any, info: ValidationInfo) -> Step:
+    """One step ``{op: {params}}`` (or a bare op name): the op exists, its parameters
+    validate against the op's ``Params`` and it supports the declared channel count."""
+    if isinstance(raw, str):
+        raw = {raw: None}
+    if not isinstance(raw, dict) or len(raw) != 1:
+        if isinstance(raw, dict) and len(raw) > 1:
+            names = ", ".join(str(k) for k in raw)
+            raise _problem(f"a step has exactly one op, got {len(raw)} keys ({names}); put "
+                           "parameters inside the op, e.g. `- flip: {p: 0.5}`")
+        raise _problem(f"a step must be `- op_name: {{params}}`, got {_kind(raw)}")
+    (op, params), = raw.items()
+    if not isinstance(op, str) or op not in OPS:
+        raise _problem(unknown_choice("op", str(op), OPS), _key(op))
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise _problem(f"parameters of {op} must be a mapping like `{{p: 0.5}}`, got "
+                       f"{_kind(params)} {params!r}", op)
+    cls = OPS[op]
+    try:
+        parsed = cls.Params.model_validate(params)
+    except ValidationError as exc:
+        items = [((op, *loc[:1]), msg) for loc, msg in _located(exc, _unknown_param(op))]
+        raise _nested("step", items) from None
+    n_channels = (info.context or {}).get("n_channels")
+    if n_channels is not None and not cls.channels.allows(n_channels):
+        raise _problem(f"{op} supports {cls.channels.describe()}, but the protocol declares "
+                       f"{n_channels} channel{'s' if n_channels != 1 else ''}", op)
+    return Step(op=op, params=parsed)
+
+
+StepIn = Annotated[Step, PlainValidator(_validate_step)]
+
+
+def _steps_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _problem(f"must be a list of steps (`- op: {{...}}`), got {_kind(value)}")
+    return value
+
+
+# -- views --------------------------------------------------------------------------------
+def _crop_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _problem(f"must be an integer in [1, {MAX_CROP}], got {_kind(value)} {value!r}")
+    if not 1 <= value <= MAX_CROP:
+        raise _problem(f"must be in [1, {MAX_CROP}], got {value}")
+    return value
+
+
+def _unknown_view_key(key: str) -> str:
+    return (f"unknown view key '{key}'{did_you_mean(key, VIEW_KEYS)}; a view has crop_size "
+            "and steps, or only same_as")
+
+
+class _OwnView(BaseModel):
+    """A view with its own crop size and steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crop_size: Annotated[int, BeforeValidator(_crop_size)]
+    steps: Annotated[list[StepIn], BeforeValidator(_steps_list)] = []
+
+
+def _takes_no(key: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        raise _problem(f"a same_as view copies another view entirely and takes no {key}; "
+                       "drop same_as or this key")
+    return check
+
+
+def _same_as(target: Any, info: ValidationInfo) -> int:
+    """``same_as`` points at another view, one with steps of its own."""
+    ctx = info.context or {}
+    index, views = ctx["index"], ctx["views"]
+    n = len(views)
+    if isinstance(target, bool) or not isinstance(target, int):
+        raise _problem(f"must be the index of another view, got {target!r}")
+    if not 0 <= target < n:
+        raise _problem(f"points nowhere: views[{target}] does not exist (there "
+                       f"{'is' if n == 1 else 'are'} {n} view{'s' if n != 1 else ''}, "
+                       f"views[0]..views[{n - 1}])")
+    if target == index:
+        raise _problem("points at itself; a same_as view must copy another view")
+    other = views[target]
+    if isinstance(other, dict) and "same_as" in other:
+        final = other["same_as"]
+        good = (isinstance(final, int) and not isinstance(final, bool) and 0 <= final < n
+                and isinstance(views[final], dict) and "same_as" not in views[final])
+        advice = (f"point at views[{final}] directly" if good
+                  else "point at a view that has its own steps")
+        raise _problem(f"points at views[{target}], which is itself a same_as view; {advice}")
+    return target
+
+
+class _CopyView(BaseModel):
+    """A view that copies another one (``same_as: N``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    same_as: Annotated[int, PlainValidator(_same_as)]
+    crop_size: Annotated[Any, BeforeValidator(_takes_no("crop_size"))] = None
+    steps: Annotated[Any, BeforeValidator(_takes_no("steps"))] = None
+
+
+def _views(value: Any, info: ValidationInfo) -> list[View | int]:
+    """Each view validated with what it may refer to: the other views (``same_as``) and the
+    declared channel count (channel support of its ops)."""
+    if value is None:
+        raise _problem(MISSING["views"])
+    if not isinstance(value, list) or not value:
+        raise _problem(f"must be a non-empty list of views, got {_kind(value)}")
+    channels = info.data.get("channels")
+    out: list[View | int] = []
+    items: Located = []
+    for i, raw in enumerate(value):
+        if not isinstance(raw, dict):
+            items.append(((i,), "a view must be a mapping with crop_size and steps (or "
+                                f"same_as: N), got {_kind(raw)}"))
+            continue
+        model = _CopyView if "same_as" in raw else _OwnView
+        context = {"index": i, "views": value,
+                   "n_channels": len(channels) if channels else None}
+        try:
+            view = model.model_validate({str(k): v for k, v in raw.items()},
+                                         context=context)
+        except ValidationError as exc:
+            items += [((i, *loc), msg) for loc, msg in _located(exc, _unknown_view_key)]
+            continue
+        if isinstance(view, _CopyView):
+            out.append(view.same_as)
+        else:
+            out.append(View(crop_size=view.crop_size, steps=list(view.steps)))
+    if items:
+        raise _nested("views", items)
+    return out
+
+
+# -- the file -------------------------------------------------------------------------------
+def _version(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _problem(f"must be the integer {VERSION}, got {value!r}")
+    if value > VERSION:
+        raise _problem(f"format version {value} is newer than this bioaug reads (≤ {VERSION}); "
+                       "upgrade bioaug")
+    if value < 1:
+        raise _problem(f"must be {VERSION}, got {value}")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _problem(f"must be a non-empty text, got {value!r}")
+    return value
+
+
+def _description(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _problem(f"must be text, got {_kind(value)}")
+    return value
+
+
+def _channels(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(
+            isinstance(c, str) and c.strip() for c in value):
+        raise _problem("must be a non-empty list of channel names, e.g. [DAPI, Tubulin, "
+                       f"Actin]; got {value!r}")
+    dupes = sorted({c for c in value if value.count(c) > 1})
+    if dupes:
+        raise _problem(f"channel names repeat: {', '.join(dupes)}")
+    return list(value)
+
+
+def _unknown_top_key(key: str) -> str:
+    return (f"unknown key '{key}'{did_you_mean(key, TOP_KEYS)}; a protocol has: "
+            f"{', '.join(TOP_KEYS)}")
+
+
+class _ProtocolIn(BaseModel):
+    """A protocol file as written (``same_as`` views as the index they copy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bioaug_protocol: Annotated[int, BeforeValidator(_version)]
+    name: Annotated[str | None, BeforeValidator(_name)] = None
+    description: Annotated[str, BeforeValidator(_description)] = ""
+    channels: Annotated[list[str] | None, BeforeValidator(_channels)] = None
+    # after `channels`: views read the validated channel count
+    views: Annotated[list[View | int], PlainValidator(_views)]
+
+
+# -------------------------------------------------------------------------- entry points
 class _Problems:
     def __init__(self, source: str, lines: LineMap) -> None:
         self.source = source
@@ -191,192 +469,22 @@ def make_error(source: str, items: list[tuple[int | None, str, str]]) -> Protoco
     return err
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {bool: "true/false", int: "a number", float: "a number", str: "text",
-            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
-
-
-def _params_problems(op: str, raw: dict[str, Any], path: tuple[Any, ...],
-                     problems: _Problems) -> OpParams | None:
-    cls = OPS[op].Params
-    try:
-        return cls.model_validate(raw)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err.get("loc", ()))
-            # union/annotated validators may append type names; keep the first key only
-            key = loc[0] if loc else None
-            sub = (*path, key) if key is not None else path
-            etype = err.get("type")
-            msg = str(err.get("msg", ""))
-            if etype == "extra_forbidden":
-                names = list(cls.model_fields)
-                msg = (f"unknown parameter '{key}'{did_you_mean(str(key), names)} for "
-                       f"{op}; it takes: {', '.join(names)}")
-            elif etype == "missing":
-                msg = f"missing required parameter '{key}'"
-            elif msg.startswith("Value error, "):
-                msg = msg[len("Value error, "):]
-            problems.add(sub, msg)
-        return None
-
-
-def _parse_step(raw: Any, path: tuple[Any, ...], problems: _Problems) -> Step | None:
-    if isinstance(raw, str):
-        raw = {raw: None}
-    if not isinstance(raw, dict) or len(raw) != 1:
-        if isinstance(raw, dict) and len(raw) > 1:
-            names = ", ".join(str(k) for k in raw)
-            problems.add(path, f"a step has exactly one op, got {len(raw)} keys ({names}); "
-                               "put parameters inside the op, e.g. `- flip: {p: 0.5}`")
-        else:
-            problems.add(path, f"a step must be `- op_name: {{params}}`, got {_kind(raw)}")
-        return None
-    (op, params), = raw.items()
-    if not isinstance(op, str) or op not in OPS:
-        problems.add((*path, op), unknown_choice("op", str(op), OPS))
-        return None
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        problems.add((*path, op), f"parameters of {op} must be a mapping like "
-                                  f"`{{p: 0.5}}`, got {_kind(params)} {params!r}")
-        return None
-    parsed = _params_problems(op, params, (*path, op), problems)
-    return Step(op=op, params=parsed) if parsed is not None else None
+_STEP = TypeAdapter(StepIn)
 
 
 def parse_step(raw: Any, path: str = "step", source: str = "<string>") -> Step:
-    """Validate one step ``{op: {params}}``; raise :class:`ProtocolError` if it is bad."""
-    problems = _Problems(source, LineMap())
-    # the path prefix is a label; problems carry only the op/param part after it
-    step = _parse_step(raw, (), problems)
-    if problems.items:
-        items = [(line, p, m) for line, p, m in problems.items]
-        raise make_error(source, items)
-    assert step is not None
-    return step
+    """Validate one step ``{op: {params}}``; raise :class:`ProtocolError` if it is bad.
 
-
-def _check_int(value: Any, lo: int, hi: int) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"must be an integer in [{lo}, {hi}], got {_kind(value)} {value!r}"
-    if not lo <= value <= hi:
-        return f"must be in [{lo}, {hi}], got {value}"
-    return None
-
-
-def _check_version(data: dict[str, Any], problems: _Problems) -> bool:
-    """False when the rest of the file must not be read (a future format)."""
-    if "bioaug_protocol" not in data:
-        problems.add((), f"missing the format version: put `bioaug_protocol: {VERSION}` at the "
-                         "top of the file")
-        return True
-    v = data["bioaug_protocol"]
-    if isinstance(v, bool) or not isinstance(v, int):
-        problems.add(("bioaug_protocol",), f"must be the integer {VERSION}, got {v!r}")
-        return True
-    if v > VERSION:
-        problems.add(("bioaug_protocol",), f"format version {v} is newer than this bioaug "
-                                           f"reads (≤ {VERSION}); upgrade bioaug")
-        return False
-    if v < 1:
-        problems.add(("bioaug_protocol",), f"must be {VERSION}, got {v}")
-    return True
-
-
-def _check_channels(data: dict[str, Any], problems: _Problems) -> list[str] | None:
-    channels = data.get("channels")
-    if channels is None:
-        return None
-    if not isinstance(channels, list) or not channels or not all(
-            isinstance(c, str) and c.strip() for c in channels):
-        problems.add(("channels",), "must be a non-empty list of channel names, e.g. "
-                                    f"[DAPI, Tubulin, Actin]; got {channels!r}")
-        return None
-    dupes = sorted({c for c in channels if channels.count(c) > 1})
-    if dupes:
-        problems.add(("channels",), f"channel names repeat: {', '.join(dupes)}")
-    return list(channels)
-
-
-def _parse_view(raw: Any, i: int, n_views: int, all_raw: list[Any],
-                problems: _Problems, n_channels: int | None) -> View | int | None:
-    path: tuple[Any, ...] = ("views", i)
-    if not isinstance(raw, dict):
-        problems.add(path, "a view must be a mapping with crop_size and steps (or same_as: N), "
-                           f"got {_kind(raw)}")
-        return None
-    for key in raw:
-        if key not in VIEW_KEYS:
-            problems.add((*path, key), f"unknown view key '{key}'"
-                                       f"{did_you_mean(str(key), VIEW_KEYS)}; a view has "
-                                       "crop_size and steps, or only same_as")
-    if "same_as" in raw:
-        target = raw["same_as"]
-        others = [k for k in raw if k in ("crop_size", "steps")]
-        if others:
-            problems.add((*path, others[0]), "a same_as view copies another view entirely and "
-                                             f"takes no {others[0]}; drop same_as or this key")
-        if isinstance(target, bool) or not isinstance(target, int):
-            problems.add((*path, "same_as"), f"must be the index of another view, got {target!r}")
-            return None
-        if not 0 <= target < n_views:
-            problems.add((*path, "same_as"), f"points nowhere: views[{target}] does not exist "
-                                             f"(there {'is' if n_views == 1 else 'are'} "
-                                             f"{n_views} view{'s' if n_views != 1 else ''}, "
-                                             f"views[0]..views[{n_views - 1}])")
-            return None
-        if target == i:
-            problems.add((*path, "same_as"), "points at itself; a same_as view must copy "
-                                             "another view")
-            return None
-        other = all_raw[target]
-        if isinstance(other, dict) and "same_as" in other:
-            final = other["same_as"]
-            good = (isinstance(final, int) and not isinstance(final, bool)
-                    and 0 <= final < n_views and isinstance(all_raw[final], dict)
-                    and "same_as" not in all_raw[final])
-            advice = (f"point at views[{final}] directly" if good
-                      else "point at a view that has its own steps")
-            problems.add((*path, "same_as"), f"points at views[{target}], which is itself a "
-                                             f"same_as view; {advice}")
-            return None
-        return int(target)
-    ok = True
-    if "crop_size" not in raw:
-        problems.add(path, "missing crop_size (the side, in pixels, of the square view)")
-        ok = False
-    else:
-        bad = _check_int(raw["crop_size"], 1, MAX_CROP)
-        if bad:
-            problems.add((*path, "crop_size"), bad)
-            ok = False
-    steps_raw = raw.get("steps", [])
-    if steps_raw is None:
-        steps_raw = []
-    if not isinstance(steps_raw, list):
-        problems.add((*path, "steps"), f"must be a list of steps (`- op: {{...}}`), got "
-                                       f"{_kind(steps_raw)}")
-        return None
-    steps = []
-    for j, s in enumerate(steps_raw):
-        step = _parse_step(s, (*path, "steps", j), problems)
-        if step is None:
-            ok = False
-            continue
-        support = OPS[step.op].channels
-        if n_channels is not None and not support.allows(n_channels):
-            problems.add((*path, "steps", j, step.op),
-                         f"{step.op} supports {support.describe()}, but the protocol "
-                         f"declares {n_channels} channel{'s' if n_channels != 1 else ''}")
-            ok = False
-        steps.append(step)
-    if not ok:
-        return None
-    return View(crop_size=int(raw["crop_size"]), steps=steps)
+    ``path`` is a label only: the problems name the op and parameter part of the key path.
+    """
+    try:
+        return _STEP.validate_python(raw, context={"n_channels": None})
+    except ValidationError as exc:
+        problems = _Problems(source, LineMap())
+        for loc, msg in _located(exc, lambda key: f"unknown key '{key}'"):
+            problems.add(loc, msg)
+        problems.raise_if_any()
+        raise  # pragma: no cover - every error above is a problem
 
 
 def protocol_from_dict(data: Any, source: str = "<dict>", *, text: str = "",
@@ -394,44 +502,33 @@ def protocol_from_dict(data: Any, source: str = "<dict>", *, text: str = "",
         raise make_error(source, [(None, "", "not a protocol: expected a YAML mapping with "
                                              "bioaug_protocol, name and views; got "
                                              f"{_kind(data)}")])
-    if not _check_version(data, problems):
+    version = data.get("bioaug_protocol")
+    if isinstance(version, int) and not isinstance(version, bool) and version > VERSION:
+        # a future format: the rest of the file means something this version cannot know
+        problems.add(("bioaug_protocol",), f"format version {version} is newer than this "
+                                           f"bioaug reads (≤ {VERSION}); upgrade bioaug")
         problems.raise_if_any()
-    for key in data:
-        if key not in TOP_KEYS:
-            problems.add((key,), f"unknown key '{key}'{did_you_mean(str(key), TOP_KEYS)}; "
-                                 f"a protocol has: {', '.join(TOP_KEYS)}")
-    name = data.get("name", Path(source).stem if source[:1] != "<" else "protocol")
-    if not isinstance(name, str) or not name.strip():
-        problems.add(("name",), f"must be a non-empty text, got {name!r}")
-    description = data.get("description", "")
-    if description is None:
-        description = ""
-    if not isinstance(description, str):
-        problems.add(("description",), f"must be text, got {_kind(description)}")
-    channels = _check_channels(data, problems)
-    views_raw = data.get("views")
-    views: list[View | int | None] = []
-    if views_raw is None:
-        problems.add(("views",) if "views" in data else (),
-                     "missing views: list one or more views, each with crop_size and steps")
-    elif not isinstance(views_raw, list) or not views_raw:
-        problems.add(("views",), f"must be a non-empty list of views, got {_kind(views_raw)}")
-    else:
-        n_ch = len(channels) if channels else None
-        views = [_parse_view(v, i, len(views_raw), views_raw, problems, n_ch)
-                 for i, v in enumerate(views_raw)]
+    try:
+        parsed = _ProtocolIn.model_validate({str(k): v for k, v in data.items()})
+    except ValidationError as exc:
+        for loc, msg in _located(exc, _unknown_top_key):
+            problems.add(loc, msg)
+        problems.raise_if_any()
+        raise  # pragma: no cover - every error above is a problem
     problems.raise_if_any()
     resolved: list[View] = []
-    for v in views:
+    for i, v in enumerate(parsed.views):
         if isinstance(v, int):
-            target = views[v]
+            target = parsed.views[v]
             assert isinstance(target, View)
             resolved.append(View(crop_size=target.crop_size, steps=list(target.steps), same_as=v))
         else:
-            assert v is not None
+            assert v.same_as is None, i
             resolved.append(v)
-    protocol = Protocol(bioaug_protocol=VERSION, name=str(name), description=description,
-                        channels=channels, views=resolved, text=text, source=source)
+    name = parsed.name if parsed.name is not None else (
+        Path(source).stem if source[:1] != "<" else "protocol")
+    protocol = Protocol(bioaug_protocol=VERSION, name=name, description=parsed.description,
+                        channels=parsed.channels, views=resolved, text=text, source=source)
     protocol._lines = lines
     return protocol
 

@@ -79,6 +79,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from bioaug.augment.reference import schema_json
 
+    if args.out:
+        from bioaug.io import check_output
+
+        check_output(args.out, "schema", replace=True)
     text = schema_json()
     if args.out:
         from bioaug.io import atomic_write_text
@@ -110,17 +114,28 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from bioaug.augment import load_protocol
     from bioaug.augment.preview import load_preview_input, render_preview
-    from bioaug.io import require_file_path
+    from bioaug.errors import DataError
+    from bioaug.io import check_output
 
+    # every argument is checked before the images are read and augmented
     if args.n < 1 or args.n > 64:
         raise ConfigError(f"--n must be between 1 and 64, got {args.n}")
     if not 0 <= args.seed < 2**63:
         raise ConfigError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
     if not str(args.out).lower().endswith(".png"):
         raise ConfigError(f"--out must be a .png file, got {args.out}")
-    require_file_path(args.out, "--out")
+    if args.input is not None:
+        if not Path(args.input).exists():
+            raise DataError(f"no such file: {args.input}", hint="--input takes an image file "
+                                                                "(.tif, .tiff, .png, .npy) or a store")
+        if Path(args.out).resolve() == Path(args.input).resolve():
+            raise ConfigError(f"--out {args.out} is the --input image; a command never writes "
+                              "over its own input", hint="choose another --out")
+    check_output(args.out, "png", inputs=[args.input, args.file], replace=True)
     protocol = load_protocol(args.file)
     data = load_preview_input(args.input, n=args.n, seed=args.seed)
     out, notes = render_preview(protocol, data, args.out, n=args.n, seed=args.seed,

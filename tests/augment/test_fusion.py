@@ -27,6 +27,25 @@ def test_plan_fuses_runs_that_start_with_a_crop() -> None:
     assert plan(alone) == [(0, 1), (1, 2)]  # exact permutations stay exact
 
 
+def test_plan_reads_the_ops_declarations_not_their_classes() -> None:
+    """A fusable op that declares ``resamples`` starts a fused run, whatever its class."""
+    from bioaug.augment import OPS
+    from bioaug.augment.ops import register_op
+    from bioaug.augment.ops.crop import RandomResizedCrop
+
+    class _OtherCrop(RandomResizedCrop):
+        name = "test_other_crop"
+
+    register_op(_OtherCrop)
+    try:
+        ops = [make_op("test_other_crop", size=8, p=1.0), make_op("rotate90", p=1.0),
+               make_op("flip", p=1.0), make_op("random_resized_crop", size=8, p=1.0),
+               make_op("flip", p=1.0)]
+        assert plan(ops) == [(0, 3), (3, 5)]
+    finally:
+        OPS.pop("test_other_crop")
+
+
 def test_fused_equals_step_by_step_for_every_symmetry() -> None:
     x = torch.rand(64, 2, 17, 23, generator=torch.Generator().manual_seed(0))
     ops = [make_op("random_resized_crop", scale=[0.3, 1.0], ratio=[0.5, 2.0], size=10, p=0.8),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -10,7 +11,7 @@ import pytest
 import tifffile
 
 from bioaug.augment import load_protocol
-from bioaug.augment.preview import ASSET, load_preview_input, render_preview
+from bioaug.augment.preview import ASSET, load_preview_input, render_preview, to_unit
 from bioaug.data.store import write_store
 from bioaug.errors import DataError
 
@@ -75,3 +76,74 @@ def test_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     with pytest.raises(DataError, match="cannot read the image"):
         load_preview_input(tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16, np.int16])
+def test_integer_images_are_scaled_by_their_data_range(tmp_path: Path, dtype) -> None:
+    """Not by the type's maximum: an int64 image of 0..1000 must not come out black."""
+    a = np.zeros((2, 8, 8), dtype=dtype)
+    a[0, 0, 0], a[1, 0, 0], a[0, 1, 1] = 1000, 250, 500
+    np.save(tmp_path / "i.npy", a)
+    data = load_preview_input(tmp_path / "i.npy")
+    assert data.images.dtype == np.float32
+    assert data.images.max() == 1.0 and data.images[0, 0, 0, 0] == 1.0
+    assert data.images[0, 1, 0, 0] == pytest.approx(0.25)
+    assert data.images[0, 0, 1, 1] == pytest.approx(0.5)
+    assert data.images[0, 0, 2, 2] == 0.0  # zero stays black
+
+
+def test_integer_rule_edge_cases() -> None:
+    assert to_unit(np.array([0, 128, 255], dtype=np.uint8)).tolist() == \
+        pytest.approx([0, 128 / 255, 1])  # 8 bit: the full scale of a picture
+    assert to_unit(np.array([-50, 0, 150], dtype=np.int32)).tolist() == \
+        pytest.approx([0, 0.25, 1])  # negative values are shifted up
+    assert to_unit(np.zeros((2, 2), dtype=np.int64)).tolist() == [[0, 0], [0, 0]]
+    assert to_unit(np.array([[0.0, 2.0, 4.0]], dtype=np.float64)).tolist() == [[0, 0.5, 1]]
+    with pytest.raises(DataError, match="cannot preview pixels of type"):
+        to_unit(np.array([["a", "b"]]))
+
+
+@pytest.mark.parametrize(("value", "words"), [(np.nan, "1 NaN"), (np.inf, "1 infinite"),
+                                              (-np.inf, "1 infinite")])
+def test_nan_or_inf_pixels_are_a_clear_error_without_warnings(tmp_path: Path, value: float,
+                                                              words: str) -> None:
+    a = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    a[1, 2, 3] = value
+    np.save(tmp_path / "f.npy", a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match=f"holds {words} pixel value") as info:
+            load_preview_input(tmp_path / "f.npy")
+    assert str(tmp_path / "f.npy") in info.value.format()
+    with pytest.raises(DataError, match="holds 64 NaN"):
+        load_preview_input_all_nan(tmp_path)
+
+
+def load_preview_input_all_nan(tmp_path: Path):
+    np.save(tmp_path / "n.npy", np.full((8, 8), np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return load_preview_input(tmp_path / "n.npy")
+
+
+def test_render_checks_images_handed_over_in_python(tmp_path: Path) -> None:
+    data = load_preview_input(None)
+    data.images = data.images.copy()
+    data.images[0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="1 NaN"):
+        render_preview(load_protocol("bbbc021-expert"), data, tmp_path / "x.png", n=1)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_rgb_mode_on_the_wrong_channel_count_fails_before_augmenting(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    import bioaug.augment.preview as preview
+
+    def boom(*args, **kwargs):
+        raise AssertionError("augmented before checking --mode")
+
+    monkeypatch.setattr(preview, "build_pipeline", boom)
+    data = load_preview_input(None)
+    data.images = data.images[:, :2]
+    with pytest.raises(DataError, match="--mode rgb needs 3 channels"):
+        render_preview(load_protocol("none"), data, tmp_path / "x.png", n=1, mode="rgb")

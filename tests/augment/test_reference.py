@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 from bioaug.augment import OPS, load_protocol, shipped_protocols
-from bioaug.augment.reference import op_reference, ops_markdown, ops_text, schema_json
+from bioaug.augment.reference import (
+    groups_markdown,
+    op_reference,
+    ops_markdown,
+    ops_text,
+    schema_json,
+)
 
 
 def test_every_op_and_parameter_is_documented() -> None:
@@ -27,7 +33,31 @@ def test_markdown_and_text_forms() -> None:
         assert f"### `{name}`" in md
     assert "| `p` | `1` | [0, 1] |" in md
     text = ops_text()
-    assert text.startswith("random_resized_crop:")
+    assert text.startswith(f"{next(iter(OPS))}:")
+    assert "| [`flip`](#flip) | geometry | mirror left-right / top-bottom |" in md
+
+
+def test_groups_overview_lists_every_op_once_in_registry_order() -> None:
+    table = groups_markdown()
+    rows = [line for line in table.splitlines()[2:]]
+    listed = [name.strip(" `") for row in rows for name in row.split("|")[2].split(",")]
+    assert listed == list(OPS)
+    assert rows[0].startswith("| geometry |") and rows[-1] == "| escape hatch | `albumentations` |"
+
+
+def test_the_docs_overview_is_generated_from_the_registry() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("update_readme",
+                                                  repo / "tools" / "update_readme.py")
+    assert spec is not None and spec.loader is not None
+    updater = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(updater)
+    doc = (repo / "docs" / "protocols.md").read_text(encoding="utf-8")
+    assert updater.render_protocol_doc(doc) == doc, \
+        "docs/protocols.md is stale: run `python tools/update_readme.py`"
 
 
 def test_json_schema_has_a_sub_schema_per_op_with_bounds() -> None:

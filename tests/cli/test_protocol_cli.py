@@ -114,3 +114,84 @@ def test_preview_seed_out_of_range_is_a_clear_error(tmp_path: Path, capsys, seed
     code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(tmp_path / "g.png"),
                        "--seed", seed)
     assert code == 2 and f"--seed must be between 0 and 2**63 - 1, got {seed}" in err
+
+
+def test_preview_of_nan_input_is_one_line(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    a = np.ones((3, 8, 8), dtype=np.float32)
+    a[0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", a)
+    code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(tmp_path / "g.png"),
+                       "--input", str(tmp_path / "nan.npy"))
+    assert code == 2 and "holds 1 NaN pixel value" in err and "Traceback" not in err
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_preview_of_int64_npy_is_not_black(tmp_path: Path, capsys) -> None:
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    a = (np.random.default_rng(0).random((1, 16, 16)) * 4095).astype(np.int64)
+    np.save(tmp_path / "i.npy", a)
+    out = tmp_path / "g.png"
+    code, _, _ = run(capsys, "protocol", "preview", "none", "--out", str(out),
+                     "--input", str(tmp_path / "i.npy"), "--n", "1")
+    assert code == 0
+    # black panels on the white page average about 0.49, the scaled data about 0.75
+    assert float(mpimg.imread(out)[..., :3].mean()) > 0.6
+
+
+def test_preview_never_writes_over_its_input(tmp_path: Path, capsys) -> None:
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    image = tmp_path / "cells.png"
+    mpimg.imsave(image, np.random.default_rng(0).random((16, 16, 3)))
+    before = image.read_bytes()
+    code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(image),
+                       "--input", str(image))
+    assert code == 2 and "is the --input image" in err
+    assert image.read_bytes() == before
+
+
+def test_preview_checks_arguments_before_reading_images(tmp_path: Path, capsys,
+                                                        monkeypatch) -> None:
+    import bioaug.augment.preview as preview
+
+    def boom(*args, **kwargs):
+        raise AssertionError("read the images before checking the arguments")
+
+    monkeypatch.setattr(preview, "load_preview_input", boom)
+    for args, message in [(["--n", "65"], "--n must be between 1 and 64"),
+                          (["--out", str(tmp_path / "x.jpg")], "--out must be a .png"),
+                          (["--input", str(tmp_path / "nowhere.npy")], "no such file"),
+                          (["--out", str(tmp_path / "f" / "x.png")], None)]:
+        argv = ["protocol", "preview", "none", "--out", str(tmp_path / "g.png"), *args]
+        if message is None:  # a missing folder is created; file in place of a folder is not
+            (tmp_path / "f").write_text("a file")
+            message = "cannot write --out"
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err, err
+
+
+def test_schema_and_preview_never_write_over_files_they_did_not_make(tmp_path: Path,
+                                                                      capsys) -> None:
+    header = tmp_path / "header.json"
+    header.write_text('{"shape": [1, 1, 4, 4]}')
+    code, _, err = run(capsys, "protocol", "schema", "--out", str(header))
+    assert code != 0 and "not" in err and str(header) in err
+    assert header.read_text() == '{"shape": [1, 1, 4, 4]}'
+
+    picture = tmp_path / "someone-else.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n not ours")
+    code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(picture))
+    assert code != 0 and str(picture) in err
+    assert picture.read_bytes() == b"\x89PNG\r\n\x1a\n not ours"
+
+    # a preview bioaug wrote itself is replaced
+    ours = tmp_path / "ours.png"
+    assert run(capsys, "protocol", "preview", "none", "--out", str(ours))[0] == 0
+    first = ours.stat().st_mtime_ns
+    assert run(capsys, "protocol", "preview", "none", "--out", str(ours), "--seed", "3")[0] == 0
+    assert ours.stat().st_mtime_ns >= first

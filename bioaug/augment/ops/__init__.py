@@ -1,56 +1,40 @@
 """The op registry: protocol step name → :class:`Op` class.
 
-Adding an op is one small module declaring its ``Params`` model and ``channels`` plus one
-line here.
+Adding an op is one module in this package: an :class:`Op` subclass decorated with
+:func:`register_op` that declares its ``Params`` model, ``channels``, ``group``,
+``summary``, ``example`` parameters and whether it ``resamples``. The modules of this
+package are imported here, so their ops are registered as soon as ``bioaug.augment`` is;
+validation, ``list-ops``, the generated documentation, the property tests and the fusion of
+geometric steps all read :data:`OPS` and those declarations.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
-from bioaug.augment.ops.affine import Affine, Rotate
-from bioaug.augment.ops.albumentations_op import Albumentations
-from bioaug.augment.ops.base import ChannelSupport, Op
-from bioaug.augment.ops.blur import Defocus, GaussianBlur
-from bioaug.augment.ops.channel_dropout import ChannelDropout
-from bioaug.augment.ops.color import ColorJitter, Grayscale
-from bioaug.augment.ops.crop import CenterCrop, RandomResizedCrop, Resize
-from bioaug.augment.ops.dihedral import Flip, Rotate90
-from bioaug.augment.ops.elastic import Elastic
-from bioaug.augment.ops.erasing import RandomErasing
-from bioaug.augment.ops.noise import GaussianNoise, PoissonNoise
-from bioaug.augment.ops.normalize import IntensityNormalize
+from bioaug.augment.ops.base import GROUPS, OPS, ChannelSupport, Op, ops_by_group, register_op
 from bioaug.augment.ops.params import OpParams
-from bioaug.augment.ops.stain_jitter import StainJitter
-from bioaug.augment.ops.tone import Equalize, Solarize
 
-OPS: dict[str, type[Op]] = {
-    # geometry
-    "random_resized_crop": RandomResizedCrop,
-    "center_crop": CenterCrop,
-    "resize": Resize,
-    "rotate90": Rotate90,
-    "flip": Flip,
-    "rotate": Rotate,
-    "affine": Affine,
-    "elastic": Elastic,
-    # microscopy intensities and optics
-    "stain_jitter": StainJitter,
-    "channel_dropout": ChannelDropout,
-    "gaussian_blur": GaussianBlur,
-    "defocus": Defocus,
-    "gaussian_noise": GaussianNoise,
-    "poisson_noise": PoissonNoise,
-    "intensity_normalize": IntensityNormalize,
-    "random_erasing": RandomErasing,
-    # natural images (RGB)
-    "color_jitter": ColorJitter,
-    "grayscale": Grayscale,
-    "solarize": Solarize,
-    "equalize": Equalize,
-    # escape hatch
-    "albumentations": Albumentations,
-}
+#: Modules of this package that hold shared machinery rather than ops.
+_NOT_OPS = frozenset({"base", "params", "geometry"})
+
+
+def _discover() -> None:
+    """Import every op module, then order the registry as the reference lists it: by
+    group (:data:`GROUPS` first), alphabetically within a group."""
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name not in _NOT_OPS:
+            importlib.import_module(f"{__name__}.{info.name}")
+    ranked = sorted(OPS.items(), key=lambda item: (
+        GROUPS.index(item[1].group) if item[1].group in GROUPS else len(GROUPS),
+        item[1].group, item[0]))
+    OPS.clear()
+    OPS.update(ranked)
+
+
+_discover()
 
 
 def make_op(name: str, crop_size: int | None = None, **params: Any) -> Op:
@@ -64,4 +48,5 @@ def make_op(name: str, crop_size: int | None = None, **params: Any) -> Op:
     return OPS[step.op](step.params, crop_size=crop_size)
 
 
-__all__ = ["OPS", "ChannelSupport", "Op", "OpParams", "make_op"]
+__all__ = ["GROUPS", "OPS", "ChannelSupport", "Op", "OpParams", "make_op", "ops_by_group",
+           "register_op"]

@@ -8,12 +8,13 @@ counter-clockwise as displayed; ``rotate`` by 90° equals ``rotate90`` up to flo
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, uniform
+from bioaug.augment.ops.base import Op, Params, register_op, uniform
 from bioaug.augment.ops.geometry import centred_inverse, rotation, warp
 from bioaug.augment.ops.params import Choice, Number, OpParams, Span
 
@@ -29,12 +30,17 @@ class RotateParams(OpParams):
     interpolation: Choice("bilinear", "nearest") = Field("bilinear", description="Resampling.")
 
 
+@register_op
 class Rotate(Op):
     """Rotate about the image centre by an angle drawn uniformly from ``degrees``."""
 
     name = "rotate"
     Params = RotateParams
     summary = "rotation by any angle (fill or reflect)"
+    group = "geometry"
+    blocked = True
+    example: ClassVar[dict[str, Any]] = {"degrees": [20, 70]}
+    resamples = True
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         return {"angle": uniform(self.params.degrees, (batch_size,), generator, device)}
@@ -63,6 +69,7 @@ class AffineParams(OpParams):
     interpolation: Choice("bilinear", "nearest") = Field("bilinear", description="Resampling.")
 
 
+@register_op
 class Affine(Op):
     """Random affine map (torchvision ``RandomAffine`` semantics): rotation, shift, zoom, shear.
 
@@ -74,6 +81,10 @@ class Affine(Op):
     name = "affine"
     Params = AffineParams
     summary = "rotation, shift, zoom and shear in one resampling"
+    group = "geometry"
+    blocked = True
+    example: ClassVar[dict[str, Any]] = {"degrees": [10, 30], "shear": [5, 10]}
+    resamples = True
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         _, h, w = image_shape

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import os
 from functools import cache
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ from pydantic import ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, Shape, rand
-from bioaug.augment.ops.params import OpParams
+from bioaug.augment.ops.base import Op, Params, Shape, rand, register_op
+from bioaug.augment.ops.params import Allowed, OpParams
 from bioaug.errors import ProtocolError, did_you_mean
 
 
@@ -84,10 +84,20 @@ def build_transform(name: str, kwargs: dict[str, Any]) -> Any:
                                   f"albumentations.{name} rejected its arguments: {text}") from None
 
 
-class AlbumentationsParams(OpParams):
-    model_config = ConfigDict(extra="allow", frozen=True)
+def _schema_names(schema: dict[str, Any]) -> None:
+    """The JSON Schema lists the transform names albumentations has (when it imports)."""
+    try:
+        names = list(transform_names())
+    except Exception:  # pragma: no cover - albumentations is a hard dependency
+        return
+    if names:
+        schema["properties"]["transform"]["enum"] = names
 
-    transform: str = Field(
+
+class AlbumentationsParams(OpParams):
+    model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_schema_names)
+
+    transform: Annotated[str, Allowed("an albumentations transform name")] = Field(
         description="Name of an albumentations transform (e.g. ElasticTransform); every other "
                     "key is passed to it as a keyword argument.")
 
@@ -108,6 +118,7 @@ class AlbumentationsParams(OpParams):
         return dict(self.model_extra or {})
 
 
+@register_op
 class Albumentations(Op):
     """Run an albumentations transform on each picked sample (CPU, one sample at a time).
 
@@ -119,6 +130,8 @@ class Albumentations(Op):
     Params = AlbumentationsParams
     per_sample = True
     summary = "any albumentations transform by name (per sample, CPU)"
+    group = "escape hatch"
+    example: ClassVar[dict[str, Any]] = {"transform": "RandomBrightnessContrast"}
 
     def __init__(self, params: OpParams, crop_size: int | None = None) -> None:
         super().__init__(params, crop_size)

@@ -7,13 +7,18 @@ draw can be replayed, sliced to a shard of the batch (DDP) and inspected.
 
 Parameters depend only on the generator state and the image shape, never on pixel
 values, so a draw can be made before the images are loaded (or on another device).
+
+This module also holds the op registry :data:`OPS`. An op module registers its classes with
+:func:`register_op`; each class declares everything the rest of bioaug needs to know about
+it (its ``group`` for the documentation, ``example`` parameters for the property tests,
+whether it ``resamples`` pixels), so adding an op is one module plus its test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -22,6 +27,10 @@ from bioaug.augment.ops.params import OpParams
 
 Shape = tuple[int, int, int]
 Params = dict[str, Tensor]
+
+#: Samples per block for ``blocked`` ops on the CPU (a few MB of intermediates for
+#: 100-px crops).
+BLOCK = 32
 
 
 @dataclass(frozen=True)
@@ -83,14 +92,48 @@ def bernoulli(p: float, batch_size: int, generator: torch.Generator | None,
     return rand((batch_size,), generator, device) < p
 
 
-def picked_rows(mask: Tensor, shape: tuple[int, ...], draw) -> Tensor:
-    """A ``(B, *shape)`` tensor whose picked rows hold ``draw((n_picked, *shape))`` and whose
-    other rows are zero: per-pixel random numbers are only drawn for the samples an op
-    transforms, yet stay indexable by sample (``PipelineParams.select``)."""
-    out = torch.zeros((mask.shape[0], *shape), device=mask.device)
-    idx = mask.nonzero().squeeze(1)
-    if idx.numel():
-        out[idx] = draw((int(idx.numel()), *shape)).to(mask.device)
+def draw_seeds(batch_size: int, generator: torch.Generator | None,
+               device: torch.device | str) -> Tensor:
+    """One 62-bit seed per sample (int64, ``(B,)``), for ops whose random numbers are per
+    pixel: they store the seed and draw the pixels' numbers when they apply it (see
+    :func:`seeded_draw`), so a draw stays small, replayable and sliceable by sample."""
+    g_dev = generator_device(generator, device)
+    return torch.randint(0, 2**62, (batch_size,), generator=generator, device=g_dev,
+                         dtype=torch.int64).to(device)
+
+
+def _generate(seed: int, shape: tuple[int, ...], kind: str, gen: torch.Generator,
+              out: Tensor) -> Tensor:
+    gen.manual_seed(seed)
+    if kind == "normal":
+        return torch.randn(shape, generator=gen, out=out)
+    return torch.rand(shape, generator=gen, out=out)
+
+
+def seeded_draw(seeds: Tensor, shape: tuple[int, ...], kind: str,
+                device: torch.device | str) -> Iterator[tuple[int, Tensor]]:
+    """For each seed, ``(i, numbers)``: ``shape`` float32 numbers drawn by a generator on
+    ``device`` seeded with ``seeds[i]``, standard normal (``kind="normal"``) or uniform on
+    [0, 1) (``"uniform"``). ``numbers`` is one reused buffer: use it before the next
+    iteration. The numbers of a sample depend only on its seed, so a shard of the batch
+    gets exactly what it would get in the whole batch.
+    """
+    device = torch.device(device)
+    buf = torch.empty(shape, dtype=torch.float32, device=device)
+    gen = torch.Generator(device=device)
+    for i, seed in enumerate(seeds.tolist()):
+        yield i, _generate(int(seed), shape, kind, gen, buf)
+
+
+def seeded_rows(seeds: Tensor, shape: tuple[int, ...], kind: str,
+                device: torch.device | str) -> Tensor:
+    """``(len(seeds), *shape)`` float32: row ``i`` holds the numbers of ``seeds[i]`` (the
+    same numbers :func:`seeded_draw` gives)."""
+    device = torch.device(device)
+    out = torch.empty((len(seeds), *shape), dtype=torch.float32, device=device)
+    gen = torch.Generator(device=device)
+    for i, seed in enumerate(seeds.tolist()):
+        _generate(int(seed), shape, kind, gen, out[i])
     return out
 
 
@@ -111,6 +154,14 @@ class Op:
     name: ClassVar[str] = ""
     Params: ClassVar[type[OpParams]] = OpParams
     channels: ClassVar[ChannelSupport] = ANY
+    #: Where the op is listed in the documentation (one of :data:`GROUPS`, or a new one).
+    group: ClassVar[str] = ""
+    #: Parameters (without ``p``) that make the op visibly change any image it is applied
+    #: to; the property tests run every registered op with them.
+    example: ClassVar[Mapping[str, Any]] = {}
+    #: The op interpolates between pixels (crops, rotations, warps). A ``fusable`` op that
+    #: resamples starts a run of fusable steps that is resampled once (see ``fusion``).
+    resamples: ClassVar[bool] = False
     changes_size: ClassVar[bool] = False
     #: The op runs per sample on the CPU (albumentations escape hatch).
     per_sample: ClassVar[bool] = False
@@ -122,6 +173,9 @@ class Op:
     #: The op is a pixel-space affine map that never reads outside the image (crops,
     #: quarter turns, flips): a run of such ops is resampled once (see ``fusion``).
     fusable: ClassVar[bool] = False
+    #: On the CPU, transform the picked samples :data:`BLOCK` at a time (for ops with large
+    #: intermediates: blurs, warps), so they are reused rather than allocated per batch.
+    blocked: ClassVar[bool] = False
 
     def __init__(self, params: OpParams, crop_size: int | None = None) -> None:
         if not isinstance(params, self.Params):
@@ -169,6 +223,8 @@ class Op:
         n = int(mask.sum())
         if n == 0:
             return x
+        if self.blocked and x.device.type == "cpu" and n > BLOCK:
+            return self._apply_blocks(x, params, mask.nonzero().squeeze(1), inplace)
         if n == mask.numel():
             return self.transform(x, dict(params))
         if not self.subset_apply:
@@ -180,6 +236,19 @@ class Op:
         sub = {k: v.index_select(0, idx.to(v.device)) for k, v in params.items()}
         out = x if inplace else x.clone()
         return out.index_copy_(0, idx, self.transform(x.index_select(0, idx), sub).to(x.dtype))
+
+    def _apply_blocks(self, x: Tensor, params: Mapping[str, Tensor], idx: Tensor,
+                      inplace: bool) -> Tensor:
+        """The picked samples ``idx`` transformed :data:`BLOCK` at a time, written back into
+        (a copy of) ``x``: each block's intermediates are small enough for the allocator to
+        reuse them from block to block instead of faulting in fresh pages, and stay in the
+        cache. Exact because every op treats samples independently (the shard contract)."""
+        out = x if inplace else x.clone()
+        for start in range(0, int(idx.numel()), BLOCK):
+            rows = idx[start:start + BLOCK]
+            sub = {k: v.index_select(0, rows.to(v.device)) for k, v in params.items()}
+            out.index_copy_(0, rows, self.transform(x.index_select(0, rows), sub).to(x.dtype))
+        return out
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
@@ -201,4 +270,47 @@ class Op:
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
-        return {"name": cls.name, "summary": cls.summary, "channels": cls.channels.describe()}
+        return {"name": cls.name, "summary": cls.summary, "channels": cls.channels.describe(),
+                "group": cls.group}
+
+
+# ---------------------------------------------------------------------------- registry
+#: Documentation groups, in the order the reference lists them; an op may name a new one,
+#: which is listed after these.
+GROUPS: tuple[str, ...] = ("geometry", "microscopy intensity and optics",
+                           "natural images (RGB)", "escape hatch")
+
+#: The op registry: protocol step name → :class:`Op` class, filled by :func:`register_op`.
+OPS: dict[str, type[Op]] = {}
+
+OpClass = TypeVar("OpClass", bound=type[Op])
+
+
+def register_op(cls: OpClass) -> OpClass:
+    """Class decorator: make ``cls`` a protocol step named ``cls.name``.
+
+    Checks the declarations the rest of bioaug reads (name, ``Params``, ``group``,
+    ``summary``, ``example``); the property tests check that ``example`` validates.
+    """
+    name = cls.name
+    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
+        raise TypeError(f"{cls.__name__}.name must be a lower-case identifier, got {name!r}")
+    if name in OPS and OPS[name].__qualname__ != cls.__qualname__:
+        raise TypeError(f"op name '{name}' is taken by {OPS[name].__qualname__}")
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, OpParams)):
+        raise TypeError(f"{cls.__name__}.Params must be an OpParams model")
+    for attr in ("group", "summary"):
+        if not getattr(cls, attr):
+            raise TypeError(f"{cls.__name__} must declare `{attr}`")
+    if "p" in cls.example:
+        raise TypeError(f"{cls.__name__}.example must not set p (the tests choose it)")
+    OPS[name] = cls
+    return cls
+
+
+def ops_by_group() -> dict[str, list[str]]:
+    """Registered op names by documentation group (known groups first, in order)."""
+    groups: dict[str, list[str]] = {g: [] for g in GROUPS}
+    for name, cls in OPS.items():
+        groups.setdefault(cls.group, []).append(name)
+    return {g: names for g, names in groups.items() if names}

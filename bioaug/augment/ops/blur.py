@@ -8,13 +8,14 @@ grouped ``conv2d`` call (``B·C`` groups).
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, uniform
+from bioaug.augment.ops.base import Op, Params, register_op, uniform
 from bioaug.augment.ops.params import OpParams, OptionalInteger, Span
 
 
@@ -71,6 +72,7 @@ class GaussianBlurParams(OpParams):
         None, description="Odd kernel width; null = 2·ceil(3·max sigma)+1 (capped by the image).")
 
 
+@register_op
 class GaussianBlur(Op):
     """Gaussian blur with ``sigma`` drawn per sample (the SimCLR / MoCo v2 blur, Chen et al.
     2020). Separable: a vertical then a horizontal pass with each sample's own kernel."""
@@ -78,6 +80,9 @@ class GaussianBlur(Op):
     name = "gaussian_blur"
     Params = GaussianBlurParams
     summary = "Gaussian blur, per-sample sigma (separable)"
+    group = "microscopy intensity and optics"
+    blocked = True
+    example: ClassVar[dict[str, Any]] = {"sigma": [1.0, 2.0]}
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         return {"sigma": uniform(self.params.sigma, (batch_size,), generator, device)}
@@ -98,6 +103,7 @@ class DefocusParams(OpParams):
         (1.0, 3.0), description="Disk radius range in pixels; a number r means [r, r].")
 
 
+@register_op
 class Defocus(Op):
     """Out-of-focus blur: convolution with an anti-aliased disk of per-sample ``radius``
     (the point-spread function of a defocused lens in geometric optics)."""
@@ -105,6 +111,9 @@ class Defocus(Op):
     name = "defocus"
     Params = DefocusParams
     summary = "out-of-focus blur with a disk kernel"
+    group = "microscopy intensity and optics"
+    blocked = True
+    example: ClassVar[dict[str, Any]] = {"radius": [1.5, 2.5]}
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         return {"radius": uniform(self.params.radius, (batch_size,), generator, device)}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pydantic import Field
 from torch import Tensor
 
-from bioaug.augment.ops.base import ChannelSupport, Op, Params, bcast, rand
+from bioaug.augment.ops.base import ChannelSupport, Op, Params, bcast, rand, register_op
 from bioaug.augment.ops.params import Integer, Number, OpParams
 
 
@@ -16,6 +18,7 @@ class ChannelDropoutParams(OpParams):
     fill: Number(0.0, 1.0) = Field(0.0, description="Value written into dropped channels.")
 
 
+@register_op
 class ChannelDropout(Op):
     """Replace 1 to ``max_dropped`` randomly chosen whole channels by ``fill``.
 
@@ -29,6 +32,8 @@ class ChannelDropout(Op):
     Params = ChannelDropoutParams
     channels = ChannelSupport(minimum=2)
     summary = "blank whole channels (at least one survives)"
+    group = "microscopy intensity and optics"
+    example: ClassVar[dict[str, Any]] = {"max_dropped": 2}
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         c = image_shape[0]

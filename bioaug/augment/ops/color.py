@@ -7,11 +7,13 @@ channel count other than 3.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from bioaug.augment.ops.base import RGB, Op, Params, bcast, rand, uniform
+from bioaug.augment.ops.base import RGB, Op, Params, bcast, rand, register_op, uniform
 from bioaug.augment.ops.params import Bool, OpParams, Span
 
 #: ITU-R 601 luma weights, as rounded by torchvision's rgb_to_grayscale.
@@ -94,6 +96,7 @@ class ColorJitterParams(OpParams):
                                                    "order per sample (as torchvision).")
 
 
+@register_op
 class ColorJitter(Op):
     """Brightness, contrast, saturation and hue jitter with torchvision's ``ColorJitter``
     semantics (the SimCLR/MoCo v2 recipe, Chen et al. 2020): factors drawn per sample, the
@@ -107,6 +110,8 @@ class ColorJitter(Op):
     Params = ColorJitterParams
     channels = RGB
     summary = "brightness/contrast/saturation/hue (torchvision semantics)"
+    group = "natural images (RGB)"
+    example: ClassVar[dict[str, Any]] = {"brightness": [0.5, 0.6], "hue": [0.2, 0.3]}
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         pr = self.params
@@ -146,6 +151,7 @@ class GrayscaleParams(OpParams):
     pass
 
 
+@register_op
 class Grayscale(Op):
     """Replace RGB by its luma (0.2989 R + 0.587 G + 0.114 B) in all three channels
     (torchvision ``RandomGrayscale``). RGB only: on stains it would erase channel identity."""
@@ -155,6 +161,8 @@ class Grayscale(Op):
     Params = GrayscaleParams
     channels = RGB
     summary = "luma copied to the three channels"
+    group = "natural images (RGB)"
+    example: ClassVar[dict[str, Any]] = {}
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         return gray(x).expand(-1, 3, -1, -1).contiguous()

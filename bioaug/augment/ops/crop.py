@@ -8,14 +8,14 @@ The output size defaults to the view's ``crop_size``.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, Shape, rand
+from bioaug.augment.ops.base import Op, Params, Shape, rand, register_op
 from bioaug.augment.ops.geometry import box_matrix, warp
 from bioaug.augment.ops.params import Bool, Choice, OpParams, OptionalInteger, Span
 
@@ -44,6 +44,7 @@ class RandomResizedCropParams(OpParams):
     interpolation: Choice("bilinear", "nearest") = Field("bilinear", description="Resampling.")
 
 
+@register_op
 class RandomResizedCrop(Op):
     """Crop a random box (area fraction ``scale``, aspect ``ratio``) and resize it to ``size``.
 
@@ -58,6 +59,9 @@ class RandomResizedCrop(Op):
     Params = RandomResizedCropParams
     changes_size = True
     summary = "random area/aspect crop resized to the output size (SimCLR/MoCo)"
+    group = "geometry"
+    example: ClassVar[dict[str, Any]] = {"scale": [0.3, 0.6], "size": 16}
+    resamples = True
     TRIES: ClassVar[int] = 10
 
     def output_shape(self, shape: Shape) -> Shape:
@@ -117,6 +121,7 @@ class CenterCropParams(OpParams):
     size: OptionalInteger(1, 4096) = Field(None, description=SIZE_DOC)
 
 
+@register_op
 class CenterCrop(Op):
     """Cut the central ``size``×``size`` window (zero padding if the image is smaller)."""
 
@@ -124,6 +129,8 @@ class CenterCrop(Op):
     Params = CenterCropParams
     changes_size = True
     summary = "central square window of the output size"
+    group = "geometry"
+    example: ClassVar[dict[str, Any]] = {"size": 16}
 
     def output_shape(self, shape: Shape) -> Shape:
         s = _out_size(self, shape)
@@ -158,6 +165,7 @@ class ResizeParams(OpParams):
     antialias: Bool() = Field(True, description="Low-pass before downsampling (bilinear/bicubic).")
 
 
+@register_op
 class Resize(Op):
     """Resize the whole image to ``size``×``size`` (``p`` has no effect: unpicked samples are
     resized too, as for every size-changing op)."""
@@ -166,6 +174,9 @@ class Resize(Op):
     Params = ResizeParams
     changes_size = True
     summary = "resize the whole image to the output size"
+    group = "geometry"
+    example: ClassVar[dict[str, Any]] = {"size": 16}
+    resamples = True
 
     def output_shape(self, shape: Shape) -> Shape:
         s = _out_size(self, shape)

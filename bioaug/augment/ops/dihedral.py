@@ -9,20 +9,20 @@ ops move pixels without resampling: outputs are bit-identical to ``torch.rot90``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, rand
-from bioaug.augment.ops.params import Bool, OpParams
+from bioaug.augment.ops.base import Op, Params, rand, register_op
+from bioaug.augment.ops.params import Allowed, Bool, OpParams
 from bioaug.errors import DataError
 
 
 class Rotate90Params(OpParams):
-    turns: list[int] = Field(
+    turns: Annotated[list[int], Allowed("subset of [0, 1, 2, 3]")] = Field(
         [0, 1, 2, 3],
         description="Quarter turns (counter-clockwise) to draw from, uniformly; subset of 0-3.",
         json_schema_extra={"items": {"enum": [0, 1, 2, 3]}, "minItems": 1})
@@ -40,6 +40,7 @@ class Rotate90Params(OpParams):
         return sorted(set(value))
 
 
+@register_op
 class Rotate90(Op):
     """Rotate by ``k`` quarter turns counter-clockwise, ``k`` drawn uniformly from ``turns``.
 
@@ -51,6 +52,8 @@ class Rotate90(Op):
     name = "rotate90"
     Params = Rotate90Params
     summary = "quarter turns (exact permutation)"
+    group = "geometry"
+    example: ClassVar[dict[str, Any]] = {"turns": [1, 2, 3]}
     fusable = True
 
     def matrix(self, params, shape) -> Tensor:
@@ -91,6 +94,7 @@ class FlipParams(OpParams):
                                                 "independently of the horizontal flip).")
 
 
+@register_op
 class Flip(Op):
     """Mirror images left-right and/or top-bottom.
 
@@ -102,6 +106,8 @@ class Flip(Op):
     name = "flip"
     Params = FlipParams
     summary = "mirror left-right / top-bottom"
+    group = "geometry"
+    example: ClassVar[dict[str, Any]] = {"horizontal": True}
     fusable = True
 
     def matrix(self, params, shape) -> Tensor:

@@ -4,13 +4,23 @@ convolutional neural networks applied to visual document analysis")."""
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, bcast, bernoulli, picked_rows, uniform
+from bioaug.augment.ops.base import (
+    Op,
+    Params,
+    bcast,
+    bernoulli,
+    draw_seeds,
+    register_op,
+    seeded_rows,
+    uniform,
+)
 from bioaug.augment.ops.blur import gaussian_kernels, separable_blur
 from bioaug.augment.ops.geometry import PADDING
 from bioaug.augment.ops.params import Choice, Number, OpParams, Span
@@ -25,6 +35,7 @@ class ElasticParams(OpParams):
         "reflect", description="What fills pixels pulled from outside the image.")
 
 
+@register_op
 class Elastic(Op):
     """Displace every pixel by a random field: uniform noise in [-1, 1] per pixel and axis,
     smoothed with a Gaussian of ``sigma`` and scaled to a root-mean-square displacement of
@@ -33,18 +44,21 @@ class Elastic(Op):
     name = "elastic"
     Params = ElasticParams
     summary = "smooth random deformation (Simard 2003)"
+    group = "geometry"
+    blocked = True
+    example: ClassVar[dict[str, Any]] = {"alpha": [2, 4], "sigma": 3}
+    resamples = True
 
     def sample(self, batch_size, image_shape, generator=None, device="cpu") -> Params:
-        _, h, w = image_shape
         mask = bernoulli(self.p, batch_size, generator, device)
         alpha = uniform(self.params.alpha, (batch_size,), generator, device)
-        field = picked_rows(mask, (2, h, w),
-                            lambda s: uniform((-1.0, 1.0), s, generator, device))
-        return {"apply": mask, "alpha": alpha, "field": field}
+        return {"apply": mask, "alpha": alpha, "seed": draw_seeds(batch_size, generator, device)}
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         b, _, h, w = x.shape
-        field = params["field"].to(x.device, x.dtype)
+        # uniform in [-1, 1] per pixel and axis, generated from each sample's seed
+        field = seeded_rows(params["seed"], (2, h, w), "uniform", x.device)
+        field = field.mul_(2.0).sub_(1.0).to(x.dtype)
         radius = max(1, min(math.ceil(3 * self.params.sigma), max(h, w) - 1))
         sigma = torch.full((b,), float(self.params.sigma), device=x.device)
         field = separable_blur(field, gaussian_kernels(sigma, radius))

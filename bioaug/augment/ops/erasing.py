@@ -4,12 +4,13 @@ Augmentation"; one of the BBBC021 transformation sets of Bendidi et al. 2023).""
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, rand
+from bioaug.augment.ops.base import Op, Params, rand, register_op
 from bioaug.augment.ops.params import Number, OpParams, Span
 
 
@@ -20,6 +21,7 @@ class RandomErasingParams(OpParams):
     value: Number(0.0, 1.0) = Field(0.0, description="Value written into the rectangle.")
 
 
+@register_op
 class RandomErasing(Op):
     """Fill one rectangle per sample (area ``scale``, aspect ``ratio``, clipped to the image)
     with ``value``; the rectangles of the whole batch are one broadcast mask."""
@@ -28,6 +30,8 @@ class RandomErasing(Op):
     subset_apply = False
     Params = RandomErasingParams
     summary = "blank a random rectangle"
+    group = "microscopy intensity and optics"
+    example: ClassVar[dict[str, Any]] = {"scale": [0.2, 0.3], "value": 0.5}
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         _, h, w = image_shape

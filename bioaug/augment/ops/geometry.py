@@ -79,6 +79,11 @@ def _taps(scale: Tensor, offset: Tensor, n_out: int, n_in: int) -> tuple[Tensor,
     return lower, (lower + 1).clamp_(max=n_in - 1), weight
 
 
+#: Samples resampled together on the CPU path: the intermediates of a block stay a few MB,
+#: small enough for the allocator to reuse from block to block (and warm in the cache).
+WARP_BLOCK = 32
+
+
 def _separable_warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int],
                     swapped: Tensor) -> Tensor:
     """:func:`warp` (bilinear, border padding) for axis-aligned maps, as two 1-D passes.
@@ -88,7 +93,10 @@ def _separable_warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int],
     a column pass (a ``gather`` along the rows, blended): the same numbers as ``grid_sample``
     up to float rounding, at about half its cost on the CPU. A sample whose map swaps the
     axes (an odd number of quarter turns) is resampled with the roles of the axes exchanged
-    and transposed at the end.
+    and transposed at the end. The batch is resampled in blocks of :data:`WARP_BLOCK`
+    samples written into the output, so that no intermediate is larger than a few MB: large
+    short-lived blocks are what glibc ``malloc`` hands back to the system after every batch
+    and has to fault in again for the next.
     """
     b, c, h, w = x.shape
     h_out, w_out = size_out
@@ -99,23 +107,30 @@ def _separable_warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int],
     col_scale = torch.where(swapped, m[:, 0, 1], m[:, 0, 0])
     y0, y1, wy = _taps(row_scale, m[:, 1, 2], h_out, h)
     x0, x1, wx = _taps(col_scale, m[:, 0, 2], w_out, w)
-    planes = (torch.arange(b, device=x.device)[:, None, None] * c
-              + torch.arange(c, device=x.device)[None, :, None]) * h  # (B, C, 1)
     # row pass: each output row is a weighted sum of two input rows — an embedding bag of
-    # size two over the table of all input rows (one fused kernel, no intermediate rows)
+    # size two over the table of all input rows (rows of the block's planes)
+    planes = (torch.arange(c, device=x.device) * h)[None, :, None]  # (1, C, 1)
     index = torch.stack([planes + y0[:, None, :], planes + y1[:, None, :]], dim=-1)
     wy = wy.to(x.dtype)
     weight = torch.stack([1.0 - wy, wy], dim=-1)[:, None].expand(b, c, h_out, 2)
-    blended = F.embedding_bag(index.view(-1, 2), x.reshape(b * c * h, w),
-                              per_sample_weights=weight.reshape(-1, 2),
-                              mode="sum").view(b, c, h_out, w)
-    shape = (b, c, h_out, w_out)
-    left = blended.gather(3, x0[:, None, None, :].expand(shape))
-    right = blended.gather(3, x1[:, None, None, :].expand(shape))
-    out = left.lerp_(right, wx.to(x.dtype)[:, None, None, :])
-    turned = swapped.nonzero().squeeze(1)
-    if turned.numel():
-        out.index_copy_(0, turned, out.index_select(0, turned).transpose(2, 3))
+    wx = wx.to(x.dtype)[:, None, None, :]
+    out = torch.empty((b, c, h_out, w_out), dtype=x.dtype, device=x.device)
+    for start in range(0, b, WARP_BLOCK):
+        stop = min(b, start + WARP_BLOCK)
+        n = stop - start
+        # the block's own rows: plane offsets restart at 0 in each block
+        rows = index[start:stop] + (torch.arange(n, device=x.device) * (c * h)).view(n, 1, 1, 1)
+        blended = F.embedding_bag(rows.view(-1, 2), x[start:stop].reshape(n * c * h, w),
+                                  per_sample_weights=weight[start:stop].reshape(-1, 2),
+                                  mode="sum").view(n, c, h_out, w)
+        shape = (n, c, h_out, w_out)
+        block = out[start:stop]
+        torch.gather(blended, 3, x0[start:stop, None, None, :].expand(shape), out=block)
+        right = blended.gather(3, x1[start:stop, None, None, :].expand(shape))
+        block.lerp_(right, wx[start:stop])
+        turned = swapped[start:stop].nonzero().squeeze(1)
+        if turned.numel():
+            block.index_copy_(0, turned, block.index_select(0, turned).transpose(2, 3))
     return out
 
 

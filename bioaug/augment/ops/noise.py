@@ -1,13 +1,17 @@
 """Sensor noise: ``gaussian_noise`` (read noise) and ``poisson_noise`` (shot noise).
 
-The random numbers of the noise itself are drawn at sampling time (for the picked samples
-only) and kept with the other parameters, so a draw replays exactly and a shard of the batch (``PipelineParams.select``)
-gets exactly the noise it would have had in the full batch.
+A draw holds one seed per sample; the per-pixel random numbers of a sample are generated
+from its seed when the noise is applied (for the picked samples only, into one small
+reused buffer), so a draw is small, replays exactly, and a shard of the batch
+(``PipelineParams.select``) gets exactly the noise it would have had in the full batch. The
+numbers are generated on the images' device, so the CPU and a GPU give different (equally
+distributed) noise for the same seed.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -18,9 +22,10 @@ from bioaug.augment.ops.base import (
     Params,
     bcast,
     bernoulli,
-    picked_rows,
-    rand,
-    randn,
+    draw_seeds,
+    register_op,
+    seeded_draw,
+    seeded_rows,
     uniform,
 )
 from bioaug.augment.ops.params import Bool, OpParams, Span
@@ -34,6 +39,7 @@ class GaussianNoiseParams(OpParams):
                                                   "field shared by all channels).")
 
 
+@register_op
 class GaussianNoise(Op):
     """Add zero-mean Gaussian noise of per-sample ``std`` and clip to [0, 1]:
     ``y = clip(x + σ·z, 0, 1)``, ``z ~ N(0, 1)`` per pixel."""
@@ -41,28 +47,35 @@ class GaussianNoise(Op):
     name = "gaussian_noise"
     Params = GaussianNoiseParams
     summary = "additive Gaussian (read) noise"
+    group = "microscopy intensity and optics"
+    example: ClassVar[dict[str, Any]] = {"std": [0.05, 0.1]}
 
     def sample(self, batch_size, image_shape, generator=None, device="cpu") -> Params:
-        c, h, w = image_shape
         mask = bernoulli(self.p, batch_size, generator, device)
         std = uniform(self.params.std, (batch_size,), generator, device)
-        shape = (c if self.params.per_channel else 1, h, w)
-        z = picked_rows(mask, shape, lambda s: randn(s, generator, device))
-        return {"apply": mask, "std": std, "noise": z}
+        return {"apply": mask, "std": std, "seed": draw_seeds(batch_size, generator, device)}
+
+    def noise_shape(self, x: Tensor) -> tuple[int, int, int]:
+        c, h, w = x.shape[1:]
+        return (c if self.params.per_channel else 1, h, w)
 
     def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
-        """Unpicked samples have zero noise rows and get σ = 0: ``x + 0`` is exact, so the
-        batch is one in-place pass."""
+        """Only the picked samples are touched: each one's noise is generated from its seed
+        into a small buffer and added in place; unpicked samples are left bit for bit."""
         mask = params["apply"].to(x.device)
-        if not bool(mask.any()):
+        idx = mask.nonzero().squeeze(1)
+        if idx.numel() == 0:
             return x
-        std = params["std"].to(x.device, x.dtype).masked_fill(~mask, 0.0)
-        z = params["noise"].to(x.device, x.dtype)
         out = x if inplace else x.clone()
-        return out.addcmul_(bcast(std), z).clamp_(0.0, 1.0)
+        std = params["std"].index_select(0, idx.to(params["std"].device)).tolist()
+        seeds = params["seed"].index_select(0, idx.to(params["seed"].device))
+        rows = idx.tolist()
+        for j, z in seeded_draw(seeds, self.noise_shape(x), "normal", x.device):
+            out[rows[j]].add_(z.to(x.dtype), alpha=std[j]).clamp_(0.0, 1.0)
+        return out
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
-        z = params["noise"].to(x.device, x.dtype)
+        z = seeded_rows(params["seed"], self.noise_shape(x), "normal", x.device).to(x.dtype)
         return (x + bcast(params["std"].to(x.device, x.dtype)) * z).clamp_(0.0, 1.0)
 
 
@@ -72,28 +85,32 @@ class PoissonNoiseParams(OpParams):
                                      "sample from this range; fewer photons = more noise.")
 
 
+@register_op
 class PoissonNoise(Op):
     """Shot noise: pixel ``x`` becomes ``k / N`` with ``k ~ Poisson(x · N)``, clipped to [0, 1].
 
     ``N`` (``photons``) is the expected photon count of a full-scale pixel. Counts are drawn
-    by inverting the Poisson CDF from one stored uniform number per pixel (exact for rates
-    below 30, the normal approximation with continuity rounding above).
+    by inverting the Poisson CDF from one uniform number per pixel, generated from the
+    sample's seed (exact for rates below 30, the normal approximation with continuity
+    rounding above).
     """
 
     name = "poisson_noise"
     Params = PoissonNoiseParams
     summary = "Poisson shot noise with a photon-count scale"
+    group = "microscopy intensity and optics"
+    example: ClassVar[dict[str, Any]] = {"photons": [20, 50]}
 
     def sample(self, batch_size, image_shape, generator=None, device="cpu") -> Params:
         mask = bernoulli(self.p, batch_size, generator, device)
         photons = uniform(self.params.photons, (batch_size,), generator, device)
-        u = picked_rows(mask, tuple(image_shape), lambda s: rand(s, generator, device))
-        return {"apply": mask, "photons": photons, "uniform": u}
+        return {"apply": mask, "photons": photons, "seed": draw_seeds(batch_size, generator, device)}
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         n = bcast(params["photons"].to(x.device, torch.float32))
         rate = x.float() * n
-        counts = poisson_from_uniform(rate, params["uniform"].to(x.device, torch.float32))
+        u = seeded_rows(params["seed"], tuple(x.shape[1:]), "uniform", x.device)
+        counts = poisson_from_uniform(rate, u)
         return (counts / n).clamp_(0.0, 1.0).to(x.dtype)
 
 

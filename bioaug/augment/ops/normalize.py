@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op
+from bioaug.augment.ops.base import Op, register_op
 from bioaug.augment.ops.params import Bool, Choice, Number, OpParams
 
 
@@ -30,6 +32,7 @@ class IntensityNormalizeParams(OpParams):
         return self
 
 
+@register_op
 class IntensityNormalize(Op):
     """Rescale each image (or each channel) from its own statistics, then clip to [0, 1].
 
@@ -42,6 +45,8 @@ class IntensityNormalize(Op):
     name = "intensity_normalize"
     Params = IntensityNormalizeParams
     summary = "per-image percentile / mean-std / min-max rescaling"
+    group = "microscopy intensity and optics"
+    example: ClassVar[dict[str, Any]] = {"method": "minmax"}
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         b, c = x.shape[:2]

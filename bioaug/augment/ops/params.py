@@ -220,6 +220,11 @@ class _Meta:
         self.shorthand = shorthand
 
 
+def Allowed(text: str) -> _Meta:
+    """What a hand-validated parameter accepts, for the reference: ``Annotated[T, Allowed(…)]``."""
+    return _Meta(kind="", bounds=text)
+
+
 def param_meta(model: type[BaseModel], name: str) -> _Meta | None:
     for m in model.model_fields[name].metadata:
         if isinstance(m, _Meta):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pydantic import Field
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, bcast, uniform
+from bioaug.augment.ops.base import Op, Params, bcast, register_op, uniform
 from bioaug.augment.ops.params import Bool, OpParams, Span
 
 
@@ -21,6 +23,7 @@ class StainJitterParams(OpParams):
         True, description="Draw factors per channel (stains vary independently) or one per image.")
 
 
+@register_op
 class StainJitter(Op):
     """Random gain, contrast and gamma per channel, as stains vary from plate to plate.
 
@@ -41,6 +44,8 @@ class StainJitter(Op):
     name = "stain_jitter"
     Params = StainJitterParams
     summary = "per-channel gain / contrast / gamma (fluorescence stains)"
+    group = "microscopy intensity and optics"
+    example: ClassVar[dict[str, Any]] = {"brightness": [0.5, 0.7]}
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         n = image_shape[0] if self.params.per_channel else 1

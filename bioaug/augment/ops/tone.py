@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from bioaug.augment.ops.base import Op, Params, bcast, uniform
+from bioaug.augment.ops.base import Op, Params, bcast, register_op, uniform
 from bioaug.augment.ops.params import Integer, OpParams, Span
 
 
@@ -15,6 +17,7 @@ class SolarizeParams(OpParams):
         (0.5, 0.5), description="Pixels at or above the threshold are inverted (1 - x).")
 
 
+@register_op
 class Solarize(Op):
     """Invert every pixel at or above a per-sample threshold: ``y = 1 - x if x >= t else x``."""
 
@@ -22,6 +25,8 @@ class Solarize(Op):
     subset_apply = False
     Params = SolarizeParams
     summary = "invert pixels above a threshold"
+    group = "natural images (RGB)"
+    example: ClassVar[dict[str, Any]] = {"threshold": [0.3, 0.3]}
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         return {"threshold": uniform(self.params.threshold, (batch_size,), generator, device)}
@@ -35,6 +40,7 @@ class EqualizeParams(OpParams):
     bins: Integer(2, 65536) = Field(256, description="Histogram bins.")
 
 
+@register_op
 class Equalize(Op):
     """Histogram equalisation of each channel of each image: pixels are mapped through the
     channel's cumulative histogram (``bins`` levels), batched with ``scatter_add``."""
@@ -42,6 +48,8 @@ class Equalize(Op):
     name = "equalize"
     Params = EqualizeParams
     summary = "per-channel histogram equalisation"
+    group = "natural images (RGB)"
+    example: ClassVar[dict[str, Any]] = {}
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         return equalize(x, self.params.bins)

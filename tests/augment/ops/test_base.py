@@ -1,59 +1,56 @@
-"""Properties every op must have: p=0 identity, p=1 applies, replayable, sliceable."""
+"""Properties every registered op must have: p=0 identity, p=1 applies, replayable,
+sliceable.
+
+The table of ops comes from the registry and each op's declared ``example`` parameters, so
+an op registered anywhere (even inside a test, see ``test_a_dummy_op_...``) is covered.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import pytest
 import torch
 
-from bioaug.augment import OPS, make_op
-from bioaug.augment.ops.base import ChannelSupport
-
-# parameters that make each op visibly change an image when it is applied
-ACTIVE: dict[str, dict] = {
-    "random_resized_crop": {"scale": [0.3, 0.6], "size": 16},
-    "center_crop": {"size": 16},
-    "resize": {"size": 16},
-    "rotate90": {"turns": [1, 2, 3]},
-    "flip": {"horizontal": True},
-    "rotate": {"degrees": [20, 70]},
-    "affine": {"degrees": [10, 30], "shear": [5, 10]},
-    "elastic": {"alpha": [2, 4], "sigma": 3},
-    "stain_jitter": {"brightness": [0.5, 0.7]},
-    "channel_dropout": {"max_dropped": 2},
-    "gaussian_blur": {"sigma": [1.0, 2.0]},
-    "defocus": {"radius": [1.5, 2.5]},
-    "gaussian_noise": {"std": [0.05, 0.1]},
-    "poisson_noise": {"photons": [20, 50]},
-    "intensity_normalize": {"method": "minmax"},
-    "random_erasing": {"scale": [0.2, 0.3], "value": 0.5},
-    "color_jitter": {"brightness": [0.5, 0.6], "hue": [0.2, 0.3]},
-    "grayscale": {},
-    "solarize": {"threshold": [0.3, 0.3]},
-    "equalize": {},
-    "albumentations": {"transform": "InvertImg"},
-}
-SIZE_PRESERVING = [n for n in OPS if not OPS[n].changes_size or n == "albumentations"]
+from bioaug.augment import OPS, make_op, parse_protocol
+from bioaug.augment.ops import Op, OpParams, ops_by_group, register_op
+from bioaug.augment.ops.base import ChannelSupport, uniform
+from bioaug.augment.ops.params import Span
 
 
-def test_every_op_has_active_parameters_here() -> None:
-    assert set(ACTIVE) == set(OPS)
+def active(name: str) -> dict[str, Any]:
+    """Parameters that make op ``name`` visibly change an image (the op declares them)."""
+    return dict(OPS[name].example)
+
+
+def preserves_size(name: str) -> bool:
+    # albumentations decides per transform (an instance property), its example keeps size
+    return OPS[name].changes_size is not True
 
 
 def _x(n: int = 8, c: int = 3, size: int = 24, seed: int = 5) -> torch.Tensor:
     return torch.rand(n, c, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("name", SIZE_PRESERVING)
-def test_p0_is_identity(name: str) -> None:
+# -- the properties, as functions of an op name -----------------------------------------
+def check_example_validates(name: str) -> None:
+    OPS[name].Params.model_validate(active(name))
+    assert OPS[name].group and OPS[name].summary
+
+
+def check_p0_is_identity(name: str) -> None:
+    if not preserves_size(name):
+        return
     x = _x()
-    out = make_op(name, p=0.0, **ACTIVE[name])(x, torch.Generator().manual_seed(0))
+    out = make_op(name, p=0.0, **active(name))(x, torch.Generator().manual_seed(0))
     assert torch.equal(out, x)
 
 
-@pytest.mark.parametrize("name", list(OPS))
-def test_p1_changes_every_sample(name: str) -> None:
+def check_p1_changes_every_sample(name: str) -> None:
     x = _x()
-    op = make_op(name, p=1.0, **ACTIVE[name])
+    op = make_op(name, p=1.0, **active(name))
     params = op.sample(len(x), tuple(x.shape[1:]), torch.Generator().manual_seed(0))
     assert bool(params["apply"].all())
     out = op.apply(x, params)
@@ -66,10 +63,11 @@ def test_p1_changes_every_sample(name: str) -> None:
         assert bool(((out - whole).abs().flatten(1).amax(1) > 1e-3).all())
 
 
-@pytest.mark.parametrize("name", SIZE_PRESERVING)
-def test_unpicked_samples_pass_through_unchanged(name: str) -> None:
+def check_unpicked_samples_pass_through_unchanged(name: str) -> None:
+    if not preserves_size(name):
+        return
     x = _x(n=12)
-    op = make_op(name, p=0.5, **ACTIVE[name])
+    op = make_op(name, p=0.5, **active(name))
     params = op.sample(len(x), tuple(x.shape[1:]), torch.Generator().manual_seed(3))
     mask = params["apply"]
     assert 0 < int(mask.sum()) < len(x)
@@ -78,33 +76,33 @@ def test_unpicked_samples_pass_through_unchanged(name: str) -> None:
     assert not torch.equal(out[mask], x[mask])
 
 
-@pytest.mark.parametrize("name", list(OPS))
-def test_outputs_stay_in_unit_range_and_finite(name: str) -> None:
+def check_outputs_stay_in_unit_range_and_finite(name: str) -> None:
     x = _x()
-    out = make_op(name, p=1.0, **ACTIVE[name])(x, torch.Generator().manual_seed(1))
+    out = make_op(name, p=1.0, **active(name))(x, torch.Generator().manual_seed(1))
     assert torch.isfinite(out).all()
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     assert out.dtype == torch.float32
 
 
-@pytest.mark.parametrize("name", list(OPS))
-def test_same_seed_same_output_and_different_seed_differs(name: str) -> None:
+def check_same_seed_same_output_and_different_seed_differs(name: str) -> None:
     x = _x()
-    op = make_op(name, p=0.7, **ACTIVE[name])
+    op = make_op(name, p=0.7, **active(name))
     a = op(x, torch.Generator().manual_seed(11))
     b = op(x, torch.Generator().manual_seed(11))
     assert torch.equal(a, b)
-    if name not in ("grayscale", "equalize", "intensity_normalize", "center_crop", "resize",
-                    "albumentations"):
-        c = op(x, torch.Generator().manual_seed(12))
-        assert not torch.equal(a, c)
+    # with p = 1 the outputs of two seeds differ unless the op draws nothing but `apply`
+    op1 = make_op(name, p=1.0, **active(name))
+    draws = [op1.sample(len(x), tuple(x.shape[1:]), torch.Generator().manual_seed(s))
+             for s in (11, 12)]
+    random = any(not torch.equal(draws[0][k], draws[1][k]) for k in draws[0] if k != "apply")
+    if random:
+        assert not torch.equal(op1.apply(x, draws[0]), op1.apply(x, draws[1]))
 
 
-@pytest.mark.parametrize("name", list(OPS))
-def test_a_shard_gets_exactly_its_share_of_the_batch(name: str) -> None:
+def check_a_shard_gets_exactly_its_share_of_the_batch(name: str) -> None:
     """apply(x[idx], params[idx]) == apply(x, params)[idx]: the DDP contract."""
     x = _x(n=10)
-    op = make_op(name, p=0.6, **ACTIVE[name])
+    op = make_op(name, p=0.6, **active(name))
     params = op.sample(len(x), tuple(x.shape[1:]), torch.Generator().manual_seed(4))
     full = op.apply(x, params)
     idx = torch.tensor([7, 1, 4])
@@ -112,10 +110,114 @@ def test_a_shard_gets_exactly_its_share_of_the_batch(name: str) -> None:
     torch.testing.assert_close(part, full[idx], atol=1e-6, rtol=0)
 
 
+def check_parameters_survive_a_move(name: str) -> None:
+    """Parameters drawn on one device can be applied after moving them (as on a GPU)."""
+    if OPS[name].per_sample:
+        return
+    x = _x(n=4)
+    op = make_op(name, p=1.0, **active(name))
+    params = op.sample(4, tuple(x.shape[1:]), torch.Generator().manual_seed(0), "cpu")
+    moved = {k: v.to("cpu").clone() for k, v in params.items()}
+    torch.testing.assert_close(op.apply(x, moved), op.apply(x, params))
+
+
+PROPERTIES: list[Callable[[str], None]] = [
+    check_example_validates, check_p0_is_identity, check_p1_changes_every_sample,
+    check_unpicked_samples_pass_through_unchanged, check_outputs_stay_in_unit_range_and_finite,
+    check_same_seed_same_output_and_different_seed_differs,
+    check_a_shard_gets_exactly_its_share_of_the_batch, check_parameters_survive_a_move,
+]
+
+
+@pytest.mark.parametrize("check", PROPERTIES, ids=lambda f: f.__name__[len("check_"):])
+@pytest.mark.parametrize("name", list(OPS))
+def test_every_registered_op_has_the_properties(name: str, check: Callable[[str], None]) -> None:
+    check(name)
+
+
+# -- one file makes an op: a dummy registered here is valid, listed and tested ------------
+class _InvertParams(OpParams):
+    strength: Span(0.0, 1.0, scalar="point") = (1.0, 1.0)
+
+
+class _Invert(Op):
+    """Blend each picked sample towards its negative: ``y = x + s·(1 − 2x)``."""
+
+    name = "test_invert"
+    Params = _InvertParams
+    group = "test group"
+    summary = "a test op: partial inversion"
+    example: ClassVar[dict[str, Any]] = {"strength": [0.5, 1.0]}
+
+    def sample_params(self, batch_size, image_shape, generator, device):
+        return {"strength": uniform(self.params.strength, (batch_size,), generator, device)}
+
+    def transform(self, x, params):
+        s = params["strength"].to(x.device, x.dtype).view(-1, 1, 1, 1)
+        return x + s * (1.0 - 2.0 * x)
+
+
+@contextmanager
+def registered(cls: type[Op]) -> Iterator[type[Op]]:
+    register_op(cls)
+    try:
+        yield cls
+    finally:
+        OPS.pop(cls.name, None)
+
+
+def test_a_dummy_op_is_valid_listed_and_covered_by_the_properties() -> None:
+    from bioaug.augment.reference import groups_markdown, ops_markdown, ops_text, schema_json
+
+    assert "test_invert" not in OPS
+    with registered(_Invert):
+        protocol = parse_protocol("bioaug_protocol: 1\nviews:\n  - crop_size: 8\n    steps:\n"
+                                  "      - test_invert: {strength: 0.5, p: 0.5}\n")
+        assert protocol.views[0].steps[0].op == "test_invert"
+        assert "### `test_invert`" in ops_markdown()
+        assert "test_invert: a test op: partial inversion" in ops_text()
+        assert "| test group | `test_invert` |" in groups_markdown()
+        assert '"op_test_invert"' in schema_json()
+        assert ops_by_group()["test group"] == ["test_invert"]
+        for check in PROPERTIES:
+            check("test_invert")
+    assert "test_invert" not in OPS
+
+
+def test_the_property_checks_can_fail() -> None:
+    """A broken op (changes unpicked samples, leaves [0, 1]) is caught by the checks."""
+
+    class _Broken(_Invert):
+        name = "test_broken"
+
+        def apply(self, x, params, *, inplace=False):
+            return x * 2.0 - 0.5
+
+    with registered(_Broken):
+        for check in (check_p0_is_identity, check_outputs_stay_in_unit_range_and_finite):
+            with pytest.raises(AssertionError):
+                check("test_broken")
+
+
+def test_registering_checks_the_declarations() -> None:
+    class _NoGroup(_Invert):
+        name = "test_no_group"
+        group = ""
+
+    class _Taken(_Invert):
+        name = "flip"
+
+    with pytest.raises(TypeError, match="must declare `group`"):
+        register_op(_NoGroup)
+    with pytest.raises(TypeError, match="op name 'flip' is taken"):
+        register_op(_Taken)
+    assert OPS["flip"].__name__ == "Flip" and "test_no_group" not in OPS
+
+
 @pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
 @pytest.mark.parametrize("name", ["stain_jitter", "gaussian_blur", "channel_dropout", "rotate"])
 def test_empirical_application_rate_matches_p(name: str, p: float) -> None:
-    op = make_op(name, p=p, **ACTIVE[name])
+    op = make_op(name, p=p, **active(name))
     n = 4000
     mask = op.sample(n, (3, 8, 8), torch.Generator().manual_seed(9))["apply"]
     rate = float(mask.float().mean())
@@ -161,13 +263,3 @@ def test_channel_support_descriptions() -> None:
     assert not OPS["channel_dropout"].channels.allows(1)
     assert "RGB" in OPS["grayscale"].channels.describe()
     assert "2 or more" in OPS["channel_dropout"].channels.describe()
-
-
-@pytest.mark.parametrize("name", [n for n in OPS if n != "albumentations"])
-def test_ops_run_on_a_meta_free_device_agnostic_path(name: str) -> None:
-    """Parameters drawn on one device can be applied after moving them (as on a GPU)."""
-    x = _x(n=4)
-    op = make_op(name, p=1.0, **ACTIVE[name])
-    params = op.sample(4, tuple(x.shape[1:]), torch.Generator().manual_seed(0), "cpu")
-    moved = {k: v.to("cpu").clone() for k, v in params.items()}
-    torch.testing.assert_close(op.apply(x, moved), op.apply(x, params))

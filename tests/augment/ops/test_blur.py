@@ -39,3 +39,21 @@ def test_defocus_keeps_constant_images_and_spreads_a_point_over_a_disk() -> None
     out = op(point)[0, 0]
     assert abs(float(out.sum()) - 1.0) < 1e-5
     assert float(out[7, 7 + 2]) > 0 and float(out[7, 7 + 5]) == 0  # inside vs outside r=3
+
+
+def test_blocked_application_gives_the_same_outputs_as_one_pass(monkeypatch) -> None:
+    """Ops with large intermediates run on the CPU BLOCK samples at a time: same numbers."""
+    from bioaug.augment.ops import base
+
+    x = torch.rand(40, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+    for name, params in [("gaussian_blur", {"sigma": [0.5, 2.0]}), ("defocus", {}),
+                         ("rotate", {"degrees": [10, 50]}), ("elastic", {"sigma": 3})]:
+        op = make_op(name, p=0.7, **params)
+        assert op.blocked
+        drawn = op.sample(40, (3, 20, 20), torch.Generator().manual_seed(1))
+        monkeypatch.setattr(base, "BLOCK", 10_000)
+        whole = op.apply(x, drawn)
+        monkeypatch.setattr(base, "BLOCK", 3)
+        blocked = op.apply(x, drawn)
+        torch.testing.assert_close(blocked, whole, atol=1e-6, rtol=0)
+        assert not torch.equal(blocked, x)

@@ -62,3 +62,13 @@ def test_other_maps_use_grid_sample() -> None:
     # a swap of the axes into a non-square output is left to grid_sample too
     swap = torch.tensor([[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]])
     assert geometry._axis_aligned(swap, (4, 5)) is None
+
+
+def test_block_size_of_the_separable_path_does_not_change_the_result(monkeypatch) -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(50, 2, 15, 15, generator=g)
+    m = _axis_maps(50, 15, 15, 8, g)
+    monkeypatch.setattr(geometry, "WARP_BLOCK", 1000)
+    whole = warp(x, m, (8, 8), padding="border")
+    monkeypatch.setattr(geometry, "WARP_BLOCK", 7)
+    assert torch.equal(warp(x, m, (8, 8), padding="border"), whole)

@@ -42,3 +42,50 @@ def test_poisson_small_rates_match_the_pmf() -> None:
     freq2 = float((counts == 2).float().mean())
     assert abs(freq0 - float(torch.exp(torch.tensor(-2.0)))) < 0.005  # e^-2 = 0.135
     assert abs(freq2 - 2.0 * float(torch.exp(torch.tensor(-2.0)))) < 0.005  # 2 e^-2 = 0.271
+
+
+# -- known answers: the noise of a sample is generated from its seed ---------------------
+def _draw(name: str, n: int = 6, **params):
+    op = make_op(name, p=0.5, **params)
+    x = torch.rand(n, 3, 10, 12, generator=torch.Generator().manual_seed(1))
+    drawn = op.sample(n, (3, 10, 12), torch.Generator().manual_seed(2))
+    assert 0 < int(drawn["apply"].sum()) < n
+    return op, x, drawn
+
+
+def test_gaussian_noise_is_the_seeded_normal_draw_of_each_picked_sample() -> None:
+    for per_channel in (True, False):
+        op, x, drawn = _draw("gaussian_noise", std=[0.05, 0.2], per_channel=per_channel)
+        out = op.apply(x, drawn)
+        for i in range(len(x)):
+            if not drawn["apply"][i]:
+                assert torch.equal(out[i], x[i])
+                continue
+            g = torch.Generator().manual_seed(int(drawn["seed"][i]))
+            z = torch.randn((3 if per_channel else 1, 10, 12), generator=g)
+            expected = torch.add(x[i], z, alpha=float(drawn["std"][i])).clamp(0.0, 1.0)
+            assert torch.equal(out[i], expected)
+        # the subset path (transform) gives the same numbers
+        idx = drawn["apply"].nonzero().squeeze(1)
+        sub = op.transform(x[idx], {k: v[idx] for k, v in drawn.items()})
+        torch.testing.assert_close(sub, out[idx], atol=1e-6, rtol=0)
+
+
+def test_poisson_noise_is_the_seeded_uniform_draw_of_each_picked_sample() -> None:
+    op, x, drawn = _draw("poisson_noise", photons=[20, 80])
+    out = op.apply(x, drawn)
+    for i in range(len(x)):
+        if not drawn["apply"][i]:
+            assert torch.equal(out[i], x[i])
+            continue
+        u = torch.rand((3, 10, 12), generator=torch.Generator().manual_seed(int(drawn["seed"][i])))
+        n = float(drawn["photons"][i])
+        expected = (poisson_from_uniform(x[i] * n, u) / n).clamp(0.0, 1.0)
+        torch.testing.assert_close(out[i], expected, atol=1e-6, rtol=0)
+
+
+def test_noise_draws_are_small_and_seeds_differ() -> None:
+    op = make_op("gaussian_noise", p=1.0)
+    drawn = op.sample(512, (3, 64, 64), torch.Generator().manual_seed(0))
+    assert set(drawn) == {"apply", "std", "seed"}
+    assert drawn["seed"].dtype == torch.int64 and drawn["seed"].unique().numel() == 512
