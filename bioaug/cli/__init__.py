@@ -3,7 +3,10 @@
 Each command group lives in its own module exposing ``register(subparsers)``; the
 module registers its sub-parsers and sets ``func`` (called with the parsed namespace,
 returning an exit code). User mistakes raise :class:`bioaug.errors.BioaugError`, printed
-here as one clear message with exit status 2 — never a traceback.
+here as one clear message with exit status 2 — never a traceback. Operating-system errors
+(a read-only or full disk, a file without read permission) are printed the same way, as
+what failed and where, with exit status 1; the writes themselves are atomic, so nothing
+half-written is left looking complete.
 """
 
 from __future__ import annotations
@@ -23,11 +26,17 @@ COMMAND_MODULES: dict[str, str] = {
     "protocol": "protocol",
     "train": "train",
     "embed": "embed",
+    "profile": "profile",
     "evaluate": "evaluate",
+    "export": "profile",
     "sweep": "study",
     "invariance": "study",
     "demo": "study",
 }
+
+
+#: exit status of a command stopped by an operating-system error (disk full, permissions).
+OS_ERROR_EXIT = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,12 +70,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_unraisable
     try:
         return int(args.func(args) or 0)
     except BioaugError as exc:
         print(f"bioaug: error: {exc.format()}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        from bioaug.io import describe_os_error
+
+        out = getattr(args, "out", None)
+        error = describe_os_error(exc)
+        if error.where is None and out is not None:  # e.g. a write() that names no file
+            error = describe_os_error(exc, context=f"while writing --out {out}")
+        print(f"bioaug: error: {error.format()}", file=sys.stderr)
+        return OS_ERROR_EXIT
     except KeyboardInterrupt:
         print("bioaug: interrupted; finished work is saved and the command can be resumed",
               file=sys.stderr)
         return 130
+    finally:
+        sys.unraisablehook = previous_hook
+
+
+def _quiet_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """Drop the echoes of an error already reported: h5py objects freed after a failed
+    write (a full disk) complain again while they are garbage-collected."""
+    if "h5py" in repr(unraisable.object) or "h5py" in str(unraisable.err_msg or ""):
+        return
+    sys.__unraisablehook__(unraisable)

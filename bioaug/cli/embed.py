@@ -1,4 +1,5 @@
-"""``bioaug embed``: a store → an ``.h5ad`` of embeddings (and well/treatment profiles)."""
+"""``bioaug embed``: a store → an ``.h5ad`` of embeddings (and well/treatment profiles);
+``bioaug embed merge``: join the ``.h5ad`` shards of ``bioaug embed --shard I/N``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from bioaug.device import DEVICE_CHOICES
 
+LEVELS = ("well", "treatment")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -16,16 +19,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Embed every item of a crop store into an AnnData .h5ad file: "
         "obs = the store's metadata, obsm['X_bioaug'] = the embedding (with several "
         "checkpoints also X_bioaug_0.. and the fused X_bioaug_fused), uns['bioaug'] = "
-        "provenance.")
+        "provenance. A large screen can be embedded as N parallel jobs with --shard I/N "
+        "and the shards joined with `bioaug embed merge`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="On a cluster (SLURM array of 8 jobs):\n"
+        "  bioaug embed --checkpoint RUN --data STORE --shard $SLURM_ARRAY_TASK_ID/8 \\\n"
+        "      --out cells.$SLURM_ARRAY_TASK_ID.h5ad\n"
+        "then: bioaug embed merge cells.*.h5ad --out cells.h5ad --aggregate well")
     p.add_argument("--checkpoint", action="append", default=[], metavar="RUN_DIR",
                    help="a training run directory or checkpoint.pt (repeat to fuse models)")
-    p.add_argument("--data", required=True, metavar="STORE", help="the crop store to embed")
-    p.add_argument("--out", required=True, metavar="CELLS.h5ad", help="output .h5ad file")
+    p.add_argument("--data", metavar="STORE", help="the crop store to embed (required)")
+    p.add_argument("--out", metavar="CELLS.h5ad", help="output .h5ad file (required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an .h5ad that bioaug wrote earlier at --out")
     p.add_argument("--layer", choices=["backbone", "projection"], default="backbone",
                    help="backbone features (default) or projection-head output")
-    p.add_argument("--aggregate", choices=["well", "treatment"], action="append", default=[],
+    p.add_argument("--aggregate", choices=LEVELS, action="append", default=[],
                    help="also write OUT.well.h5ad / OUT.treatment.h5ad profiles (repeatable; "
                         "treatment implies the well means first)")
+    p.add_argument("--shard", metavar="I/N", default=None,
+                   help="embed only the I-th of N equal blocks of items (I = 0 … N-1), for "
+                        "array jobs; join the shards with `bioaug embed merge`")
     p.add_argument("--batch-size", type=int, default=256, help="items per batch (default 256)")
     p.add_argument("--backbone", default=None, metavar="NAME",
                    help="embed with a named backbone instead of a checkpoint, e.g. "
@@ -39,6 +53,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
                    help="compute device (default auto)")
     p.set_defaults(func=run)
+    actions = p.add_subparsers(dest="embed_action", metavar="ACTION", required=False)
+    m = actions.add_parser(
+        "merge", help="join the .h5ad shards of `bioaug embed --shard I/N` into one file",
+        description="Join the shards written by `bioaug embed --shard I/N` into the .h5ad one "
+        "full run would have written. The shards must come from the same store, models and "
+        "options, and cover every item once.")
+    m.add_argument("shards", nargs="+", metavar="SHARD.h5ad", help="the shard files")
+    m.add_argument("--out", required=True, metavar="CELLS.h5ad", help="the merged .h5ad")
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace an .h5ad that bioaug wrote earlier at --out")
+    m.add_argument("--aggregate", choices=LEVELS, action="append", default=[],
+                   help="also write OUT.well.h5ad / OUT.treatment.h5ad profiles")
+    m.set_defaults(func=run_merge)
 
 
 def aggregate_path(out: Path, level: str) -> Path:
@@ -46,28 +73,75 @@ def aggregate_path(out: Path, level: str) -> Path:
     return out.with_name(f"{out.stem}.{level}{out.suffix or '.h5ad'}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from bioaug.embed import aggregate, embed, write_h5ad
-    from bioaug.errors import BioaugError
-    from bioaug.io import require_file_path
+def _check_outputs(out_arg: str, levels: list[str], inputs: list[str | None],
+                   overwrite: bool) -> tuple[Path, list[Path]]:
+    """The main output and the aggregate outputs, each checked before any work."""
+    from bioaug.io import check_output
 
-    out = require_file_path(args.out, "--out", what="the path of an .h5ad file",
-                            hint=f"e.g. --out {Path(args.out) / 'cells.h5ad'}")
+    out = check_output(out_arg, "h5ad", inputs=inputs, replace=overwrite)
+    extra = [check_output(aggregate_path(out, level), "h5ad", inputs=inputs,
+                          replace=overwrite, flag=f"--aggregate {level} output")
+             for level in dict.fromkeys(levels)]
+    return out, extra
+
+
+def run(args: argparse.Namespace) -> int:
+    from bioaug.data.store import Store
+    from bioaug.embed import aggregate, embed, write_h5ad
+    from bioaug.embed.aggregate import check_aggregatable
+    from bioaug.embed.embed import parse_shard
+    from bioaug.errors import BioaugError, ConfigError
+
+    missing = [flag for flag, value in (("--data", args.data), ("--out", args.out))
+               if value is None]
+    if missing:
+        raise ConfigError(f"`bioaug embed` needs {' and '.join(missing)}",
+                          hint="e.g. bioaug embed --checkpoint RUN_DIR --data STORE "
+                               "--out cells.h5ad (or `bioaug embed merge SHARDS… --out F`)")
     if args.weights and not args.backbone:
         raise BioaugError("--weights is for a named --backbone; a checkpoint carries its "
                           "own weights and --raw needs none",
                           hint=f"e.g. --backbone resnet101_supervised --weights {args.weights}")
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if shard is not None and args.aggregate:
+        raise ConfigError("--aggregate cannot be used with --shard: wells may span shards",
+                          hint="aggregate when merging: bioaug embed merge SHARDS… --out F "
+                               "--aggregate well")
+    inputs = [args.data, *args.checkpoint, args.weights]
+    out, _ = _check_outputs(args.out, args.aggregate, inputs, args.overwrite)
+    store = Store.open(args.data)
+    for level in dict.fromkeys(args.aggregate):  # before the embed, not after it
+        check_aggregatable(store.obs.columns, level, where=store.path)
     work_dir = out.with_name(f".{out.name}.partial")  # resumable progress; removed at the end
     kwargs = {"weights": args.weights} if args.weights else None
-    adata = embed(args.checkpoint, args.data, layer=args.layer, batch_size=args.batch_size,
+    adata = embed(args.checkpoint, store, layer=args.layer, batch_size=args.batch_size,
                   backbone=args.backbone, raw=args.raw, device=args.device,
-                  preprocess=args.preprocess, backbone_kwargs=kwargs, work_dir=work_dir)
+                  preprocess=args.preprocess, backbone_kwargs=kwargs, work_dir=work_dir,
+                  shard=shard)
     written = [write_h5ad(adata, out)]
     for level in dict.fromkeys(args.aggregate):
         written.append(write_h5ad(aggregate(adata, level), aggregate_path(out, level)))
     shutil.rmtree(work_dir, ignore_errors=True)
     keys = ", ".join(f"{k} {adata.obsm[k].shape[1]}-d" for k in adata.obsm)
-    print(f"embedded {adata.n_obs} items ({keys})", file=sys.stdout)
+    what = f" (shard {shard[0]}/{shard[1]})" if shard is not None else ""
+    print(f"embedded {adata.n_obs} items{what} ({keys})", file=sys.stdout)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from bioaug.embed import aggregate, merge_files, write_h5ad
+    from bioaug.embed.aggregate import check_aggregatable
+
+    out, _ = _check_outputs(args.out, args.aggregate, list(args.shards), args.overwrite)
+    merged = merge_files(args.shards)
+    for level in dict.fromkeys(args.aggregate):
+        check_aggregatable(merged.obs.columns, level, where=args.shards[0])
+    written = [write_h5ad(merged, out)]
+    for level in dict.fromkeys(args.aggregate):
+        written.append(write_h5ad(aggregate(merged, level), aggregate_path(out, level)))
+    print(f"merged {len(args.shards)} shards: {merged.n_obs} items")
     for path in written:
         print(f"wrote {path}")
     return 0

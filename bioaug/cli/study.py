@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from bioaug.errors import ConfigError
-from bioaug.io import require_dir_path
+from bioaug.io import check_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +49,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.config is None or args.out is None:
         raise ConfigError("`bioaug sweep` needs --config SWEEP.yaml and --out DIR",
                           hint="or use `bioaug sweep report DIR` / `bioaug sweep status DIR`")
-    require_dir_path(args.out)
+    # a sweep directory is always resumed (Sweep.create refuses one of another sweep)
+    check_output(args.out, "sweep", inputs=[args.config], replace=True)
     sweep = Sweep.create(args.config, args.out)
     if args.print_commands:
         print("\n".join(sweep.commands(args.config)))
@@ -106,6 +107,8 @@ def _register_invariance(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier invariance study in --out")
     p.set_defaults(func=_invariance)
 
 
@@ -121,7 +124,8 @@ def _invariance(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"`bioaug invariance` needs {', '.join(missing)}",
                           hint="e.g. bioaug invariance --checkpoint RUN_DIR --data STORE --out DIR")
-    require_dir_path(args.out)
+    check_output(args.out, "invariance", inputs=[*args.checkpoint, args.data],
+                 replace=args.overwrite)
     result = run_invariance(args.checkpoint, args.data, args.out, protocol=args.protocol,
                             ops=args.ops, n_images=args.n_images, batch_size=args.batch_size,
                             seed=args.seed, device=args.device)
@@ -153,7 +157,9 @@ def _demo(args: argparse.Namespace) -> int:
     from bioaug.study.demo import plan_for, run_demo
 
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
-    require_dir_path(args.out)
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be ≥ 0, got {args.seed}")
+    check_output(args.out, "demo", replace=True)  # a demo directory is resumed
     plan = plan_for(size, args.device)
     run_demo(args.out, plan, seed=args.seed)
     return 0

@@ -32,10 +32,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bioaug.errors import ConfigError, DataError, unknown_choice
-from bioaug.io import atomic_write_json
+from bioaug.io import atomic_write_json, check_output
 from bioaug.progress import progress
 
 CARD_DIR = Path(__file__).resolve().parents[1] / "datasets"
@@ -45,8 +45,24 @@ ENV_BASE_URL = "BIOAUG_DATA_BASE_URL"
 
 
 # -- the card -------------------------------------------------------------------------
+def plain_file_name(name: str) -> str:
+    """``name`` when it is a relative path that stays inside the destination folder.
+
+    A file name from a card (or a plate name put into a template) must not be absolute,
+    name a drive, or climb out with ``..``: ``fetch`` writes only inside ``--out``.
+    """
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if not name.strip() or not pure.parts:
+        raise ValueError("a file name must not be empty")
+    if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise ValueError(f"{name!r} is an absolute path; give a name inside the destination")
+    if ".." in pure.parts:
+        raise ValueError(f"{name!r} climbs out of the destination ('..'); give a plain name")
+    return name
+
+
 class FileEntry(BaseModel):
-    """One downloadable file."""
+    """One downloadable file (``name``: where it goes, relative to the destination)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -56,6 +72,11 @@ class FileEntry(BaseModel):
     md5: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
     extract: Literal["zip", "tar"] | None = None
     description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_stays_inside(cls, value: str) -> str:
+        return plain_file_name(value)
 
 
 class ArchiveSet(BaseModel):
@@ -74,7 +95,7 @@ class DatasetCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     bioaug_dataset_card: Literal[1] = 1
-    name: str
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     title: str
     description: str = ""
     homepage: str | None = None
@@ -86,6 +107,8 @@ class DatasetCard(BaseModel):
     layout: str = ""
     channels: list[str] = Field(default_factory=list)
     checksums_note: str | None = None
+    #: where the data comes from and what bioaug ships of it (credit, bundled files)
+    source: dict[str, Any] | None = None
 
 
 def card_path(name: str) -> Path:
@@ -353,9 +376,17 @@ def plate_entries(card: DatasetCard, plates: list[str]) -> list[FileEntry]:
     arch = card.plate_archives
     if arch is None:
         raise ConfigError(f"the {card.name} card has no per-plate archives; drop --plates")
-    return [FileEntry(name=arch.template.format(plate=p), url=arch.template.format(plate=p),
-                      size=arch.sizes.get(p), sha256=arch.sha256.get(p), extract=arch.extract)
-            for p in plates]
+    entries = []
+    for p in plates:
+        name = arch.template.format(plate=p)
+        try:
+            plain_file_name(name)
+        except ValueError as exc:
+            raise ConfigError(f"plate_archives.template gives {exc}", hint="plate names and "
+                              "the template must make plain file names") from None
+        entries.append(FileEntry(name=name, url=name, size=arch.sizes.get(p),
+                                 sha256=arch.sha256.get(p), extract=arch.extract))
+    return entries
 
 
 def fetch_dataset(name: str, out: str | os.PathLike, *, plates: list[str] | None = None,
@@ -368,11 +399,12 @@ def fetch_dataset(name: str, out: str | os.PathLike, *, plates: list[str] | None
     if plates and c.plate_archives is None:
         raise ConfigError(f"the {c.name} card has no per-plate archives; drop --plates")
     base = base_url or os.environ.get(ENV_BASE_URL) or c.base_url
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a directory", hint="choose another --out")
+    # a download folder is resumed; any other non-empty folder is not ours to write into
+    out = check_output(out, "download", replace=True)
     out.mkdir(parents=True, exist_ok=True)
     record = _load_record(out)
+    if not (out / RECORD).is_file():  # claim the folder before the first byte arrives
+        atomic_write_json(out / RECORD, record)
     results = [_fetch_entry(e, base, out, record, keep_archives) for e in c.files]
     if plates:
         from bioaug.data.bbbc021 import IMAGE_CSV, load_metadata, select_plates

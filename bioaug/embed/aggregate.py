@@ -112,6 +112,25 @@ def treatment_profiles(x_wells: np.ndarray, wells: pd.DataFrame, *,
 
 
 LEVELS = ("well", "treatment")
+#: The columns each aggregation level needs in the cell table.
+LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {"well": WELL_KEYS,
+                                             "treatment": (*WELL_KEYS, *TREATMENT_KEYS)}
+
+
+def check_aggregatable(columns: Sequence[str] | pd.Index, level: str,
+                       where: object | None = None) -> None:
+    """DataError, before any work, when a table lacks the columns ``level`` groups by."""
+    if level not in LEVELS:
+        raise DataError(unknown_choice("aggregation level", level, LEVELS))
+    have = {str(c) for c in columns}
+    missing = [c for c in LEVEL_COLUMNS[level] if c not in have]
+    if missing:
+        raise DataError(f"cannot aggregate per {level}: the data has no "
+                        f"{', '.join(repr(c) for c in missing)} column "
+                        f"(it has {', '.join(sorted(have)) or 'no columns'})",
+                        where=str(where) if where is not None else None,
+                        hint=f"--aggregate {level} needs {', '.join(LEVEL_COLUMNS[level])} "
+                        "in the store's obs.csv (plates and wells of a screen)")
 
 
 def aggregate(adata: Any, level: str = "well", rep: str | Sequence[str] | None = None) -> Any:
@@ -123,8 +142,7 @@ def aggregate(adata: Any, level: str = "well", rep: str | Sequence[str] | None =
     """
     import anndata as ad
 
-    if level not in LEVELS:
-        raise DataError(unknown_choice("aggregation level", level, LEVELS))
+    check_aggregatable(adata.obs.columns, level)
     keys = ([rep] if isinstance(rep, str) else list(rep)) if rep is not None else \
         [k for k in adata.obsm if k.startswith("X_bioaug")]
     for k in keys:

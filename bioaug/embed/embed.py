@@ -25,6 +25,15 @@ checkpoints ``obsm["X_bioaug_0"]``, ``["X_bioaug_1"]``… per model, ``obsm["X_b
 the concatenation of the per-model L2-normalised embeddings (the fusion of complementary
 invariances of Ericsson et al., BMVC 2022) and ``obsm["X_bioaug"]`` = the first model's.
 ``uns["bioaug"]`` holds the provenance.
+
+Large screens: ``shard=(i, n)`` embeds only the ``i``-th of ``n`` contiguous, equal blocks
+of items (``uns["bioaug"]["shard"]`` records which), so a cluster array job can embed a
+screen in parallel; :func:`bioaug.embed.merge.merge_shards` joins the shards into the
+AnnData one full run would have given.
+
+Non-finite pixels (NaN, ±inf) in a float store, or non-finite features from a model, are
+an error naming the items: they would otherwise become NaN rows that poison every
+distance computed later.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ import torch.nn.functional as F
 from bioaug.data.store import Store
 from bioaug.device import pick_device
 from bioaug.errors import CheckpointError, ConfigError, DataError, unknown_choice
-from bioaug.io import atomic_write_json, provenance, sha256_file, sha256_text
+from bioaug.io import atomic_write_json, preallocate, provenance, sha256_file, sha256_text
 from bioaug.progress import progress
 
 LAYERS = ("backbone", "projection")
@@ -87,38 +96,76 @@ def prepare_batch(x: torch.Tensor, size: int | None, mode: str) -> torch.Tensor:
     return x[..., top:top + size, left:left + size]
 
 
-def _batches(store: Store, batch_size: int, first: int = 0) -> Any:
-    """Float batches of the store from item ``first`` on, the next read in a background
-    thread while the current one is embedded."""
-    starts = list(range(first, len(store), batch_size))
+def _batches(store: Store, batch_size: int, first: int = 0, stop: int | None = None) -> Any:
+    """Float batches of the store's items ``first`` … ``stop - 1``, the next read in a
+    background thread while the current one is embedded."""
+    stop = len(store) if stop is None else stop
+    starts = list(range(first, stop, batch_size))
     if not starts:
         return
+
+    def read(a: int) -> np.ndarray:
+        return store.read_float(slice(a, min(a + batch_size, stop)))
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(store.read_float, slice(starts[0], starts[0] + batch_size))
+        future = pool.submit(read, starts[0])
         for i, _ in enumerate(starts):
             batch = future.result()
             if i + 1 < len(starts):
-                nxt = starts[i + 1]
-                future = pool.submit(store.read_float, slice(nxt, nxt + batch_size))
+                future = pool.submit(read, starts[i + 1])
             yield batch
 
 
-def _signature(store: Store, embedders: Sequence[Embedder]) -> str:
+def _describe_items(items: np.ndarray, n_total: int, verb: str = "") -> str:
+    """``"items 3, 7 (2 of 10 items) have"`` — the first few item indices and the count."""
+    shown = ", ".join(str(int(i)) for i in items[:5])
+    more = " …" if len(items) > 5 else ""
+    one = len(items) == 1
+    text = f"{'item' if one else 'items'} {shown}{more} ({len(items)} of {n_total} items)"
+    if verb:
+        text += " " + ({"have": "has"}.get(verb, verb) if one else verb)
+    return text
+
+
+def check_finite_pixels(store: Store, items: range | None = None, chunk: int = 4096) -> None:
+    """DataError naming the items with NaN or infinite pixels (float stores only: integer
+    pixels are always finite)."""
+    if store.dtype.kind != "f":
+        return
+    items = range(len(store)) if items is None else items
+    bad: list[np.ndarray] = []
+    for a in range(items.start, items.stop, chunk):
+        block = np.asarray(store.images[a:min(a + chunk, items.stop)])
+        flat = block.reshape(len(block), -1)
+        rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+        if len(rows):
+            bad.append(rows + a)
+    if bad:
+        found = np.concatenate(bad)
+        raise DataError(f"{_describe_items(found, len(items), 'have')} NaN or infinite pixels",
+                        where=store.path, hint="fix or drop those items (e.g. rebuild the "
+                        "store from clean images) before embedding")
+
+
+def _signature(store: Store, embedders: Sequence[Embedder], items: range) -> str:
     header = store.path / "header.json"
     record = {"store": str(store.path), "n": len(store),
               "header": sha256_file(header) if header.is_file() else None,
               "models": [[e.key, e.out_dim, e.size, e.preprocess, e.info] for e in embedders]}
+    if (items.start, items.stop) != (0, len(store)):
+        record["items"] = [items.start, items.stop]
     return sha256_text(json.dumps(record, sort_keys=True, default=str))
 
 
 def _open_outputs(store: Store, embedders: Sequence[Embedder], work_dir: Path | None,
-                  ) -> tuple[list[np.ndarray], int, dict[str, Any] | None]:
-    """Output arrays (in memory, or ``.npy`` memory maps in ``work_dir``) and items done."""
-    n = len(store)
+                  items: range) -> tuple[list[np.ndarray], int, dict[str, Any] | None]:
+    """Output arrays (in memory, or ``.npy`` memory maps in ``work_dir``) and items done
+    (counted from ``items.start``)."""
+    n = len(items)
     if work_dir is None:
         return [np.empty((n, e.out_dim), dtype=np.float32) for e in embedders], 0, None
     work_dir.mkdir(parents=True, exist_ok=True)
-    signature = _signature(store, embedders)
+    signature = _signature(store, embedders, items)
     state_file = work_dir / PROGRESS_FILE
     state = None
     if state_file.is_file():
@@ -130,6 +177,8 @@ def _open_outputs(store: Store, embedders: Sequence[Embedder], work_dir: Path | 
     outs = [np.lib.format.open_memmap(f, mode="r+" if resume else "w+", dtype=np.float32,
                                       shape=(n, e.out_dim))
             for f, e in zip(files, embedders, strict=True)]
+    for f in files:  # a full disk: an error now, not a crash when a page is written
+        preallocate(f)
     done = int(state["done"]) if resume and state is not None else 0
     if not resume:
         state = {"signature": signature, "done": 0}
@@ -139,18 +188,21 @@ def _open_outputs(store: Store, embedders: Sequence[Embedder], work_dir: Path | 
 
 def run_embedders(store: Store, embedders: Sequence[Embedder], *, batch_size: int = 256,
                   device: torch.device | str = "cpu", desc: str = "embed",
-                  work_dir: str | os.PathLike | None = None, commit_every: int = 16
-                  ) -> list[np.ndarray]:
-    """Stream the store through every embedder; memory is bounded by the batch size.
+                  work_dir: str | os.PathLike | None = None, commit_every: int = 16,
+                  items: range | None = None) -> list[np.ndarray]:
+    """Stream the store (or its ``items``, a contiguous range) through every embedder;
+    memory is bounded by the batch size. Returns one ``(len(items), D)`` array per embedder.
 
     With ``work_dir`` the outputs are ``.npy`` memory maps there and progress is committed
     every ``commit_every`` batches: a run that is interrupted and started again with the
-    same store and models continues after the last committed item.
+    same store and models continues after the last committed item. Non-finite features
+    are a :class:`CheckpointError` naming the items.
     """
     device = torch.device(device)
+    items = range(len(store)) if items is None else items
     wd = Path(work_dir) if work_dir is not None else None
-    outs, start, state = _open_outputs(store, embedders, wd)
-    bar = progress(total=len(store), initial=start, desc=desc, unit="item")
+    outs, start, state = _open_outputs(store, embedders, wd, items)
+    bar = progress(total=len(items), initial=start, desc=desc, unit="item")
     n_batches = 0
 
     def commit() -> None:
@@ -162,14 +214,16 @@ def run_embedders(store: Store, embedders: Sequence[Embedder], *, batch_size: in
 
     try:
         with torch.inference_mode():
-            for batch in _batches(store, batch_size, start):
+            for batch in _batches(store, batch_size, items.start + start, items.stop):
                 x = torch.from_numpy(batch).to(device, non_blocking=True)
                 for e, out in zip(embedders, outs, strict=True):
                     feats = e.forward(prepare_batch(x, e.size, e.preprocess))
                     if feats.ndim != 2 or feats.shape[1] != e.out_dim:
                         raise CheckpointError(f"model '{e.key}' returned features of shape "
                                               f"{tuple(feats.shape)}, expected (B, {e.out_dim})")
-                    out[start:start + len(batch)] = feats.float().cpu().numpy()
+                    values = feats.float().cpu().numpy()
+                    _check_finite_features(values, e, items.start + start, store)
+                    out[start:start + len(batch)] = values
                 start += len(batch)
                 bar.update(len(batch))
                 n_batches += 1
@@ -179,6 +233,41 @@ def run_embedders(store: Store, embedders: Sequence[Embedder], *, batch_size: in
     finally:
         bar.close()
     return outs
+
+
+def _check_finite_features(values: np.ndarray, e: Embedder, first: int, store: Store) -> None:
+    rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(rows):
+        where = e.info.get("checkpoint") or e.info.get("backbone") or e.key
+        raise CheckpointError(
+            "the model gave NaN or infinite features for "
+            f"{_describe_items(rows + first, len(store))} of the store", where=where,
+            hint="the model's weights may have diverged in training; check its metrics.csv")
+
+
+def parse_shard(text: str | tuple[int, int]) -> tuple[int, int]:
+    """``"I/N"`` (or ``(I, N)``) → ``(I, N)`` with ``0 ≤ I < N``; ConfigError otherwise."""
+    if isinstance(text, tuple):
+        i, n = text
+    else:
+        parts = str(text).split("/")
+        try:
+            i, n = (int(p) for p in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            i = n = None
+        if i is None or n is None:
+            raise ConfigError(f"--shard {text!r} is not of the form I/N",
+                              hint="e.g. --shard 0/4 … --shard 3/4 (I counts from 0)")
+    if isinstance(i, bool) or isinstance(n, bool) or n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--shard {i}/{n} is out of range: N must be ≥ 1 and 0 ≤ I < N",
+                          hint="e.g. --shard 0/4 … --shard 3/4 (I counts from 0)")
+    return int(i), int(n)
+
+
+def shard_items(n_items: int, shard: tuple[int, int]) -> range:
+    """The contiguous block of item indices that shard ``(i, n)`` of ``n_items`` covers."""
+    i, n = shard
+    return range(i * n_items // n, (i + 1) * n_items // n)
 
 
 def embed_with_module(module: torch.nn.Module, store: Store | str | os.PathLike, *,
@@ -295,14 +384,17 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
           batch_size: int = 256, backbone: str | None = None, raw: bool = False,
           device: str = "auto", aggregate: str | None = None, preprocess: str = "resize",
           backbone_kwargs: dict[str, Any] | None = None, raw_size: int = DEFAULT_RAW_SIZE,
-          seed: int = 0, work_dir: str | os.PathLike | None = None) -> Any:
+          seed: int = 0, work_dir: str | os.PathLike | None = None,
+          shard: tuple[int, int] | str | None = None) -> Any:
     """Embed every item of store ``data``; returns an AnnData (one row per item).
 
     Give ``checkpoints`` (one or more run dirs / checkpoint files), or ``backbone`` (e.g.
     ``"resnet101_supervised"``), or ``raw=True``. With ``aggregate="well"|"treatment"`` the
     aggregated profiles (:func:`bioaug.embed.aggregate`) are returned instead of the cells.
     ``work_dir`` makes the job resumable (see :func:`run_embedders`); the caller removes it
-    once the result is saved. See the module docstring for the obsm keys and preprocessing.
+    once the result is saved. ``shard=(i, n)`` (or ``"i/n"``) embeds only the ``i``-th of
+    ``n`` blocks of items (see :func:`shard_items`). See the module docstring for the obsm
+    keys and preprocessing; :func:`bioaug.embed` documents every parameter.
     """
     if data is None:
         raise ConfigError("embed needs a store: data=PATH (made by `bioaug data prepare`)")
@@ -324,6 +416,22 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(store) == 0:
         raise DataError(f"the store {store.path} holds no items")
+    items = range(len(store))
+    if shard is not None:
+        shard = parse_shard(shard)
+        if aggregate is not None:
+            raise ConfigError("a shard cannot be aggregated: wells may span shards",
+                              hint="merge the shards first (`bioaug embed merge … "
+                                   "--aggregate well`)")
+        items = shard_items(len(store), shard)
+        if len(items) == 0:
+            raise ConfigError(f"shard {shard[0]}/{shard[1]} holds no items: the store has "
+                              f"only {len(store)}", hint="use fewer shards than items")
+    if aggregate is not None:
+        from bioaug.embed.aggregate import check_aggregatable
+
+        check_aggregatable(store.obs.columns, aggregate, where=store.path)
+    check_finite_pixels(store, items)
     dev = pick_device(device)
 
     if ckpts:
@@ -339,12 +447,12 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
         kind = "raw"
 
     feats = run_embedders(store, embedders, batch_size=int(batch_size), device=dev,
-                          work_dir=work_dir)
+                          work_dir=work_dir, items=items)
     feats = [np.array(f, dtype=np.float32) for f in feats]  # memory maps → memory
 
     import anndata as ad
 
-    adata = ad.AnnData(obs=obs_from_store(store))
+    adata = ad.AnnData(obs=obs_from_store(store).iloc[items.start:items.stop])
     adata.obsm["X_bioaug"] = feats[0]
     if len(feats) > 1:
         for i, f in enumerate(feats):
@@ -367,6 +475,9 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
                     if len(feats) > 1 else {})},
         "provenance": provenance(stage="embed", device=str(dev), batch_size=int(batch_size)),
     }
+    if shard is not None:
+        adata.uns["bioaug"]["shard"] = {"index": shard[0], "count": shard[1],
+                                        "start": items.start, "stop": items.stop}
     if aggregate is not None:
         from bioaug.embed.aggregate import aggregate as _aggregate
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bioaug.io import atomic_path
+from bioaug.io import atomic_path, ensure_free_space
 
 
 def sanitize_uns(value: Any) -> Any:
@@ -50,6 +50,15 @@ def sanitize_uns(value: Any) -> Any:
     return str(value)
 
 
+def _estimated_bytes(adata: Any) -> int:
+    """A generous estimate of an AnnData's size on disk (arrays plus the table)."""
+    arrays = sum(int(getattr(v, "nbytes", 0)) for v in adata.obsm.values())
+    if adata.X is not None:
+        arrays += int(getattr(adata.X, "nbytes", 0))
+    table = int(adata.obs.memory_usage(deep=True).sum())
+    return int(1.5 * (arrays + table)) + (64 << 10)
+
+
 def write_h5ad(adata: Any, path: str | os.PathLike) -> Path:
     """Write ``adata`` to ``path`` atomically (temp file + rename); returns the path.
 
@@ -58,6 +67,8 @@ def write_h5ad(adata: Any, path: str | os.PathLike) -> Path:
     """
     target = Path(path)
     adata.uns = sanitize_uns(dict(adata.uns))
+    # HDF5 cannot fail cleanly half-way through a file: check the space first
+    ensure_free_space(target.parent, _estimated_bytes(adata), f"writing {target}")
     with atomic_path(target, suffix=".h5ad") as tmp:
         adata.write_h5ad(tmp)
     return target

@@ -84,21 +84,24 @@ def per_point(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_class_table(results: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
-    """Class accuracy per parameter setting: mean, std, min, max over seeds, n_seeds."""
+    """Class accuracy per parameter setting: mean, std, min, max over seeds, n_seeds.
+
+    ``std`` is NaN (printed blank) for a setting run with a single seed: a spread of one
+    value is not a measurement.
+    """
     check_results(results, axes)
     keys = [*axes, "class"]
     g = results.groupby(keys, sort=False, dropna=False)["class_accuracy"]
     table = g.agg(mean="mean", std="std", min="min", max="max", n_seeds="count").reset_index()
-    table["std"] = table["std"].fillna(0.0)
     order = sorted(range(len(table)), key=lambda i: (
         *[sort_key(table.loc[i, a]) for a in axes], str(table.loc[i, "class"])))
     return table.iloc[order].reset_index(drop=True)
 
 
 def overall_table(results: pd.DataFrame, axes: Sequence[str],
-                  metrics: Sequence[str] = ("linear_accuracy", "ami_leiden", "ami_kmeans",
+                  metrics: Sequence[str] = ("linear_accuracy", "leiden_ami", "kmeans_ami",
                                             "nsc", "nscb")) -> pd.DataFrame:
-    """Overall metrics per parameter setting: mean and std over seeds."""
+    """Overall metrics per parameter setting: mean and std over seeds (NaN with one seed)."""
     check_results(results, axes)
     pts = per_point(results)
     present = [m for m in metrics if m in pts.columns and pts[m].notna().any()]
@@ -108,8 +111,6 @@ def overall_table(results: pd.DataFrame, axes: Sequence[str],
     agg = {f"{m}_{s}": (m, s) for m in present for s in ("mean", "std")}
     table = pts.groupby(list(axes), sort=False, dropna=False).agg(
         n_seeds=("seed", "count"), **agg).reset_index()
-    for m in present:
-        table[f"{m}_std"] = table[f"{m}_std"].fillna(0.0)
     table = table.drop(columns=["_all"], errors="ignore")
     order = sorted(range(len(table)), key=lambda i: tuple(
         sort_key(table.loc[i, a]) for a in axes if a in table.columns))

@@ -134,9 +134,22 @@ def plot_overall_vs_per_class(results: pd.DataFrame, axes: Sequence[str], path: 
     _save(fig, path)
 
 
+def spread_decimals(sd: float, significant: int = 2, most: int = 4) -> int:
+    """Decimals that show ``sd`` with ``significant`` significant digits (at most ``most``)."""
+    if not np.isfinite(sd) or sd <= 0:
+        return 3
+    return int(min(most, max(0, significant - 1 - int(np.floor(np.log10(sd))))))
+
+
 def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3f}", max_rows: int = 200,
               plain: Sequence[str] = ()) -> str:
-    """A Markdown table; floats with ``floatfmt`` except in ``plain`` columns (``{:g}``)."""
+    """A Markdown table; floats with ``floatfmt`` except in ``plain`` columns (``{:g}``).
+
+    Spread columns (``std``, ``*_std``) that are empty everywhere (one seed per setting)
+    are left out.
+    """
+    df = df.drop(columns=[c for c in df.columns if (c == "std" or str(c).endswith("_std"))
+                          and df[c].isna().all()])
     cols = list(df.columns)
     lines = ["| " + " | ".join(str(c) for c in cols) + " |",
              "|" + "|".join("---" for _ in cols) + "|"]
@@ -163,8 +176,11 @@ def _noise_lines(results: pd.DataFrame) -> list[str]:
     if noise is None:
         return []
     seeds = results.groupby("point")["seed"].first().nunique()
+    if noise < 5e-4:  # every class at 0 or 1 accuracy: the binomial estimate says nothing
+        return []
     return [f"Sampling noise: a per-class accuracy is measured on few test items; two "
-            f"standard errors are about **±{noise:.3f}** (median over classes and runs). "
+            f"standard errors are about **±{noise:.{spread_decimals(noise)}f}** (median over "
+            "classes and runs). "
             "Class-level changes smaller than that are not evidence of bias"
             + (" — with one seed per setting, treat single-run differences with care."
                if seeds == 1 else "."), ""]

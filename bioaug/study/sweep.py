@@ -10,7 +10,7 @@ Layout of ``DIR``::
         protocol.yaml         the point's protocol (base + axis values)
         run/                  the training run (checkpoint, config, metrics)
         cells.h5ad            the embedding of the store
-        report.json …         the evaluation (report.md, pictures)
+        eval/                 the evaluation (report.json, report.md, pictures)
         done.json             written last: the point is finished
     DIR/results.csv           one row per point × class (when every point is done)
     DIR/report/               the class-bias report (``bioaug sweep report DIR``)
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from bioaug.errors import ConfigError, did_you_mean
+from bioaug.errors import ConfigError, DataError, did_you_mean
 from bioaug.io import atomic_path, atomic_write_json, atomic_write_text, provenance
 from bioaug.progress import progress
 from bioaug.study import results as results_mod
@@ -53,12 +52,13 @@ from bioaug.study.sweep_config import (
 SWEEP_COPY = "sweep.yaml"
 STATE = "sweep.json"
 POINTS = "points"
+#: A point's evaluation report directory (inside the point's directory).
+EVAL = "eval"
 DONE = "done.json"
 RESULTS = "results.csv"
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+_log = stages.log
 
 
 @dataclass
@@ -80,7 +80,13 @@ class Sweep:
         base = validate_axes(cfg, source=str(config_path))
         _check_train_settings(cfg, str(config_path))
         _check_evaluate_settings(cfg, str(config_path))
-        out = Path(out).resolve()
+        sweep = cls(config=cfg, out=Path(out).resolve(), points=enumerate_points(cfg),
+                    base_protocol=base, source=str(config_path))
+        try:  # the store must exist and hold the label before any point is planned
+            sweep.label()
+        except DataError as exc:
+            raise ConfigError(f"data: {exc.message}", where=config_path, hint=exc.hint) from None
+        out = sweep.out
         state_file = out / STATE
         if state_file.is_file():
             old = json.loads(state_file.read_text(encoding="utf-8"))["config"]
@@ -103,8 +109,7 @@ class Sweep:
                 "source": str(config_path.resolve()),
                 "n_points": len(enumerate_points(cfg)),
                 "provenance": provenance(stage="sweep")})
-        return cls(config=cfg, out=out, points=enumerate_points(cfg), base_protocol=base,
-                   source=str(config_path))
+        return sweep
 
     @classmethod
     def open(cls, out: str | Path) -> Sweep:
@@ -137,7 +142,7 @@ class Sweep:
         d = self.point_dir(k)
         if (d / DONE).is_file():
             return "done"
-        if (d / "report.json").is_file():
+        if (d / EVAL / "report.json").is_file():
             return "evaluated"
         if (d / "cells.h5ad").is_file():
             return "embedded"
@@ -194,7 +199,7 @@ class Sweep:
         em = stages.embed_stage([tr.path], Path(cfg.data), d / "cells.h5ad",
                                 layer=cfg.embed.layer, batch_size=cfg.embed.batch_size,
                                 device=cfg.device)
-        ev, report = stages.evaluate_stage(d / "cells.h5ad", d, label=label, **cfg.evaluate)
+        ev, report = stages.evaluate_stage(d / "cells.h5ad", d / EVAL, label=label, **cfg.evaluate)
         record = {
             "point": k, "seed": point.seed, "params": point.params,
             "seconds": {"train": round(tr.seconds, 2), "embed": round(em.seconds, 2),
@@ -218,7 +223,7 @@ class Sweep:
             t0 = time.perf_counter()
             record = self.run_point(k)
             acc = record["metrics"].get("linear_accuracy")
-            ami = record["metrics"].get("ami_leiden")
+            ami = record["metrics"].get("leiden_ami")
             sec = record["seconds"]
             _log(f"[{k + 1}/{n}] point {k} ({point.label()}): "
                  f"train {sec['train']:.1f}s, embed {sec['embed']:.1f}s, "
@@ -234,7 +239,7 @@ class Sweep:
 
     # -- results ----------------------------------------------------------------------
     def results_frame(self) -> pd.DataFrame:
-        finished = [(p.index, p.seed, p.params, self.point_dir(p.index) / "report.json")
+        finished = [(p.index, p.seed, p.params, self.point_dir(p.index) / EVAL / "report.json")
                     for p in self.points if self.is_done(p.index)]
         if not finished:
             raise ConfigError(f"no point of the sweep in {self.out} has finished yet",
@@ -265,7 +270,7 @@ class Sweep:
             if row["state"] == "done":
                 rec = json.loads((self.point_dir(p.index) / DONE).read_text(encoding="utf-8"))
                 row["linear_accuracy"] = rec["metrics"].get("linear_accuracy")
-                row["ami_leiden"] = rec["metrics"].get("ami_leiden")
+                row["leiden_ami"] = rec["metrics"].get("leiden_ami")
                 row["seconds"] = round(sum(rec["seconds"].values()), 1)
             rows.append(row)
         return pd.DataFrame(rows)

@@ -62,3 +62,77 @@ def test_embed_weights_without_backbone_is_an_error(store_and_run, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and "--weights is for a named --backbone" in err
     assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_embed_never_writes_over_its_inputs(store_and_run, tmp_path, capsys):
+    store, run = store_and_run
+    ckpt = run / "checkpoint.pt"
+    before = ckpt.read_bytes(), (store / "obs.csv").read_text()
+    for out in (ckpt, store / "obs.csv", store):
+        code = main(["embed", "--checkpoint", str(run), "--data", str(store), "--out", str(out),
+                     "--overwrite"])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err, err
+        assert "input" in err or "directory" in err, err
+    assert (ckpt.read_bytes(), (store / "obs.csv").read_text()) == before
+
+
+def test_embed_replaces_its_own_output_only_when_asked(store_and_run, tmp_path, capsys):
+    store, _ = store_and_run
+    notes = tmp_path / "notes.h5ad"
+    notes.write_text("not an embedding")
+    assert main(["embed", "--raw", "--data", str(store), "--out", str(notes),
+                 "--overwrite"]) == 2
+    assert "bioaug did not write" in capsys.readouterr().err
+    assert notes.read_text() == "not an embedding"
+    out = tmp_path / "raw.h5ad"
+    assert main(["embed", "--raw", "--data", str(store), "--out", str(out)]) == 0
+    assert main(["embed", "--raw", "--data", str(store), "--out", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["embed", "--raw", "--data", str(store), "--out", str(out), "--overwrite"]) == 0
+
+
+def test_embed_aggregate_without_wells_fails_up_front(tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+
+    from bioaug.data.store import write_store
+
+    store = write_store(tmp_path / "digits", np.zeros((4, 1, 8, 8), dtype=np.uint8),
+                        pd.DataFrame({"label": [0, 1, 2, 3]}), channels=["gray"]).path
+    out = tmp_path / "d.h5ad"
+    code = main(["embed", "--raw", "--data", str(store), "--out", str(out),
+                 "--aggregate", "well"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot aggregate per well" in err
+    assert not out.exists() and not (tmp_path / ".d.h5ad.partial").exists()
+
+
+def test_embed_shards_and_merge_equal_one_run(store_and_run, tmp_path, capsys):
+    import numpy as np
+
+    store, _ = store_and_run
+    full = tmp_path / "full.h5ad"
+    assert main(["embed", "--raw", "--data", str(store), "--out", str(full)]) == 0
+    parts = [tmp_path / f"cells.{i}.h5ad" for i in range(2)]
+    for i, part in enumerate(parts):
+        assert main(["embed", "--raw", "--data", str(store), "--shard", f"{i}/2",
+                     "--out", str(part)]) == 0
+    assert "(shard 1/2)" in capsys.readouterr().out
+    merged = tmp_path / "all.h5ad"
+    assert main(["embed", "merge", *map(str, parts), "--out", str(merged),
+                 "--aggregate", "well"]) == 0
+    a, b = ad.read_h5ad(full), ad.read_h5ad(merged)
+    assert np.array_equal(a.obsm["X_bioaug"], b.obsm["X_bioaug"])
+    assert list(a.obs.index) == list(b.obs.index)
+    assert ad.read_h5ad(tmp_path / "all.well.h5ad").n_obs == 12
+    for argv, message in (
+            (["embed", "merge", str(parts[0]), "--out", str(tmp_path / "x.h5ad")],
+             "shards 1/2 are missing"),
+            (["embed", "merge", *map(str, parts), "--out", str(parts[0])], "is the input"),
+            (["embed", "--raw", "--data", str(store), "--shard", "2/2", "--out",
+              str(tmp_path / "y.h5ad")], "--shard 2/2 is out of range"),
+            (["embed", "--raw", "--data", str(store), "--shard", "0/2", "--aggregate", "well",
+              "--out", str(tmp_path / "y.h5ad")], "wells may span shards")):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err

@@ -22,7 +22,19 @@ def test_sweep_error_is_one_message(tmp_path, capsys):
     assert "op 'flip' has no parameter 'q'" in err
 
 
+def _tiny_store(path):
+    import numpy as np
+    import pandas as pd
+
+    from bioaug.data.store import write_store
+
+    return write_store(path, np.zeros((4, 3, 8, 8), dtype=np.uint8),
+                       pd.DataFrame({"moa": ["a", "b", "a", "b"]}),
+                       channels=["DAPI", "Tubulin", "Actin"], label_column="moa").path
+
+
 def test_print_commands_one_per_point(tmp_path, capsys):
+    _tiny_store(tmp_path / "store")
     cfg = tmp_path / "s.yaml"
     cfg.write_text(yaml.safe_dump({"bioaug_sweep": 1, "protocol": "bbbc021-expert",
                                    "data": "store", "seeds": [0, 1, 2],
@@ -67,4 +79,45 @@ def test_out_is_a_file_exit_2(tmp_path, capsys):
                  ["demo", "--out", str(taken), "--quick"]):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert "is a file, not a directory" in err and "Traceback" not in err
+        assert "is a file, not a" in err and "Traceback" not in err
+
+
+def test_print_commands_checks_the_store(tmp_path, capsys):
+    cfg = tmp_path / "s.yaml"
+    sweep = {"bioaug_sweep": 1, "protocol": "bbbc021-expert", "data": "store",
+             "axes": {"views[*].steps.flip.p": [0.0, 0.5]}}
+    cfg.write_text(yaml.safe_dump(sweep))
+    out = tmp_path / "o"
+    assert main(["sweep", "--config", str(cfg), "--out", str(out), "--print-commands"]) == 2
+    err = capsys.readouterr().err
+    assert "s.yaml: data: no store at" in err and not out.exists()
+    _tiny_store(tmp_path / "store")
+    cfg.write_text(yaml.safe_dump({**sweep, "label": "compound"}))
+    assert main(["sweep", "--config", str(cfg), "--out", str(out), "--print-commands"]) == 2
+    assert "label 'compound' is not a column of the store" in capsys.readouterr().err
+
+
+def test_sweep_out_may_not_hold_its_config(tmp_path, capsys):
+    _tiny_store(tmp_path / "store")
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({"bioaug_sweep": 1, "protocol": "bbbc021-expert",
+                                   "data": "store", "axes": {"views[*].steps.flip.p": [0.5]}}))
+    assert main(["sweep", "--config", str(cfg), "--out", str(tmp_path), "--print-commands"]) == 2
+    assert "contains the input" in capsys.readouterr().err
+
+
+def test_demo_negative_seed_fails_before_any_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--tiny", "--seed", "-5", "--out", str(out)]) == 2
+    assert "--seed must be ≥ 0" in capsys.readouterr().err and not out.exists()
+
+
+def test_invariance_replaces_results_only_when_asked(tmp_path, capsys):
+    out = tmp_path / "inv"
+    out.mkdir()
+    (out / "invariance.json").write_text("{}")
+    store = _tiny_store(tmp_path / "store")
+    argv = ["invariance", "--checkpoint", str(tmp_path / "run"), "--data", str(store),
+            "--out", str(out)]
+    assert main(argv) == 2
+    assert "already holds an invariance study" in capsys.readouterr().err

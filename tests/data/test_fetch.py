@@ -24,9 +24,10 @@ from bioaug.data.fetch import (
     download,
     fetch_dataset,
     load_card,
+    plate_entries,
     safe_extract,
 )
-from bioaug.errors import ConfigError, DataError
+from bioaug.errors import BioaugError, ConfigError, DataError
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -307,3 +308,35 @@ def test_plate_images_readable_after_fetch(server: http.server.HTTPServer, twin:
     assert (out / f"BBBC021_v1_images_{plate}.zip").exists()
     tif = next((out / plate).glob("*.tif"))
     assert tifffile.imread(tif).dtype == np.uint16
+
+
+def test_card_file_names_stay_inside_out(server: http.server.HTTPServer, tmp_path: Path
+                                         ) -> None:
+    for bad, why in (("../../x", "climbs out"), ("/etc/x", "absolute path"),
+                     ("C:/x", "absolute path"), ("", "must not be empty")):
+        card = _card(tmp_path, server, [{"name": bad, "url": "x"}])
+        with pytest.raises(ConfigError, match=f"files.0.name: .*{why}"):
+            fetch_dataset("bbbc021", tmp_path / "out", card=card)
+    card = _card(tmp_path, server, [], name="../../x")
+    with pytest.raises(ConfigError, match="name: String should match pattern"):
+        load_card(card)
+    assert not (tmp_path / "out").exists() and not (tmp_path.parent / "x").exists()
+    card = _card(tmp_path, server, [], plate_archives={"template": "../{plate}.zip"})
+    with pytest.raises(ConfigError, match=r"template gives .*climbs out"):
+        plate_entries(load_card(card), ["Week1_1"])
+
+
+def test_fetch_never_writes_into_a_folder_it_did_not_make(server: http.server.HTTPServer,
+                                                          tmp_path: Path) -> None:
+    server.files["a.txt"] = b"abc"  # type: ignore[attr-defined]
+    card = _card(tmp_path, server, [{"name": "a.txt", "url": "a.txt"}])
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "a.txt").write_text("my chapter")
+    with pytest.raises(BioaugError, match="bioaug did not write"):
+        fetch_dataset("bbbc021", mine, card=card, base_url=_url(server))
+    assert (mine / "a.txt").read_text() == "my chapter"
+    out = tmp_path / "fresh"
+    fetch_dataset("bbbc021", out, card=card, base_url=_url(server))
+    assert (out / "a.txt").read_bytes() == b"abc" and (out / ".bioaug-fetch.json").is_file()
+    fetch_dataset("bbbc021", out, card=card, base_url=_url(server))  # its own: resumed

@@ -217,3 +217,74 @@ def test_twin_store_embed_evaluate(tiny_run, twin_store, tmp_path):
     assert report["clustering"]["n_items"] == int(obs["moa"].notna().sum())
     treatments = aggregate(cells, "treatment")
     assert treatments.n_obs == len(obs.groupby(["compound", "concentration"]))
+
+
+def test_nan_pixels_are_an_error_naming_the_items(tmp_path):
+    from bioaug.data.store import write_store
+    from bioaug.errors import DataError
+
+    images = np.random.default_rng(0).random((10, 1, 8, 8)).astype(np.float32)
+    images[3, 0, 2, 2] = np.nan
+    images[7, 0, 0, 0] = np.inf
+    store = write_store(tmp_path / "s", images, pd.DataFrame({"i": range(10)}),
+                        channels=["DNA"]).path
+    with pytest.raises(DataError, match=r"items 3, 7 \(2 of 10 items\) have NaN or infinite"):
+        embed(raw=True, data=store)
+    with pytest.raises(DataError, match=r"item 3 \(1 of 5 items\) has NaN"):
+        embed(raw=True, data=store, shard="0/2")  # only the shard's items are checked
+
+
+def test_nan_features_are_an_error_naming_the_items(tiny_store):
+    from bioaug.embed.embed import Embedder, run_embedders
+
+    def broken(x):
+        out = x.mean(dim=(2, 3))
+        out[1] = float("nan")
+        return out
+
+    with pytest.raises(CheckpointError, match=r"NaN or infinite features for item 1 \(1 of 48"):
+        run_embedders(Store.open(tiny_store), [Embedder("m", broken, 3)], batch_size=5)
+
+
+def test_aggregating_data_without_wells_fails_before_embedding(tmp_path, monkeypatch):
+    import sys
+
+    from bioaug.data.store import write_store
+    from bioaug.errors import DataError
+
+    embed_mod = sys.modules["bioaug.embed.embed"]  # the package's `embed` is the function
+
+    images = np.zeros((4, 1, 8, 8), dtype=np.uint8)
+    store = write_store(tmp_path / "digits", images, pd.DataFrame({"label": [0, 1, 2, 3]}),
+                        channels=["gray"]).path
+
+    def never(*args, **kwargs):
+        raise AssertionError("embedded before checking the aggregation")
+
+    monkeypatch.setattr(embed_mod, "run_embedders", never)
+    with pytest.raises(DataError, match="cannot aggregate per well: the data has no 'plate', "
+                                        "'well' column"):
+        embed(raw=True, data=store, aggregate="well")
+
+
+def test_public_embed_has_the_real_signature(tiny_store):
+    import importlib
+    import inspect
+
+    import bioaug
+    from bioaug.embed.embed import embed as stage_embed
+
+    fresh = importlib.reload(bioaug)  # the function, as a new session sees it
+    public, stage = inspect.signature(fresh.embed), inspect.signature(stage_embed)
+    assert list(public.parameters) == list(stage.parameters)
+    for name, p in public.parameters.items():
+        assert p.default == stage.parameters[name].default, name
+        assert p.kind == stage.parameters[name].kind, name
+        if name not in ("checkpoints", "data"):
+            assert f"    {name}\n" in fresh.embed.__doc__, f"{name} is not documented"
+    # importing the package `bioaug.embed` hides the function in a session; it is callable
+    package = importlib.import_module("bioaug.embed")
+    first = fresh.embed(raw=True, data=tiny_store)
+    again = package(raw=True, data=tiny_store)
+    assert np.array_equal(first.obsm["X_bioaug"], again.obsm["X_bioaug"])
+    assert inspect.signature(package) == stage

@@ -52,3 +52,19 @@ def test_sanitize_uns():
     assert out["d"] == '[1, "x", null]'
     assert out["e"] == {"f": "/p"}
     assert len(out["g"]) == 0
+
+
+def test_write_h5ad_checks_the_space_first(tmp_path, monkeypatch):
+    import shutil
+
+    import pandas as pd
+
+    from bioaug.errors import BioaugError
+
+    a = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(100)]))
+    a.obsm["X_bioaug"] = np.zeros((100, 512), dtype=np.float32)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=100 << 10))
+    with pytest.raises(BioaugError, match=r"disk full: writing .*cells\.h5ad needs about"):
+        write_h5ad(a, tmp_path / "cells.h5ad")
+    assert list(tmp_path.iterdir()) == []  # HDF5 never started a file

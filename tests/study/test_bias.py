@@ -23,7 +23,7 @@ def table(noise: float = 0.0) -> pd.DataFrame:
             overall = float(np.mean(list(acc.values())))
             for cls, v in acc.items():
                 rows.append({"point": point, "seed": seed, AXIS: p, "linear_accuracy": overall,
-                             "ami_leiden": 0.1, "class": cls, "class_accuracy": v})
+                             "leiden_ami": 0.1, "class": cls, "class_accuracy": v})
             point += 1
     return pd.DataFrame(rows)
 
@@ -31,7 +31,7 @@ def table(noise: float = 0.0) -> pd.DataFrame:
 def test_per_class_table_mean_and_spread():
     t = bias.per_class_table(table(), [AXIS])
     a1 = t[(t["class"] == "a") & (t[AXIS] == 1.0)].iloc[0]
-    assert a1["mean"] == pytest.approx(0.8) and a1["std"] == pytest.approx(0.0)
+    assert a1["mean"] == pytest.approx(0.8) and a1["std"] == pytest.approx(0.0)  # 2 seeds
     assert a1["n_seeds"] == 2
     assert len(t) == 9
     noisy = bias.per_class_table(table(noise=0.05), [AXIS])
@@ -94,3 +94,16 @@ def test_binomial_noise():
     t["class_n_test"] = 100
     t["class_accuracy"] = 0.5
     assert bias.binomial_noise(t) == pytest.approx(2 * 0.05)
+
+
+def test_one_seed_has_no_spread_and_the_report_prints_none(tmp_path):
+    from bioaug.study.bias_report import spread_decimals, write_bias_report
+
+    one_seed = table()[lambda d: d["seed"] == 0]
+    t = bias.per_class_table(one_seed, [AXIS])
+    assert t["std"].isna().all() and (t["n_seeds"] == 1).all()
+    assert bias.overall_table(one_seed, [AXIS])["linear_accuracy_std"].isna().all()
+    perfect = one_seed.assign(class_accuracy=1.0, class_n_test=20)
+    text = write_bias_report(perfect, [AXIS], tmp_path)["report.md"].read_text()
+    assert "±" not in text and "_std" not in text  # no spread columns, no zero noise
+    assert [spread_decimals(v) for v in (0.12, 0.012, 0.0012, 0.5, 3.0)] == [2, 3, 4, 2, 1]

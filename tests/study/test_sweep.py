@@ -48,7 +48,7 @@ def test_two_point_sweep_resumes_and_reports(tiny_store, tmp_path, monkeypatch, 
     # one job of an array runs point 0, then the sweep is "killed"
     assert main(["sweep", "--config", str(cfg), "--out", str(out), "--point", "0"]) == 0
     p0 = out / "points" / "0"
-    for name in ("protocol.yaml", "run/checkpoint.pt", "cells.h5ad", "report.json", "done.json"):
+    for name in ("protocol.yaml", "run/checkpoint.pt", "cells.h5ad", "eval/report.json", "done.json"):
         assert (p0 / name).is_file(), name
     assert not (out / "points" / "1" / "done.json").exists()
     assert not (out / "results.csv").exists()
@@ -63,10 +63,10 @@ def test_two_point_sweep_resumes_and_reports(tiny_store, tmp_path, monkeypatch, 
     assert "all 2 points done" in capsys.readouterr().out
 
     results = pd.read_csv(out / "results.csv")
-    classes = json.loads((p0 / "report.json").read_text())["linear"]["per_class"]
+    classes = json.loads((p0 / "eval" / "report.json").read_text())["linear"]["per_class"]
     assert len(results) == 2 * len(classes)
     assert set(results[AXIS]) == {0.0, 1.0}
-    assert {"point", "seed", "linear_accuracy", "ami_leiden", "nsc", "class",
+    assert {"point", "seed", "linear_accuracy", "leiden_ami", "nsc", "class",
             "class_accuracy"} <= set(results.columns)
 
     assert main(["sweep", "report", str(out)]) == 0

@@ -108,26 +108,28 @@ def test_bad_train_setting_fails_before_running(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_directory_of_another_sweep_is_refused(tmp_path):
-    Sweep.create(write(tmp_path), tmp_path / "out")
+def test_directory_of_another_sweep_is_refused(tmp_path, tiny_store):
+    data = str(tiny_store)
+    Sweep.create(write(tmp_path, data=data), tmp_path / "out")
     assert (tmp_path / "out" / "sweep.yaml").is_file()
-    Sweep.create(write(tmp_path), tmp_path / "out")  # same sweep: reopened
+    Sweep.create(write(tmp_path, data=data), tmp_path / "out")  # same sweep: reopened
     with pytest.raises(ConfigError) as info:
-        Sweep.create(write(tmp_path, axes={AXIS: [0.0, 0.5]}, seeds=[0, 1]), tmp_path / "out")
+        Sweep.create(write(tmp_path, data=data, axes={AXIS: [0.0, 0.5]}, seeds=[0, 1]),
+                     tmp_path / "out")
     text = info.value.format()
     assert "holds a different sweep" in text
     assert f"axes.{AXIS}: [0.0, 1.0] in the existing sweep, now [0.0, 0.5]" in text
     assert "seeds: [0] in the existing sweep, now [0, 1]" in text
 
 
-def test_point_out_of_range(tmp_path):
-    sweep = Sweep.create(write(tmp_path), tmp_path / "out")
+def test_point_out_of_range(tmp_path, tiny_store):
+    sweep = Sweep.create(write(tmp_path, data=str(tiny_store)), tmp_path / "out")
     with pytest.raises(ConfigError, match=r"--point 7 is out of range: this sweep has 2 points"):
         sweep.run(only=7)
 
 
-def test_print_commands(tmp_path):
-    path = write(tmp_path)
+def test_print_commands(tmp_path, tiny_store):
+    path = write(tmp_path, data=str(tiny_store))
     sweep = Sweep.create(path, tmp_path / "out")
     cmds = sweep.commands(path)
     assert len(cmds) == 2
@@ -138,7 +140,9 @@ def test_bad_evaluate_option_and_label(tmp_path, tiny_store):
     with pytest.raises(ConfigError, match=r"evaluate\.plots: not an evaluation option.*"
                                           r"did you mean 'plot'"):
         Sweep.create(write(tmp_path, evaluate={"plots": False}), tmp_path / "out")
-    sweep = Sweep.create(write(tmp_path, data=str(tiny_store), label="mao"), tmp_path / "o2")
     with pytest.raises(ConfigError, match=r"label 'mao' is not a column.*did you mean 'moa'"):
-        sweep.run_point(0)
-    assert not (tmp_path / "o2" / "points" / "0").exists()
+        Sweep.create(write(tmp_path, data=str(tiny_store), label="mao"), tmp_path / "o2")
+    assert not (tmp_path / "o2").exists()  # checked before the directory is claimed
+    with pytest.raises(ConfigError, match=r"sweep\.yaml: data: no store at"):
+        Sweep.create(write(tmp_path, data="missing"), tmp_path / "o3")
+    assert not (tmp_path / "o3").exists()
