@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-BBBC021_CSV_DIR = SHARED / "data" / "bbbc021"
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +21,8 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def bbbc021_csv_dir() -> Path:
-    """The real BBBC021 metadata CSVs (``../shared/data/bbbc021``)."""
-    if not (BBBC021_CSV_DIR / "BBBC021_v1_image.csv").is_file():
-        pytest.skip("../shared/data/bbbc021 is not beside the repository")
-    return BBBC021_CSV_DIR
+def bbbc021_csv_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real BBBC021 metadata CSVs, as shipped inside the package (byte-identical)."""
+    from bioaug.data.bbbc021 import write_bundled_metadata
+
+    return write_bundled_metadata(tmp_path_factory.mktemp("bbbc021_csv"))

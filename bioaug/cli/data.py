@@ -1,4 +1,4 @@
-"""``bioaug data {info,fetch,prepare,synth}``: datasets in, crop stores out."""
+"""``bioaug data {info,fetch,prepare,merge,synth}``: datasets in, crop stores out."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from bioaug.errors import ConfigError
 
 NATURAL = ("cifar10", "cifar100", "mnist", "imagenet100", "digits")
-PREPARE_DATASETS = ("bbbc021", *NATURAL)
+PREPARE_DATASETS = ("bbbc021", "images", *NATURAL)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,47 +47,133 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch.set_defaults(func=cmd_fetch)
 
     prep = dsub.add_parser("prepare", help="build a crop store from a dataset",
-                           description="Build a store: BBBC021 single-cell crops (illumination "
-                           "correction, percentile scaling, nuclei, crops) or a natural-image "
+                           description="Build a store: single-cell crops of a screen "
+                           "(illumination correction and percentile scaling per plate and "
+                           "channel, nuclei or given cell centres, crops) from BBBC021 or any "
+                           "CellProfiler LoadData CSV (`images`), or a natural-image "
                            "benchmark. Interrupted builds resume when run again.")
     prep.add_argument("dataset", help=", ".join(PREPARE_DATASETS))
-    prep.add_argument("--root", help="dataset folder (not needed for digits)")
+    prep.add_argument("--root", help="dataset folder (not needed for digits); for images: "
+                      "the folder relative image paths are resolved against (default: the "
+                      "LoadData CSV's folder)")
     prep.add_argument("--out", required=True, help="the store directory to write")
-    prep.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    g = prep.add_argument_group("BBBC021")
-    g.add_argument("--crop-size", type=int, default=96, help="crop side in pixels (96)")
-    g.add_argument("--resize", type=int, help="resize crops to this side")
-    g.add_argument("--moa-only", action="store_true",
-                   help="only MoA-annotated treatments and DMSO")
-    g.add_argument("--workers", type=int, default=1, help="processes (1)")
+    prep.add_argument("--overwrite", action="store_true",
+                      help="replace an existing store (never anything that is not a store)")
+    g = prep.add_argument_group("cells and crops (bbbc021, images)")
+    add_prepare_options(g)
+    g.add_argument("--workers", type=int, default=1,
+                   help="processes (default: 1, in this process)")
     g.add_argument("--strict", action="store_true",
                    help="stop at the first missing or unusable image")
     g.add_argument("--plates", nargs="+", help="only these plates")
-    g.add_argument("--edge", choices=("skip", "reflect"), default="skip",
-                   help="cells near the border: drop them (skip) or mirror-pad (reflect)")
-    g.add_argument("--percentiles", type=float, nargs=2, default=(0.1, 99.9),
-                   metavar=("LOW", "HIGH"), help="intensity scaling percentiles (0.1 99.9)")
-    g.add_argument("--min-area", type=int, default=50, help="smallest nucleus in pixels (50)")
-    g.add_argument("--max-area", type=int, default=4000, help="largest nucleus (4000)")
+    g.add_argument("--shard", metavar="I/N",
+                   help="prepare only the I-th of N blocks of plates (0-based), e.g. one task "
+                   "of a cluster array job; join the stores with `bioaug data merge`")
+    g.add_argument("--moa-only", action="store_true",
+                   help="bbbc021: only MoA-annotated treatments and DMSO")
+    gi = prep.add_argument_group("images (a CellProfiler LoadData CSV)")
+    gi.add_argument("--load-data", metavar="CSV",
+                    help="FileName_<Ch>/PathName_<Ch> per channel, Metadata_* columns")
+    gi.add_argument("--channels", nargs="+", metavar="CH",
+                    help="channels in store order (default: the FileName_* column order)")
+    gi.add_argument("--label", metavar="COLUMN", help="the label column (e.g. Metadata_MoA)")
+    gi.add_argument("--batch", metavar="COLUMN", help="the batch column, stored as `batch`")
+    gi.add_argument("--group", metavar="COLUMN",
+                    help="the treatment column, stored as `compound` (NSC groups by it)")
+    gi.add_argument("--nuclei-channel", metavar="CH",
+                    help="channel to find nuclei on (default: DNA/DAPI/Hoechst, else the first)")
+    gi.add_argument("--locations", metavar="CSV", help="cell centres instead of nucleus "
+                    "detection (CellProfiler Nuclei_Location_Center_X/Y, ImageNumber)")
+    gi.add_argument("--x-col", metavar="COLUMN", help="x column of --locations")
+    gi.add_argument("--y-col", metavar="COLUMN", help="y column of --locations")
+    gi.add_argument("--masks-column", metavar="NAME",
+                    help="a FileName_<NAME> channel or column of label masks; cells are "
+                    "their objects")
     g2 = prep.add_argument_group("natural images")
     g2.add_argument("--size", type=int, help="image side (imagenet100: 64, digits: 28)")
     prep.set_defaults(func=cmd_prepare)
 
-    syn = dsub.add_parser("synth", help="write a synthetic BBBC021 twin",
-                          description="Write a synthetic BBBC021 in the published layout: real "
-                          "plate design, rendered cells with MoA-dependent morphology and "
-                          "screen nuisance (vignetting, stain batches, blur, noise).")
-    syn.add_argument("dataset", choices=("bbbc021",))
+    merge = dsub.add_parser("merge", help="join stores prepared separately (shards)",
+                            description="Join stores with the same channels, crop size, pixel "
+                            "type and preparation settings (e.g. the shards of `prepare "
+                            "--shard I/N`) into one; shards are put in order, provenance is "
+                            "kept. Written atomically: an interrupted merge leaves only "
+                            "OUT.partial, and resumes when run again.")
+    merge.add_argument("stores", nargs="+", metavar="STORE", help="stores to join")
+    merge.add_argument("--out", required=True, help="the merged store to write")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    merge.set_defaults(func=cmd_merge)
+
+    syn = dsub.add_parser("synth", help="write a synthetic screen (BBBC021 or Cell Painting)",
+                          description="Write a synthetic screen: `bbbc021`, a twin in the "
+                          "published BBBC021 layout (real plate design, MoA-dependent "
+                          "morphology, screen nuisance), or `cellpainting`, a small "
+                          "5-channel Cell Painting screen (DNA, ER, RNA, AGP, Mito) with a "
+                          "LoadData CSV and the true cell centres.")
+    syn.add_argument("dataset", choices=tuple(SYNTH))
     syn.add_argument("--out", required=True, help="destination folder")
-    syn.add_argument("--plates", type=int, default=6, help="plates (6 cover all 12 MoAs)")
-    syn.add_argument("--sites", type=int, default=2, help="fields per well (2)")
-    syn.add_argument("--wells", type=int, default=12, help="wells per plate (12)")
-    syn.add_argument("--size", default="256x320", help="field size HxW (256x320; real 1024x1280)")
-    syn.add_argument("--cells-per-field", type=int, default=15, help="mean cells per field (15)")
+    syn.add_argument("--plates", type=int, help="plates (bbbc021: 6 cover all 12 MoAs; "
+                     "cellpainting: 2)")
+    syn.add_argument("--sites", type=int, help="fields per well (2)")
+    syn.add_argument("--wells", type=int, help="wells per plate (bbbc021: 12, cellpainting: 9)")
+    syn.add_argument("--size", help="field size HxW (bbbc021: 256x320, real 1024x1280; "
+                     "cellpainting: 256x256)")
+    syn.add_argument("--cells-per-field", type=int,
+                     help="mean cells per field (bbbc021: 15, cellpainting: 12)")
     syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--workers", type=int, default=1, help="processes (1)")
+    syn.add_argument("--workers", type=int, default=1,
+                     help="bbbc021: processes (default: 1, in this process)")
+    syn.add_argument("--masks", action="store_true",
+                     help="cellpainting: also write a nuclei label mask per field")
     syn.add_argument("--overwrite", action="store_true")
     syn.set_defaults(func=cmd_synth)
+
+
+def add_prepare_options(group: Any) -> None:
+    """One flag per :class:`~bioaug.data.prepare.PrepareOptions` field (names, defaults,
+    help); unset flags are left out so the model's defaults apply."""
+    from bioaug.data.prepare import PrepareOptions
+
+    for name, field in PrepareOptions.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = field.get_default(call_default_factory=True)
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
+                              "help": f"{field.description} (default: {shown})"}
+        base = _base_type(field.annotation)
+        if isinstance(base, tuple) and base[0] == "choices":
+            group.add_argument(flag, choices=base[1], **kw)
+        elif isinstance(base, tuple):
+            group.add_argument(flag, type=base[1], nargs=base[2],
+                               metavar=("LOW", "HIGH") if base[2] == 2 else None, **kw)
+        else:
+            group.add_argument(flag, type=base, metavar=name.split("_")[-1].upper(), **kw)
+
+
+def _base_type(annotation: Any) -> Any:
+    """``int | None`` → int; ``Literal[...]`` → ("choices", [...]); ``tuple[float, float]``
+    → ("tuple", float, 2)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return _base_type(next(a for a in args if a is not type(None)))
+    if origin is typing.Literal:
+        return ("choices", list(args))
+    if origin is tuple:
+        return ("tuple", args[0], len(args))
+    return annotation
+
+
+def prepare_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The PrepareOptions fields given on the command line."""
+    from bioaug.data.prepare import PrepareOptions
+
+    return {k: (tuple(getattr(args, k)) if isinstance(getattr(args, k), list)
+                else getattr(args, k))
+            for k in PrepareOptions.model_fields if hasattr(args, k)}
 
 
 def _fmt(v: Any) -> str:
@@ -147,50 +233,148 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_workers(workers: int) -> None:
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1 (1 runs in this process), got {workers}")
+
+
+def _report_store(store: Any) -> None:
+    rep = store.header.get("report", {})
+    print(f"wrote {store.path}: {len(store)} crops "
+          f"{store.image_size[0]}×{store.image_size[1]} from {rep.get('fields_used')} of "
+          f"{rep.get('fields_listed')} fields")
+    skipped = rep.get("fields_skipped") or {}
+    if skipped:
+        print("skipped fields: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
+        for ex in rep.get("skipped_examples", [])[:5]:
+            print(f"  e.g. {ex}")
+    if rep.get("empty_plates"):
+        print("plates without crops: " + ", ".join(rep["empty_plates"]))
+
+
+IMAGES_ONLY = ("load_data", "channels", "label", "batch", "group", "nuclei_channel",
+               "locations", "x_col", "y_col", "masks_column")
+
+
+def _prepare_bbbc021(args: argparse.Namespace) -> Any:
+    from bioaug.data.prepare import prepare_bbbc021
+
+    if not args.root:
+        raise ConfigError("`bioaug data prepare bbbc021` needs --root DIR")
+    given = [k for k in IMAGES_ONLY if getattr(args, k) is not None]
+    if given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} applies to `data prepare images`, "
+                          "not bbbc021")
+    return prepare_bbbc021(args.root, args.out, moa_only=args.moa_only, workers=args.workers,
+                           strict=args.strict, overwrite=args.overwrite, plates=args.plates,
+                           shard=args.shard, **prepare_options(args))
+
+
+def _prepare_images(args: argparse.Namespace) -> Any:
+    from bioaug.data.prepare import prepare_images
+
+    if not args.load_data:
+        raise ConfigError("`bioaug data prepare images` needs --load-data CSV",
+                          hint="a CellProfiler LoadData CSV: FileName_<Ch>, PathName_<Ch>, "
+                          "Metadata_* columns")
+    if args.moa_only:
+        raise ConfigError("--moa-only applies to bbbc021; filter the LoadData CSV instead")
+    channels = [c for part in (args.channels or []) for c in part.split(",") if c.strip()]
+    return prepare_images(args.load_data, args.out, channels=channels or None, root=args.root,
+                          label=args.label, batch=args.batch, group=args.group,
+                          nuclei_channel=args.nuclei_channel, locations=args.locations,
+                          x_col=args.x_col, y_col=args.y_col, masks_column=args.masks_column,
+                          plates=args.plates, shard=args.shard, workers=args.workers,
+                          strict=args.strict, overwrite=args.overwrite, **prepare_options(args))
+
+
+#: Screens prepared into single-cell crops: name → preparation from the parsed flags.
+SCREENS = {"bbbc021": _prepare_bbbc021, "images": _prepare_images}
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from bioaug.errors import unknown_choice
 
-    if args.dataset == "bbbc021":
-        from bioaug.data.prepare import prepare_bbbc021
+    _check_workers(args.workers)
+    from bioaug.io import check_output
 
-        if not args.root:
-            raise ConfigError("`bioaug data prepare bbbc021` needs --root DIR")
-        store = prepare_bbbc021(args.root, args.out, crop_size=args.crop_size,
-                                resize=args.resize, moa_only=args.moa_only,
-                                workers=args.workers, strict=args.strict,
-                                overwrite=args.overwrite, plates=args.plates, edge=args.edge,
-                                percentiles=tuple(args.percentiles), min_area=args.min_area,
-                                max_area=args.max_area)
-        rep = store.header.get("report", {})
-        print(f"wrote {store.path}: {len(store)} crops "
-              f"{store.image_size[0]}×{store.image_size[1]} from {rep.get('fields_used')} of "
-              f"{rep.get('fields_listed')} fields")
-        skipped = rep.get("fields_skipped") or {}
-        if skipped:
-            print("skipped fields: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
-            for ex in rep.get("skipped_examples", [])[:5]:
-                print(f"  e.g. {ex}")
-        if rep.get("empty_plates"):
-            print("plates without crops: " + ", ".join(rep["empty_plates"]))
+    check_output(args.out, "store", replace=args.overwrite,
+                 inputs=[args.root, getattr(args, "load_data", None),
+                         getattr(args, "locations", None)])
+    if args.dataset in SCREENS:
+        if args.size is not None:
+            raise ConfigError(f"--size applies to natural images; for {args.dataset} use "
+                              "--crop-size / --resize")
+        _report_store(SCREENS[args.dataset](args))
         return 0
     if args.dataset in NATURAL:
         from bioaug.data.natural import prepare_natural
 
+        screen_only = [k for k in (*prepare_options(args), *IMAGES_ONLY)
+                       if getattr(args, k, None) is not None] + \
+            [k for k in ("shard", "plates") if getattr(args, k) is not None]
+        if screen_only:
+            raise ConfigError(f"--{screen_only[0].replace('_', '-')} applies to screens "
+                              f"({', '.join(SCREENS)}), not {args.dataset}")
         store = prepare_natural(args.dataset, args.root, args.out, overwrite=args.overwrite,
                                 size=args.size)
         print(f"wrote {store.path}: {len(store)} images {store.n_channels}×"
               f"{store.image_size[0]}×{store.image_size[1]} "
               f"({', '.join(f'{k} {v}' for k, v in store.header.get('splits', {}).items())})")
+        for note in store.header.get("notes", []):
+            print(f"note: {note}")
         return 0
     raise ConfigError(unknown_choice("dataset", args.dataset, PREPARE_DATASETS))
 
 
-def cmd_synth(args: argparse.Namespace) -> int:
+def cmd_merge(args: argparse.Namespace) -> int:
+    from bioaug.data.merge import merge_stores
+
+    store = merge_stores(args.stores, args.out, overwrite=args.overwrite)
+    order = store.header.get("merge", {})
+    print(f"wrote {store.path}: {len(store)} items from {len(args.stores)} stores"
+          + (f" (shards of {order['shards']})" if order.get("ordered_by") == "shard" else ""))
+    if order.get("shards_missing"):
+        print("note: shards not given: " + ", ".join(map(str, order["shards_missing"])))
+    return 0
+
+
+def _synth_bbbc021(args: argparse.Namespace) -> str:
     from bioaug.data.synth import parse_size, synth_bbbc021
 
-    out = synth_bbbc021(args.out, plates=args.plates, sites=args.sites,
-                        size=parse_size(args.size), cells_per_field=args.cells_per_field,
-                        seed=args.seed, wells_per_plate=args.wells, workers=args.workers,
-                        overwrite=args.overwrite)
-    print(f"wrote a BBBC021 twin to {out}")
+    if args.masks:
+        raise ConfigError("--masks applies to the cellpainting twin")
+    given = {"plates": args.plates, "sites": args.sites, "wells_per_plate": args.wells,
+             "cells_per_field": args.cells_per_field}
+    kw = {k: v for k, v in given.items() if v is not None}
+    if args.size is not None:
+        kw["size"] = parse_size(args.size)
+    out = synth_bbbc021(args.out, seed=args.seed, workers=args.workers,
+                        overwrite=args.overwrite, **kw)
+    return f"wrote a BBBC021 twin to {out}"
+
+
+def _synth_cellpainting(args: argparse.Namespace) -> str:
+    from bioaug.data.synth import parse_size
+    from bioaug.data.synth_cellpainting import synth_cellpainting
+
+    given = {"plates": args.plates, "sites": args.sites, "wells_per_plate": args.wells,
+             "cells_per_field": args.cells_per_field}
+    kw = {k: v for k, v in given.items() if v is not None}
+    if args.size is not None:
+        kw["size"] = parse_size(args.size)
+    out = synth_cellpainting(args.out, seed=args.seed, masks=args.masks,
+                             overwrite=args.overwrite, **kw)
+    return (f"wrote a Cell Painting twin to {out}; prepare it with `bioaug data prepare "
+            f"images --load-data {out / 'load_data.csv'} --label moa --batch batch "
+            f"--group compound --out STORE`")
+
+
+#: Synthetic screens: name → writer from the parsed flags.
+SYNTH = {"bbbc021": _synth_bbbc021, "cellpainting": _synth_cellpainting}
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    _check_workers(args.workers)
+    print(SYNTH[args.dataset](args))
     return 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -36,6 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bioaug.data import images
+from bioaug.data.fields import plate_sort_key
+from bioaug.data.images import FieldError, read_plane  # noqa: F401  (re-exported)
 from bioaug.errors import DataError
 
 IMAGE_CSV = "BBBC021_v1_image.csv"
@@ -179,11 +181,6 @@ class Metadata:
         }
 
 
-def plate_sort_key(name: str) -> tuple[int, str]:
-    m = re.match(r"Week(\d+)", str(name))
-    return (int(m.group(1)) if m else 10**6, str(name))
-
-
 def find_csvs(root: str | os.PathLike) -> tuple[Path, Path]:
     """Locate the two metadata tables in ``root`` (or one or two folders below it)."""
     r = Path(root)
@@ -324,6 +321,40 @@ def load_metadata(root: str | os.PathLike | None = None, *,
                     moa_csv=moa_csv, unmatched_moa=unmatched, tolerance=tolerance)
 
 
+#: The two published tables, shipped inside the package (the image table xz-compressed;
+#: both byte-identical to the files of the Broad Bioimage Benchmark Collection).
+BUNDLED: dict[str, str] = {IMAGE_CSV: "BBBC021_v1_image.csv.xz", MOA_CSV: "bbbc021_moa.csv"}
+
+
+def bundled_csv_bytes(name: str) -> bytes:
+    """The bytes of a published BBBC021 metadata table shipped with bioaug.
+
+    ``name`` is :data:`IMAGE_CSV` or :data:`MOA_CSV`. Source: the Broad Bioimage Benchmark
+    Collection (Ljosa et al. 2012), dataset by Caie et al. 2010 (see
+    ``datasets/bbbc021.yaml``); the checksums there match these bytes.
+    """
+    import lzma
+    from importlib import resources
+
+    if name not in BUNDLED:
+        raise DataError(f"no bundled table {name!r}; bundled: {', '.join(BUNDLED)}")
+    data = (resources.files("bioaug.data") / "resources" / BUNDLED[name]).read_bytes()
+    return lzma.decompress(data) if BUNDLED[name].endswith(".xz") else data
+
+
+def write_bundled_metadata(folder: str | os.PathLike) -> Path:
+    """Write the two shipped BBBC021 tables into ``folder`` (a metadata-only root that
+    :func:`load_metadata` and ``bioaug data info bbbc021`` read); returns the folder."""
+    from bioaug.io import atomic_path
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in BUNDLED:
+        with atomic_path(out / name) as tmp:
+            tmp.write_bytes(bundled_csv_bytes(name))
+    return out
+
+
 def select_plates(meta_fields: pd.DataFrame, plates: Sequence[str] | None) -> pd.DataFrame:
     """Keep the fields of ``plates`` (full names like ``Week4_27481`` or bare ids ``27481``)."""
     if not plates:
@@ -404,70 +435,20 @@ def locate_fields(root: str | os.PathLike, fields: pd.DataFrame) -> Located:
     return Located(paths=paths, missing=missing, plate_dirs=plate_dirs)
 
 
-class FieldError(DataError):
-    """One field cannot be used; ``reason`` is one of missing, corrupt, dtype, shape."""
-
-    def __init__(self, message: str, *, reason: str, where: str | Path | None = None) -> None:
-        self.reason = reason
-        super().__init__(message, where=where)
-
-    def __reduce__(self) -> tuple[Any, ...]:  # survives the trip back from a worker process
-        return (_field_error, (self.message, self.reason, self.where))
-
-
-def _field_error(message: str, reason: str, where: str | None) -> FieldError:
-    return FieldError(message, reason=reason, where=where)
-
-
 def read_tiff(path: str | os.PathLike) -> np.ndarray:
     """One 2-D TIFF plane, its dtype preserved; :class:`FieldError` when unusable."""
-    import tifffile
-
-    p = Path(path)
-    if not p.is_file():
-        raise FieldError("file is missing", reason="missing", where=p)
-    log = logging.getLogger("tifffile")
-    level = log.level
-    log.setLevel(logging.ERROR)  # damaged files are reported here, not as log warnings
-    try:
-        arr = tifffile.imread(p)
-    except Exception as exc:  # tifffile raises many types for damaged files
-        raise FieldError(f"cannot decode TIFF ({type(exc).__name__}: {exc})", reason="corrupt",
-                         where=p) from exc
-    finally:
-        log.setLevel(level)
-    if arr.size == 0:
-        raise FieldError("cannot decode TIFF (no image data)", reason="corrupt", where=p)
-    if arr.ndim == 3 and 1 in arr.shape:
-        arr = arr.reshape([s for s in arr.shape if s != 1])
-    if arr.ndim != 2:
-        raise FieldError(f"expected a 2-D image, got shape {list(arr.shape)}", reason="shape",
-                         where=p)
-    return arr
+    return read_plane(path)
 
 
 def read_field(paths: Sequence[str | os.PathLike],
                expected_shape: tuple[int, int] | None = None,
                dtypes: Sequence[str] = ("uint16",)) -> np.ndarray:
-    """Read one field's channels into ``(C, H, W)`` (16-bit preserved).
+    """Read one field's channels into ``(C, H, W)`` (BBBC021 images are 16-bit).
 
-    Raises :class:`FieldError` with ``reason`` missing / corrupt / dtype / shape.
+    :func:`bioaug.data.images.read_field` with BBBC021's pixel type; raises
+    :class:`FieldError` with ``reason`` missing / corrupt / dtype / shape.
     """
-    planes = []
-    for p in paths:
-        a = read_tiff(p)
-        if str(a.dtype) not in dtypes:
-            raise FieldError(f"pixel type {a.dtype}, expected {' or '.join(dtypes)}",
-                             reason="dtype", where=p)
-        planes.append(a)
-    ref = tuple(expected_shape) if expected_shape is not None else planes[0].shape
-    for p, a in zip(paths, planes, strict=True):
-        if a.shape != ref:
-            other = "the plate's other fields" if expected_shape is not None else \
-                "the field's first channel"
-            raise FieldError(f"image is {a.shape[1]}×{a.shape[0]} (W×H) but {other} are "
-                             f"{ref[1]}×{ref[0]}", reason="shape", where=p)
-    return np.stack(planes)
+    return images.read_field(paths, expected_shape=expected_shape, dtypes=dtypes)
 
 
 def info(root: str | os.PathLike, examples: int = 5) -> dict[str, Any]:

@@ -145,10 +145,28 @@ def _mnist_file(root: Path, name: str) -> Path:
                     hint="fetch it with `bioaug data fetch mnist --out DIR`")
 
 
-def read_mnist(root: Path, **_: Any) -> Iterator[Split]:
+def read_mnist(root: Path, notes: list[str] | None = None, **_: Any) -> Iterator[Split]:
+    """The MNIST splits whose files are present (at least one); each missing split is
+    described in ``notes``."""
     classes = [str(i) for i in range(10)]
-    for split, (img_name, lab_name) in MNIST_FILES.items():
-        imgs = read_idx(_mnist_file(root, img_name))
+    present = {}
+    for split, (img_name, _lab) in MNIST_FILES.items():
+        try:
+            present[split] = _mnist_file(root, img_name)
+        except DataError:
+            continue
+    if not present:
+        raise DataError(f"no MNIST images in {root} (neither {MNIST_FILES['train'][0]} nor "
+                        f"{MNIST_FILES['test'][0]}, optionally .gz)",
+                        hint="fetch them with `bioaug data fetch mnist --out DIR`")
+    for split, (img_name, _lab) in MNIST_FILES.items():
+        if split not in present and notes is not None:
+            notes.append(f"no {img_name}[.gz] in {root}: the store holds only the "
+                         f"{', '.join(present)} split")
+    for split, (_img, lab_name) in MNIST_FILES.items():
+        if split not in present:
+            continue
+        imgs = read_idx(present[split])
         labels = read_idx(_mnist_file(root, lab_name)).astype(np.int64)
         if imgs.ndim != 3 or len(imgs) != len(labels):
             raise DataError(f"{split}: {len(imgs)} images of shape {list(imgs.shape[1:])} but "
@@ -283,7 +301,9 @@ def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.Pat
     def stored(split_name: str, offset: int) -> bool:
         return writer is not None and f"{split_name}-{offset}" in writer.done_units
 
-    extra_kw: dict[str, Any] = {"chunk": chunk, "skip": stored} if name == "imagenet100" else {}
+    notes: list[str] = []
+    extra_kw: dict[str, Any] = {"chunk": chunk, "skip": stored} if name == "imagenet100" else \
+        ({"notes": notes} if name == "mnist" else {})
     try:
         for split in ds.reader(Path(root) if root is not None else None, **kw, **extra_kw):
             n, c, h, w = split.images.shape
@@ -313,7 +333,8 @@ def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.Pat
             raise DataError(f"{name}: nothing to read")
         return writer.finalize(
             label_column="label", normalization={"store_scale": "uint8 = round(value * 255)"},
-            extra={"dataset": name, "classes": classes, "splits": counts},
+            extra={"dataset": name, "classes": classes, "splits": counts,
+                   **({"notes": notes} if notes else {})},
             provenance_extra={"source": str(root) if root is not None else "scikit-learn"})
     finally:
         if writer is not None:

@@ -1,29 +1,37 @@
-"""BBBC021 fields → single-cell crops in a store.
+"""Microscope fields → single-cell crops in a store: one path for every image source.
 
-:func:`prepare_bbbc021` streams the dataset plate by plate (one plate's crops and two
-``(C, H, W)`` accumulators in memory, whatever the number of plates):
+An adapter turns a source into a :class:`~bioaug.data.fields.FieldSet` — BBBC021's CSVs
+(:func:`prepare_bbbc021`) or any screen's CellProfiler LoadData CSV
+(:func:`prepare_images`) — and :func:`prepare_fields` streams it plate by plate (one
+plate's crops and two ``(C, H, W)`` accumulators in memory, whatever the number of plates
+or channels):
 
 1. **Scan** every field of the plate once: accumulate the per-channel mean image and keep
    the raw values at 4096 fixed random pixel positions per field.
 2. **Illumination function** (as CellProfiler's CorrectIlluminationCalculate with a
    smoothed mean, used for BBBC021 by Ljosa et al. 2013 and DeepProfiler): the mean image,
    Gaussian-smoothed with a large sigma (``illum_sigma`` × the field's longer side, done on
-   an 8× reduced copy), normalised to mean 1. Fields are divided by it.
+   an 8× reduced copy), normalised to mean 1, per plate and channel. Fields are divided by
+   it.
 3. **Intensity scaling** per plate and channel: the ``percentiles`` (0.1 / 99.9) of the
    corrected pixels (the stored samples divided by the illumination at their positions)
-   map to 0 and 1, clipped.
-4. **Nuclei** on scaled DAPI: Gaussian smoothing (σ = 2 px), one Otsu threshold per plate
-   (stable on fields with few cells), connected components, touching nuclei split by a
-   distance-transform watershed, objects smaller than ``min_area`` or larger than
-   ``max_area`` pixels dropped; centres are intensity-weighted centroids.
-5. **Crops** of ``crop_size`` centred on each nucleus. Edge handling (``edge``): ``"skip"``
+   map to 0 and 1, clipped. 8- and 16-bit images alike.
+4. **Cells**: nuclei on the scaled nuclei channel (DAPI / DNA) — Gaussian smoothing
+   (σ = 2 px), one Otsu threshold per plate (stable on fields with few cells), connected
+   components, touching nuclei split by a distance-transform watershed, objects smaller
+   than ``min_area`` or larger than ``max_area`` pixels dropped; centres are
+   intensity-weighted centroids. Or given: the centres of a locations table (CellProfiler
+   ``Nuclei_Location_Center_X/Y``) or the centroids of a label mask per field.
+5. **Crops** of ``crop_size`` centred on each cell. Edge handling (``edge``): ``"skip"``
    (default: a cell whose crop would leave the field is dropped, so no crop holds invented
    pixels) or ``"reflect"`` (mirror-pad the field). Optional ``resize`` (area averaging
    when shrinking). Stored as uint16 (``round(x · 65535)``; [0, 1] floats keep 16-bit
    precision, half the size of float32, and uint8 would lose the dim end of the range).
 
 Each plate is one store unit: an interrupted run resumes at the first unfinished plate,
-never duplicating crops. Unusable fields (missing / corrupt / wrong dtype or shape, a
+never duplicating crops. ``shard=(I, N)`` prepares the I-th of N contiguous blocks of
+plates into its own store (a cluster array job); :func:`bioaug.data.merge.merge_stores`
+joins the shards. Unusable fields (missing / corrupt / wrong pixel type or shape, a
 missing channel) are skipped and reported; with ``strict`` the first one is fatal.
 """
 
@@ -34,28 +42,35 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy import ndimage
 
 from bioaug.data.bbbc021 import (
     CHANNELS,
     CONTROL,
-    FieldError,
-    Located,
     load_metadata,
     locate_fields,
-    plate_sort_key,
+)
+from bioaug.data.bbbc021 import select_plates as bbbc021_select_plates
+from bioaug.data.fields import FieldSet, parse_shard, plate_sort_key, shard_plates
+from bioaug.data.images import (
+    FieldError,
+    PlaneSource,
+    label_centres,
     read_field,
-    select_plates,
+    read_labels,
+    split_source,
 )
 from bioaug.data.parallel import Runner
 from bioaug.data.store import Store, StoreWriter
-from bioaug.errors import ConfigError, DataError
+from bioaug.errors import ConfigError, DataError, did_you_mean
 from bioaug.io import atomic_write_json, sha256_file
 from bioaug.progress import progress
 
@@ -250,35 +265,69 @@ def to_uint16(x: np.ndarray) -> np.ndarray:
 
 
 # -- options ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PrepareOptions:
-    crop_size: int = 96
-    resize: int | None = None
-    moa_only: bool = False
-    edge: str = "skip"
-    percentiles: tuple[float, float] = (0.1, 99.9)
-    illum_sigma: float = 0.1
-    nucleus_sigma: float = 2.0
-    min_area: int = 50
-    max_area: int = 4000
+class PrepareOptions(BaseModel):
+    """How fields become crops; the one source of the ``data prepare`` flags and defaults."""
 
-    def check(self) -> None:
-        if self.crop_size < 8:
-            raise ConfigError(f"crop_size must be at least 8, got {self.crop_size}")
-        if self.resize is not None and self.resize < 4:
-            raise ConfigError(f"resize must be at least 4, got {self.resize}")
-        if self.edge not in EDGE_MODES:
-            raise ConfigError(f"unknown edge mode '{self.edge}'; use one of "
-                              f"{', '.join(EDGE_MODES)}")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    crop_size: int = Field(96, ge=8, description="crop side in pixels")
+    resize: int | None = Field(None, ge=4, description="resize crops to this side")
+    edge: Literal["skip", "reflect"] = Field(
+        "skip", description="cells near the border: drop them (skip) or mirror-pad (reflect)")
+    percentiles: tuple[float, float] = Field(
+        (0.1, 99.9), description="intensity scaling percentiles per plate and channel")
+    illum_sigma: float = Field(0.1, gt=0, le=1, description="illumination smoothing, as a "
+                               "fraction of the field's longer side")
+    nucleus_sigma: float = Field(2.0, ge=0, description="smoothing before nucleus "
+                                 "thresholding (pixels)")
+    min_area: int = Field(50, ge=1, description="smallest nucleus in pixels")
+    max_area: int = Field(4000, ge=1, description="largest nucleus in pixels")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PrepareOptions:
         lo, hi = self.percentiles
         if not 0 <= lo < hi <= 100:
-            raise ConfigError(f"percentiles must satisfy 0 ≤ low < high ≤ 100, got {lo}, {hi}")
-        if self.min_area < 1 or self.max_area < self.min_area:
-            raise ConfigError("need 1 ≤ min_area ≤ max_area")
+            raise ValueError(f"percentiles must satisfy 0 ≤ low < high ≤ 100, got {lo:g}, {hi:g}")
+        if self.max_area < self.min_area:
+            raise ValueError(f"max_area ({self.max_area}) must be at least min_area "
+                             f"({self.min_area})")
+        return self
+
+    @classmethod
+    def make(cls, **values: Any) -> PrepareOptions:
+        """Validate ``values``; a mistake is a one-line :class:`ConfigError` per field."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise options_error(exc, cls) from None
 
     @property
     def out_size(self) -> int:
         return int(self.resize or self.crop_size)
+
+    def to_config(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.model_dump().items()}
+
+
+def options_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+    """A pydantic error as the project's message: ``--flag: what is wrong (got …)``."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        key = loc[0] if loc else ""
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            lines.append(f"unknown option '{key}'{did_you_mean(key, model.model_fields)}")
+        elif key:
+            ctx = err.get("ctx") or {}
+            bound = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+                     "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+            kind = bound.get(str(err.get("type")))
+            text = f"must be {kind[0]} {ctx[kind[1]]}" if kind and kind[1] in ctx else msg.lower()
+            lines.append(f"{key} (--{key.replace('_', '-')}) {text}, got {err.get('input')!r}")
+        else:
+            lines.append(msg)
+    return ConfigError("; ".join(lines))
 
 
 # -- worker functions (run in-process or in a pool) --------------------------------------
@@ -293,17 +342,17 @@ def _illum(path: str) -> np.ndarray:
     return arr
 
 
-def _scan_chunk(task: tuple[list[tuple[int, tuple[str, ...]]], tuple[int, int] | None,
-                            np.ndarray | None]) -> dict[str, Any]:
+def _scan_chunk(task: tuple[list[tuple[Any, tuple[PlaneSource, ...]]], tuple[int, int] | None,
+                            np.ndarray | None, tuple[str, ...]]) -> dict[str, Any]:
     """Pass 1 over some fields: block-reduced sum image, pixel samples, errors."""
-    items, shape, positions = task
+    items, shape, positions, dtypes = task
     total: np.ndarray | None = None
     samples: list[np.ndarray] = []
-    errors: list[tuple[int, str, str]] = []
-    good: list[int] = []
+    errors: list[tuple[Any, str, str]] = []
+    good: list[Any] = []
     for idx, paths in items:
         try:
-            img = read_field(paths, expected_shape=shape)
+            img = read_field(paths, expected_shape=shape, dtypes=dtypes)
         except FieldError as exc:
             errors.append((idx, exc.reason, exc.format()))
             continue
@@ -318,22 +367,49 @@ def _scan_chunk(task: tuple[list[tuple[int, tuple[str, ...]]], tuple[int, int] |
     return {"sum": total, "samples": samples, "errors": errors, "good": good, "shape": shape}
 
 
-def _crop_field(task: tuple[int, tuple[str, ...], tuple[int, int], str, list[float],
-                            list[float], float, PrepareOptions]) -> dict[str, Any]:
-    """Pass 2 on one field: correct, scale, find nuclei, crop."""
-    idx, paths, shape, illum_path, lo, hi, threshold, opt = task
+@dataclass(frozen=True)
+class _CropTask:
+    index: Any
+    sources: tuple[PlaneSource, ...]
+    shape: tuple[int, int]
+    illum_path: str
+    lo: list[float]
+    hi: list[float]
+    threshold: float | None
+    opt: PrepareOptions
+    nuclei_channel: int
+    dtypes: tuple[str, ...]
+    centres: np.ndarray | None = None
+    mask: PlaneSource | None = None
+
+
+def _crop_field(t: _CropTask) -> dict[str, Any]:
+    """Pass 2 on one field: correct, scale, find (or take) the cells, crop."""
     try:
-        img = read_field(paths, expected_shape=shape)
+        img = read_field(t.sources, expected_shape=t.shape, dtypes=t.dtypes)
+        if t.mask is not None:
+            labels = read_labels(t.mask)
+            if labels.shape != tuple(t.shape):
+                raise FieldError(f"label mask is {labels.shape[1]}×{labels.shape[0]} (W×H) but "
+                                 f"the field is {t.shape[1]}×{t.shape[0]}", reason="shape",
+                                 where=split_source(t.mask)[0])
     except FieldError as exc:
-        return {"index": idx, "error": (exc.reason, exc.format())}
-    corrected = img.astype(np.float32) / _illum(illum_path)
-    scaled = scale_intensity(corrected, np.asarray(lo), np.asarray(hi))
-    centres, areas = find_nuclei(scaled[0], threshold, sigma=opt.nucleus_sigma,
-                                 min_area=opt.min_area, max_area=opt.max_area)
-    crops, keep = crop_cells(scaled, centres, opt.crop_size, opt.edge)
-    if opt.resize and opt.resize != opt.crop_size:
-        crops = resize_crops(crops, opt.resize)
-    return {"index": idx, "crops": to_uint16(crops), "centres": centres[keep],
+        return {"index": t.index, "error": (exc.reason, exc.format())}
+    corrected = img.astype(np.float32) / _illum(t.illum_path)
+    scaled = scale_intensity(corrected, np.asarray(t.lo), np.asarray(t.hi))
+    if t.mask is not None:
+        centres, areas = label_centres(labels)
+    elif t.centres is not None:
+        centres = np.asarray(t.centres, dtype=np.float64).reshape(-1, 2)
+        areas = np.full(len(centres), -1, dtype=np.int64)
+    else:
+        centres, areas = find_nuclei(scaled[t.nuclei_channel], float(t.threshold or 0.0),
+                                     sigma=t.opt.nucleus_sigma, min_area=t.opt.min_area,
+                                     max_area=t.opt.max_area)
+    crops, keep = crop_cells(scaled, centres, t.opt.crop_size, t.opt.edge)
+    if t.opt.resize and t.opt.resize != t.opt.crop_size:
+        crops = resize_crops(crops, t.opt.resize)
+    return {"index": t.index, "crops": to_uint16(crops), "centres": centres[keep],
             "areas": areas[keep], "found": len(centres)}
 
 
@@ -345,97 +421,97 @@ class PlateReport:
     fields_used: int = 0
     crops: int = 0
     nuclei: int = 0
-    skipped: dict[str, list[str]] = field(default_factory=dict)
-    lo: list[float] = field(default_factory=list)
-    hi: list[float] = field(default_factory=list)
+    skipped: dict[str, list[str]] = dc_field(default_factory=dict)
+    lo: list[float] = dc_field(default_factory=list)
+    hi: list[float] = dc_field(default_factory=list)
     threshold: float | None = None
 
     def skip(self, reason: str, message: str) -> None:
         self.skipped.setdefault(reason, []).append(message)
 
 
-def _field_paths(loc: Located, idx: int) -> tuple[str, ...]:
-    return tuple(str(p) for p in loc.paths[idx])
+def prepare_fields(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions, *,
+                   workers: int = 1, strict: bool = False, overwrite: bool = False,
+                   shard: tuple[int, int] | str | None = None) -> Store:
+    """Prepare a :class:`FieldSet` into a crop store (the steps of the module docstring).
 
+    Parameters
+    ----------
+    fs
+        The fields, from an adapter (:func:`prepare_bbbc021`, :func:`prepare_images`).
+    out
+        The store directory to write (``OUT.partial`` while building).
+    options
+        Pixel processing: crop size, edge handling, percentiles, nucleus sizes.
+    workers
+        Processes (1: in this process).
+    strict
+        Stop at the first missing or unusable field instead of skipping it.
+    overwrite
+        Replace an existing store at ``out`` (never anything that is not a store).
+    shard
+        ``(I, N)`` or ``"I/N"``: prepare only the I-th of N contiguous blocks of plates.
 
-def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_size: int = 96,
-                    resize: int | None = None, moa_only: bool = False, workers: int = 1,
-                    strict: bool = False, overwrite: bool = False,
-                    plates: Sequence[str] | None = None, edge: str = "skip",
-                    percentiles: tuple[float, float] = (0.1, 99.9), illum_sigma: float = 0.1,
-                    min_area: int = 50, max_area: int = 4000,
-                    stop_after: int | None = None) -> Store:
-    """Turn a BBBC021 folder (real or twin) into a store of single-cell crops.
-
-    See the module docstring for the steps. Store channels DAPI, Tubulin, Actin; label
-    column ``moa`` (``DMSO`` for controls, empty for treatments without a MoA). Items are
-    ordered by plate, then by the image table's order. ``stop_after`` stops after that many
-    plates without finalising (to exercise resumption).
+    Returns
+    -------
+    The finished, opened :class:`~bioaug.data.store.Store`.
     """
-    opt = PrepareOptions(crop_size=int(crop_size), resize=int(resize) if resize is not None else None,
-                         moa_only=bool(moa_only), edge=edge,
-                         percentiles=(float(percentiles[0]), float(percentiles[1])),
-                         illum_sigma=float(illum_sigma), min_area=int(min_area),
-                         max_area=int(max_area))
-    opt.check()
-    if workers < 1:
+    if int(workers) < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
-    root = Path(root)
-    meta = load_metadata(root)
-    fields = select_plates(meta.fields, plates)
-    if opt.moa_only:
-        fields = fields[fields["moa"].notna()]
+    shard = parse_shard(shard)
+    plate_names = shard_plates(sorted(fs.fields["plate"].astype(str).unique(),
+                                      key=plate_sort_key), shard)
+    fields = fs.fields[fs.fields["plate"].astype(str).isin(plate_names)]
     if fields.empty:
-        raise DataError("no fields to prepare" + (" with a MoA" if opt.moa_only else ""),
-                        where=meta.image_csv)
-    loc = locate_fields(root, fields)
-    missing = loc.missing_summary()
-    if missing["fields_missing"] and strict:
-        raise DataError(f"{missing['fields_missing']} of {len(fields)} fields lack image files "
-                        f"({missing['files_missing']} files), e.g. "
-                        f"{', '.join(missing['examples'][:3])}", where=root,
-                        hint="fetch the plates with `bioaug data fetch bbbc021`, or drop "
-                        "--strict to skip them")
-    if len(loc.paths) == 0:
-        raise DataError(f"none of the {len(fields)} fields has its image files under {root} "
-                        f"(e.g. {', '.join(missing['examples'][:2])})",
-                        hint="expected WeekN/WeekN_PLATE/<file>.tif or WeekN_PLATE/<file>.tif")
-    config = {"dataset": "bbbc021", **{k: (list(v) if isinstance(v, tuple) else v)
-                                       for k, v in opt.__dict__.items()},
-              "plates": sorted(fields["plate"].unique(), key=plate_sort_key)}
-    plate_names = config["plates"]
-    by_plate = {p: g for p, g in fields.groupby("plate", sort=False)}
-    writer = StoreWriter(out, channels=list(CHANNELS), image_size=(opt.out_size, opt.out_size),
-                         dtype="uint16", config=config, overwrite=overwrite)
+        raise DataError("no fields to prepare", where=fs.where)
+    n_missing = sum(1 for i in fields.index if i in fs.missing)
+    if n_missing and strict:
+        examples = [fs.missing[i] for i in fields.index if i in fs.missing][:3]
+        raise DataError(f"{n_missing} of {len(fields)} fields lack image files, e.g. "
+                        f"{'; '.join(examples)}", where=fs.where,
+                        hint=(fs.missing_hint + ", or " if fs.missing_hint else "") +
+                        "drop --strict to skip them")
+    if n_missing == len(fields):
+        examples = [fs.missing[i] for i in fields.index][:2]
+        raise DataError(f"none of the {len(fields)} fields has all its image files "
+                        f"(e.g. {'; '.join(examples)})", where=fs.where, hint=fs.missing_hint)
+    config = {"dataset": fs.dataset, **options.to_config(), **fs.config,
+              "channels": list(fs.channels), "detection": fs.detection, "plates": plate_names,
+              "shard": list(shard) if shard else None}
+    writer = StoreWriter(out, channels=list(fs.channels),
+                         image_size=(options.out_size, options.out_size), dtype="uint16",
+                         config=config, overwrite=overwrite)
     reports_dir = writer.partial / "plates"
     reports_dir.mkdir(exist_ok=True)
     for stale in writer.partial.glob("illum-*.npy"):  # left by an interrupted run
         stale.unlink()
+    by_plate = {str(p): g for p, g in fields.groupby(fields["plate"].astype(str), sort=False)}
     todo = [p for p in plate_names if p not in writer.done_units]
     n_todo = int(sum(len(by_plate[p]) for p in todo))
     runner = Runner(workers)
     bar = progress(total=n_todo, desc="prepare", unit="field")
     try:
-        for k, plate in enumerate(todo):
-            if stop_after is not None and k >= stop_after:
-                writer.close()
-                return None  # type: ignore[return-value]
-            rep = _prepare_plate(plate, by_plate[plate], loc, opt, writer, runner, strict, bar)
-            atomic_write_json(reports_dir / f"{plate}.json", rep.__dict__)
+        for plate in todo:
+            rep = _prepare_plate(fs, plate, by_plate[plate], options, writer, runner, strict, bar)
+            atomic_write_json(reports_dir / f"{_safe_name(plate)}.json", rep.__dict__)
             writer.commit(plate)
     finally:
         bar.close()
         runner.close()
-    reports = [json.loads((reports_dir / f"{p}.json").read_text()) for p in plate_names]
+        writer.close()
+    reports = [json.loads((reports_dir / f"{_safe_name(p)}.json").read_text(encoding="utf-8"))
+               for p in plate_names]
     total_crops = sum(r["crops"] for r in reports)
     if total_crops == 0:
-        writer.close()
-        hint = "check the images (DAPI channel) or lower --min-area"
-        if opt.edge == "skip":
+        hint = {"nuclei": f"check the images ({fs.channels[fs.nuclei_channel]} channel) or "
+                          "lower --min-area",
+                "locations": "check that the locations table matches the fields",
+                "masks": "check that the label masks hold objects"}[fs.detection]
+        if options.edge == "skip":
             hint += ("; with --edge skip, cells whose crop does not fit in the field are "
                      "dropped: try a smaller --crop-size or --edge reflect")
         raise DataError("no cells were found in any field; the store was not finalised",
-                        where=root, hint=hint)
+                        where=fs.where, hint=hint)
     skipped: dict[str, int] = {}
     examples: list[str] = []
     for r in reports:
@@ -450,59 +526,71 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
         "nuclei_found": int(sum(r["nuclei"] for r in reports)),
         "crops": int(total_crops),
         "empty_plates": [r["plate"] for r in reports if r["crops"] == 0],
-        "unmatched_moa_rows": len(meta.unmatched_moa),
+        **fs.report,
     }
     normalization = {
         "illumination": {"method": "smoothed mean image per plate and channel, normalised "
                                    "to mean 1; fields divided by it",
-                         "sigma_fraction_of_field": opt.illum_sigma},
+                         "sigma_fraction_of_field": options.illum_sigma},
         "scaling": {"method": "per plate and channel percentiles to [0, 1], clipped",
-                    "percentiles": list(opt.percentiles),
+                    "percentiles": list(options.percentiles),
                     "per_plate": {r["plate"]: {"lo": r["lo"], "hi": r["hi"]} for r in reports}},
         "store_scale": "uint16 = round(value * 65535)",
     }
-    writer_extra = {"dataset": "bbbc021", "report": report}
+    extra = {"dataset": fs.dataset, "report": report, "shard": list(shard) if shard else None,
+             **fs.extra}
     shutil.rmtree(reports_dir)  # everything they hold is in the header now
-    store = writer.finalize(
-        label_column="moa", normalization=normalization, extra=writer_extra,
-        provenance_extra={"source": str(root),
-                          "image_csv_sha256": sha256_file(meta.image_csv),
-                          "moa_csv_sha256": sha256_file(meta.moa_csv)})
-    return store
+    return writer.finalize(label_column=fs.label_column, normalization=normalization,
+                           extra=extra, provenance_extra=fs.provenance)
 
 
-def _prepare_plate(plate: str, pf: pd.DataFrame, loc: Located, opt: PrepareOptions,
+def _safe_name(plate: str) -> str:
+    """A file name for a plate's report (plate names may hold any character)."""
+    return hashlib.sha256(plate.encode("utf-8")).hexdigest()[:16]
+
+
+def _check_centres(fs: FieldSet, idx: Any, shape: tuple[int, int]) -> None:
+    """Given cell centres must lie inside the field; the first that does not is an error."""
+    c = fs.centres.get(idx) if fs.centres is not None else None
+    if c is None or not len(c):
+        return
+    h, w = shape
+    bad = np.flatnonzero((c[:, 0] < 0) | (c[:, 1] < 0) | (c[:, 0] > h - 1) | (c[:, 1] > w - 1))
+    if bad.size:
+        k = int(bad[0])
+        line = int(fs.centre_lines[idx][k]) if fs.centre_lines is not None else None
+        row = fs.fields.loc[idx]
+        raise DataError(f"{'line ' + str(line) + ': ' if line else ''}cell centre x={c[k, 1]:g}, "
+                        f"y={c[k, 0]:g} lies outside the {w}×{h} image of plate "
+                        f"{row['plate']} field {idx} ({bad.size} such cells in that field)",
+                        where=fs.centres_file or fs.where,
+                        hint="coordinates are pixels from the top-left corner (0 … width-1); "
+                        "check --x-col/--y-col and that the table matches the images")
+
+
+def _prepare_plate(fs: FieldSet, plate: str, pf: pd.DataFrame, opt: PrepareOptions,
                    writer: StoreWriter, runner: Runner, strict: bool, bar: Any) -> PlateReport:
     rep = PlateReport(plate=plate, fields=len(pf))
     for idx in pf.index:
-        if idx not in loc.paths:
-            m = loc.missing[loc.missing["index"] == idx]
-            msg = m["example"].iloc[0] if len(m) else f"{plate} field {idx}"
-            rep.skip("missing", f"{msg}: file is missing")
-    present = [i for i in pf.index if i in loc.paths]
+        if idx in fs.missing:
+            rep.skip("missing", f"{fs.missing[idx]}: file is missing")
+    present = [i for i in pf.index if i in fs.sources]
     if not present:
         bar.update(len(pf))
         return rep
-    # pass 1: mean image and pixel samples
-    first_shape = None
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(plate.encode()).digest()[:8], 'little'))
-    positions = None
-    chunks: list[list[int]] = []
-    per = max(1, min(16, -(-len(present) // max(runner.workers * 2, 1))))
-    for s in range(0, len(present), per):
-        chunks.append(present[s:s + per])
+    dt = tuple(fs.dtypes)
     # the most common shape among the first readable fields fixes the plate's shape
     shapes: list[tuple[int, ...]] = []
     for i in present:
         try:
-            shapes.append(read_field(_field_paths(loc, i)).shape)
+            shapes.append(read_field(fs.sources[i], dtypes=dt).shape)
         except FieldError:
             continue
         if len(shapes) >= 5:
             break
     if not shapes:
         # every field is unusable: let the scan record why
-        res = _scan_chunk(([(i, _field_paths(loc, i)) for i in present], None, None))
+        res = _scan_chunk(([(i, fs.sources[i]) for i in present], None, None, dt))
         for _i, reason, msg in res["errors"]:
             if strict:
                 raise DataError(msg)
@@ -510,14 +598,21 @@ def _prepare_plate(plate: str, pf: pd.DataFrame, loc: Located, opt: PrepareOptio
         bar.update(len(pf))
         return rep
     n_channels, *hw = max(set(shapes), key=shapes.count)
-    first_shape = (int(hw[0]), int(hw[1]))
-    npx = first_shape[0] * first_shape[1]
+    shape = (int(hw[0]), int(hw[1]))
+    for i in present:
+        _check_centres(fs, i, shape)
+    # pass 1: mean image and pixel samples
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(plate.encode()).digest()[:8],
+                                               "little"))
+    npx = shape[0] * shape[1]
     positions = np.sort(rng.choice(npx, size=min(N_SAMPLES, npx), replace=False))
-    f = block_factor(*first_shape)
-    total = np.zeros((n_channels, first_shape[0] // f, first_shape[1] // f))
+    per = max(1, min(16, -(-len(present) // max(runner.workers * 2, 1))))
+    chunks = [present[s:s + per] for s in range(0, len(present), per)]
+    f = block_factor(*shape)
+    total = np.zeros((n_channels, shape[0] // f, shape[1] // f))
     samples: list[np.ndarray] = []
-    good: list[int] = []
-    tasks = [([(i, _field_paths(loc, i)) for i in ch], first_shape, positions) for ch in chunks]
+    good: list[Any] = []
+    tasks = [([(i, fs.sources[i]) for i in ch], shape, positions, dt) for ch in chunks]
     for res in runner.map(_scan_chunk, tasks):
         for _i, reason, msg in res["errors"]:
             if strict:
@@ -530,22 +625,31 @@ def _prepare_plate(plate: str, pf: pd.DataFrame, loc: Located, opt: PrepareOptio
     if not good:
         bar.update(len(pf))
         return rep
-    illum = illumination_from_blocks(total / (len(good) * f * f), first_shape, f,
-                                     opt.illum_sigma)
+    illum = illumination_from_blocks(total / (len(good) * f * f), shape, f, opt.illum_sigma)
     ill_at = illum.reshape(illum.shape[0], -1)[:, positions]
     corr = np.concatenate([s / ill_at for s in samples], axis=1)
     lo = np.percentile(corr, opt.percentiles[0], axis=1)
     hi = np.percentile(corr, opt.percentiles[1], axis=1)
-    scaled_dapi = np.clip((corr[0] - lo[0]) / max(hi[0] - lo[0], 1e-6), 0, 1)
-    threshold = otsu_threshold(scaled_dapi)
+    threshold = None
+    if fs.detection == "nuclei":
+        k = fs.nuclei_channel
+        scaled_nuc = np.clip((corr[k] - lo[k]) / max(hi[k] - lo[k], 1e-6), 0, 1)
+        threshold = otsu_threshold(scaled_nuc)
     rep.lo, rep.hi, rep.threshold = lo.tolist(), hi.tolist(), threshold
     # a fresh name per run: workers cache the loaded function by path
-    illum_path = writer.partial / f"illum-{plate}-{os.urandom(4).hex()}.npy"
+    illum_path = writer.partial / f"illum-{os.urandom(6).hex()}.npy"
     np.save(illum_path, illum)
-    # pass 2: crops, streamed into the store in the image table's order
-    tasks2 = [(i, _field_paths(loc, i), first_shape, str(illum_path), lo.tolist(), hi.tolist(),
-               threshold, opt) for i in good]
+    # pass 2: crops, streamed into the store in the table's order
+    tasks2 = (_CropTask(index=i, sources=fs.sources[i], shape=shape, illum_path=str(illum_path),
+                        lo=lo.tolist(), hi=hi.tolist(), threshold=threshold, opt=opt,
+                        nuclei_channel=fs.nuclei_channel, dtypes=dt,
+                        centres=(fs.centres.get(i, np.zeros((0, 2)))
+                                 if fs.centres is not None else None),
+                        mask=fs.masks.get(i) if fs.masks is not None else None)
+              for i in good)
     bar.update(len(pf) - len(good))
+    columns = fs.obs_columns
+    field_obs = fs.obs.loc[good].to_dict("index")
     for res in runner.map(_crop_field, tasks2):
         bar.update(1)
         i = res["index"]
@@ -560,20 +664,166 @@ def _prepare_plate(plate: str, pf: pd.DataFrame, loc: Located, opt: PrepareOptio
         n = len(res["crops"])
         if n == 0:
             continue
-        row = pf.loc[i]
-        moa = row["moa"] if isinstance(row["moa"], str) else None
-        rows = [{
-            "plate": plate, "well": row["well"], "site": int(row["site"]),
-            "replicate": int(row["replicate"]), "batch": row["batch"],
-            "compound": row["compound"], "concentration": float(row["concentration"]),
-            "moa": moa, "center_x": round(float(cx), 2), "center_y": round(float(cy), 2),
-            "image_number": int(row["image_number"]), "nucleus_area": int(a),
-        } for (cy, cx), a in zip(res["centres"], res["areas"], strict=True)]
+        base = field_obs[i]
+        rows = []
+        for (cy, cx), a in zip(res["centres"], res["areas"], strict=True):
+            cell = {"center_x": round(float(cx), 2), "center_y": round(float(cy), 2),
+                    "nucleus_area": int(a) if a >= 0 else None}
+            rows.append({c: cell[c] if c in cell else base.get(c) for c in columns})
         writer.add(res["crops"], rows)
         rep.crops += n
     illum_path.unlink(missing_ok=True)
     return rep
 
 
-__all__ = ["CONTROL", "OBS_COLUMNS", "PrepareOptions", "crop_cells", "find_nuclei",
-           "illumination_function", "prepare_bbbc021", "resize_crops", "scale_intensity"]
+# -- adapters -----------------------------------------------------------------------------
+def bbbc021_fieldset(root: str | os.PathLike, *, moa_only: bool = False,
+                     plates: Sequence[str] | None = None) -> FieldSet:
+    """BBBC021's two CSVs and plate folders as a :class:`FieldSet` (obs: :data:`OBS_COLUMNS`)."""
+    root = Path(root)
+    meta = load_metadata(root)
+    fields = bbbc021_select_plates(meta.fields, plates)
+    if moa_only:
+        fields = fields[fields["moa"].notna()]
+    if fields.empty:
+        raise DataError("no fields to prepare" + (" with a MoA" if moa_only else ""),
+                        where=meta.image_csv)
+    loc = locate_fields(root, fields)
+    if len(loc.paths) == 0:
+        missing = loc.missing_summary()
+        raise DataError(f"none of the {len(fields)} fields has its image files under {root} "
+                        f"(e.g. {', '.join(missing['examples'][:2])})",
+                        hint="expected WeekN/WeekN_PLATE/<file>.tif or WeekN_PLATE/<file>.tif")
+    obs = pd.DataFrame({
+        "plate": fields["plate"], "well": fields["well"],
+        "site": fields["site"].astype(int), "replicate": fields["replicate"].astype(int),
+        "batch": fields["batch"], "compound": fields["compound"],
+        "concentration": fields["concentration"].astype(float),
+        "moa": fields["moa"].where(fields["moa"].notna(), None),
+        "image_number": fields["image_number"].astype(int)}, index=fields.index)
+    missing = {int(r["index"]): str(r["example"]) for _, r in loc.missing.iterrows()}
+    return FieldSet(
+        dataset="bbbc021", channels=list(CHANNELS), fields=fields, obs=obs,
+        sources={i: tuple(str(p) for p in ps) for i, ps in loc.paths.items()},
+        missing=missing, where=meta.image_csv, label_column="moa", columns=list(OBS_COLUMNS),
+        nuclei_channel=0, dtypes=("uint16",), config={"moa_only": bool(moa_only)},
+        report={"unmatched_moa_rows": len(meta.unmatched_moa)},
+        provenance={"source": str(root.resolve()), "image_csv_sha256": sha256_file(meta.image_csv),
+                    "moa_csv_sha256": sha256_file(meta.moa_csv)},
+        missing_hint="fetch the plates with `bioaug data fetch bbbc021`")
+
+
+def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_size: int = 96,
+                    resize: int | None = None, moa_only: bool = False, workers: int = 1,
+                    strict: bool = False, overwrite: bool = False,
+                    plates: Sequence[str] | None = None, edge: str = "skip",
+                    percentiles: tuple[float, float] = (0.1, 99.9), illum_sigma: float = 0.1,
+                    min_area: int = 50, max_area: int = 4000,
+                    shard: tuple[int, int] | str | None = None) -> Store:
+    """Turn a BBBC021 folder (real or twin) into a store of single-cell crops.
+
+    The BBBC021 adapter of :func:`prepare_fields` (see the module docstring for the
+    steps). Store channels DAPI, Tubulin, Actin; label column ``moa`` (``DMSO`` for
+    controls, empty for treatments without a MoA). Items are ordered by plate, then by the
+    image table's order.
+
+    Parameters
+    ----------
+    root
+        The BBBC021 folder: the two metadata CSVs and the plate folders.
+    out
+        The store directory to write.
+    crop_size, resize, edge, percentiles, illum_sigma, min_area, max_area
+        See :class:`PrepareOptions`.
+    moa_only
+        Keep only MoA-annotated treatments and DMSO.
+    workers
+        Processes (1: in this process).
+    strict
+        Stop at the first missing or unusable image instead of skipping it.
+    overwrite
+        Replace an existing store at ``out``.
+    plates
+        Only these plates (``Week4_27481`` or ``27481``).
+    shard
+        ``(I, N)`` or ``"I/N"``: only the I-th of N contiguous blocks of plates.
+
+    Returns
+    -------
+    The finished, opened store.
+    """
+    opt = PrepareOptions.make(crop_size=crop_size, resize=resize, edge=edge,
+                              percentiles=tuple(percentiles), illum_sigma=illum_sigma,
+                              min_area=min_area, max_area=max_area)
+    if int(workers) < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    parse_shard(shard)
+    fs = bbbc021_fieldset(root, moa_only=moa_only, plates=plates)
+    return prepare_fields(fs, out, opt, workers=workers, strict=strict, overwrite=overwrite,
+                          shard=shard)
+
+
+def prepare_images(load_data: str | os.PathLike, out: str | os.PathLike, *,
+                   channels: Sequence[str] | None = None, root: str | os.PathLike | None = None,
+                   label: str | None = None, batch: str | None = None, group: str | None = None,
+                   nuclei_channel: str | None = None, locations: str | os.PathLike | None = None,
+                   x_col: str | None = None, y_col: str | None = None,
+                   masks_column: str | None = None, plates: Sequence[str] | None = None,
+                   shard: tuple[int, int] | str | None = None, workers: int = 1,
+                   strict: bool = False, overwrite: bool = False, **options: Any) -> Store:
+    """Any screen described by a CellProfiler LoadData CSV → a store of single-cell crops.
+
+    The LoadData adapter (:func:`bioaug.data.loaddata.load_data_fieldset`) of
+    :func:`prepare_fields`.
+
+    Parameters
+    ----------
+    load_data
+        The CSV: ``FileName_<Channel>`` (and ``PathName_<Channel>``) per channel, optional
+        ``Frame_<Channel>``, ``Metadata_*`` columns (``Metadata_Plate``, ``Metadata_Well``,
+        ``Metadata_Site`` …), one row per field.
+    out
+        The store directory to write.
+    channels
+        Channels in store order (default: the order of the ``FileName_*`` columns).
+    root
+        The folder relative paths are resolved against (default: the CSV's folder).
+    label, batch, group
+        Columns for the label (the store's label column), the batch (stored as ``batch``)
+        and the treatment group (stored as ``compound``, what evaluation groups by).
+    nuclei_channel
+        The channel nuclei are found on (default: DNA / DAPI / Hoechst, else the first).
+    locations
+        A table of cell centres (CellProfiler ``Nuclei_Location_Center_X/Y`` or
+        ``x_col``/``y_col``), matched to fields by ``ImageNumber`` or the metadata columns
+        both tables share; replaces nucleus detection.
+    masks_column
+        A channel name (``FileName_<name>``) or column holding a label mask per field;
+        cells are its objects' centroids.
+    plates, shard
+        Only these plates; only the I-th of N contiguous blocks of plates.
+    workers, strict, overwrite
+        As for :func:`prepare_fields`.
+    **options
+        :class:`PrepareOptions` fields (``crop_size``, ``edge`` …).
+
+    Returns
+    -------
+    The finished, opened store.
+    """
+    from bioaug.data.loaddata import load_data_fieldset
+
+    opt = PrepareOptions.make(**options)
+    if int(workers) < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    parse_shard(shard)
+    fs = load_data_fieldset(load_data, root=root, channels=channels, label=label, batch=batch,
+                            group=group, nuclei_channel=nuclei_channel, locations=locations,
+                            x_col=x_col, y_col=y_col, masks_column=masks_column, plates=plates)
+    return prepare_fields(fs, out, opt, workers=workers, strict=strict, overwrite=overwrite,
+                          shard=shard)
+
+
+__all__ = ["CONTROL", "OBS_COLUMNS", "PrepareOptions", "bbbc021_fieldset", "crop_cells",
+           "find_nuclei", "illumination_function", "prepare_bbbc021", "prepare_fields",
+           "prepare_images", "resize_crops", "scale_intensity"]

@@ -27,10 +27,11 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bioaug.errors import DataError
 from bioaug.io import atomic_write_json, provenance
@@ -41,6 +42,8 @@ HEADER = "header.json"
 IMAGES = "images.raw"
 OBS = "obs.csv"
 PROGRESS = "progress.json"
+#: Everything a finished store directory holds; anything else was put there by someone else.
+STORE_FILES = frozenset({HEADER, IMAGES, OBS})
 DTYPES = ("uint8", "uint16", "float16", "float32")
 #: Scale that maps each stored dtype to float in [0, 1].
 DTYPE_SCALE = {"uint8": 255.0, "uint16": 65535.0, "float16": 1.0, "float32": 1.0}
@@ -60,6 +63,58 @@ def to_float(array: np.ndarray) -> np.ndarray:
 def is_store(path: str | os.PathLike) -> bool:
     p = Path(path)
     return (p / HEADER).is_file() and (p / IMAGES).is_file()
+
+
+class StoreHeader(BaseModel):
+    """The validated facts of ``header.json`` every reader relies on (other keys pass)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["bioaug-store"]
+    version: int = Field(ge=1, le=VERSION)
+    shape: tuple[int, int, int, int]
+    dtype: Literal["uint8", "uint16", "float16", "float32"]
+    channels: list[str]
+    label_column: str | None = None
+    complete: bool = False
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, v: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        if v[0] < 0 or min(v[1:]) < 1:
+            raise ValueError(f"must be [items ≥ 0, channels ≥ 1, height ≥ 1, width ≥ 1], "
+                             f"got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _channels_match(self) -> StoreHeader:
+        if len(self.channels) != self.shape[1]:
+            raise ValueError(f"channels lists {len(self.channels)} name(s) "
+                             f"({', '.join(self.channels)}) but shape has {self.shape[1]} "
+                             "channel plane(s)")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels names a channel twice: {', '.join(self.channels)}")
+        return self
+
+
+def validate_header(header: dict[str, Any], where: str | os.PathLike) -> StoreHeader:
+    """Validate a store header; a problem is one :class:`DataError` naming the file."""
+    try:
+        return StoreHeader.model_validate(header)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            key = ".".join(str(x) for x in err.get("loc", ()))
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+            if err.get("type") == "missing":
+                parts.append(f"'{key}' is missing")
+            elif err.get("type") == "literal_error" and key == "dtype":
+                parts.append(f"dtype {err.get('input')!r} is not one of {', '.join(DTYPES)}")
+            else:
+                parts.append(f"{key + ': ' if key else ''}{msg}")
+        raise DataError("invalid store header: " + "; ".join(parts), where=where,
+                        hint="the store is damaged or was not written by bioaug; rebuild it"
+                        ) from None
 
 
 @dataclass
@@ -92,14 +147,19 @@ class Store:
         if header.get("format") != FORMAT:
             raise DataError(f"{p} is not a bioaug store (format {header.get('format')!r})",
                             where=p / HEADER)
-        if int(header.get("version", 0)) > VERSION:
+        try:
+            newer = int(header.get("version", 0)) > VERSION
+        except (TypeError, ValueError):
+            newer = False  # reported by validate_header below
+        if newer:
             raise DataError(f"store version {header.get('version')} is newer than this bioaug "
                             f"reads (≤{VERSION})", where=p / HEADER, hint="upgrade bioaug")
         if not header.get("complete", False):
             raise DataError("the store is incomplete (its build did not finish)", where=p,
                             hint="run the command that built it again to resume")
-        shape = tuple(int(s) for s in header["shape"])
-        dtype = np.dtype(header["dtype"])
+        checked = validate_header(header, p / HEADER)
+        shape = tuple(checked.shape)
+        dtype = np.dtype(checked.dtype)
         expected = int(np.prod(shape)) * dtype.itemsize
         size = (p / IMAGES).stat().st_size if (p / IMAGES).exists() else -1
         if size != expected:
@@ -210,8 +270,20 @@ class StoreWriter:
                 not self.path.is_dir() or any(self.path.iterdir())):
             raise DataError(f"{self.path} exists and is not a bioaug store; refusing to "
                             "replace it", hint="choose a new or empty --out")
+        if self.path.is_dir() and is_store(self.path):
+            foreign = sorted(e.name for e in self.path.iterdir() if e.name not in STORE_FILES)
+            if foreign:
+                raise DataError(f"{self.path} holds files a store does not "
+                                f"({', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}); "
+                                "refusing to replace it", hint="move them out, or choose "
+                                "another --out")
         if self.partial.exists() and overwrite:
-            shutil.rmtree(self.partial)
+            if self.partial.is_dir() and ((self.partial / PROGRESS).is_file()
+                                          or not any(self.partial.iterdir())):
+                shutil.rmtree(self.partial)
+            else:
+                raise DataError(f"{self.partial} exists and is not an interrupted store "
+                                "build; refusing to delete it", hint="move it away")
         self.partial.mkdir(parents=True, exist_ok=True)
         self._progress = self._load_progress()
         self._restore_to_last_commit()
@@ -328,8 +400,7 @@ class StoreWriter:
         atomic_write_json(self.partial / HEADER, header)
         (self.partial / PROGRESS).unlink(missing_ok=True)
         if self.path.exists():
-            old = self.path.with_name(self.path.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = self.path.with_name(f".{self.path.name}.old-{os.urandom(4).hex()}")
             os.replace(self.path, old)
             os.replace(self.partial, self.path)
             shutil.rmtree(old, ignore_errors=True)

@@ -10,8 +10,10 @@ it, two DMSO wells and one unannotated well, filled up to ``wells_per_plate``.
 
 Generative model (per field)
 ----------------------------
-1. *Cells.* ``Poisson(cells_per_field)`` cells at random positions (nuclei at least
-   ~2.6 nuclear radii apart), each with a random orientation, size and shape. A cell is a
+1. *Cells.* ``Poisson(cells_per_field · density)`` cells, where the density factor
+   varies per plate (log-normal σ = 0.15) and per well (σ = 0.3) but not with the MoA;
+   nuclei at least ~2.6 nuclear radii apart, 60 % of the cells placed next to an earlier
+   one (colonies, as MCF7 grows), each with a random orientation, size and shape. A cell is a
    soft-edged body whose outline is an ellipse modulated by low (k = 2–4, lobes) and high
    (k = 6–9, protrusions) angular harmonics, containing 1–3 nuclear lobes.
    - DAPI: the nucleus with chromatin texture, optional bright foci, dark holes,
@@ -32,7 +34,8 @@ Generative model (per field)
    of the MoA (log-normal, plus a G2 sub-population with twice the DNA), so morphology
    *redistributes* signal but never changes how much there is: phenotype cannot be read from
    mean intensity.
-4. *Nuisance.* Per week and channel a stain gain (log-normal, σ = 0.25) and per plate a
+4. *Nuisance.* Cell density and colonies (above: neighbours reach into single-cell
+   crops, more in dense wells); per week and channel a stain gain (log-normal, σ = 0.25) and per plate a
    further gain (σ = 0.08) and background; per plate and channel an off-centre quadratic
    vignette (20–45 % fall-off); per field a focus blur (half-normal σ, 0.6 px) and a gain
    jitter; Poisson-like shot noise plus read noise over a camera offset; 16-bit clipping.
@@ -378,18 +381,45 @@ def plate_nuisance(week_gain: np.ndarray, rng: np.random.Generator) -> PlateNuis
     )
 
 
+#: Fraction of cells that grow next to an earlier cell (MCF7 forms epithelial colonies).
+CLUMPING = 0.6
+#: Log-normal σ of the cell density per plate and per well (seeding and growth vary).
+DENSITY_SIGMA = {"plate": 0.15, "well": 0.3}
+
+
 def place_cells(n: int, size: tuple[int, int], min_dist: float,
-                rng: np.random.Generator) -> np.ndarray:
-    """Up to ``n`` centres ``(y, x)`` in the field at least ``min_dist`` apart."""
+                rng: np.random.Generator, clumping: float = CLUMPING) -> np.ndarray:
+    """Up to ``n`` centres ``(y, x)`` in the field at least ``min_dist`` apart.
+
+    A cell is placed at random in the field, or, with probability ``clumping``, next to a
+    cell placed before it (1–1.5 × ``min_dist`` away): cells form colonies, as MCF7 does,
+    so single-cell crops often hold parts of neighbours.
+    """
     h, w = size
-    cand = rng.uniform(0, 1, (n * 8 + 8, 2)) * np.array([h, w])
+    m = n * 8 + 8
+    free = rng.uniform(0, 1, (m, 2)) * np.array([h, w])
+    near = rng.uniform(0, 1, m) < clumping
+    ang = rng.uniform(0, 2 * np.pi, m)
+    dist = min_dist * rng.uniform(1.0, 1.5, m)
+    pick = rng.uniform(0, 1, m)
     chosen: list[np.ndarray] = []
-    for c in cand:
+    for i in range(m):
         if len(chosen) >= n:
             break
+        c = free[i]
+        if chosen and near[i]:
+            anchor = chosen[int(pick[i] * len(chosen))]
+            c = anchor + dist[i] * np.array([np.sin(ang[i]), np.cos(ang[i])])
+            if not (0 <= c[0] < h and 0 <= c[1] < w):
+                continue
         if not chosen or np.min(np.sum((np.asarray(chosen) - c) ** 2, 1)) >= min_dist**2:
             chosen.append(c)
     return np.asarray(chosen).reshape(-1, 2)
+
+
+def density_factors(n: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` log-normal density factors with mean 1 (clipped to 0.4–2.5)."""
+    return np.clip(rng.lognormal(-0.5 * sigma**2, sigma, n), 0.4, 2.5)
 
 
 @functools.lru_cache(maxsize=1)
@@ -662,6 +692,10 @@ def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
         week = pw["path"].iloc[0].split("/")[0]
         nuis = plate_nuisance(week_gain[week], np.random.default_rng([seed, 1, pi]))
         (tmp / pw["path"].iloc[0]).mkdir(parents=True, exist_ok=True)
+        # cell density: a plate factor times a factor per well, independent of the MoA
+        drng = np.random.default_rng([seed, 3, pi])
+        density = density_factors(1, DENSITY_SIGMA["plate"], drng) * \
+            density_factors(len(pw), DENSITY_SIGMA["well"], drng)
         for wi, w in enumerate(pw.itertuples(index=False)):
             moa = w.moa if isinstance(w.moa, str) else None
             for site in range(1, sites + 1):
@@ -669,7 +703,8 @@ def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
                     "folder": str(tmp / w.path), "plate": plate, "well": w.well,
                     "prefix": w.prefix, "site": site, "compound": w.compound, "moa": moa,
                     "strength": strength_of(w.compound, w.concentration, moa_table),
-                    "nuisance": nuis, "size": size, "cells": cells_per_field,
+                    "nuisance": nuis, "size": size,
+                    "cells": cells_per_field * float(density[wi]),
                     "seed": [seed, 2, pi, wi, site],
                     "row": {"table": int(w.table), "path": w.path,
                             "replicate": int(w.replicate),

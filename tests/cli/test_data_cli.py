@@ -37,7 +37,7 @@ def test_synth_info_prepare_info(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert summary["n_plate"] == 2 and summary["items"] > 0
     code, _, err = _run(capsys, "data", "prepare", "bbbc021", "--root", str(root), "--out",
                         str(store))
-    assert code == 2 and "already exists" in err and "--overwrite" in err
+    assert code == 2 and "already holds a crop store" in err and "--overwrite" in err
 
 
 def test_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,7 +127,7 @@ def test_more_user_mistakes_exit_2_without_traceback(tmp_path: Path,
     a_file.write_text("x")
     cases = [
         (["data", "info", str(not_a_dict)], "the header is not a JSON object"),
-        (["data", "fetch", "bbbc021", "--out", str(a_file)], "exists and is not a directory"),
+        (["data", "fetch", "bbbc021", "--out", str(a_file)], "is a file, not a"),
         (["data", "fetch", "bbbc021", "--out", str(tmp_path / "f"), "--base-url", "nourl"],
          "unknown url type"),
         (["data", "synth", "bbbc021", "--out", str(tmp_path / "t"), "--seed", "-1"],
@@ -146,3 +146,82 @@ def test_negative_examples_is_a_clear_error(tmp_path: Path,
     code, _, err = _run(capsys, "data", "info", "bbbc021", "--root", str(tmp_path),
                         "--examples", "-1")
     assert code == 2 and "--examples must be 0 or more, got -1" in err
+
+
+def test_cellpainting_synth_prepare_shards_merge(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    cp = tmp_path / "cp"
+    code, out, _ = _run(capsys, "data", "synth", "cellpainting", "--out", str(cp), "--plates",
+                        "2", "--wells", "2", "--sites", "1", "--size", "96x96")
+    assert code == 0 and "wrote a Cell Painting twin" in out and "--load-data" in out
+    common = ["--load-data", str(cp / "load_data.csv"), "--label", "moa", "--batch", "batch",
+              "--group", "compound", "--crop-size", "32"]
+    full = tmp_path / "full"
+    code, out, _ = _run(capsys, "data", "prepare", "images", "--out", str(full), *common)
+    assert code == 0 and "crops 32×32 from 4 of 4 fields" in out
+    for i in (0, 1):
+        code, _, _ = _run(capsys, "data", "prepare", "images", "--out", str(tmp_path / f"s{i}"),
+                          "--shard", f"{i}/2", *common)
+        assert code == 0
+    code, out, _ = _run(capsys, "data", "merge", str(tmp_path / "s1"), str(tmp_path / "s0"),
+                        "--out", str(tmp_path / "m"))
+    assert code == 0 and "from 2 stores (shards of 2)" in out
+    code, out, _ = _run(capsys, "data", "info", str(tmp_path / "m"), "--json")
+    merged, whole = json.loads(out), None
+    code, out, _ = _run(capsys, "data", "info", str(full), "--json")
+    whole = json.loads(out)
+    assert merged["items"] == whole["items"] and merged["channels"] == ["DNA", "ER", "RNA",
+                                                                       "AGP", "Mito"]
+    assert merged["classes"] == whole["classes"]
+
+
+def test_prepare_flags_come_from_the_options_model(capsys: pytest.CaptureFixture[str]) -> None:
+    from bioaug.data.prepare import PrepareOptions
+
+    with pytest.raises(SystemExit):
+        main(["data", "prepare", "--help"])
+    text = capsys.readouterr().out
+    for name, field in PrepareOptions.model_fields.items():
+        assert "--" + name.replace("_", "-") in text
+        assert field.description.split()[0] in text
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["data", "synth", "bbbc021", "--out", "{tmp}/t", "--workers", "0"],
+     "--workers must be at least 1 (1 runs in this process), got 0"),
+    (["data", "synth", "cellpainting", "--out", "{tmp}/t", "--workers", "0"],
+     "--workers must be at least 1"),
+    (["data", "prepare", "images", "--out", "{tmp}/s"], "needs --load-data"),
+    (["data", "prepare", "images", "--out", "{tmp}/s", "--load-data", "{tmp}/none.csv"],
+     "cannot read the LoadData table"),
+    (["data", "prepare", "bbbc021", "--root", "{tmp}", "--out", "{tmp}/s", "--label", "x"],
+     "--label applies to `data prepare images`"),
+    (["data", "prepare", "digits", "--out", "{tmp}/s", "--crop-size", "40"],
+     "--crop-size applies to screens"),
+    (["data", "prepare", "images", "--out", "{tmp}/s", "--load-data", "x.csv",
+      "--percentiles", "50", "10"], "percentiles must satisfy 0 ≤ low < high ≤ 100"),
+    (["data", "prepare", "images", "--out", "{tmp}/s", "--load-data", "x.csv",
+      "--max-area", "10"], "max_area (10) must be at least min_area (50)"),
+    (["data", "merge", "{tmp}/a", "--out", "{tmp}/m"], "no store at"),
+    (["data", "synth", "cellpainting", "--out", "{tmp}/t", "--masks", "--size", "20x20"],
+     "too small"),
+])
+def test_screen_mistakes_exit_2_without_traceback(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  argv: list[str], message: str) -> None:
+    code, _, err = _run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert code == 2 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("where", ["root", "inside-root"])
+def test_prepare_never_writes_into_its_input(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             where: str) -> None:
+    root = tmp_path / "screen"
+    root.mkdir()
+    (root / "notes.txt").write_text("keep me")
+    out = root if where == "root" else root / "notes.txt"
+    code, _, err = _run(capsys, "data", "prepare", "bbbc021", "--root", str(root),
+                        "--out", str(out))
+    assert code != 0 and "Traceback" not in err and str(out) in err
+    assert (root / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]

@@ -217,3 +217,19 @@ def test_root_given_as_the_image_csv_finds_the_images(twin: Path) -> None:
     by_folder = bbbc021.info(twin)["images"]
     by_csv = bbbc021.info(twin / bbbc021.IMAGE_CSV)["images"]
     assert by_csv == by_folder and by_csv["fields_complete"] == 16
+
+
+def test_bundled_tables_are_the_published_files(tmp_path: Path) -> None:
+    import hashlib
+
+    import yaml
+
+    card = yaml.safe_load((Path(bbbc021.__file__).parents[1] / "datasets" / "bbbc021.yaml")
+                          .read_text(encoding="utf-8"))
+    published = {f["name"]: f for f in card["files"]}
+    folder = bbbc021.write_bundled_metadata(tmp_path / "meta")
+    for name in (bbbc021.IMAGE_CSV, bbbc021.MOA_CSV):
+        data = (folder / name).read_bytes()
+        assert len(data) == published[name]["size"]
+        assert hashlib.sha256(data).hexdigest() == published[name]["sha256"]
+    assert "Broad Bioimage Benchmark Collection" in card["source"]["credit"]

@@ -101,8 +101,19 @@ def test_idx_errors(tmp_path: Path) -> None:
     (tmp_path / "y").write_bytes((tmp_path / "y").read_bytes()[:-5])
     with pytest.raises(DataError, match="truncated"):
         read_idx(tmp_path / "y")
-    with pytest.raises(DataError, match="no train-images-idx3-ubyte"):
+    with pytest.raises(DataError, match=r"no MNIST images .*neither train-images-idx3-ubyte"):
         prepare_natural("mnist", tmp_path, tmp_path / "s")
+
+
+def test_mnist_with_only_the_training_files(tmp_path: Path) -> None:
+    tr = np.random.default_rng(3).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    _idx(tmp_path / "train-images-idx3-ubyte", tr, gz=True)
+    _idx(tmp_path / "train-labels-idx1-ubyte", np.arange(4), gz=True)
+    s = prepare_natural("mnist", tmp_path, tmp_path / "s")
+    assert len(s) == 4 and set(s.obs["split"]) == {"train"}
+    assert s.header["splits"] == {"train": 4}
+    assert "no t10k-images-idx3-ubyte" in s.header["notes"][0]
+    assert "only the train split" in s.header["notes"][0]
 
 
 def test_imagenet100_folders(tmp_path: Path) -> None:

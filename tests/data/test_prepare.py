@@ -146,10 +146,30 @@ def test_round_trip_crops_centred_on_nuclei(prepared: Store, twin: Path) -> None
     assert set(norm) == set(s.obs["plate"])
 
 
+def _interrupt_after_plates(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Make the next preparation stop (as if killed) once ``n`` plates are committed."""
+    from bioaug.data.store import StoreWriter
+
+    commit = StoreWriter.commit
+    done = []
+
+    def stop(self: StoreWriter, unit: str) -> None:
+        if len(done) >= n:
+            raise KeyboardInterrupt
+        commit(self, unit)
+        done.append(unit)
+
+    monkeypatch.setattr(StoreWriter, "commit", stop)
+
+
 def test_interrupted_prepare_resumes_without_duplicates(twin: Path, prepared: Store,
-                                                        tmp_path: Path) -> None:
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "store"
-    assert prepare_bbbc021(twin, out, crop_size=CROP, stop_after=1) is None
+    _interrupt_after_plates(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_bbbc021(twin, out, crop_size=CROP)
+    monkeypatch.undo()
     assert not out.exists()
     with pytest.raises(DataError, match="half-written"):
         info_store(out)
@@ -296,7 +316,7 @@ def test_resize_crops_averages_blocks_and_takes_many_channels() -> None:
 
 
 def test_resize_zero_is_rejected_not_ignored(twin: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="resize must be at least 4, got 0"):
+    with pytest.raises(ConfigError, match=r"resize \(--resize\) must be at least 4, got 0"):
         prepare_bbbc021(twin, tmp_path / "s", resize=0)
 
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +108,57 @@ def test_header_that_is_not_an_object(tmp_path: Path) -> None:
     (tmp_path / "s" / "header.json").write_text('"just a string"')
     with pytest.raises(DataError, match="the header is not a JSON object"):
         Store.open(tmp_path / "s")
+
+
+def _damaged(tmp_path: Path, **change: object) -> Path:
+    s = write_store(tmp_path / "s", np.zeros((2, 3, 4, 4), np.uint8), _obs(2),
+                    channels=["a", "b", "c"])
+    header = json.loads((s.path / "header.json").read_text())
+    for k, v in change.items():
+        if v is None:
+            header.pop(k)
+        else:
+            header[k] = v
+    (s.path / "header.json").write_text(json.dumps(header))
+    return s.path
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"shape": None}, "'shape' is missing"),
+    ({"channels": None}, "'channels' is missing"),
+    ({"dtype": None}, "'dtype' is missing"),
+    ({"dtype": "int7"}, "dtype 'int7' is not one of"),
+    ({"channels": ["a", "b"]}, "channels lists 2 name"),
+    ({"shape": [2, 3, 4]}, "shape"),
+    ({"shape": [2, 3, 0, 16]}, "height ≥ 1"),
+    ({"shape": [1, 3, 8, 4]}, "obs.csv has 2 rows"),  # same byte count, wrong item count
+    ({"version": "new"}, "version"),
+])
+def test_damaged_headers_are_clear_errors(tmp_path: Path, change: dict, message: str) -> None:
+    path = _damaged(tmp_path, **change)
+    with pytest.raises(DataError, match=re.escape(message)) as e:
+        Store.open(path)
+    assert "header.json" in e.value.format() or "obs.csv" in e.value.format()
+
+
+def test_overwrite_never_deletes_a_run_inside_a_store(tmp_path: Path) -> None:
+    s = write_store(tmp_path / "s", np.zeros((1, 1, 2, 2), np.uint8), _obs(1), channels=["g"])
+    (s.path / "run").mkdir()
+    (s.path / "run" / "checkpoint.pt").write_bytes(b"weights")
+    with pytest.raises(DataError, match=r"holds files a store does not \(run\)"):
+        write_store(s.path, np.zeros((1, 1, 2, 2), np.uint8), _obs(1), channels=["g"],
+                    overwrite=True)
+    assert (s.path / "run" / "checkpoint.pt").read_bytes() == b"weights"
+    # a folder that merely shares the name of the build's scratch space is not deleted
+    other = tmp_path / "t"
+    (tmp_path / "t.partial").mkdir()
+    (tmp_path / "t.partial" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not an interrupted store build"):
+        write_store(other, np.zeros((1, 1, 2, 2), np.uint8), _obs(1), channels=["g"],
+                    overwrite=True)
+    assert (tmp_path / "t.partial" / "notes.txt").exists()
+    # a sibling called <store>.old survives a replacement
+    (tmp_path / "s.old").mkdir()
+    shutil.rmtree(s.path / "run")
+    write_store(s.path, np.ones((1, 1, 2, 2), np.uint8), _obs(1), channels=["g"], overwrite=True)
+    assert (tmp_path / "s.old").is_dir()

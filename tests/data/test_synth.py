@@ -19,8 +19,10 @@ from bioaug.data.synth import (
     choose_plates,
     choose_wells,
     compound_signature,
+    density_factors,
     load_design,
     parse_size,
+    place_cells,
     render_cell_crops,
     render_cells,
     strength_of,
@@ -189,3 +191,31 @@ def test_negative_seed_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="seed must be a non-negative integer, got -1"):
         synth_bbbc021(tmp_path / "t", seed=-1)
     assert not (tmp_path / "t").exists()
+
+
+def _nearest(points: np.ndarray) -> np.ndarray:
+    d = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return d.min(1)
+
+
+def test_cells_form_colonies_and_keep_their_distance() -> None:
+    """With clumping, cells sit next to a neighbour; without, they spread out; never closer
+    than the minimum distance."""
+    size, min_dist = (512, 640), 26.0
+    clumped = place_cells(40, size, min_dist, np.random.default_rng(0), clumping=1.0)
+    spread = place_cells(40, size, min_dist, np.random.default_rng(0), clumping=0.0)
+    assert len(clumped) == len(spread) == 40
+    for pts in (clumped, spread):
+        assert _nearest(pts).min() >= min_dist - 1e-9
+        assert ((pts >= 0) & (pts < np.array(size))).all()
+    # every clumped cell after the first grew next to an earlier one (≤ 1.5 × min_dist)
+    assert _nearest(clumped).max() <= 1.5 * min_dist + 1e-9
+    assert np.median(_nearest(spread)) > 1.5 * min_dist
+
+
+def test_density_varies_with_mean_one() -> None:
+    f = density_factors(20000, 0.3, np.random.default_rng(0))
+    assert f.mean() == pytest.approx(1.0, abs=0.02)
+    assert 0.25 < f.std() < 0.35 and f.min() >= 0.4 and f.max() <= 2.5
+    np.testing.assert_array_equal(density_factors(5, 0.0, np.random.default_rng(1)), 1.0)
