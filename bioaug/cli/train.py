@@ -1,8 +1,11 @@
 """``bioaug train``: self-supervised training of a backbone on a crop store.
 
 Every option comes from :class:`bioaug.train.config.TrainConfig` (names, types, defaults,
-help). ``--config run.yaml`` reads a run file; options given on the command line override
-it. Under ``torchrun --nproc-per-node N`` the same command trains on N processes.
+help) and the method names from the registry :data:`bioaug.methods.METHODS`.
+``--config run.yaml`` reads a run file; options given on the command line override it.
+Optimiser options left unset take the method's recipe; ``--print-config`` shows the
+resolved configuration with the source of every value and exits. Under
+``torchrun --nproc-per-node N`` the same command trains on N processes.
 """
 
 from __future__ import annotations
@@ -52,19 +55,27 @@ def _parse_mapping(option: str):
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """One option per TrainConfig field; defaults suppressed so a run file is not overridden."""
-    from bioaug.train.config import TrainConfig
+    from bioaug.methods import METHODS, method_names
+    from bioaug.train.config import RECIPE_FIELDS, TrainConfig
 
     for name, field in TrainConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
         default = field.get_default(call_default_factory=True)
         required = field.is_required()
         desc = field.description or ""
-        help_text = f"{desc} (required unless in --config)" if required else \
-            f"{desc} (default: {default})"
+        if name == "method":
+            desc = "self-supervised method: " + ", ".join(
+                f"{n} ({METHODS[n].title or n})" for n in method_names())
+        if required:
+            help_text = f"{desc} (required unless in --config)"
+        elif name in RECIPE_FIELDS:
+            help_text = desc
+        else:
+            help_text = f"{desc} (default: {default})"
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if name in _MAPPINGS:
-            parser.add_argument(flag, nargs="+", type=_parse_mapping(flag), metavar="KEY=VALUE",
-                                **kw)
+            parser.add_argument(flag, nargs="+", action="extend", type=_parse_mapping(flag),
+                                metavar="KEY=VALUE", **kw)  # repeated flags add up
             continue
         base = _base_type(field.annotation)
         if base is bool:
@@ -78,18 +89,26 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from bioaug.methods import METHODS, method_names
+
+    titles = ", ".join(METHODS[n].title or n for n in method_names())
     p = subparsers.add_parser(
-        "train", help="self-supervised training (MoCo v2, SimCLR, BYOL, Barlow Twins, VICReg)",
+        "train", help=f"self-supervised training ({titles})",
         description="Train a backbone with a self-supervised method on a crop store, using an "
         "augmentation protocol. Writes RUN_DIR/{config.yaml, protocol.yaml, checkpoint.pt, "
         "metrics.csv, tb/}. Run under `torchrun --nproc-per-node N` for several GPUs/processes. "
-        "The learning rate is per 256 images: the optimiser uses lr × batch_size / 256.")
+        "Optimiser options left unset follow the method's recipe (see --print-config); the "
+        "learning rate is per 256 images, scaled to the batch by --lr-scaling.")
     p.add_argument("--config", type=str, default=None, metavar="RUN_YAML",
                    help="YAML run config (any option below); command-line options override it")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (fresh start if none)")
     p.add_argument("--force", action="store_true",
                    help="with --resume: continue even if the options differ from the saved run")
+    p.add_argument("--print-config", "--dry-run", dest="print_config", action="store_true",
+                   help="print the resolved run configuration (each value with where it came "
+                   "from: recipe, run file, command line, default) and the warnings, then exit "
+                   "without training")
     add_config_options(p)
     p.set_defaults(func=run)
 
@@ -113,11 +132,14 @@ def options_to_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from bioaug.train.config import load_config
-    from bioaug.train.loop import train
+    from bioaug.train.loop import resolve_run, train
 
     if args.force and not args.resume:
         raise ConfigError("--force only applies with --resume")
     config = load_config(args.config, **options_to_overrides(args))
+    if args.print_config:
+        print(resolve_run(config).describe(), end="")
+        return 0
     out = train(config, resume=args.resume, force=args.force)
     if int(os.environ.get("RANK", "0")) == 0:
         print(out)

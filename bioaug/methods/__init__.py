@@ -10,65 +10,54 @@ name               paper
 ``vicreg``         Bardes, Ponce, LeCun 2022 (VICReg)
 =================  ================================================================
 
+Every module of this package is imported here, and a method module registers its class
+with :func:`~bioaug.methods.registry.register_method`: a new method is one new file (plus
+its test), and every list of names comes from :data:`METHODS`.
+
 ``build_method(name, backbone, **hparams)`` validates ``hparams`` against the method's
 pydantic ``Config`` (unknown names and out-of-range values are a ConfigError). A
-hyperparameter given as ``None`` counts as not given (its default is used).
+hyperparameter given as ``None`` counts as not given (its default is used). Each method
+also carries its training recipe (``METHODS[name].recipe``, see
+:mod:`bioaug.methods.recipe`).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from torch import nn
 
-from bioaug.errors import ConfigError, unknown_choice
-from bioaug.methods.barlow_twins import BarlowTwins
 from bioaug.methods.base import Method, MethodConfig, validate_config
-from bioaug.methods.byol import BYOL
-from bioaug.methods.moco_v2 import MoCoV2
-from bioaug.methods.simclr import SimCLR
-from bioaug.methods.vicreg import VICReg
+from bioaug.methods.recipe import Recipe
+from bioaug.methods.registry import METHODS, lookup_method, method_names, register_method
 
 __all__ = [
     "METHODS",
     "Method",
     "MethodConfig",
+    "Recipe",
     "build_method",
     "method_config",
     "method_names",
+    "register_method",
 ]
 
-METHODS: dict[str, type[Method]] = {
-    "moco_v2": MoCoV2,
-    "simclr": SimCLR,
-    "byol": BYOL,
-    "barlow_twins": BarlowTwins,
-    "vicreg": VICReg,
-}
-
-
-def method_names() -> list[str]:
-    """The names :func:`build_method` accepts, sorted."""
-    return sorted(METHODS)
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def method_config(name: str, **hparams: Any) -> MethodConfig:
     """The validated hyperparameters of method ``name`` (defaults filled in)."""
-    return validate_config(name, _lookup(name).Config, _given(hparams))
+    return validate_config(name, lookup_method(name).Config, _given(hparams))
 
 
 def build_method(name: str, backbone: nn.Module, **hparams: Any) -> Method:
     """Build method ``name`` around ``backbone`` with validated ``hparams``."""
-    cls = _lookup(name)
+    cls = lookup_method(name)
     return cls(backbone, validate_config(name, cls.Config, _given(hparams)))
 
 
 def _given(hparams: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in hparams.items() if value is not None}
-
-
-def _lookup(name: str) -> type[Method]:
-    try:
-        return METHODS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(unknown_choice("method", str(name), METHODS)) from None

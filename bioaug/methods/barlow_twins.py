@@ -13,6 +13,12 @@ machines — set ``proj_hidden_dim``/``proj_output_dim`` to 8192 to match the pa
 
 Under DDP, embeddings are gathered with gradients and ``C`` is computed over the global
 batch, as in the paper (which all-reduces ``C``).
+
+Recipe (:mod:`bioaug.methods.recipe`): AdamW, base lr 1.5e-3 at batch 256 with √-scaling,
+weight decay 1e-4 (not on biases and norms), warm-up 10 % of the run. The paper's recipe
+(LARS lr 0.2 × B/256, weight decay 1.5e-6) and solo-learn's CIFAR Barlow Twins: LARS lr
+0.3, wd 1e-4 are tuned for hundreds of epochs; in runs of a few hundred steps they learn
+less (see the recipe module).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from pydantic import Field
 from bioaug.methods.base import Method, MethodConfig
 from bioaug.methods.distributed import gather_with_grad
 from bioaug.methods.heads import mlp
+from bioaug.methods.recipe import Recipe
+from bioaug.methods.registry import register_method
 
 __all__ = ["BarlowTwins", "BarlowTwinsConfig", "barlow_twins_loss", "cross_correlation"]
 
@@ -59,10 +67,15 @@ class BarlowTwinsConfig(MethodConfig):
     lambd: float = Field(0.0051, ge=0.0, description="weight λ of the off-diagonal term")
 
 
+@register_method
 class BarlowTwins(Method):
     """Barlow Twins (Zbontar et al. 2021)."""
 
     name = "barlow_twins"
+    title = "Barlow Twins"
+    recipe = Recipe(optimizer="adamw", lr=1.5e-3, lr_scaling="sqrt", weight_decay=1e-4,
+                    reference="Barlow Twins paper: LARS lr 0.2 × B/256, weight decay 1.5e-6; "
+                    "solo-learn's CIFAR Barlow Twins: LARS lr 0.3, wd 1e-4")
     Config = BarlowTwinsConfig
 
     def __init__(self, backbone: torch.nn.Module, config: BarlowTwinsConfig) -> None:

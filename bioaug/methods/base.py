@@ -16,7 +16,10 @@ Life cycle used by the training loop::
 
 Hyperparameters are a pydantic model per method (``Method.Config``); unknown names or
 values out of range are :class:`~bioaug.errors.ConfigError` naming the field and what is
-allowed.
+allowed. Each method also declares its training :class:`~bioaug.methods.recipe.Recipe`
+(optimiser, learning rate, warm-up) and, for momentum encoders, its momentum schedule
+(:meth:`Method.target_momentum`), which the training loop applies without knowing the
+method, and :meth:`Method.run_warnings` flags settings that cannot work for a run's length.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from bioaug.errors import ConfigError, did_you_mean
+from bioaug.methods.recipe import Recipe
 
 __all__ = [
     "EMBED_LAYERS",
@@ -36,6 +40,7 @@ __all__ = [
     "MethodConfig",
     "cosine_schedule",
     "momentum_update",
+    "remaining_init_fraction",
     "validate_config",
 ]
 
@@ -107,11 +112,28 @@ def momentum_update(target: nn.Module, online: nn.Module, m: float) -> None:
             t.mul_(m).add_(o.detach(), alpha=1.0 - m)
 
 
+def remaining_init_fraction(momenta: list[float]) -> float:
+    """How much of its random initialisation an EMA encoder still holds after the updates.
+
+    ``target_T = Π m_t · target_0 + …``: the product of the momenta of the ``T`` updates.
+    """
+    fraction = 1.0
+    for m in momenta:
+        fraction *= m
+    return fraction
+
+
 class Method(nn.Module):
     """A self-supervised method: backbone + projector + a loss over augmented views."""
 
     name: ClassVar[str] = "method"
+    #: human-readable name and paper, for help texts and tables
+    title: ClassVar[str] = ""
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    #: the recommended optimiser settings (see :mod:`bioaug.methods.recipe`); a method that
+    #: declares none gets the short-run AdamW recipe the shipped methods use
+    recipe: ClassVar[Recipe] = Recipe(optimizer="adamw", lr=1.5e-3, lr_scaling="sqrt",
+                                      weight_decay=1e-4)
     n_views: ClassVar[int] = 2
     embed_layers: ClassVar[tuple[str, ...]] = EMBED_LAYERS
 
@@ -142,6 +164,49 @@ class Method(nn.Module):
 
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step; ``progress`` = fraction of training done in [0, 1]."""
+
+    # -- recipe checks ---------------------------------------------------------------
+    @classmethod
+    def target_momentum(cls, config: MethodConfig, progress: float) -> float | None:
+        """The momentum of the EMA (key/target) encoder at ``progress``; None: no EMA encoder."""
+        return None
+
+    @classmethod
+    def run_warnings(cls, config: MethodConfig, *, n_items: int, batch_size: int,
+                     total_steps: int) -> list[str]:
+        """Settings in ``config`` that cannot work for a run of ``total_steps`` steps.
+
+        The base checks the momentum encoder: after the run it must hold less than half of
+        its random initialisation (``Π m_t ≤ 0.5``), else the targets stay mostly random.
+        Each message says what to change.
+        """
+        if cls.target_momentum(config, 0.0) is None or total_steps < 1:
+            return []
+        left = cls._init_left(config, total_steps)
+        if left <= 0.5:
+            return []
+        ramp = {"momentum_end": 1.0} if "momentum_end" in type(config).model_fields else {}
+        better = [m for m in (0.996, 0.99, 0.98, 0.95, 0.9, 0.8)
+                  if cls._init_left(config.model_copy(update={"momentum": m, **ramp}),
+                                    total_steps) <= 0.5]
+        fix = (f"use momentum={better[0]}" + (" with momentum_end=1.0" if ramp else "")
+               if better else "train for more steps or use a lower momentum")
+        return [f"{cls.name}: with momentum {cls._describe_momentum(config)} the "
+                f"{cls._ema_what} encoder would still be {left:.0%} its random "
+                f"initialisation after {total_steps} steps; {fix}"]
+
+    _ema_what: ClassVar[str] = "momentum"
+
+    @classmethod
+    def _init_left(cls, config: MethodConfig, total_steps: int) -> float:
+        return remaining_init_fraction(
+            [float(cls.target_momentum(config, (s + 1) / total_steps) or 0.0)
+             for s in range(total_steps)])
+
+    @classmethod
+    def _describe_momentum(cls, config: MethodConfig) -> str:
+        start, end = cls.target_momentum(config, 0.0), cls.target_momentum(config, 1.0)
+        return f"{start:g} (fixed)" if start == end else f"{start:g} → {end:g} (cosine)"
 
     def configure_for_dataset(self, n_items: int, batch_size: int) -> None:
         """Adapt to the dataset size and the **global** batch size (all ranks together).
@@ -177,20 +242,25 @@ class Method(nn.Module):
                 f"{[tuple(v.shape) for v in views]}"
             )
 
-    def use_global_batchnorm(self) -> Method:
+    def use_global_batchnorm(self, device: torch.device | str | None = None) -> Method:
         """Make batch norm use global-batch statistics under DDP (see GlobalBatchNorm).
 
         Call before wrapping in DistributedDataParallel; in one process nothing changes
         numerically. With it, a multi-process run matches a single process with the same
         global batch (MoCo: unless ``shuffle_bn``, which keeps its key encoder's batch norm
-        per rank on a shuffled batch, as in the paper).
+        per rank on a shuffled batch, as in the paper). On CUDA ``device`` torch's
+        SyncBatchNorm is used, elsewhere :class:`~bioaug.methods.distributed.GlobalBatchNorm`.
+        The training loop calls this for every multi-process run.
         """
         from bioaug.methods.distributed import convert_to_global_batchnorm
 
+        cuda = device is not None and torch.device(device).type == "cuda"
         skip = set(self._local_batchnorm_children())
         for name, child in list(self.named_children()):
             if name not in skip:
-                setattr(self, name, convert_to_global_batchnorm(child))
+                new = (nn.SyncBatchNorm.convert_sync_batchnorm(child) if cuda
+                       else convert_to_global_batchnorm(child))
+                setattr(self, name, new)
         return self
 
     def _local_batchnorm_children(self) -> tuple[str, ...]:

@@ -7,10 +7,19 @@ Contrastive Learning" (arXiv 2003.04297).
 A query encoder (backbone + 2-layer MLP head, 128-d, L2-normalised) is trained with the
 InfoNCE loss: each query must pick its own key (the other view through a momentum key
 encoder) among the keys of earlier batches kept in a queue. The key encoder is an
-exponential moving average of the query encoder (``m = 0.999``), updated in
-:meth:`MoCoV2.after_step`. Defaults follow MoCo v2: queue ``K = 65536``, temperature 0.2,
-head hidden width 2048. ``momentum_end`` gives the cosine ramp of the CIFAR "MoCo v2+"
-recipe (e.g. 0.99 → 0.999 or 1.0); ``symmetric=True`` adds the swapped loss (v2+ style).
+exponential moving average of the query encoder, updated in :meth:`MoCoV2.after_step`.
+Defaults follow MoCo v2 (queue ``K = 65536``, temperature 0.2, head hidden width 2048)
+except the momentum: the paper's fixed ``m = 0.999`` suits ImageNet-length runs (after
+300 steps the key encoder would still be 0.999³⁰⁰ ≈ 74 % its random initialisation), so
+the default is the cosine ramp ``m = 0.99 → 1.0`` of solo-learn's small-data "MoCo v2+"
+recipe (``momentum_end`` equal to ``momentum`` keeps ``m`` fixed). ``symmetric=True``
+adds the swapped loss (v2+ style).
+
+Recipe (:mod:`bioaug.methods.recipe`): AdamW, base lr 1.5e-3 at batch 256 with √-scaling,
+weight decay 1e-4 (not on biases and norms), warm-up 10 % of the run. The paper's recipe
+(SGD lr 0.03 × B/256, weight decay 1e-4, 200 ImageNet epochs) and solo-learn's CIFAR MoCo
+v2+: SGD lr 0.3 are tuned for hundreds of epochs; in runs of a few hundred steps they
+learn less (see the recipe module).
 
 Queue size: :meth:`MoCoV2.configure_for_dataset` caps ``K`` at ``queue_fraction`` of the
 items of one epoch (so a queue never holds stale keys of the very image being queried,
@@ -31,6 +40,7 @@ a multi-process run computes exactly what one process does with the same global 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +50,8 @@ from bioaug.errors import ConfigError
 from bioaug.methods.base import Method, MethodConfig, cosine_schedule, momentum_update
 from bioaug.methods.distributed import batch_shuffle, batch_unshuffle, gather_no_grad
 from bioaug.methods.heads import mlp
+from bioaug.methods.recipe import Recipe
+from bioaug.methods.registry import register_method
 
 __all__ = ["MoCoV2", "MoCoV2Config", "infonce_loss"]
 
@@ -71,9 +83,10 @@ class MoCoV2Config(MethodConfig):
     proj_hidden_dim: int = Field(2048, ge=1, description="hidden width of the 2-layer MLP head")
     proj_output_dim: int = Field(128, ge=1, description="embedding size of the head")
     temperature: float = Field(0.2, gt=0.0, le=10.0, description="softmax temperature τ")
-    momentum: float = Field(0.999, ge=0.0, le=1.0, description="key-encoder momentum m (start)")
-    momentum_end: float | None = Field(
-        None, ge=0.0, le=1.0, description="if set, cosine ramp of m to this value at the end"
+    momentum: float = Field(0.99, ge=0.0, le=1.0, description="key-encoder momentum m (start)")
+    momentum_end: float = Field(
+        1.0, ge=0.0, le=1.0, description="cosine ramp of m to this value at the end "
+        "(equal to momentum: m stays fixed)"
     )
     queue_size: int = Field(65536, ge=1, description="number of negative keys K (before capping)")
     queue_fraction: float = Field(
@@ -85,11 +98,17 @@ class MoCoV2Config(MethodConfig):
     )
 
 
+@register_method
 class MoCoV2(Method):
     """MoCo v2 (He et al. 2020; Chen et al. 2020): query/key encoders and a key queue."""
 
     name = "moco_v2"
+    title = "MoCo v2"
     Config = MoCoV2Config
+    recipe = Recipe(optimizer="adamw", lr=1.5e-3, lr_scaling="sqrt", weight_decay=1e-4,
+                    reference="MoCo v2 paper: SGD lr 0.03 × B/256, weight decay 1e-4, 200 ImageNet epochs; "
+                    "solo-learn's CIFAR MoCo v2+: SGD lr 0.3")
+    _ema_what = "key"
 
     def __init__(self, backbone: torch.nn.Module, config: MoCoV2Config) -> None:
         super().__init__(backbone, config)
@@ -140,8 +159,17 @@ class MoCoV2(Method):
         Rebuilds the queue (random unit vectors, pointer 0) when its size changes.
         """
         super().configure_for_dataset(n_items, batch_size)
-        c = self.config
-        step = self.keys_per_step(batch_size)
+        size = self.queue_size_for(self.config, n_items, batch_size)
+        if size != self.queue_size:
+            device = self.queue.device
+            self._init_queue(size)
+            self.queue = self.queue.to(device)
+            self.queue_ptr = self.queue_ptr.to(device)
+
+    @staticmethod
+    def queue_size_for(c: MoCoV2Config, n_items: int, batch_size: int) -> int:
+        """The number of keys K used for ``n_items`` per epoch and a global ``batch_size``."""
+        step = batch_size * (2 if c.symmetric else 1)
         cap = int(c.queue_fraction * n_items)
         if c.queue_size <= cap:
             size = c.queue_size
@@ -164,11 +192,29 @@ class MoCoV2(Method):
                     f"enqueued per step (global batch {batch_size}); use a batch size ≤ "
                     f"{max(cap // (step // batch_size), 1)} or a larger queue_fraction"
                 )
-        if size != self.queue_size:
-            device = self.queue.device
-            self._init_queue(size)
-            self.queue = self.queue.to(device)
-            self.queue_ptr = self.queue_ptr.to(device)
+        return size
+
+    @classmethod
+    def run_warnings(cls, config: MoCoV2Config, *, n_items: int, batch_size: int,
+                     total_steps: int) -> list[str]:
+        """The momentum check, plus a queue that would not fill with real keys in the run."""
+        out = super().run_warnings(config, n_items=n_items, batch_size=batch_size,
+                                   total_steps=total_steps)
+        size = cls.queue_size_for(config, n_items, batch_size)
+        per_step = batch_size * (2 if config.symmetric else 1)
+        fill = math.ceil(size / per_step)
+        if fill > total_steps // 4:
+            fits = max(per_step * max(total_steps // 4, 1), per_step)
+            out.append(f"moco_v2: the queue of {size} keys needs {fill} steps to fill with real "
+                       f"keys, more than a quarter of the {total_steps}-step run (until then "
+                       f"most negatives are random vectors); use queue_size ≤ {fits} or a "
+                       "longer run")
+        return out
+
+    @classmethod
+    def target_momentum(cls, config: MoCoV2Config, progress: float) -> float:
+        """m at ``progress``: the cosine ramp to ``momentum_end`` (fixed when they are equal)."""
+        return cosine_schedule(progress, config.momentum, config.momentum_end)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         # A checkpoint carries its own queue: adopt its size, so loading does not depend
@@ -219,8 +265,7 @@ class MoCoV2(Method):
 
     def after_step(self, progress: float) -> None:
         """Momentum update of the key encoder with m at this point of training."""
-        c = self.config
-        m = c.momentum if c.momentum_end is None else cosine_schedule(progress, c.momentum, c.momentum_end)
+        m = self.target_momentum(self.config, progress)
         self.current_momentum = m
         momentum_update(self.key_backbone, self.backbone, m)
         momentum_update(self.key_projector, self.projector, m)

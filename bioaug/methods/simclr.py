@@ -14,6 +14,12 @@ default too). solo-learn's CIFAR recipes use 0.2; set ``temperature`` to match t
 Under DDP the embeddings of all ranks are gathered with gradients, so negatives come from
 the whole global batch and the loss equals the single-process loss on that batch.
 ``embed(x, "projection")`` returns the L2-normalised head output.
+
+Recipe (:mod:`bioaug.methods.recipe`): AdamW, base lr 1.5e-3 at batch 256 with √-scaling,
+weight decay 1e-4 (not on biases and norms), warm-up 10 % of the run. The paper's recipe
+(LARS lr 0.3 × B/256 (or 0.075·√B), weight decay 1e-6) and solo-learn's CIFAR SimCLR: LARS
+lr 0.4, wd 1e-5 are tuned for hundreds of epochs; in runs of a few hundred steps they
+learn less (see the recipe module).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from pydantic import Field
 from bioaug.methods.base import Method, MethodConfig
 from bioaug.methods.distributed import gather_with_grad
 from bioaug.methods.heads import mlp
+from bioaug.methods.recipe import Recipe
+from bioaug.methods.registry import register_method
 
 __all__ = ["SimCLR", "SimCLRConfig", "nt_xent_loss"]
 
@@ -53,10 +61,15 @@ class SimCLRConfig(MethodConfig):
     temperature: float = Field(0.5, gt=0.0, le=10.0, description="softmax temperature τ")
 
 
+@register_method
 class SimCLR(Method):
     """SimCLR (Chen et al. 2020)."""
 
     name = "simclr"
+    title = "SimCLR"
+    recipe = Recipe(optimizer="adamw", lr=1.5e-3, lr_scaling="sqrt", weight_decay=1e-4,
+                    reference="SimCLR paper: LARS lr 0.3 × B/256 (or 0.075·√B), weight decay 1e-6; "
+                    "solo-learn's CIFAR SimCLR: LARS lr 0.4, wd 1e-5")
     Config = SimCLRConfig
 
     def __init__(self, backbone: torch.nn.Module, config: SimCLRConfig) -> None:

@@ -14,6 +14,12 @@ For embeddings ``z1``, ``z2`` (N × D) of two views (3-layer projector):
 the variance and covariance terms as in the official code). The paper's projector is
 8192-8192-8192; the default here is 2048-2048-2048 (solo-learn's CIFAR setting).
 Under DDP the loss is computed over the global batch (embeddings gathered with gradients).
+
+Recipe (:mod:`bioaug.methods.recipe`): AdamW, base lr 1.5e-3 at batch 256 with √-scaling,
+weight decay 1e-4 (not on biases and norms), warm-up 10 % of the run. The paper's recipe
+(LARS lr 0.2 × B/256, weight decay 1e-6) and solo-learn's CIFAR VICReg: LARS lr 0.3, wd
+1e-4 are tuned for hundreds of epochs; in runs of a few hundred steps they learn less (see
+the recipe module).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from pydantic import Field
 from bioaug.methods.base import Method, MethodConfig
 from bioaug.methods.distributed import gather_with_grad
 from bioaug.methods.heads import mlp
+from bioaug.methods.recipe import Recipe
+from bioaug.methods.registry import register_method
 
 __all__ = ["VICReg", "VICRegConfig", "vicreg_loss", "vicreg_terms"]
 
@@ -78,10 +86,15 @@ class VICRegConfig(MethodConfig):
     eps: float = Field(1e-4, gt=0.0, le=1.0, description="ε inside the square root")
 
 
+@register_method
 class VICReg(Method):
     """VICReg (Bardes, Ponce, LeCun 2022)."""
 
     name = "vicreg"
+    title = "VICReg"
+    recipe = Recipe(optimizer="adamw", lr=1.5e-3, lr_scaling="sqrt", weight_decay=1e-4,
+                    reference="VICReg paper: LARS lr 0.2 × B/256, weight decay 1e-6; "
+                    "solo-learn's CIFAR VICReg: LARS lr 0.3, wd 1e-4")
     Config = VICRegConfig
 
     def __init__(self, backbone: torch.nn.Module, config: VICRegConfig) -> None:

@@ -1,12 +1,14 @@
 """Self-supervised training: ``train(TrainConfig) -> run directory``.
 
 * :mod:`bioaug.train.config` — :class:`TrainConfig`, the run configuration (CLI + YAML).
+* :mod:`bioaug.train.resolve` — the method's recipe under the user's options, with the
+  source of every value and warnings for settings that cannot work.
 * :mod:`bioaug.train.loop` — :func:`train`, the loop (single process or under torchrun).
 * :mod:`bioaug.train.checkpoint` — checkpoints and :func:`load_trained`.
 * :mod:`bioaug.train.checks` — every input check made before training starts.
 * :mod:`bioaug.train.data` — whole-batch reads from the memory-mapped store.
-* :mod:`bioaug.train.optim` — SGD/LARS and the warm-up + cosine schedule.
-* :mod:`bioaug.train.distributed` — DDP, global-batch batch norm on any device.
+* :mod:`bioaug.train.optim` — SGD/LARS/AdamW and the warm-up + cosine schedule.
+* :mod:`bioaug.train.distributed` — joining the process group, DDP wrapping.
 * :mod:`bioaug.train.knn` — the kNN monitor; :mod:`bioaug.train.metrics` — CSV/TensorBoard.
 
 Names are imported lazily, so ``from bioaug.train.checkpoint import load_trained`` does
@@ -22,6 +24,9 @@ _EXPORTS = {
     "TrainConfig": "bioaug.train.config",
     "load_config": "bioaug.train.config",
     "train": "bioaug.train.loop",
+    "resolve_run": "bioaug.train.loop",
+    "resolve": "bioaug.train.resolve",
+    "ResolvedConfig": "bioaug.train.resolve",
     "TrainingDiverged": "bioaug.train.loop",
     "load_trained": "bioaug.train.checkpoint",
     "Trained": "bioaug.train.checkpoint",

@@ -8,11 +8,14 @@ configuration as a plain dict, RNG states as uint8 tensors). It is replaced atom
 Keys::
 
     format, version           "bioaug-checkpoint", 1
-    config                    the resolved TrainConfig (plain dict)
+    config                    the resolved TrainConfig (plain dict; recipe values filled in)
+    config_sources            option → where its value came from (recipe, run file, …)
+    config_warnings           the settings flagged at the start as unfit for the run
     protocol_text             the protocol file as written; protocol_effective: the YAML
                               actually used (crop override applied); crop_size
     store                     path, channels, n_items, image_size, dtype, header_sha256
-    method                    name, hparams, n_items + batch_size (configure_for_dataset)
+    method                    name, hparams (all of them, resolved), n_items + batch_size
+                              (configure_for_dataset)
     backbone                  name, kwargs, in_channels, out_dim
     model                     Method.state_dict() (queue, momentum encoder included)
     optimizer                 optimiser state_dict

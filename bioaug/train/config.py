@@ -3,12 +3,16 @@
 :class:`TrainConfig` is the single source of truth for every training option: the
 ``bioaug train`` command builds its options (names, types, defaults, help) from the
 fields below, a YAML run file (``--config run.yaml``) is validated by the same model, and
-the resolved configuration is written to ``RUN/config.yaml``.
+the resolved configuration (:mod:`bioaug.train.resolve`) is written to ``RUN/config.yaml``.
 
-Learning rate convention (Goyal et al. 2017, "Accurate, large minibatch SGD"; used by
-MoCo v2 and SimCLR): ``lr`` is the *base* learning rate for a batch of 256. The rate the
-optimiser uses is ``lr × batch_size / 256`` with the global batch size, so the same
-config gives the same dynamics when the batch size changes.
+The optimiser options (:data:`RECIPE_FIELDS`) default to ``None``: "use the method's
+recipe" (:mod:`bioaug.methods.recipe`). Learning rate convention (Goyal et al. 2017,
+"Accurate, large minibatch SGD"): ``lr`` is the *base* learning rate for a batch of 256,
+scaled to the global batch by ``lr_scaling`` (linear: ``lr × batch_size / 256``), so the
+same config gives the same dynamics when the batch size changes.
+
+Every config remembers where each value came from (:meth:`TrainConfig.sources`): the
+run file, the command line, the Python call, or the default.
 """
 
 from __future__ import annotations
@@ -18,13 +22,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from bioaug.device import DEVICE_CHOICES
 from bioaug.errors import ConfigError, did_you_mean
 
 #: Config keys that may change between a run and its resume without being reported.
 RESUME_FREE_KEYS = frozenset({"out", "device", "num_workers", "tensorboard"})
+
+#: Options that default to the method's recipe when not given (None).
+RECIPE_FIELDS = ("optimizer", "lr", "lr_scaling", "weight_decay", "exclude_bias_norm",
+                 "momentum", "lars_eta", "lars_clip", "warmup_epochs")
+
+#: Where a value came from when nobody says otherwise.
+SOURCE_DEFAULT, SOURCE_RECIPE, SOURCE_API = "default", "recipe", "python"
+SOURCE_CLI, SOURCE_FILE = "command line", "run file"
 
 
 class TrainConfig(BaseModel):
@@ -36,8 +48,8 @@ class TrainConfig(BaseModel):
     protocol: str = Field(description="augmentation protocol: a YAML file or a shipped name "
                           "(e.g. bbbc021-expert, moco-v2-default)")
     out: Path = Field(description="run directory (config, checkpoint, metrics)")
-    method: str = Field("moco_v2", description="self-supervised method (moco_v2, simclr, byol, "
-                        "barlow_twins, vicreg)")
+    method: str = Field("moco_v2", description="self-supervised method (a name registered in "
+                        "bioaug.methods.METHODS)")
     backbone: str = Field("vgg13_bn", description="encoder (vgg13_bn, vgg_mnist, resnet18, "
                           "resnet50, ...)")
     width: float | None = Field(None, gt=0, description="channel width multiplier of VGG "
@@ -48,14 +60,28 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(256, ge=1, description="global batch size (over all processes)")
     seed: int = Field(0, ge=0, description="seed of the model init, data order and "
                       "augmentation draws")
-    optimizer: Literal["sgd", "lars"] = Field("sgd", description="SGD with momentum, or LARS "
-                                             "(You et al. 2017) for large batches")
-    lr: float = Field(0.03, gt=0, description="base learning rate per 256 images; the "
-                      "optimiser uses lr × batch_size / 256")
-    weight_decay: float = Field(1e-4, ge=0, description="weight decay (L2)")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum")
-    warmup_epochs: float = Field(0.0, ge=0, description="epochs of linear learning-rate warm-up "
-                                 "before the cosine decay")
+    optimizer: Literal["sgd", "lars", "adamw"] | None = Field(
+        None, description="SGD with momentum, LARS (You et al. 2017) or AdamW; default: the "
+        "method's recipe")
+    lr: float | None = Field(None, gt=0, description="base learning rate per 256 images, scaled "
+                             "to the batch by lr_scaling; default: the method's recipe")
+    lr_scaling: Literal["linear", "sqrt", "none"] | None = Field(
+        None, description="learning-rate scaling with the global batch B: linear (lr × B/256), "
+        "sqrt (lr × √(B/256)) or none; default: the method's recipe")
+    weight_decay: float | None = Field(None, ge=0, description="weight decay; default: the "
+                                       "method's recipe")
+    exclude_bias_norm: bool | None = Field(None, description="no weight decay (nor LARS "
+                                           "adaptation) for biases and norm layers; default: "
+                                           "the method's recipe")
+    momentum: float | None = Field(None, ge=0, lt=1, description="SGD/LARS momentum (AdamW "
+                                   "β₁); default: the method's recipe")
+    lars_eta: float | None = Field(None, gt=0, description="LARS trust coefficient η; default: "
+                                   "the method's recipe")
+    lars_clip: bool | None = Field(None, description="cap LARS's layer-wise rate at the global "
+                                   "one; default: the method's recipe")
+    warmup_epochs: float | None = Field(None, ge=0, description="epochs of linear learning-rate "
+                                        "warm-up before the cosine decay; default: the method's "
+                                        "recipe (a fraction of the run)")
     grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to "
                                     "this value")
     save_every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps "
@@ -102,10 +128,42 @@ class TrainConfig(BaseModel):
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else Path(os.path.abspath(os.path.expanduser(value)))
 
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    # -- where values came from -----------------------------------------------------------
+    def sources(self) -> dict[str, str]:
+        """Field (and ``method_kwargs.KEY`` / ``backbone_kwargs.KEY``) → where its value
+        came from: ``run file``, ``command line``, ``python`` (given to the constructor) or
+        ``default``. Recipe fields left ``None`` are not listed (the resolver fills them)."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            given = self._sources.get(name) or (SOURCE_API if name in self.model_fields_set
+                                                 else SOURCE_DEFAULT)
+            if name in RECIPE_FIELDS and getattr(self, name) is None:
+                continue
+            out[name] = given
+            if name in ("method_kwargs", "backbone_kwargs"):
+                for key in getattr(self, name):
+                    out[f"{name}.{key}"] = self._sources.get(f"{name}.{key}", given)
+        return out
+
+    def with_sources(self, sources: dict[str, str]) -> TrainConfig:
+        """This config, remembering ``sources`` (merged over what it knew)."""
+        self._sources = {**self._sources, **sources}
+        return self
+
     # -- derived values -------------------------------------------------------------------
     def effective_lr(self) -> float:
-        """The learning rate the optimiser uses: ``lr × batch_size / 256``."""
-        return self.lr * self.batch_size / 256.0
+        """The learning rate the optimiser uses (``lr`` scaled by ``lr_scaling``).
+
+        Only for a resolved config (``lr`` set): see :func:`bioaug.train.resolve.resolve`.
+        """
+        from bioaug.methods.recipe import scaled_lr
+
+        if self.lr is None or self.lr_scaling is None:
+            raise ValueError("lr/lr_scaling are not resolved yet (None = the method's recipe); "
+                             "use bioaug.train.resolve.resolve(config, n_items)")
+        return scaled_lr(self.lr, self.batch_size, self.lr_scaling)
 
     def backbone_options(self) -> dict[str, Any]:
         """Keyword arguments of ``build_backbone`` (``width`` merged into backbone_kwargs)."""
@@ -117,11 +175,6 @@ class TrainConfig(BaseModel):
     def to_plain(self) -> dict[str, Any]:
         """JSON/YAML-able dict (paths as strings); what RUN/config.yaml holds."""
         return self.model_dump(mode="json")
-
-
-def config_fields() -> dict[str, Any]:
-    """Field name → pydantic FieldInfo, in declaration order (used to build the CLI)."""
-    return dict(TrainConfig.model_fields)
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
@@ -169,13 +222,17 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> TrainConfig:
+def load_config(path: str | os.PathLike | None = None, *, override_source: str = SOURCE_CLI,
+                **overrides: Any) -> TrainConfig:
     """A run config from an optional YAML file, with ``overrides`` taking precedence.
 
     Relative ``data``/``out``/``knn_data`` paths in the file are relative to the file;
     ``method_kwargs``/``backbone_kwargs`` overrides are merged into the file's mappings.
+    The config remembers which values came from the file and which from the overrides
+    (labelled ``override_source``).
     """
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     source = "<command line>"
     if path is not None:
         values = read_config_file(path)
@@ -188,17 +245,38 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Trai
             if cand.is_file():
                 values["protocol"] = str(cand)
         source = str(path)
+        sources = _sources_of(values, SOURCE_FILE)
     for key, value in overrides.items():
         if value is None:
             continue
+        sources.update(_sources_of({key: value}, override_source))
         if key in ("method_kwargs", "backbone_kwargs") and isinstance(values.get(key), dict):
             value = {**values[key], **value}  # merged with the file's, key by key
         values[key] = value
-    return make_config(values, source)
+    return make_config(values, source).with_sources(sources)
+
+
+def _sources_of(values: dict[str, Any], label: str) -> dict[str, str]:
+    out = {}
+    for key, value in values.items():
+        out[key] = label
+        if key in ("method_kwargs", "backbone_kwargs") and isinstance(value, dict):
+            out.update({f"{key}.{k}": label for k in value})
+    return out
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any],
                 ignore: frozenset[str] = RESUME_FREE_KEYS) -> dict[str, tuple[Any, Any]]:
-    """Keys whose values differ between two plain configs: ``{key: (old, new)}``."""
-    keys = (set(old) | set(new)) - set(ignore)
-    return {k: (old.get(k), new.get(k)) for k in sorted(keys) if old.get(k) != new.get(k)}
+    """Keys whose values differ between two plain configs: ``{key: (old, new)}``.
+
+    Mappings (``method_kwargs`` …) are compared key by key (``method_kwargs.temperature``).
+    """
+    out: dict[str, tuple[Any, Any]] = {}
+    for k in sorted((set(old) | set(new)) - set(ignore)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update({f"{k}.{sub}": (a.get(sub), b.get(sub)) for sub in sorted(set(a) | set(b))
+                        if a.get(sub) != b.get(sub)})
+        elif a != b:
+            out[k] = (a, b)
+    return out

@@ -1,15 +1,23 @@
 """The training loop: ``train(config) -> run directory``.
 
+Before any work the configuration is resolved (:mod:`bioaug.train.resolve`): options left
+unset take the method's recipe, and settings that cannot work for the run's length are
+printed once as warnings. The loop applies the resolved values and never looks at the
+method's name: the optimiser, learning rate and warm-up come from the resolved config,
+momentum schedules from ``method.after_step``, and under several processes the method
+chooses which batch norms see the global batch (``Method.use_global_batchnorm``: MoCo's
+shuffle-BN keeps its key encoder's batch norm per process).
+
 One step: read a global batch from the store (one sorted read, stored dtype) → float in
 [0, 1] on the device → the protocol's views (augmentation parameters drawn for the global
 batch from a seeded generator on the device; each process applies its shard) → the
 method's loss (bf16 autocast and channels-last on CUDA) → backward → optional gradient
-clipping → SGD/LARS step with the warm-up + cosine learning rate of that step →
+clipping → optimiser step with the warm-up + cosine learning rate of that step →
 ``method.after_step(progress)`` (momentum encoders).
 
 Run directory::
 
-    RUN/config.yaml     the resolved TrainConfig
+    RUN/config.yaml     the resolved TrainConfig (every recipe value filled in)
     RUN/protocol.yaml   the protocol as used (its text; the effective YAML with --crop)
     RUN/checkpoint.pt   latest checkpoint (every epoch and every save_every_steps; atomic)
     RUN/metrics.csv     one row per step: step, epoch, loss, lr, images/s, method scalars
@@ -26,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -35,8 +44,15 @@ import torch
 from torch import nn
 
 from bioaug.data.store import Store
-from bioaug.errors import BioaugError, ConfigError
-from bioaug.io import atomic_write_text, atomic_write_yaml, provenance, sha256_file, sha256_text
+from bioaug.errors import BioaugError, CheckpointError, ConfigError
+from bioaug.io import (
+    atomic_write_text,
+    atomic_write_yaml,
+    check_output,
+    provenance,
+    sha256_file,
+    sha256_text,
+)
 from bioaug.progress import progress
 from bioaug.train import checks
 from bioaug.train.checkpoint import (
@@ -50,7 +66,6 @@ from bioaug.train.data import (
     EpochBatchSampler,
     StoreBatches,
     make_loader,
-    steps_per_epoch,
     to_unit_float,
 )
 from bioaug.train.distributed import (
@@ -58,13 +73,14 @@ from bioaug.train.distributed import (
     all_reduce_mean,
     barrier,
     cleanup_distributed,
-    convert_batchnorm,
+    env_world_size,
     init_distributed,
     wrap_ddp,
 )
 from bioaug.train.knn import KnnMonitor
 from bioaug.train.metrics import MetricsLogger, truncate_metrics
 from bioaug.train.optim import build_optimizer, lr_at, set_lr
+from bioaug.train.resolve import ResolvedConfig, resolve
 
 
 class TrainingDiverged(BioaugError):
@@ -74,10 +90,21 @@ class TrainingDiverged(BioaugError):
 def train(config: TrainConfig, *, resume: bool = False, force: bool = False) -> Path:
     """Train ``config`` and return the run directory.
 
-    ``resume``: continue the run in ``config.out`` from its checkpoint (a fresh start when
-    there is none). A checkpoint written with another configuration is a ConfigError that
-    lists the differences, unless ``force``. Under ``torchrun`` every process calls this.
+    Parameters
+    ----------
+    config
+        The run configuration; optimiser options left ``None`` take the method's recipe
+        (see :func:`resolve_run`).
+    resume
+        Continue the run in ``config.out`` from its checkpoint (a fresh start when there is
+        none). A checkpoint written with another resolved configuration is a ConfigError
+        that lists the differences, unless ``force``.
+    force
+        With ``resume``: continue even when the configuration differs.
+
+    Under ``torchrun`` every process calls this.
     """
+    check_run_output(config, resume=resume)
     already = torch.distributed.is_available() and torch.distributed.is_initialized()
     info = init_distributed(config.device)
     try:
@@ -85,6 +112,34 @@ def train(config: TrainConfig, *, resume: bool = False, force: bool = False) -> 
     finally:
         if info.distributed and not already:
             cleanup_distributed()
+
+
+def check_run_output(config: TrainConfig, *, resume: bool) -> None:
+    """``--out`` must be a new or empty directory, or (with ``resume``) a run; never one of
+    the run's inputs (the store, the kNN store, the protocol file) nor a folder holding one."""
+    inputs = [config.data, config.knn_data]
+    if Path(config.protocol).is_file():
+        inputs.append(Path(config.protocol))
+    check_output(config.out, "run", inputs=inputs, replace=resume, replace_flag="--resume")
+    out = Path(config.out).resolve()
+    for store in (config.data, config.knn_data):  # a store is rebuilt whole by `data prepare`
+        if store is not None and out.is_relative_to(Path(store).resolve()):
+            raise ConfigError(f"--out {config.out} is inside the store {store}; a run there "
+                              "would be lost when the store is rebuilt",
+                              hint="choose an --out outside the store")
+
+
+def resolve_run(config: TrainConfig) -> ResolvedConfig:
+    """The resolved configuration of a run, checked against its store (no model is built).
+
+    Checks the method and backbone names, opens the store and checks the batch against it
+    and the number of processes, then fills the unset options from the method's recipe
+    (:func:`bioaug.train.resolve.resolve`). What ``bioaug train --print-config`` shows.
+    """
+    checks.check_names(config)
+    store = Store.open(config.data)
+    checks.check_batch(config, len(store), env_world_size())
+    return resolve(config, len(store))
 
 
 def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -128,11 +183,16 @@ class _Run:
             tune_cpu_allocator()
         checks.check_names(cfg)
         self.store = Store.open(cfg.data)
+        checks.check_batch(cfg, len(self.store), self.info.world_size)
+        self.resolved = resolve(cfg, len(self.store))
+        self.cfg = cfg = self.resolved.config
         self.protocol, self.protocol_text = checks.load_run_protocol(cfg)
         checks.check_protocol_vs_store(self.protocol, self.store, cfg)
         self.pipeline = build_pipeline(self.protocol, self.store.n_channels, self.store.channels)
         self.crop_sizes = checks.check_crops(self.pipeline, self.store, cfg)
-        checks.check_batch(cfg, len(self.store), self.info.world_size)
+        if self.info.is_main:
+            for warning in self.resolved.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
         self.header_sha256 = sha256_file(self.store.path / "header.json")
         self.knn = None
         if cfg.knn_data is not None and self.info.is_main:
@@ -144,17 +204,28 @@ class _Run:
         self.method.to(self.device)
         if self.cuda and cfg.channels_last:
             self.method.to(memory_format=torch.channels_last)
-        if self.info.distributed:
-            self.method = convert_batchnorm(self.method, self.device)
+        if self.info.distributed:  # the method's policy (MoCo: key encoder stays local)
+            self.method.use_global_batchnorm(self.device)
         self.method.train()
-        self.optimizer = build_optimizer(self.method, cfg.optimizer, cfg.effective_lr(),
-                                         cfg.momentum, cfg.weight_decay)
+        self.optimizer = build_optimizer(
+            self.method, cfg.optimizer, cfg.effective_lr(), cfg.momentum, cfg.weight_decay,
+            exclude_bias_norm=cfg.exclude_bias_norm, trust_coefficient=cfg.lars_eta,
+            clip=cfg.lars_clip)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed + 1)
         self.step = 0
         self.last_loss: float | None = None
         if self.previous is not None:
-            load_model_state(self.method, self.previous["model"], self.ckpt_path)
+            try:
+                load_model_state(self.method, self.previous["model"], self.ckpt_path)
+            except CheckpointError:
+                if not self.force:
+                    raise
+                raise ConfigError("cannot resume with --force: the saved weights do not fit "
+                                  "the new model (method, backbone or width changed)",
+                                  where=self.ckpt_path,
+                                  hint="--force resumes with new training options, not a new "
+                                  "model; start a new run (another --out)") from None
             try:
                 self.optimizer.load_state_dict(self.previous["optimizer"])
             except (ValueError, KeyError) as exc:
@@ -164,23 +235,15 @@ class _Run:
             self.last_loss = self.previous.get("last_loss")
             _set_rng_state(self.previous["rng"], self.generator, self.device)
 
-        self.spe = steps_per_epoch(len(self.store), cfg.batch_size)
-        self.total = cfg.epochs * self.spe
-        if cfg.max_steps is not None:
-            self.total = min(self.total, cfg.max_steps)
-        self.warmup = round(cfg.warmup_epochs * self.spe)
-        self.base_lr = cfg.effective_lr()
+        self.spe = self.resolved.steps_per_epoch
+        self.total = self.resolved.total_steps
+        self.warmup = self.resolved.warmup_steps
+        self.base_lr = self.resolved.effective_lr
 
     def _check_run_dir(self) -> dict[str, Any] | None:
-        """The checkpoint to resume from (None: fresh start); refuse to clobber a run."""
-        if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"--out {self.out} is a file, not a run directory")
+        """The checkpoint to resume from (None: fresh start); see :func:`check_run_output`."""
         if not self.ckpt_path.exists():
             return None
-        if not self.resume:
-            raise ConfigError(f"{self.out} already holds a training run ({CHECKPOINT_NAME})",
-                              hint="pass --resume to continue it, or choose "
-                              "another --out")
         data = read_checkpoint(self.ckpt_path)
         diffs = config_diff(dict(data["config"]), self.cfg.to_plain())
         if data.get("protocol_text") != self.protocol_text:
@@ -217,6 +280,8 @@ class _Run:
             "store": {"path": str(store.path), "channels": store.channels,
                       "n_items": len(store), "image_size": list(store.image_size),
                       "dtype": str(store.dtype), "header_sha256": self.header_sha256},
+            "config_sources": dict(self.resolved.sources),
+            "config_warnings": list(self.resolved.warnings),
             "method": {"name": cfg.method, "hparams": dict(cfg.method_kwargs),
                        "effective_hparams": _plain(checks.method_hparams(self.method)),
                        "n_items": len(store), "batch_size": cfg.batch_size},

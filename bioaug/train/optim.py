@@ -2,17 +2,23 @@
 
 * SGD with momentum (MoCo v2: He et al. 2020; Chen et al. 2020, arXiv 2003.04297).
 * LARS, layer-wise adaptive rate scaling (You, Gitman & Ginsburg 2017, arXiv 1708.03888),
-  as used by SimCLR, BYOL and Barlow Twins: each weight tensor's update is scaled by
-  ``trust · ‖w‖ / (‖g‖ + wd·‖w‖)``; biases and normalisation parameters (1-D tensors) get
-  neither weight decay nor the adaptation (the usual exclusion in those papers).
+  as used by SimCLR, BYOL, Barlow Twins and VICReg: each weight tensor's update is scaled
+  by the trust ratio ``η · ‖w‖ / (‖g‖ + wd·‖w‖)``. With ``clip`` (solo-learn's CIFAR
+  recipes) the ratio is divided by the learning rate and capped at 1, so a layer never
+  moves by more than ``η`` of its norm per step, whatever the learning rate.
+* AdamW (Loshchilov & Hutter 2019), decoupled weight decay.
 * Linear warm-up followed by cosine decay to zero (Loshchilov & Hutter 2017, SGDR),
   evaluated per optimiser step.
+
+Biases and normalisation parameters (every 1-D tensor) can be excluded from weight decay
+and from LARS adaptation (``exclude_bias_norm``), the usual practice of SimCLR, BYOL,
+Barlow Twins and VICReg.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -39,20 +45,23 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> flo
 class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017).
 
-    Param groups with ``lars=False`` (biases, BatchNorm) are plain SGD with momentum.
+    Param groups with ``lars=False`` (biases, norm layers) are plain SGD with momentum.
+    ``trust_coefficient`` is η; ``clip`` caps the layer-wise rate at the global one
+    (``min(η‖w‖/(‖g‖+wd‖w‖) / lr, 1)``, as solo-learn's LARS with ``clip_lr``).
     """
 
     def __init__(self, params: Iterable, lr: float, momentum: float = 0.9,
                  weight_decay: float = 0.0, trust_coefficient: float = 0.001,
-                 eps: float = 1e-8) -> None:
+                 eps: float = 1e-8, clip: bool = False) -> None:
         if lr <= 0:
             raise ValueError(f"invalid learning rate {lr}")
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-                    "trust_coefficient": trust_coefficient, "eps": eps, "lars": True}
+                    "trust_coefficient": trust_coefficient, "eps": eps, "lars": True,
+                    "clip": clip}
         super().__init__(params, defaults)
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None):  # type: ignore[override]
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -62,20 +71,21 @@ class LARS(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 d_p = p.grad
+                wd = group["weight_decay"]
                 if group["lars"]:
                     w_norm = torch.linalg.vector_norm(p)
                     g_norm = torch.linalg.vector_norm(d_p)
-                    wd = group["weight_decay"]
+                    trust = group["trust_coefficient"] * w_norm / (g_norm + wd * w_norm
+                                                                   + group["eps"])
+                    if group["clip"]:
+                        trust = torch.clamp(trust / group["lr"], max=1.0)
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), trust,
+                                        torch.ones_like(w_norm))
                     if wd:
                         d_p = d_p.add(p, alpha=wd)
-                    trust = torch.where(
-                        (w_norm > 0) & (g_norm > 0),
-                        group["trust_coefficient"] * w_norm / (g_norm + wd * w_norm
-                                                              + group["eps"]),
-                        torch.ones_like(w_norm))
                     d_p = d_p.mul(trust)
-                elif group["weight_decay"]:
-                    d_p = d_p.add(p, alpha=group["weight_decay"])
+                elif wd:
+                    d_p = d_p.add(p, alpha=wd)
                 state = self.state[p]
                 buf = state.get("momentum_buffer")
                 if buf is None:
@@ -86,27 +96,49 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-OPTIMIZERS = ("sgd", "lars")
+OPTIMIZERS = ("sgd", "lars", "adamw")
+
+
+def param_groups(model: nn.Module, weight_decay: float, exclude_bias_norm: bool
+                 ) -> list[dict]:
+    """Trainable parameters split into decayed matrices and (optionally) undecayed vectors.
+
+    Every group carries ``lars`` (adapt this group under LARS): matrices yes, vectors only
+    when they are not excluded.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not exclude_bias_norm:
+        return [{"params": params, "lars": True, "weight_decay": weight_decay}]
+    matrices = [p for p in params if p.ndim > 1]
+    vectors = [p for p in params if p.ndim <= 1]
+    groups = [{"params": matrices, "lars": True, "weight_decay": weight_decay},
+              {"params": vectors, "lars": False, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
-                    weight_decay: float) -> torch.optim.Optimizer:
+                    weight_decay: float, *, exclude_bias_norm: bool | None = None,
+                    trust_coefficient: float = 0.001, clip: bool = False
+                    ) -> torch.optim.Optimizer:
     """The optimiser over ``model``'s trainable parameters.
 
-    SGD applies weight decay to every parameter (as MoCo v2 does); LARS excludes 1-D
-    parameters (biases, norm layers) from weight decay and from the adaptation.
+    ``momentum`` is SGD/LARS momentum, or AdamW's β₁. ``exclude_bias_norm`` (default: only
+    for LARS) takes 1-D parameters out of weight decay and LARS adaptation.
+    ``trust_coefficient`` and ``clip`` are LARS's η and rate clipping.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    if exclude_bias_norm is None:
+        exclude_bias_norm = name == "lars"
+    groups = param_groups(model, weight_decay, exclude_bias_norm)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "lars":
-        matrices = [p for p in params if p.ndim > 1]
-        vectors = [p for p in params if p.ndim <= 1]
-        groups = [{"params": matrices, "lars": True, "weight_decay": weight_decay},
-                  {"params": vectors, "lars": False, "weight_decay": 0.0}]
-        return LARS([g for g in groups if g["params"]], lr=lr, momentum=momentum,
-                    weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+        return torch.optim.SGD([{k: v for k, v in g.items() if k != "lars"} for g in groups],
+                               lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars"} for g in groups],
+                                 lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                trust_coefficient=trust_coefficient, clip=clip)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

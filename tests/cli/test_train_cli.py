@@ -7,7 +7,10 @@ import torch
 import yaml
 
 from bioaug.cli import main
+from bioaug.methods import METHODS, method_names
+from bioaug.methods.registry import register_method
 from bioaug.train.checkpoint import read_checkpoint
+from tests.methods.test_registry import make_dummy_method
 from tests.train.helpers import make_store, tiny_cli_args, write_protocol
 
 
@@ -45,8 +48,9 @@ def test_train_runs_and_writes_the_run_dir(store, protocol, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out)
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["epochs"] == 1 and cfg["width"] == 0.25 and cfg["batch_size"] == 16
-    assert cfg["method_kwargs"] == {"proj_hidden_dim": 64, "proj_output_dim": 32,
-                                    "queue_size": 32}
+    given = {"proj_hidden_dim": 64, "proj_output_dim": 32, "queue_size": 32}
+    assert cfg["method_kwargs"].items() >= given.items()      # every hyperparameter, resolved
+    assert cfg["method_kwargs"]["temperature"] == 0.2 and cfg["optimizer"] == "adamw"
     assert read_checkpoint(out)["finished"]
     _fails(capsys, [*tiny_cli_args(store, protocol, out), "--epochs", "1"],
            "already holds a training run", "--resume")
@@ -65,8 +69,13 @@ def test_run_config_file_and_override(store, protocol, tmp_path, capsys):
                  "--method-kwargs", "temperature=0.1"]) == 0
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert saved["max_steps"] == 1 and saved["lr"] == 0.1 and saved["epochs"] == 3
-    assert saved["method_kwargs"] == {"proj_hidden_dim": 32, "proj_output_dim": 16,
-                                      "queue_size": 32, "temperature": 0.1}
+    given = {"proj_hidden_dim": 32, "proj_output_dim": 16, "queue_size": 32, "temperature": 0.1}
+    assert saved["method_kwargs"].items() >= given.items()
+    ck = read_checkpoint(tmp_path / "r")
+    assert ck["config_sources"]["lr"] == "command line"
+    assert ck["config_sources"]["method_kwargs.temperature"] == "command line"
+    assert ck["config_sources"]["method_kwargs.queue_size"] == "run file"
+    assert ck["config_sources"]["weight_decay"] == "recipe"
     assert read_checkpoint(tmp_path / "r")["step"] == 1
     capsys.readouterr()
 
@@ -79,7 +88,7 @@ def test_missing_required_options(capsys, tmp_path):
 def test_unknown_method_and_backbone_list_the_known_ones(store, protocol, tmp_path, capsys):
     base = tiny_cli_args(store, protocol, tmp_path / "r")
     _fails(capsys, [*base, "--method", "mocov2"], "unknown method 'mocov2'",
-           "did you mean 'moco_v2'", "barlow_twins, byol, moco_v2, simclr, vicreg")
+           "did you mean 'moco_v2'", ", ".join(method_names()))
     _fails(capsys, [*base, "--backbone", "vgg13"], "unknown backbone 'vgg13'", "vgg13_bn",
            "resnet18")
 
@@ -127,6 +136,16 @@ def test_resume_with_other_options_then_force(store, protocol, tmp_path, capsys)
     capsys.readouterr()
 
 
+def test_force_with_another_model_says_so(store, protocol, tmp_path, capsys):
+    out = tmp_path / "r"
+    base = [*tiny_cli_args(store, protocol, out), "--max-steps", "2"]
+    assert main(base) == 0
+    capsys.readouterr()
+    err = _fails(capsys, [*base, "--resume", "--force", "--width", "0.5"],
+                 "cannot resume with --force", "do not fit the new model", "another --out")
+    assert "bioaug version" not in err
+
+
 def test_corrupt_checkpoint_on_resume(store, protocol, tmp_path, capsys):
     out = tmp_path / "r"
     base = [*tiny_cli_args(store, protocol, out), "--max-steps", "1"]
@@ -144,3 +163,78 @@ def test_nan_loss_message_and_last_good_checkpoint(store, protocol, tmp_path, ca
         assert all(torch.isfinite(v).all() for v in ck["model"].values()
                    if v.is_floating_point())
         assert f"(step {ck['step']})" in err
+
+
+def test_print_config_shows_each_value_and_its_source(store, protocol, tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["train", "--data", str(store), "--protocol", str(protocol), "--out", str(out),
+            "--method", "byol", "--backbone", "vgg_mnist", "--batch-size", "16", "--epochs", "2",
+            "--lr", "0.5", "--method-kwargs", "proj_hidden_dim=32", "--print-config"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert not out.exists()                                       # nothing trained, nothing written
+    lines = {line.split(":")[0]: line for line in text.splitlines() if not line.startswith(" ")}
+    assert lines["lr"].split("#")[1].strip() == "command line"
+    assert lines["optimizer"].startswith("optimizer: adamw") and lines["optimizer"].endswith("# recipe")
+    assert lines["weight_decay"].endswith("# recipe") and lines["seed"].endswith("# default")
+    assert "warmup_epochs: 0.2" in lines["warmup_epochs"] and "10% of the run" in lines["warmup_epochs"]
+    assert "  proj_hidden_dim: 32" in text and "  momentum: 0.99" in text
+    assert "# schedule: 64 items, 4 steps/epoch, 8 steps, warm-up 1 steps, peak lr 0.125" in text
+    # an 8-step BYOL run: the target encoder cannot move, the warning says what to use
+    assert "# warning: byol: with momentum 0.99 → 1 (cosine) the target encoder" in text
+    assert "use momentum=0.8 with momentum_end=1.0" in text
+    # the output is a valid run file giving the same resolved config
+    plain = yaml.safe_load(text)
+    assert plain["optimizer"] == "adamw" and plain["method_kwargs"]["proj_hidden_dim"] == 32
+    run_file = tmp_path / "resolved.yaml"
+    run_file.write_text(text)
+    assert main(["train", "--config", str(run_file), "--dry-run"]) == 0
+    again = capsys.readouterr().out
+    strip = [line.split("#")[0].rstrip() for line in text.splitlines()]
+    assert [line.split("#")[0].rstrip() for line in again.splitlines()] == strip
+    assert "# run file" in again
+
+
+def test_warnings_are_printed_once_at_the_start(store, protocol, tmp_path, capsys):
+    argv = [*tiny_cli_args(store, protocol, tmp_path / "r"), "--max-steps", "2",
+            "--warmup-epochs", "1"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: the warm-up (4 steps, 1 epochs) is as long as the run (2 steps)") == 1
+    assert "use --warmup-epochs 0.05" in err
+    assert err.count("warning: moco_v2: with momentum") == 1
+
+
+def test_out_must_not_be_the_data(store, protocol, tmp_path, capsys):
+    base = tiny_cli_args(store, protocol, tmp_path / "r")
+    i = base.index("--out")
+    _fails(capsys, [*base[:i + 1], str(store), *base[i + 2:]], f"--out {store} is the input",
+           "never writes over its own input")
+    _fails(capsys, [*base[:i + 1], str(store.parent), *base[i + 2:]], "contains the input")
+    inside = store / "run"
+    _fails(capsys, [*base[:i + 1], str(inside), *base[i + 2:]], "is inside the store")
+    assert not inside.exists()
+
+
+@pytest.fixture
+def dummy_method():
+    cls = register_method(make_dummy_method("dummy_ssl"))
+    yield cls
+    METHODS.pop(cls.name)
+
+
+def test_a_registered_method_is_usable_with_no_other_change(dummy_method, store, protocol,
+                                                            tmp_path, capsys):
+    base = tiny_cli_args(store, protocol, tmp_path / "r")
+    i = base.index("--method-kwargs")
+    argv = [*base[:i], "--method", "dummy_ssl", "--method-kwargs", "scale=2.0"]
+    argv[argv.index("--method") + 1] = "dummy_ssl"        # TINY's --method moco_v2 replaced
+    assert main([*argv, "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert "method: dummy_ssl" in text and "optimizer: adamw" in text and "scale: 2.0" in text
+    assert main([*argv, "--max-steps", "1"]) == 0
+    assert read_checkpoint(tmp_path / "r")["method"]["name"] == "dummy_ssl"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "dummy_ssl (Dummy)" in " ".join(capsys.readouterr().out.split())

@@ -119,7 +119,7 @@ def test_symmetric_loss_and_keys(tiny_backbone, views):
 
 
 def test_momentum_update_semantics(tiny_backbone, views):
-    moco = _moco(tiny_backbone, momentum=0.9)
+    moco = _moco(tiny_backbone, momentum=0.9, momentum_end=0.9)  # fixed m
     opt = torch.optim.SGD(moco.parameters(), lr=0.5)
     moco.training_loss(views)["loss"].backward()
     opt.step()
@@ -138,7 +138,7 @@ def test_momentum_extremes(tiny_backbone, views):
     before = [p.clone() for p in frozen.key_backbone.parameters()]
     frozen.after_step(0.5)
     assert all(torch.equal(a, b) for a, b in zip(frozen.key_backbone.parameters(), before, strict=True))
-    copying = _moco(tiny_backbone, momentum=0.0)
+    copying = _moco(tiny_backbone, momentum=0.0, momentum_end=0.0)
     with torch.no_grad():
         for p in copying.projector.parameters():
             p.mul_(-2.0)

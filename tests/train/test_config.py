@@ -4,19 +4,46 @@ import pytest
 import yaml
 
 from bioaug.errors import ConfigError
-from bioaug.train.config import TrainConfig, config_diff, load_config, make_config
+from bioaug.train.config import (
+    RECIPE_FIELDS,
+    TrainConfig,
+    config_diff,
+    load_config,
+    make_config,
+)
 
 
 def test_defaults_and_effective_lr(tmp_path):
     cfg = TrainConfig(data=tmp_path / "s", protocol="none", out=tmp_path / "r")
     assert cfg.method == "moco_v2" and cfg.backbone == "vgg13_bn"
     assert cfg.data.is_absolute() and cfg.out.is_absolute()
+    # optimiser options are the method's recipe until resolved
+    assert all(getattr(cfg, name) is None for name in RECIPE_FIELDS)
+    with pytest.raises(ValueError, match="not resolved"):
+        cfg.effective_lr()
+    cfg.lr, cfg.lr_scaling = 0.03, "linear"
     assert cfg.effective_lr() == pytest.approx(0.03)  # batch 256
     cfg.batch_size = 512
     assert cfg.effective_lr() == pytest.approx(0.06)
+    cfg.lr_scaling = "sqrt"
+    assert cfg.effective_lr() == pytest.approx(0.03 * 2**0.5)
     assert cfg.backbone_options() == {}
     cfg.width = 0.25
     assert cfg.backbone_options() == {"width": 0.25}
+
+
+def test_sources_of_values(tmp_path):
+    run = tmp_path / "run.yaml"
+    run.write_text(yaml.safe_dump({"data": "store", "protocol": "p", "out": "out", "epochs": 5,
+                                   "method_kwargs": {"temperature": 0.1}}))
+    cfg = load_config(run, lr=0.2, method_kwargs={"queue_size": 64})
+    src = cfg.sources()
+    assert src["epochs"] == "run file" and src["lr"] == "command line"
+    assert src["method_kwargs.temperature"] == "run file"
+    assert src["method_kwargs.queue_size"] == "command line"
+    assert src["seed"] == "default" and "optimizer" not in src   # left to the recipe
+    direct = TrainConfig(data="s", protocol="p", out="o", lr=0.1)
+    assert direct.sources()["lr"] == "python" and direct.sources()["epochs"] == "default"
 
 
 def test_yaml_file_with_cli_overrides(tmp_path):
@@ -66,3 +93,6 @@ def test_config_diff_ignores_resume_free_keys():
     a = {"lr": 0.1, "epochs": 3, "device": "cpu", "num_workers": 0}
     b = {"lr": 0.2, "epochs": 3, "device": "cuda", "num_workers": 4}
     assert config_diff(a, b) == {"lr": (0.1, 0.2)}
+    old = {"method_kwargs": {"temperature": 0.2, "queue_size": 64}}
+    new = {"method_kwargs": {"temperature": 0.1, "queue_size": 64}}
+    assert config_diff(old, new) == {"method_kwargs.temperature": (0.2, 0.1)}

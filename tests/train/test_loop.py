@@ -6,11 +6,12 @@ import pytest
 import torch
 import yaml
 
-from bioaug.errors import CheckpointError, ConfigError
+from bioaug.errors import BioaugError, CheckpointError, ConfigError
 from bioaug.train import loop as loop_module
 from bioaug.train.checkpoint import read_checkpoint
 from bioaug.train.loop import TrainingDiverged, train
 from bioaug.train.metrics import read_metrics
+from bioaug.train.resolve import resolve
 from tests.train.helpers import tiny_config
 
 
@@ -22,7 +23,7 @@ def test_short_run_lowers_the_loss(tiny_store, tiny_protocol, tmp_path):
     # SimCLR's loss has no queue that changes under it, so the training loss itself is
     # comparable across steps: the mean of the first epoch vs the mean of the last one.
     cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", method="simclr",
-                      epochs=6, lr=1.0, seed=0,
+                      epochs=6, lr=1.0, seed=0, warmup_epochs=0, optimizer="sgd",
                       method_kwargs={"proj_hidden_dim": 64, "proj_output_dim": 32,
                                      "temperature": 0.2})
     run = train(cfg)
@@ -36,7 +37,10 @@ def test_short_run_lowers_the_loss(tiny_store, tiny_protocol, tmp_path):
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "protocol.yaml", "checkpoint.pt",
                                                 "metrics.csv"}
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved == cfg.to_plain()
+    assert saved == resolve(cfg, 64).to_plain()          # every recipe value filled in
+    assert saved["optimizer"] == "sgd" and saved["weight_decay"] == 1e-4
+    assert saved["lr_scaling"] == "sqrt" and saved["exclude_bias_norm"] is True
+    assert saved["method_kwargs"]["temperature"] == 0.2
     assert (run / "protocol.yaml").read_text() == tiny_protocol.read_text()
     ck = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ck["finished"] and ck["step"] == 24 and ck["epoch"] == 6
@@ -44,7 +48,7 @@ def test_short_run_lowers_the_loss(tiny_store, tiny_protocol, tmp_path):
     assert ck["method"]["name"] == "simclr" and ck["backbone"]["kwargs"] == {"width": 0.25}
     assert ck["provenance"]["seed"] == 0 and "bioaug_version" in ck["provenance"]
     # lr followed the cosine schedule to (nearly) zero
-    assert rows[0]["lr"] == pytest.approx(cfg.effective_lr())
+    assert rows[0]["lr"] == pytest.approx(1.0 * (16 / 256) ** 0.5)
     assert rows[-1]["lr"] < rows[0]["lr"] * 0.01
 
 
@@ -69,7 +73,7 @@ def test_interrupted_run_resumes_to_identical_weights(tiny_store, tiny_protocol,
         train(cfg)
     monkeypatch.setattr(loop_module._Run, "_save", real_save)
     assert read_checkpoint(cfg.out)["step"] == 3
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(BioaugError, match="--resume"):
         train(cfg)                                   # refuses to start over a run
     train(cfg, resume=True)
     a, b = _weights(full), _weights(cfg.out)
@@ -151,7 +155,7 @@ def test_lars_warmup_and_crop_override(tiny_store, tiny_protocol, tmp_path):
     run = train(cfg)
     rows = read_metrics(run / "metrics.csv")
     lrs = [r["lr"] for r in rows]
-    base = cfg.effective_lr()
+    base = resolve(cfg, 64).effective_lr
     assert lrs[:4] == pytest.approx([base / 4, base / 2, 3 * base / 4, base])  # warm-up epoch
     assert lrs[4] == pytest.approx(base) and lrs[5] < base and lrs[-1] < 0.2 * base
     ck = read_checkpoint(run)

@@ -53,3 +53,32 @@ def test_build_optimizer_groups():
     assert not plain["lars"] and plain["weight_decay"] == 0.0 and len(plain["params"]) == 3
     sgd = build_optimizer(model, "sgd", 0.1, 0.9, 1e-4)
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["weight_decay"] == 1e-4
+
+
+def test_lars_clip_caps_the_layer_rate_at_the_global_one():
+    # η‖w‖/(‖g‖+wd‖w‖) = 0.02·5/1 = 0.1; divided by lr 0.5 → 0.2 (< 1: kept)
+    w = nn.Parameter(torch.tensor([[3.0, 4.0]]))
+    w.grad = torch.tensor([[0.6, 0.8]])
+    LARS([{"params": [w], "lars": True, "weight_decay": 0.0}], lr=0.5,
+         trust_coefficient=0.02, clip=True).step()
+    assert torch.allclose(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.5 * 0.2 * torch.tensor([[0.6, 0.8]]))
+    # a tiny lr: the ratio / lr exceeds 1 and is capped, so the step is plain SGD
+    v = nn.Parameter(torch.tensor([[3.0, 4.0]]))
+    v.grad = torch.tensor([[0.6, 0.8]])
+    LARS([{"params": [v], "lars": True, "weight_decay": 0.0}], lr=0.01,
+         trust_coefficient=0.02, clip=True).step()
+    assert torch.allclose(v.detach(), torch.tensor([[3.0, 4.0]]) - 0.01 * torch.tensor([[0.6, 0.8]]))
+
+
+def test_adamw_and_bias_norm_exclusion():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    opt = build_optimizer(model, "adamw", 1e-3, 0.9, 1e-4, exclude_bias_norm=True)
+    assert isinstance(opt, torch.optim.AdamW)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 1e-4 and len(decayed["params"]) == 1
+    assert plain["weight_decay"] == 0.0 and len(plain["params"]) == 3
+    assert decayed["betas"] == (0.9, 0.999)
+    sgd = build_optimizer(model, "sgd", 0.1, 0.9, 1e-4, exclude_bias_norm=True)
+    assert [g["weight_decay"] for g in sgd.param_groups] == [1e-4, 0.0]
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
+        build_optimizer(model, "adam", 0.1, 0.9, 0.0)
