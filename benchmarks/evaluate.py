@@ -5,8 +5,12 @@
    seconds per stage and peak RSS. Target: < 180 s and < 4 GiB on 2 CPU cores.
 2. ``bioaug.embed.embed`` throughput for a vgg13_bn checkpoint-free backbone at 64 px on a
    store, side by side with the same model's forward on pre-made tensors. Target ≥ 0.9×.
+3. ``--cold N``: a cold ``bioaug evaluate`` (a fresh process each, pictures on) of an
+   ``N × dims`` ``.h5ad``, next to the same command on scanpy's numba neighbours and
+   umap-learn pictures (the reference path). Target for 700 × 50: < 10 s.
 
-Run: ``python benchmarks/evaluate.py [--n 100000] [--dims 512] [--skip-embed]``.
+Run: ``python benchmarks/evaluate.py [--n 100000] [--dims 512] [--skip-embed]`` or
+``python benchmarks/evaluate.py --cold 700 --dims 50``.
 """
 
 from __future__ import annotations
@@ -147,6 +151,40 @@ def bench_embed(n_items: int, batch_size: int, size: int, repeats: int = 3) -> N
           f"per-pair ratios {', '.join(f'{r:.2f}' for r in pair_ratios)}")
 
 
+#: Runs ``bioaug evaluate`` with the kNN graph from ``sc.pp.neighbors`` and umap-learn pictures.
+_REFERENCE = ("import sys\n"
+              "from bioaug.evaluate import neighbors, plots\n"
+              "neighbors.EXACT_MAX_ITEMS = 0\n"
+              "plots.UMAP_ENGINES['numpy'] = plots.UMAP_ENGINES['umap-learn']\n"
+              "from bioaug.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+
+
+def bench_cold(n: int, dims: int, n_labels: int, repeats: int) -> None:
+    import subprocess
+
+    env = {**os.environ, "BIOAUG_PROGRESS": "0", "MPLBACKEND": "Agg",
+           "NO_ALBUMENTATIONS_UPDATE": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "emb.h5ad"
+        synthetic_adata(n, dims, n_labels).write_h5ad(path)
+        plain = "import sys\nfrom bioaug.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        paths = {"bioaug": [sys.executable, "-c", plain],
+                 "reference (scanpy numba + umap-learn)": [sys.executable, "-c", _REFERENCE]}
+        times: dict[str, list[float]] = {k: [] for k in paths}
+        for r in range(repeats):  # interleaved: the machine is shared
+            for name, cmd in paths.items():
+                out = Path(tmp) / f"report_{r}_{len(times[name])}_{name[:3]}"
+                t0 = time.perf_counter()
+                subprocess.run([*cmd, "evaluate", str(path), "--label", "moa", "--out",
+                                str(out)], check=True, env=env, stdout=subprocess.DEVNULL)
+                times[name].append(time.perf_counter() - t0)
+    print(f"[cold evaluate] {n} × {dims}, {n_labels} labels, pictures on, fresh process each, "
+          f"load average {load_average()}")
+    for name, ts in times.items():
+        print(f"  {name:<40} " + "  ".join(f"{t:6.1f} s" for t in ts))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=100_000)
@@ -157,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip-embed", action="store_true")
     p.add_argument("--skip-evaluate", action="store_true")
+    p.add_argument("--cold", type=int, default=None, metavar="N",
+                   help="only time cold `bioaug evaluate` runs on N items (with --dims)")
+    p.add_argument("--cold-repeats", type=int, default=2)
     a = p.parse_args(argv)
+    if a.cold is not None:
+        bench_cold(a.cold, a.dims, a.labels, a.cold_repeats)
+        return 0
     if not a.skip_evaluate:
         bench_evaluate(a.n, a.dims, a.labels)
     if not a.skip_embed:

@@ -5,7 +5,8 @@ unsupervised clustering of the frozen embedding is compared with the phenotype l
 adjusted mutual information (AMI). Two clusterings are scored:
 
 * **Leiden** (Traag et al., Sci. Rep. 2019) on scanpy's kNN graph
-  (``sc.pp.neighbors(use_rep=…)``), igraph flavour, at the resolution whose number of
+  (``sc.pp.neighbors(use_rep=…)``, computed without numba below 8,192 items by
+  :mod:`bioaug.evaluate.neighbors`), igraph flavour, at the resolution whose number of
   clusters equals the number of label classes. The resolution is found by a bounded search
   (doubling/halving to bracket the target, then bisection); the closest count is kept when
   no resolution hits it exactly, and both are reported.
@@ -65,14 +66,19 @@ def reduce_dims(x: np.ndarray, max_dims: int = DEFAULT_MAX_DIMS, seed: int = 0,
 
 
 def knn_graph(x: np.ndarray, n_neighbors: int = 15, seed: int = 0) -> Any:
-    """An AnnData holding scanpy's kNN graph of ``x`` (``sc.pp.neighbors(use_rep="X_rep")``)."""
+    """An AnnData holding scanpy's kNN graph of ``x`` (``sc.pp.neighbors(use_rep="X_rep")``).
+
+    Built by :func:`bioaug.evaluate.neighbors.neighbors`: the graph scanpy gives, without
+    the numba compile below the exact-search size.
+    """
     import anndata as ad
-    import scanpy as sc
+
+    from bioaug.evaluate.neighbors import neighbors
 
     graph = ad.AnnData(np.zeros((len(x), 0), dtype=np.float32))
     graph.obsm["X_rep"] = np.asarray(x, dtype=np.float32)
-    sc.pp.neighbors(graph, use_rep="X_rep", n_neighbors=min(n_neighbors, max(2, len(x) - 1)),
-                    random_state=seed)
+    neighbors(graph, use_rep="X_rep", n_neighbors=min(n_neighbors, max(2, len(x) - 1)),
+              random_state=seed)
     return graph
 
 

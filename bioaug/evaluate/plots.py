@@ -1,8 +1,11 @@
 """Pictures of an evaluation (PNG, matplotlib Agg): UMAP, confusion matrix, per-class bars.
 
-UMAP (McInnes et al., 2018) is computed with umap-learn on a seeded uniform subsample
-(``max_points``, default 5,000; 200 optimisation epochs) of the PCA-reduced representation: it is a picture, and
-its cost grows with the number of points, not with what it shows.
+UMAP (McInnes et al., 2018) is computed on a seeded uniform subsample (``max_points``,
+default 5,000; 200 optimisation epochs) of the PCA-reduced representation: it is a picture,
+and its cost grows with the number of points, not with what it shows. The default engine,
+``"numpy"``, lays out scanpy's fuzzy kNN graph (:mod:`bioaug.evaluate.neighbors`) with the
+vectorised optimiser of :mod:`bioaug.evaluate.layout` and so needs no numba compile;
+``"umap-learn"`` runs umap-learn itself (~15–20 s of compile in each new process).
 """
 
 from __future__ import annotations
@@ -21,19 +24,54 @@ from bioaug.io import atomic_path
 DEFAULT_UMAP_POINTS = 5_000
 
 
-def umap_coords(x: np.ndarray, *, max_points: int = DEFAULT_UMAP_POINTS, seed: int = 0,
-                n_neighbors: int = 15) -> tuple[np.ndarray, np.ndarray]:
-    """2-D UMAP of a seeded subsample; returns (coords, indices of the items drawn)."""
+def _umap_numpy(x: np.ndarray, n_neighbors: int, seed: int) -> np.ndarray:
+    from bioaug.evaluate.layout import umap_layout
+    from bioaug.evaluate.neighbors import exact_knn, fuzzy_connectivities
+
+    indices, distances = exact_knn(x, n_neighbors)
+    return umap_layout(x, fuzzy_connectivities(indices, distances), n_epochs=200, seed=seed)
+
+
+def _umap_learn(x: np.ndarray, n_neighbors: int, seed: int) -> np.ndarray:
     import umap
 
+    reducer = umap.UMAP(n_neighbors=n_neighbors, random_state=seed, n_jobs=1, n_epochs=200,
+                        init="spectral" if len(x) > 10 else "random")
+    return np.asarray(reducer.fit_transform(x))
+
+
+#: UMAP implementations by name: (x, n_neighbors, seed) -> (n, 2) coordinates.
+UMAP_ENGINES = {"numpy": _umap_numpy, "umap-learn": _umap_learn}
+
+
+def umap_coords(x: np.ndarray, *, max_points: int = DEFAULT_UMAP_POINTS, seed: int = 0,
+                n_neighbors: int = 15, engine: str = "numpy") -> tuple[np.ndarray, np.ndarray]:
+    """2-D UMAP of a seeded subsample; returns (coords, indices of the items drawn).
+
+    Parameters
+    ----------
+    x
+        ``(n, d)`` representation.
+    max_points
+        Items drawn (uniformly, seeded) when there are more.
+    seed
+        Seed of the subsample and of the layout.
+    n_neighbors
+        kNN graph size (capped below the number of items).
+    engine
+        A key of :data:`UMAP_ENGINES`.
+    """
+    if engine not in UMAP_ENGINES:
+        from bioaug.errors import ConfigError, did_you_mean
+
+        raise ConfigError(f"unknown UMAP engine {engine!r}{did_you_mean(engine, UMAP_ENGINES)};"
+                          f" valid: {', '.join(UMAP_ENGINES)}")
     n = len(x)
     idx = np.arange(n)
     if n > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
-    reducer = umap.UMAP(n_neighbors=min(n_neighbors, max(2, len(idx) - 1)), random_state=seed,
-                        n_jobs=1, n_epochs=200,
-                        init="spectral" if len(idx) > 10 else "random")
-    coords = reducer.fit_transform(np.asarray(x, dtype=np.float32)[idx])
+    k = min(n_neighbors, max(2, len(idx) - 1))
+    coords = UMAP_ENGINES[engine](np.asarray(x, dtype=np.float32)[idx], k, seed)
     return np.asarray(coords), idx
 
 

@@ -22,6 +22,17 @@ used since by every BBBC021 benchmark (Ando et al. 2017, Caicedo et al. 2018, WS
 
 Optionally the mean average precision (mAP) of MoA retrieval under the same exclusions:
 references ranked by cosine similarity, a hit is a reference with the query's MoA.
+
+Two retrieval tasks with permutation p-values follow the copairs framework
+(:mod:`bioaug.evaluate.retrieval`; Kalinin et al. 2025), as the JUMP papers report them:
+
+- **replicate** retrieval on well profiles: each treated well queries the other wells of
+  its treatment (positives) among the control wells (negatives); mAP and p-value per
+  treatment;
+- **MoA** retrieval on treatment profiles: each treatment queries the treatments of other
+  compounds with its MoA (positives) among those of other MoAs; mAP and p-value per MoA.
+
+The fraction retrieved is the fraction of groups whose FDR-corrected p is below 0.05.
 """
 
 from __future__ import annotations
@@ -34,6 +45,12 @@ import pandas as pd
 
 from bioaug.embed.aggregate import treatment_profiles, well_profiles
 from bioaug.errors import DataError
+from bioaug.evaluate import retrieval
+from bioaug.evaluate.retrieval import DEFAULT_NULL_SIZE, PairRule
+
+__all__ = ["CONTROL", "DEFAULT_NULL_SIZE", "PROFILE_COLUMNS", "has_profile_columns",
+           "moa_retrieval", "nearest_neighbour_moa", "one_batch_labels", "profile_scores",
+           "replicate_retrieval"]
 
 #: Columns needed for profiling (besides the MoA label).
 PROFILE_COLUMNS: tuple[str, ...] = ("plate", "well", "compound", "concentration", "batch")
@@ -134,18 +151,57 @@ def _summarise(name: str, table: pd.DataFrame, labels: np.ndarray, res: dict[str
     }
 
 
+def replicate_retrieval(x_wells: np.ndarray, wells: pd.DataFrame, is_control: np.ndarray, *,
+                        null_size: int = DEFAULT_NULL_SIZE, seed: int = 0
+                        ) -> dict[str, Any] | None:
+    """Replicate retrieval: treated wells vs the control wells; mAP per treatment.
+
+    None when there is no control well or no treatment with two wells.
+    """
+    if not is_control.any() or (~is_control).sum() < 2:
+        return None
+    meta = pd.DataFrame({
+        "treatment": (wells["compound"].astype(str) + " @ "
+                      + wells["concentration"].astype(str)).to_numpy(),
+        # a control's own index: controls are never positives of each other
+        "reference": np.where(is_control, np.arange(len(wells)), -1)})
+    rules = (PairRule(same=("treatment", "reference")), PairRule(diff=("treatment", "reference")))
+    res = retrieval.average_precision(x_wells, meta, *rules)
+    if not (res.n_pos > 0).any():
+        return None
+    table = retrieval.mean_average_precision(res, meta["treatment"], null_size=null_size,
+                                             seed=seed)
+    return retrieval.retrieval_summary("replicate", table, len(wells), null_size=null_size)
+
+
+def moa_retrieval(x_treat: np.ndarray, labels: np.ndarray, compounds: np.ndarray, *,
+                  null_size: int = DEFAULT_NULL_SIZE, seed: int = 0) -> dict[str, Any] | None:
+    """MoA retrieval: same MoA, other compound vs other MoAs; mAP per MoA."""
+    meta = pd.DataFrame({"moa": np.asarray(labels).astype(str),
+                         "compound": np.asarray(compounds).astype(str)})
+    res = retrieval.average_precision(x_treat, meta, PairRule(same=("moa",), diff=("compound",)),
+                                      PairRule(diff=("moa",)))
+    if not (res.n_pos > 0).any():
+        return None
+    table = retrieval.mean_average_precision(res, meta["moa"], null_size=null_size, seed=seed)
+    return retrieval.retrieval_summary("moa", table, len(meta), null_size=null_size)
+
+
 def profile_scores(x: np.ndarray, obs: pd.DataFrame, *, label: str = "moa",
-                   control: str = CONTROL, with_map: bool = True) -> dict[str, Any]:
+                   control: str = CONTROL, with_map: bool = True,
+                   null_size: int = DEFAULT_NULL_SIZE, seed: int = 0) -> dict[str, Any]:
     """NSC and NSCB on cell (or well) embeddings ``x`` with BBBC021-style metadata ``obs``.
 
     Returns the ``report["profiling"]`` block with ``nsc`` and ``nscb`` sub-blocks, each
-    with ``accuracy``, counts, ``per_class`` (per MoA) and optional ``map``.
+    with ``accuracy``, counts, ``per_class`` (per MoA) and optional ``map``, and the
+    ``replicate`` and ``moa`` retrieval blocks (mAP with p-values; None when undefined).
     """
     missing = [c for c in (*PROFILE_COLUMNS, label) if c not in obs.columns]
     if missing:
         raise DataError(f"profiling needs columns {missing}; the table has "
                         f"{', '.join(map(str, obs.columns))}")
     xw, wells = well_profiles(x, obs, carry=("batch", "compound", "concentration", label))
+    well_ctrl = _is_control(wells[label], control) | _is_control(wells["compound"], control)
     xt, treat = treatment_profiles(xw, wells, label=label)
     is_ctrl = _is_control(treat[label], control) | _is_control(treat["compound"], control)
     is_missing = _is_missing(treat[label])
@@ -173,7 +229,10 @@ def profile_scores(x: np.ndarray, obs: pd.DataFrame, *, label: str = "moa",
                               {"dropped_classes": dropped})
     else:
         out_nscb = None
+    replicate = replicate_retrieval(xw, wells, well_ctrl, null_size=null_size, seed=seed)
+    moa = moa_retrieval(xt, labels, compounds, null_size=null_size, seed=seed)
     return {"label": label, **base, "nsc": out_nsc, "nscb": out_nscb,
+            "replicate": replicate, "moa": moa,
             "treatments": _treatment_table(treat, labels, nsc, compounds)}
 
 

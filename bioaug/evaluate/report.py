@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bioaug.errors import DataError, did_you_mean
+from bioaug.errors import ConfigError, DataError, did_you_mean
 from bioaug.evaluate import clustering, linear, plots, profiling
-from bioaug.io import atomic_write_json, atomic_write_text, provenance
+from bioaug.evaluate.metrics import CORRECTED_SUFFIX, PROFILE_METRICS, metric_title, metric_values
+from bioaug.evaluate.result import EvaluationInput, EvaluationReport, Profiling
+from bioaug.io import atomic_write_json, atomic_write_text, check_output, provenance
 
 
 def load_adata(adata_or_path: Any) -> tuple[Any, str | None]:
@@ -29,6 +32,10 @@ def load_adata(adata_or_path: Any) -> tuple[Any, str | None]:
     if isinstance(adata_or_path, ad.AnnData):
         return adata_or_path, None
     path = Path(adata_or_path)
+    if path.suffix.lower() in (".parquet", ".pq", ".csv"):
+        from bioaug.profile import read_table
+
+        return read_table(path), str(path)
     if not path.is_file():
         raise DataError(f"no .h5ad file at {path}",
                         hint="make one with `bioaug embed --checkpoint RUN --data STORE --out "
@@ -84,6 +91,41 @@ def get_labels(obs: pd.DataFrame, label: str, where: str | None = None
     return values, has
 
 
+#: Values of ``profiling_mode``: auto (when the BBBC021 columns exist), on, off.
+PROFILING_MODES: tuple[str, ...] = ("auto", "on", "off")
+
+
+def check_options(*, profiling_mode: str, test_size: float, seed: int, max_dims: int,
+                  n_neighbors: int, null_size: int = 1) -> None:
+    """Validate the plain options of :func:`evaluate` (before anything is loaded)."""
+    if profiling_mode not in PROFILING_MODES:
+        raise ConfigError(f"profiling_mode must be one of {', '.join(PROFILING_MODES)}, not "
+                          f"{profiling_mode!r}{did_you_mean(str(profiling_mode), PROFILING_MODES)}")
+    if not 0.0 < float(test_size) < 1.0:
+        raise ConfigError(f"test_size must be between 0 and 1 (exclusive), not {test_size}")
+    if int(seed) < 0:
+        raise ConfigError(f"seed must be 0 or more, not {seed}")
+    if int(max_dims) < 2:
+        raise ConfigError(f"max_dims must be 2 or more, not {max_dims}")
+    if int(n_neighbors) < 2:
+        raise ConfigError(f"n_neighbors must be 2 or more, not {n_neighbors}")
+    if int(null_size) < 1:
+        raise ConfigError(f"null_size must be 1 or more, not {null_size}")
+
+
+def check_exclude(exclude: Sequence[str], values: np.ndarray, has: np.ndarray, label: str,
+                  where: str | None) -> list[str]:
+    """``exclude`` as strings; each must be a value of the label column."""
+    present = sorted(np.unique(values[has]).tolist())
+    out = [exclude] if isinstance(exclude, str) else [str(e) for e in exclude]
+    for e in out:
+        if e not in present:
+            shown = ", ".join(present[:20]) + (" …" if len(present) > 20 else "")
+            raise DataError(f"--exclude {e!r}: no item has {label} = {e!r}"
+                            f"{did_you_mean(e, present)}; values: {shown}", where=where)
+    return out
+
+
 def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
              out: str | os.PathLike | None = None, seed: int = 0,
              profiling_mode: str = "auto", linear_group: str | None = "auto",
@@ -91,92 +133,219 @@ def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
              n_neighbors: int = 15, silhouette_sample: int = clustering.DEFAULT_SILHOUETTE_SAMPLE,
              umap_points: int = plots.DEFAULT_UMAP_POINTS, max_train: int | None = 50_000,
              plot: bool = True, leiden_max_tries: int = 20,
-             exclude: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
-    """Score embedding ``rep`` of an AnnData against obs column ``label``.
+             exclude: Sequence[str] = (), profile: Any = None,
+             null_size: int = profiling.DEFAULT_NULL_SIZE) -> EvaluationReport:
+    """Score embedding ``rep`` of an AnnData (or a profile table) against a label column.
 
-    Returns the report dict (``clustering``, ``profiling`` — whose ``nsc`` and ``nscb`` are
-    None, with a ``skipped`` reason, without BBBC021 metadata or with
-    ``profiling_mode="off"`` —, ``linear``, ``timings``, ``input``); writes
-    ``report.json``, ``report.md`` and PNGs into ``out`` when given.
-    ``linear_group="auto"`` groups the probe's split by compound when that column exists.
-    ``exclude`` lists label values left out of clustering and the probe (e.g. ``["DMSO"]``);
-    profiling applies its own rules (the control is never a query or reference).
+    Clustering (Leiden at the class count and k-means; AMI/ARI; silhouette), BBBC021
+    profiling (NSC / NSCB 1-NN accuracy, retrieval mAP with permutation p-values) and a
+    linear probe. Every option is checked before any expensive step runs.
+
+    Parameters
+    ----------
+    adata_or_path
+        An :class:`~anndata.AnnData`, a path to an ``.h5ad`` file (``bioaug embed`` or
+        ``bioaug profile``), or a ``.parquet`` / ``.csv`` profile table with ``Metadata_*``
+        columns (pycytominer layout).
+    label
+        ``obs`` column holding the classes (``moa`` on BBBC021, ``label`` for natural
+        images).
+    rep
+        ``obsm`` key of the representation (``X_bioaug``, ``X_bioaug_fused``, ``X``).
+    out
+        Report directory: ``report.json``, ``report.md`` and PNG pictures. Checked to be
+        writable before the work starts. None writes nothing.
+    seed
+        Seed of every random step (PCA signs are fixed; Leiden, k-means, splits, UMAP).
+    profiling_mode
+        ``auto`` profiles when plate / well / compound / concentration / batch exist,
+        and reports why when they cannot be scored; ``on`` makes that an error raised
+        before clustering; ``off`` skips profiling.
+    linear_group
+        Column to group the probe's split by (``auto``: the compound when present);
+        None for a plain stratified split.
+    test_size
+        Held-out fraction of the linear probe.
+    max_dims
+        PCA width before the kNN graph and k-means.
+    n_neighbors
+        Neighbours of scanpy's kNN graph.
+    silhouette_sample
+        Items used for the silhouette.
+    umap_points
+        Items drawn for the UMAP pictures.
+    max_train
+        Cap on the probe's training items.
+    plot
+        Write the PNG pictures (with ``out``).
+    leiden_max_tries
+        Leiden runs allowed to find the resolution giving as many clusters as classes.
+    exclude
+        Label values left out of clustering and the probe (e.g. ``["DMSO"]``); each must
+        exist. Profiling applies its own rules (the control is never a query).
+    profile
+        Correction to apply before profiling again (``bioaug.profile``): a list of step
+        names (``["center", "sphere"]``), a :class:`~bioaug.profile.ProfileConfig` or a
+        YAML path. The report then has ``profiling_corrected`` next to ``profiling``.
+    null_size
+        Permutations of the mAP null distribution (p-values are ``(k + 1) / (n + 1)``).
+
+    Returns
+    -------
+    The :class:`~bioaug.evaluate.result.EvaluationReport`; ``report.metrics()`` gives the
+    registered metrics by name.
     """
     t_start = time.perf_counter()
+    check_options(profiling_mode=profiling_mode, test_size=test_size, seed=seed,
+                  max_dims=max_dims, n_neighbors=n_neighbors, null_size=null_size)
+    profile_config = _profile_config(profile) if profile is not None else None
+    out_dir = None
+    if out is not None:
+        source = [adata_or_path] if isinstance(adata_or_path, (str, os.PathLike)) else []
+        out_dir = check_output(out, "report", inputs=source, replace=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     adata, path = load_adata(adata_or_path)
     timings["load"] = time.perf_counter() - t0
     x_all = get_rep(adata, rep, path)
     obs_all = adata.obs
+    x_before, recorded = _profiled_input(adata, rep, profile_config, path)
     values, has = get_labels(obs_all, label, path)
+    exclude = check_exclude(exclude, values, has, label, path)
     n_unlabelled = int((~has).sum())
-    excluded = np.isin(values, [str(e) for e in exclude]) & has
+    excluded = np.isin(values, exclude) & has
     has = has & ~excluded
     if len(np.unique(values[has])) < 2:
         raise DataError(f"fewer than two '{label}' classes remain after excluding "
-                        f"{list(exclude)}", where=path)
+                        f"{exclude}", where=path)
     x, obs, y = x_all[has], obs_all.loc[has], values[has]
-    report: dict[str, Any] = {
-        "input": {"path": path, "rep": rep, "label": label, "n_items": len(x),
-                  "n_items_without_label": n_unlabelled,
-                  "excluded_labels": [str(e) for e in exclude],
-                  "n_items_excluded": int(excluded.sum()), "dims": int(x.shape[1]),
-                  "n_classes": len(np.unique(y)),
-                  "class_counts": {str(k): int(v) for k, v in
-                                   zip(*np.unique(y, return_counts=True), strict=True)},
-                  "embedding_provenance": _provenance_summary(adata)},
-        "seed": seed,
-    }
+    group_col = (linear.default_group_column(obs, label) if linear_group == "auto"
+                 else linear_group)
+    if group_col is not None and group_col not in obs.columns:
+        cols = [str(c) for c in obs.columns]
+        raise DataError(f"group column '{group_col}' for the linear probe not found"
+                        f"{did_you_mean(str(group_col), cols)}; obs columns: {', '.join(cols)}",
+                        where=path)
 
-    report["clustering"] = clustering.cluster_and_score(
+    # profiling first: it is cheap, and a profile that cannot be scored is known up front
+    t0 = time.perf_counter()
+    prof, prof_corrected, steps = _profiling(
+        x_all, obs_all, label=label, mode=profiling_mode, seed=seed, null_size=null_size,
+        config=recorded if x_before is not None else profile_config, where=path,
+        x_before=x_before)
+    timings["profiling"] = time.perf_counter() - t0
+
+    clust = clustering.cluster_and_score(
         x, y, seed=seed, max_dims=max_dims, n_neighbors=n_neighbors,
         max_tries=leiden_max_tries, silhouette_sample=silhouette_sample, timings=timings)
 
     t0 = time.perf_counter()
-    if profiling_mode not in ("auto", "on", "off"):
-        raise DataError(f"profiling_mode must be auto, on or off, not {profiling_mode!r}")
-    wants = profiling_mode == "on" or (
-        profiling_mode == "auto" and profiling.has_profile_columns(list(obs.columns), label))
-    if wants:
-        report["profiling"] = profiling.profile_scores(x_all, obs_all, label=label)
-    else:
-        missing = [c for c in (*profiling.PROFILE_COLUMNS, label) if c not in obs.columns]
-        report["profiling"] = {
-            "nsc": None, "nscb": None,
-            "skipped": "profiling_mode off" if profiling_mode == "off" else
-            f"no BBBC021 metadata (missing columns: {', '.join(missing)})"}
-    timings["profiling"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    group_col = (linear.default_group_column(obs, label) if linear_group == "auto"
-                 else linear_group)
-    if group_col is not None and group_col not in obs.columns:
-        raise DataError(f"group column '{group_col}' for the linear probe not found; obs "
-                        f"columns: {', '.join(map(str, obs.columns))}")
     groups = obs[group_col].astype(str).to_numpy() if group_col else None
-    report["linear"] = linear.linear_probe(x, y, groups, test_size=test_size, seed=seed,
-                                           max_train=max_train, group_column=group_col)
+    lin = linear.linear_probe(x, y, groups, test_size=test_size, seed=seed,
+                              max_train=max_train, group_column=group_col)
     timings["linear"] = time.perf_counter() - t0
 
-    figures: dict[str, str] = {}
-    if out is not None:
-        out_dir = Path(out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if plot:
-            t0 = time.perf_counter()
-            figures = _figures(x, obs, y, report, out_dir, seed=seed, max_dims=max_dims,
-                               umap_points=umap_points, label=label)
-            timings["plots"] = time.perf_counter() - t0
-    report["figures"] = figures
+    report = EvaluationReport(
+        input=EvaluationInput(
+            path=path, rep=rep, label=label, n_items=len(x), n_items_without_label=n_unlabelled,
+            excluded_labels=exclude, n_items_excluded=int(excluded.sum()), dims=int(x.shape[1]),
+            n_classes=len(np.unique(y)),
+            class_counts={str(k): int(v) for k, v in
+                          zip(*np.unique(y, return_counts=True), strict=True)},
+            embedding_provenance=_provenance_summary(adata)),
+        seed=seed, clustering=clust, profiling=prof, profiling_corrected=prof_corrected,
+        profile_steps=steps, linear=lin)
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create --out {out_dir}: {exc.strerror or exc}") from None
+    if out_dir is not None and plot:
+        t0 = time.perf_counter()
+        report.figures = _figures(x, obs, y, report, out_dir, seed=seed, max_dims=max_dims,
+                                  umap_points=umap_points, label=label)
+        timings["plots"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
-    report["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    report["provenance"] = provenance(stage="evaluate")
-    if out is not None:
-        out_dir = Path(out)
-        atomic_write_json(out_dir / "report.json", report)
-        atomic_write_text(out_dir / "report.md", report_markdown(report))
+    report.timings = {k: round(v, 3) for k, v in timings.items()}
+    report.provenance = provenance(stage="evaluate")
+    if out_dir is not None:
+        write_report(report, out_dir)
     return report
+
+
+def write_report(report: EvaluationReport, out_dir: str | os.PathLike) -> None:
+    """Write ``report.md`` then ``report.json`` (last: its presence means complete)."""
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "report.md", report_markdown(report))
+    atomic_write_json(out_dir / "report.json", report.to_dict())
+
+
+def _profiled_input(adata: Any, rep: str, config: Any, where: str | None
+                    ) -> tuple[np.ndarray | None, list[dict[str, Any]] | None]:
+    """(uncorrected profiles, recorded steps) of a ``bioaug profile`` output, else Nones."""
+    from bioaug.profile import UNCORRECTED, steps_from_uns
+
+    steps = steps_from_uns(adata)
+    if steps is None or rep + UNCORRECTED not in adata.obsm:
+        return None, None
+    if config is not None:
+        raise ConfigError("this .h5ad is profiled already (corrected in obsm["
+                          f"'{rep}'], uncorrected in obsm['{rep}{UNCORRECTED}']); evaluate "
+                          "it without --profile to see before and after", where=where)
+    return get_rep(adata, rep + UNCORRECTED, where), steps
+
+
+def _profile_config(profile: Any) -> Any:
+    from bioaug.profile import as_profile_config
+
+    return as_profile_config(profile)
+
+
+def _profiling(x: np.ndarray, obs: pd.DataFrame, *, label: str, mode: str, seed: int,
+               null_size: int, config: Any, where: str | None,
+               x_before: np.ndarray | None = None
+               ) -> tuple[Profiling, Profiling | None, list[dict[str, Any]] | None]:
+    """The profiling block(s): before and, with a correction ``config``, after it.
+
+    ``x_before``: the uncorrected profiles of a profiled ``.h5ad`` (``x`` is corrected);
+    ``config`` is then the list of steps it records.
+    """
+    if mode == "off":
+        return Profiling(skipped="profiling_mode off"), None, None
+    missing = [c for c in (*profiling.PROFILE_COLUMNS, label) if c not in obs.columns]
+    if missing:
+        reason = f"no BBBC021 metadata (missing columns: {', '.join(missing)})"
+        if mode == "on" or (config is not None and x_before is None):
+            raise DataError(f"profiling needs columns {missing}; the table has "
+                            f"{', '.join(map(str, obs.columns))}", where=where)
+        return Profiling(skipped=reason), None, None
+    try:
+        before = profiling.profile_scores(x, obs, label=label, seed=seed, null_size=null_size)
+    except DataError as exc:
+        if mode == "on" or (config is not None and x_before is None):
+            raise DataError(f"profiling cannot be scored: {exc.message}", where=where,
+                            hint="use --profiling off, or another --label") from None
+        return Profiling(skipped=f"cannot be scored: {exc.message}"), None, None
+    if config is None:
+        return Profiling.model_validate(before), None, None
+    if x_before is not None:  # a profiled .h5ad: rep is corrected, x_before is not
+        before, after = profiling.profile_scores(x_before, obs, label=label, seed=seed,
+                                                 null_size=null_size), before
+        return Profiling.model_validate(before), Profiling.model_validate(after), config
+    from bioaug.profile import profile_cells
+
+    if config.output == "treatment":  # profiling aggregates wells itself
+        config = config.model_copy(update={"output": "well"})
+    profiled = profile_cells(x, obs, config, seed=seed, where=where)
+    try:
+        after = profiling.profile_scores(profiled.x, profiled.obs, label=label, seed=seed,
+                                         null_size=null_size)
+    except DataError as exc:
+        raise DataError(f"corrected profiles cannot be scored: {exc.message}",
+                        where=where) from None
+    return (Profiling.model_validate(before), Profiling.model_validate(after),
+            [{"step": r["step"], "level": r["level"], "dims_in": r["dims_in"],
+              "dims_out": r["dims_out"]} for r in profiled.steps])
 
 
 def _provenance_summary(adata: Any) -> dict[str, Any] | None:
@@ -241,35 +410,57 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(metric, value, computed on) rows: the short summary the CLI prints."""
+def _retrieval_note(blk: Any) -> str:
+    return (f"{blk['n_groups']} groups, {blk['n_profiles']} profiles; "
+            f"retrieved = FDR p < {blk['threshold']:g}, {blk['null_size']} permutations")
+
+
+def _profiling_rows(prof: Any, suffix: str = "") -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    if not prof or not prof.get("nsc"):
+        return rows
+    values = {"nsc": prof["nsc"], "nscb": prof.get("nscb")}
+    for key, blk in values.items():
+        if blk:
+            rows.append((metric_title(key + suffix), _fmt(blk["accuracy"]),
+                         f"{blk['n_scored']} of {blk['n_treatments']} treatments, "
+                         f"{blk['n_classes']} MoAs"))
+            rows.append((metric_title(f"{key}_map{suffix}"), _fmt(blk["map"]),
+                         f"{blk['map_n_queries']} queries"))
+    for task in ("replicate", "moa"):
+        blk = prof.get(task)
+        if blk:
+            rows.append((metric_title(f"{task}_map{suffix}"), _fmt(blk["map"]),
+                         _retrieval_note(blk)))
+            rows.append((metric_title(f"{task}_retrieved{suffix}"),
+                         _fmt(blk["fraction_retrieved"]), ""))
+    return rows
+
+
+def summary_rows(report: Any) -> list[tuple[str, str, str]]:
+    """(metric, value, computed on) rows: the short summary the CLI prints.
+
+    Titles come from the metric registry (:data:`bioaug.evaluate.metrics.METRICS`).
+    """
     c = report["clustering"]
     rows = [
-        ("Leiden AMI", _fmt(c["leiden"]["ami"]),
+        (metric_title("leiden_ami"), _fmt(c["leiden"]["ami"]),
          f"{c['n_items']} items, {c['n_classes']} classes, {c['leiden']['n_clusters']} "
          f"clusters @ res {c['leiden']['resolution']:.3g}"),
-        ("Leiden ARI", _fmt(c["leiden"]["ari"]), ""),
-        ("k-means AMI", _fmt(c["kmeans"]["ami"]), f"k = {c['kmeans']['k']}"),
-        ("k-means ARI", _fmt(c["kmeans"]["ari"]), ""),
-        ("silhouette (label)", _fmt(c["silhouette"]["value"]),
+        (metric_title("leiden_ari"), _fmt(c["leiden"]["ari"]), ""),
+        (metric_title("kmeans_ami"), _fmt(c["kmeans"]["ami"]), f"k = {c['kmeans']['k']}"),
+        (metric_title("kmeans_ari"), _fmt(c["kmeans"]["ari"]), ""),
+        (metric_title("silhouette"), _fmt(c["silhouette"]["value"]),
          f"{c['silhouette']['n_items']} items"),
     ]
     lin = report["linear"]
-    rows.append(("linear accuracy", _fmt(lin["accuracy"]),
+    rows.append((metric_title("linear_accuracy"), _fmt(lin["accuracy"]),
                  f"{lin['n_train']} train / {lin['n_test']} test, {lin['n_classes']} classes"
                  + (f", grouped by {lin['split']['grouped_by']}"
                     if lin["split"].get("grouped_by") else "")))
-    rows.append(("linear balanced acc.", _fmt(lin["balanced_accuracy"]), ""))
-    prof = report.get("profiling")
-    if prof and prof.get("nsc"):
-        for key in ("nsc", "nscb"):
-            blk = prof.get(key)
-            if blk:
-                rows.append((f"{key.upper()} 1-NN accuracy", _fmt(blk["accuracy"]),
-                             f"{blk['n_scored']} of {blk['n_treatments']} treatments, "
-                             f"{blk['n_classes']} MoAs"))
-                rows.append((f"{key.upper()} mAP", _fmt(blk["map"]),
-                             f"{blk['map_n_queries']} queries"))
+    rows.append((metric_title("linear_balanced_accuracy"), _fmt(lin["balanced_accuracy"]), ""))
+    rows += _profiling_rows(report.get("profiling"))
+    rows += _profiling_rows(report.get("profiling_corrected"), CORRECTED_SUFFIX)
     return rows
 
 
@@ -280,7 +471,17 @@ def format_table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(f"{a:<{w0}}  {b:>{w1}}  {c}".rstrip() for a, b, c in rows)
 
 
-def report_markdown(report: dict[str, Any]) -> str:
+def before_after_rows(report: Any) -> list[tuple[str, str, str]]:
+    """(metric, before, after) rows of the profiling metrics when a correction was applied."""
+    if report.get("profiling_corrected") is None:
+        return []
+    values = metric_values(report, [*PROFILE_METRICS,
+                                    *(f"{m}{CORRECTED_SUFFIX}" for m in PROFILE_METRICS)])
+    return [(metric_title(m), _fmt(values[m]), _fmt(values[f"{m}{CORRECTED_SUFFIX}"]))
+            for m in PROFILE_METRICS]
+
+
+def report_markdown(report: Any) -> str:
     """The human-readable report (``report.md``)."""
     inp = report["input"]
     lines = [
@@ -308,6 +509,20 @@ def report_markdown(report: dict[str, Any]) -> str:
               f"Silhouette of the label on {c['silhouette']['n_items']} items "
               f"(Euclidean, original representation)."]
     prof = report.get("profiling")
+    if prof and prof.get("skipped"):
+        lines += ["", f"Profiling (NSC / NSCB / mAP): not scored — {prof['skipped']}."]
+    if report.get("profiling_corrected") is not None:
+        lines += ["", "## Profiling before and after correction", "",
+                  "Correction steps: " + " → ".join(
+                      str(s.get("step")) for s in (report.get("profile_steps") or [])) + ".",
+                  "", "| metric | before | after |", "|---|---:|---:|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in before_after_rows(report)]
+    for task, what in (("replicate", "treatment"), ("moa", "MoA")):
+        blk = prof.get(task) if prof else None
+        if blk:
+            lines += ["", f"**{task} retrieval** (mAP per {what}, copairs-style permutation "
+                      f"p-values): mAP {_fmt(blk['map'])}, {_fmt(blk['fraction_retrieved'])} "
+                      f"retrieved ({_retrieval_note(blk)})."]
     if prof and prof.get("nsc"):
         lines += ["", "## BBBC021 profiling (treatment profiles, 1-NN cosine)", "",
                   f"{prof['n_cells']} items → {prof['n_wells']} well profiles (mean) → "

@@ -1,13 +1,15 @@
 """``bioaug demo``: the whole pipeline on the synthetic BBBC021 twin, in minutes.
 
 synth (the twin in the published BBBC021 layout) → prepare (illumination correction,
-nuclei, single-cell crops) → train MoCo v2 (He et al. 2020; Chen et al. 2020) with a VGG13
-encoder twice — with the expert microscopy protocol ``bbbc021-expert`` and with the natural
-image recipe ``moco-v2-default`` — → embed the store with each model, with their fusion
-(concatenated L2-normalised features; Ericsson et al. 2022) and with raw pixels (the floor
-any method must beat) → evaluate (Leiden and k-means AMI against the MoA, NSC/NSCB 1-NN
-MoA accuracy on treatment profiles, linear probe) → a summary table, printed and written to
-``summary.md``/``summary.csv`` with links to the UMAP pictures.
+nuclei, single-cell crops) → the protocol comparison of :mod:`bioaug.study.compare`:
+MoCo v2 (He et al. 2020; Chen et al. 2020) with a VGG13 encoder trained twice — with the
+expert microscopy protocol ``bbbc021-expert`` and with the natural image recipe
+``moco-v2-default`` —, each model, their fusion (concatenated L2-normalised features;
+Ericsson et al. 2022) and raw pixels (the floor any method must beat) embedded and
+evaluated (Leiden and k-means AMI against the MoA, NSC/NSCB 1-NN MoA accuracy and mAP on
+treatment profiles, before and after per-plate correction against the DMSO wells, linear
+probe) → a summary table, printed and written to ``summary.md``/``summary.csv`` with links
+to the UMAP pictures. Training uses each method's own optimiser recipe.
 
 This is the experiment behind the "expert transformations act as supervision" claim of
 Bendidi et al. (2023), at a size that fits the machine. Every number is computed by the
@@ -19,10 +21,10 @@ a 2-core CPU; with CUDA the full demo uses the paper's sizes (VGG13 at full widt
 crops, more data and epochs). Output layout::
 
     OUT/<plan>/data/twin, OUT/<plan>/data/store    shared by every seed
-    OUT/<plan>/seed-<S>/runs/<protocol>/           training runs
-    OUT/<plan>/seed-<S>/embeddings/{models,raw}.h5ad
-    OUT/<plan>/seed-<S>/eval/<embedding>/          evaluation reports and pictures
-    OUT/<plan>/seed-<S>/summary.{md,csv}, timings.json
+    OUT/<plan>/seed-<S>/                           the comparison (bioaug.study.compare):
+        <protocol>/seed-<S>/run, cells.h5ad, eval-moa/   per protocol
+        fused/<a+b>/seed-<S>/…, raw/…                    fusion and raw pixels
+        comparison.csv, summary.{md,csv}, timings.json
     OUT/summary.md, OUT/summary.csv                copy of the latest summary
 
 Every stage is skipped when its output is complete, so a rerun (or a killed demo started
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -43,9 +44,10 @@ from typing import Any
 import pandas as pd
 
 from bioaug.errors import ConfigError
+from bioaug.evaluate.metrics import metric_title
 from bioaug.io import atomic_path, atomic_write_json, atomic_write_text, provenance
 from bioaug.study import stages
-from bioaug.study.results import dig
+from bioaug.study.stages import log
 
 PROTOCOLS = ("bbbc021-expert", "moco-v2-default")
 
@@ -73,7 +75,6 @@ class DemoPlan:
     view_crop: int = 48
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 0.06
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
     # embed / evaluate
@@ -108,7 +109,7 @@ PLANS: dict[str, DemoPlan] = {
         name="gpu", description="CUDA, the paper's sizes: VGG13-BN full width, 96 px crops",
         plates=12, sites=4, field_size=(512, 640), cells_per_field=25, wells_per_plate=16,
         crop_size=96, resize=None, width=1.0, view_crop=96, epochs=100, batch_size=256,
-        lr=0.03, num_workers=4, device="cuda"),
+        num_workers=4, device="cuda"),
 }
 
 
@@ -124,10 +125,6 @@ def plan_for(size: str = "full", device: str = "auto") -> DemoPlan:
     return replace(PLANS[size], device=str(dev))
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 class Timer:
     """Records the seconds of each stage (and whether it was skipped) in ``timings.json``."""
 
@@ -137,19 +134,30 @@ class Timer:
                                          if path.is_file() else {})
         self.stages: dict[str, dict[str, Any]] = {}
 
+    def record(self, name: str, result: stages.StageResult) -> None:
+        """Stage hook of the comparison: note the seconds of a stage it ran or skipped."""
+        if result.skipped:
+            prev = self.previous.get(name, {}).get("seconds")
+            self.stages[name] = {"seconds": 0.0, "skipped": True, "previous_seconds": prev}
+            log(f"  {name:<28} done already, skipped" + (f" (took {prev:.1f}s)" if prev else ""))
+            return
+        self.stages[name] = {"seconds": round(result.seconds, 2), "skipped": False}
+        log(f"  {name:<28} {result.seconds:7.1f}s")
+        self.save()
+
     def run(self, name: str, fn: Callable[[], Any], done: Callable[[], bool]) -> Any:
         if done():
             prev = self.previous.get(name, {}).get("seconds")
             self.stages[name] = {"seconds": 0.0, "skipped": True, "previous_seconds": prev}
-            _log(f"  {name:<28} done already, skipped"
+            log(f"  {name:<28} done already, skipped"
                  + (f" (took {prev:.1f}s)" if prev else ""))
             return None
-        _log(f"  {name:<28} running …")
+        log(f"  {name:<28} running …")
         t0 = time.perf_counter()
         result = fn()
         sec = time.perf_counter() - t0
         self.stages[name] = {"seconds": round(sec, 2), "skipped": False}
-        _log(f"  {name:<28} {sec:7.1f}s")
+        log(f"  {name:<28} {sec:7.1f}s")
         self.save()
         return result
 
@@ -172,35 +180,6 @@ class Timer:
         return rows
 
 
-@dataclass
-class DemoPaths:
-    root: Path
-    plan_dir: Path
-    run_dir: Path
-
-    @property
-    def twin(self) -> Path:
-        return self.plan_dir / "data" / "twin"
-
-    @property
-    def store(self) -> Path:
-        return self.plan_dir / "data" / "store"
-
-    def run(self, protocol: str) -> Path:
-        return self.run_dir / "runs" / protocol
-
-    @property
-    def models_h5ad(self) -> Path:
-        return self.run_dir / "embeddings" / "models.h5ad"
-
-    @property
-    def raw_h5ad(self) -> Path:
-        return self.run_dir / "embeddings" / "raw.h5ad"
-
-    def eval_dir(self, name: str) -> Path:
-        return self.run_dir / "eval" / name
-
-
 def _check_plan(plan_dir: Path, plan: DemoPlan) -> None:
     """A plan directory is only reused by the same plan (sizes decide every output)."""
     f = plan_dir / "plan.json"
@@ -217,62 +196,47 @@ def _check_plan(plan_dir: Path, plan: DemoPlan) -> None:
         atomic_write_json(f, plan.to_dict())
 
 
-def _train_config(plan: DemoPlan, paths: DemoPaths, protocol: str, seed: int) -> Any:
-    from bioaug.train.config import make_config
-
-    return make_config({
-        "data": str(paths.store), "protocol": protocol, "out": str(paths.run(protocol)),
-        "method": plan.method, "backbone": plan.backbone, "width": plan.width,
-        "crop": plan.view_crop, "epochs": plan.epochs, "batch_size": plan.batch_size,
-        "lr": plan.lr, "seed": seed, "device": plan.device, "num_workers": plan.num_workers,
-        "method_kwargs": dict(plan.method_kwargs), "tensorboard": False,
-    }, source=f"demo plan '{plan.name}'")
+def train_settings(plan: DemoPlan) -> dict[str, Any]:
+    """The :class:`TrainConfig` fields the plan sets; the optimiser is the method's recipe."""
+    return {"method": plan.method, "backbone": plan.backbone, "width": plan.width,
+            "crop": plan.view_crop, "epochs": plan.epochs, "batch_size": plan.batch_size,
+            "num_workers": plan.num_workers, "method_kwargs": dict(plan.method_kwargs),
+            "tensorboard": False}
 
 
-#: Summary rows: (label, h5ad attribute, obsm key, evaluation folder name).
-def _embeddings(plan: DemoPlan) -> list[tuple[str, str, str, str]]:
-    rows = [(p, "models", f"X_bioaug_{i}", p) for i, p in enumerate(plan.protocols)]
-    if len(plan.protocols) > 1:
-        rows.append(("fused (" + " + ".join(plan.protocols) + ")", "models", "X_bioaug_fused",
-                     "fused"))
-    rows.append(("raw pixels", "raw", "X_bioaug", "raw"))
-    return rows
+#: Metric columns of the summary (names from :data:`bioaug.evaluate.metrics.METRICS`).
+SUMMARY_METRICS: tuple[str, ...] = ("leiden_ami", "kmeans_ami", "nsc", "nscb", "moa_map",
+                                    "linear_accuracy")
+#: Profiling metrics also shown after per-plate correction (when the twin has controls).
+CORRECTED_METRICS: tuple[str, ...] = ("nsc_corrected", "nscb_corrected", "moa_map_corrected")
+#: The correction the demo applies before profiling again (a ``bioaug profile`` recipe):
+#: per-plate centring on the DMSO cells, then whitening fitted on every DMSO cell (PCA, so
+#: it stays defined for raw pixels, wider than the twin has control cells).
+DEMO_PROFILE: dict[str, Any] = {
+    "correct_at": "cell", "control": "moa=DMSO",
+    "steps": ["center", {"sphere": {"scope": "global", "method": "pca"}}]}
 
 
-SUMMARY_COLUMNS = {
-    "leiden_ami": ("clustering", "leiden", "ami"),
-    "kmeans_ami": ("clustering", "kmeans", "ami"),
-    "nsc": ("profiling", "nsc", "accuracy"),
-    "nscb": ("profiling", "nscb", "accuracy"),
-    "linear_accuracy": ("linear", "accuracy"),
-}
-
-
-def summary_frame(reports: dict[str, dict[str, Any]], folders: dict[str, str]) -> pd.DataFrame:
-    rows = []
-    for label, report in reports.items():
-        row: dict[str, Any] = {"embedding": label}
-        for col, keys in SUMMARY_COLUMNS.items():
-            v = dig(report, keys)
-            row[col] = float(v) if v is not None else None
-        prof = report.get("profiling") or {}
-        row["nsc_treatments"] = (prof.get("nsc") or {}).get("n_scored")
-        row["nscb_treatments"] = (prof.get("nscb") or {}).get("n_scored")
-        row["n_cells"] = (report.get("input") or {}).get("n_items")
-        row["n_classes"] = (report.get("input") or {}).get("n_classes")
-        row["report"] = f"eval/{folders[label]}/report.md"
-        rows.append(row)
-    return pd.DataFrame(rows)
+def summary_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The demo's summary: one row per embedding, the summary metrics and the report link."""
+    metrics = [m for m in (*SUMMARY_METRICS, *CORRECTED_METRICS) if m in table.columns]
+    df = table[["embedding", *metrics, "report"]].copy()
+    df["report"] = [f"{r}/report.md" for r in df["report"]]
+    return df.reset_index(drop=True)
 
 
 def _fmt(v: Any) -> str:
     return "—" if v is None or (isinstance(v, float) and v != v) else f"{v:.3f}"
 
 
+def _metric_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in ("embedding", "report")]
+
+
 def summary_text(df: pd.DataFrame) -> str:
     """Fixed-width table for the terminal."""
-    head = ["embedding", "Leiden AMI", "k-means AMI", "NSC", "NSCB", "linear acc"]
-    cols = ["leiden_ami", "kmeans_ami", "nsc", "nscb", "linear_accuracy"]
+    cols = _metric_columns(df)
+    head = ["embedding", *[metric_title(c) for c in cols]]
     rows = [[str(r["embedding"]), *[_fmt(r[c]) for c in cols]] for _, r in df.iterrows()]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(  # noqa: E731
@@ -282,44 +246,45 @@ def summary_text(df: pd.DataFrame) -> str:
 
 
 def summary_markdown(df: pd.DataFrame, plan: DemoPlan, seed: int, timings: list[tuple[str, str]],
-                     reports: dict[str, dict[str, Any]], folders: dict[str, str],
-                     prefix: str = "") -> str:
-    first = next(iter(reports.values()))
-    inp = first.get("input") or {}
-    prof = first.get("profiling") or {}
+                     first: Any, prefix: str = "") -> str:
+    """``summary.md``: the table, what each column means, the UMAPs and the timings."""
+    inp = first.input
+    prof = first.profiling
+    cols = _metric_columns(df)
     lines = [
         "# bioaug demo: expert vs default augmentation on the synthetic BBBC021 twin", "",
         f"Plan **{plan.name}** ({plan.description}); device `{plan.device}`; seed {seed}.",
-        f"MoCo v2 + {plan.backbone} (width {plan.width}), {plan.epochs} epochs, batch "
-        f"{plan.batch_size}, {plan.view_crop} px views of {plan.resize or plan.crop_size} px "
-        f"single-cell crops; {inp.get('n_items')} cells in {inp.get('n_classes')} classes "
-        "(the MoAs present in the twin, and DMSO).", "",
-        "| embedding | Leiden AMI | k-means AMI | NSC | NSCB | linear accuracy |",
-        "|---|---:|---:|---:|---:|---:|"]
+        f"MoCo v2 + {plan.backbone} (width {plan.width}, the method's optimiser recipe), "
+        f"{plan.epochs} epochs, batch {plan.batch_size}, {plan.view_crop} px views of "
+        f"{plan.resize or plan.crop_size} px single-cell crops; {inp.n_items} cells in "
+        f"{inp.n_classes} classes (the MoAs present in the twin, and DMSO).", "",
+        "| embedding | " + " | ".join(metric_title(c) for c in cols) + " |",
+        "|---|" + "---:|" * len(cols)]
     for _, r in df.iterrows():
-        lines.append(f"| [{r['embedding']}]({prefix}{r['report']}) | {_fmt(r['leiden_ami'])} | "
-                     f"{_fmt(r['kmeans_ami'])} | {_fmt(r['nsc'])} | {_fmt(r['nscb'])} | "
-                     f"{_fmt(r['linear_accuracy'])} |")
-    nsc = prof.get("nsc") or {}
-    nscb = prof.get("nscb") or {}
+        lines.append(f"| [{r['embedding']}]({prefix}{r['report']}) | "
+                     + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    nsc, nscb = prof.nsc, prof.nscb
     lines += ["",
               "AMI: adjusted mutual information between clusters (Leiden at the resolution "
               "giving as many clusters as classes; k-means with k = classes) and the MoA, per "
               "cell. NSC / NSCB: 1-nearest-neighbour MoA accuracy of treatment profiles, "
               "excluding the same compound (NSC"
-              + (f", {nsc.get('n_scored')} treatments in {nsc.get('n_classes')} MoAs"
-                 if nsc else "")
+              + (f", {nsc.n_scored} treatments in {nsc.n_classes} MoAs" if nsc else "")
               + ") and also the same batch (NSCB"
-              + (f", {nscb.get('n_scored')} treatments in {nscb.get('n_classes')} MoAs — "
+              + (f", {nscb.n_scored} treatments in {nscb.n_classes} MoAs — "
                  "few on a small twin, so read it with care"
                  if nscb else ", not defined here: the twin has too few batches")
-              + "). Linear accuracy: logistic regression on frozen features, split by "
-              "compound. Raw pixels are the floor; the fused row concatenates the two "
-              "models' L2-normalised features.", "",
+              + "). MoA mAP: mean average precision of retrieving same-MoA treatments of "
+              "other compounds (copairs-style). '(corrected)': the same after per-plate "
+              "centring on the DMSO cells and whitening fitted on them (`bioaug profile`). "
+              "Linear accuracy: logistic regression on frozen features, split by compound. "
+              "Raw pixels are the floor; the fused row concatenates the two models' "
+              "L2-normalised features.", "",
               "## UMAP of the cells, coloured by MoA", ""]
-    for label, folder in folders.items():
-        pic = Path("eval") / folder / "umap_label.png"
-        lines += [f"**{label}**", "", f"![{label}]({prefix}{pic})", ""]
+    for _, r in df.iterrows():
+        pic = Path(r["report"]).parent / "umap_label.png"
+        lines += [f"**{r['embedding']}**", "", f"![{r['embedding']}]({prefix}{pic.as_posix()})",
+                  ""]
     lines += ["## Stage timings", "", "| stage | time |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in timings]
     lines += ["", "Numbers are computed by this run; rerun `bioaug demo` to reproduce them "
@@ -327,72 +292,85 @@ def summary_markdown(df: pd.DataFrame, plan: DemoPlan, seed: int, timings: list[
     return "\n".join(lines) + "\n"
 
 
+def check_seed(seed: int) -> int:
+    """The demo's seed: an integer 0 or more."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed must be an integer 0 or more, not {seed!r}")
+    return seed
+
+
 def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
              seed: int = 0) -> pd.DataFrame:
-    """Run (or resume) the demo; returns the summary table."""
+    """Run (or resume) the demo; returns the summary table.
+
+    Parameters
+    ----------
+    out
+        Output folder (layout in the module docstring).
+    plan
+        Sizes of every stage (default: :func:`plan_for` ``("full")``).
+    seed
+        Seed of the training runs and the evaluation (0 or more).
+
+    Returns
+    -------
+    One row per embedding: the :data:`SUMMARY_METRICS` (and the corrected ones) and the
+    path of its report.
+    """
+    from bioaug.study.compare import compare_protocols, train_configs
+
+    check_seed(seed)
     plan = plan or plan_for("full")
     out = Path(out).resolve()
     plan_dir = out / plan.name
-    paths = DemoPaths(root=out, plan_dir=plan_dir, run_dir=plan_dir / f"seed-{seed}")
+    twin, store = plan_dir / "data" / "twin", plan_dir / "data" / "store"
+    run_dir = plan_dir / f"seed-{seed}"
+    train_configs(store, plan.protocols, run_dir, train=train_settings(plan), seeds=(seed,),
+                  device=plan.device)  # every option checked before the first stage
     plan_dir.mkdir(parents=True, exist_ok=True)
     _check_plan(plan_dir, plan)
-    paths.run_dir.mkdir(parents=True, exist_ok=True)
-    timer = Timer(paths.run_dir / "timings.json")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    timer = Timer(run_dir / "timings.json")
     t_all = time.perf_counter()
-    _log(f"bioaug demo — plan '{plan.name}' ({plan.description}), device {plan.device}, "
-         f"seed {seed}\n  output: {paths.run_dir}")
+    log(f"bioaug demo — plan '{plan.name}' ({plan.description}), device {plan.device}, "
+        f"seed {seed}\n  output: {run_dir}")
 
     from bioaug.data.prepare import prepare_bbbc021
     from bioaug.data.store import is_store
     from bioaug.data.synth import synth_bbbc021
 
-    twin_done = lambda: (paths.twin / "BBBC021_v1_image.csv").is_file()  # noqa: E731
     timer.run("synth twin", lambda: synth_bbbc021(
-        paths.twin, plates=plan.plates, sites=plan.sites, size=plan.field_size,
+        twin, plates=plan.plates, sites=plan.sites, size=plan.field_size,
         cells_per_field=plan.cells_per_field, wells_per_plate=plan.wells_per_plate, seed=0),
-        twin_done)
+        lambda: (twin / "BBBC021_v1_image.csv").is_file())
     timer.run("prepare store", lambda: prepare_bbbc021(
-        paths.twin, paths.store, crop_size=plan.crop_size, resize=plan.resize,
-        moa_only=True), lambda: is_store(paths.store))
+        twin, store, crop_size=plan.crop_size, resize=plan.resize, moa_only=True),
+        lambda: is_store(store))
 
-    for protocol in plan.protocols:
-        cfg = _train_config(plan, paths, protocol, seed)
-        timer.run(f"train {protocol}", lambda cfg=cfg: stages.train_stage(cfg),
-                  lambda p=protocol: stages.run_finished(paths.run(p)))
-
-    runs = [paths.run(p) for p in plan.protocols]
-    timer.run("embed models (+fusion)", lambda: stages.embed_stage(
-        runs, paths.store, paths.models_h5ad, batch_size=plan.embed_batch, device=plan.device),
-        paths.models_h5ad.is_file)
-    timer.run("embed raw pixels", lambda: stages.embed_stage(
-        [], paths.store, paths.raw_h5ad, raw=True, batch_size=plan.embed_batch,
-        device=plan.device), paths.raw_h5ad.is_file)
-
-    reports: dict[str, dict[str, Any]] = {}
-    folders: dict[str, str] = {}
-    for label, source, rep, folder in _embeddings(plan):
-        h5ad = paths.models_h5ad if source == "models" else paths.raw_h5ad
-        eval_dir = paths.eval_dir(folder)
-        timer.run(f"evaluate {folder}", lambda h5ad=h5ad, rep=rep, eval_dir=eval_dir:
-                  stages.evaluate_stage(h5ad, eval_dir, label="moa", rep=rep, seed=seed,
-                                        umap_points=plan.umap_points),
-                  (eval_dir / "report.json").is_file)
-        reports[label] = json.loads((eval_dir / "report.json").read_text(encoding="utf-8"))
-        folders[label] = folder
+    table = compare_protocols(
+        store, plan.protocols, run_dir, labels=("moa",), train=train_settings(plan),
+        seeds=(seed,), device=plan.device, embed_batch=plan.embed_batch, raw=True,
+        fuse=[plan.protocols] if len(plan.protocols) > 1 else [],
+        evaluate_kwargs={"umap_points": plan.umap_points, "profile": dict(DEMO_PROFILE),
+                         "profiling_mode": "auto"},
+        on_stage=timer.record)
 
     total = time.perf_counter() - t_all
     timings = [*timer.table(), ("total (this invocation)", f"{total:.1f}s")]
-    df = summary_frame(reports, folders)
-    with atomic_path(paths.run_dir / "summary.csv") as tmp:
+    df = summary_frame(table)
+    from bioaug.evaluate import EvaluationReport
+
+    first = EvaluationReport.read(run_dir / df["report"].iloc[0].replace("report.md",
+                                                                         "report.json"))
+    with atomic_path(run_dir / "summary.csv") as tmp:
         df.to_csv(tmp, index=False)
-    atomic_write_text(paths.run_dir / "summary.md",
-                      summary_markdown(df, plan, seed, timings, reports, folders))
-    rel = paths.run_dir.relative_to(out)
+    atomic_write_text(run_dir / "summary.md", summary_markdown(df, plan, seed, timings, first))
+    rel = run_dir.relative_to(out)
     atomic_write_text(out / "summary.md", summary_markdown(
-        df, plan, seed, timings, reports, folders, prefix=f"{rel.as_posix()}/"))
-    shutil.copyfile(paths.run_dir / "summary.csv", out / ".summary.csv.tmp")
+        df, plan, seed, timings, first, prefix=f"{rel.as_posix()}/"))
+    shutil.copyfile(run_dir / "summary.csv", out / ".summary.csv.tmp")
     (out / ".summary.csv.tmp").replace(out / "summary.csv")
-    atomic_write_json(paths.run_dir / "demo.json", {
+    atomic_write_json(run_dir / "demo.json", {
         "plan": plan.to_dict(), "seed": seed, "timings": dict(timer.table()),
         "total_seconds": round(total, 2), "provenance": provenance(stage="demo")})
 
@@ -402,5 +380,5 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
     print(f"\nSummary (plan '{plan.name}', seed {seed}):\n")
     print(summary_text(df))
     print(f"\nwritten: {out / 'summary.md'} (pictures and per-embedding reports under "
-          f"{paths.run_dir})")
+          f"{run_dir})")
     return df

@@ -4,10 +4,12 @@
 with one seed, so the table is also "one row per setting × seed × class". Columns::
 
     point, seed, <one column per axis, named by its key path>,
-    linear_accuracy, ami_leiden, ami_kmeans, ari_leiden, silhouette, nsc, nscb,
+    <one column per registered metric: leiden_ami, kmeans_ami, …, nsc, nscb, …>,
     n_items, n_classes, linear_n_test, class, class_accuracy, class_n_test
 
-Metrics a report does not have (NSC/NSCB outside BBBC021) are left empty. Axis values that
+Metric columns and their names come from :data:`bioaug.evaluate.metrics.METRICS`, the
+names every bioaug table uses. Metrics a report does not have (NSC/NSCB outside BBBC021)
+are left empty. Axis values that
 are lists (a range ``[lo, hi]``) are written as JSON text.
 """
 
@@ -21,32 +23,17 @@ from typing import Any
 import pandas as pd
 
 from bioaug.errors import ConfigError
+from bioaug.evaluate import metrics as metrics_mod
 
-#: report.json key path → results column (missing keys give empty cells).
-OVERALL_METRICS: dict[str, tuple[str, ...]] = {
-    "linear_accuracy": ("linear", "accuracy"),
-    "ami_leiden": ("clustering", "leiden", "ami"),
-    "ami_kmeans": ("clustering", "kmeans", "ami"),
-    "ari_leiden": ("clustering", "leiden", "ari"),
-    "silhouette": ("clustering", "silhouette"),
-    "nsc": ("profiling", "nsc"),
-    "nscb": ("profiling", "nscb"),
-}
+
+def _plain(report: Any) -> Mapping[str, Any]:
+    """A report object (:class:`~bioaug.evaluate.EvaluationReport`) as its JSON dict."""
+    return report.to_dict() if hasattr(report, "to_dict") else report
 
 
 def dig(report: Mapping[str, Any], keys: Sequence[str]) -> Any:
-    """``report[k0][k1]…`` or None; a dict with a ``value``/``accuracy`` field is unwrapped."""
-    node: Any = report
-    for k in keys:
-        if not isinstance(node, Mapping) or k not in node:
-            return None
-        node = node[k]
-    if isinstance(node, Mapping):
-        for inner in ("value", "accuracy", "score"):
-            if inner in node and not isinstance(node[inner], Mapping):
-                return node[inner]
-        return None
-    return node
+    """``report[k0][k1]…`` or None (see :func:`bioaug.evaluate.metrics.dig`)."""
+    return metrics_mod.dig(report, keys)
 
 
 def cell_value(value: Any) -> Any:
@@ -57,7 +44,9 @@ def cell_value(value: Any) -> Any:
 
 
 def overall_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
-    out = {name: dig(report, keys) for name, keys in OVERALL_METRICS.items()}
+    """The registered metrics of a report, plus its item, class and test counts."""
+    report = _plain(report)
+    out: dict[str, Any] = dict(metrics_mod.metric_values(report))
     inp = report.get("input") if isinstance(report.get("input"), Mapping) else {}
     linear = report.get("linear") if isinstance(report.get("linear"), Mapping) else {}
     out["n_items"] = inp.get("n_items")
@@ -67,6 +56,7 @@ def overall_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def per_class_accuracy(report: Mapping[str, Any]) -> dict[str, float]:
+    report = _plain(report)
     per_class = dig_raw(report, ("linear", "per_class"))
     if not isinstance(per_class, Mapping) or not per_class:
         raise ConfigError("the evaluation report has no linear.per_class accuracies")
@@ -90,6 +80,7 @@ def dig_raw(report: Mapping[str, Any], keys: Sequence[str]) -> Any:
 def point_rows(point: int, seed: int, params: Mapping[str, Any],
                report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The results rows of one finished point."""
+    report = _plain(report)
     base: dict[str, Any] = {"point": point, "seed": seed}
     base.update({path: cell_value(v) for path, v in params.items()})
     base.update(overall_metrics(report))

@@ -14,7 +14,7 @@ Every stage returns how long it took (0 when skipped) so callers can print timin
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from bioaug.errors import BioaugError
+
+
+def log(msg: str) -> None:
+    """A progress line of a study on stderr (stdout stays for results)."""
+    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -74,15 +79,18 @@ def embed_stage(checkpoints: Sequence[Path], data: Path, out: Path, *,
 
 
 def evaluate_stage(h5ad: Path, out_dir: Path, *, label: str, rep: str = "X_bioaug",
-                   seed: int = 0, **kwargs: Any) -> tuple[StageResult, dict[str, Any]]:
-    """Evaluate ``rep`` of ``h5ad`` into ``out_dir`` (report.json, report.md, PNGs)."""
-    from bioaug.evaluate import evaluate
+                   seed: int = 0, **kwargs: Any) -> tuple[StageResult, Any]:
+    """Evaluate ``rep`` of ``h5ad`` into ``out_dir`` (report.json, report.md, PNGs).
+
+    Returns the stage result and the :class:`~bioaug.evaluate.EvaluationReport` (read
+    back from ``report.json`` when the stage was done already).
+    """
+    from bioaug.evaluate import EvaluationReport, evaluate
 
     out_dir = Path(out_dir)
     report_path = out_dir / "report.json"
     if report_path.is_file():
-        return (StageResult(report_path, 0.0, True),
-                json.loads(report_path.read_text(encoding="utf-8")))
+        return StageResult(report_path, 0.0, True), EvaluationReport.read(report_path)
     t0 = time.perf_counter()
     report = evaluate(str(h5ad), label=label, rep=rep, out=str(out_dir), seed=seed, **kwargs)
     return StageResult(report_path, time.perf_counter() - t0, False), report

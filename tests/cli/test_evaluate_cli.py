@@ -48,4 +48,13 @@ def test_evaluate_out_is_a_file_exit_2(tmp_path, capsys):
     assert main(["evaluate", str(path), "--label", "label", "--out", str(tmp_path / "taken"),
                  "--no-plots"]) == 2
     err = capsys.readouterr().err
-    assert "is a file, not a report directory" in err and "Traceback" not in err
+    assert "is a file, not a directory" in err and "Traceback" not in err
+
+
+def test_evaluate_exclude_of_a_missing_label_is_an_error_before_work(tmp_path, capsys):
+    path = write_blobs(tmp_path / "cells.h5ad")
+    assert main(["evaluate", str(path), "--label", "label", "--exclude", "c7",
+                 "--out", str(tmp_path / "rep"), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "--exclude 'c7': no item has label = 'c7'" in err and "values: c0, c1, c2" in err
+    assert not (tmp_path / "rep" / "report.json").exists()

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bioaug.errors import DataError
+from bioaug.errors import BioaugError, DataError
 from bioaug.evaluate import evaluate, format_table, summary_rows
 from tests.evaluate.conftest import bbbc021_like, blobs
 
@@ -55,7 +55,8 @@ def test_report_files_written(bbbc_report):
                  "per_class_accuracy.png", "nsc_per_moa.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     table = format_table(summary_rows(report))
-    assert "NSC 1-NN accuracy" in table and "24 of 24 treatments" in table
+    assert "\nNSC " in table and "24 of 24 treatments" in table
+    assert "MoA mAP" in table and "MoA retrieved" in table
 
 
 def test_natural_labels_without_profiling():
@@ -127,3 +128,112 @@ def test_exclude_labels():
     assert report["clustering"]["n_classes"] == 2
     with pytest.raises(DataError, match="fewer than two 'label' classes remain"):
         evaluate(make_adata(x, obs), label="label", exclude=["c0", "c1"])
+
+
+def test_report_is_typed_and_metrics_use_the_registry(bbbc_report, tmp_path):
+    from bioaug.evaluate import METRICS, EvaluationReport
+
+    report, out = bbbc_report
+    assert isinstance(report, EvaluationReport)
+    assert report.clustering.leiden.ami == report["clustering"]["leiden"]["ami"]
+    values = report.metrics()
+    assert list(values) == list(METRICS)
+    assert values["leiden_ami"] == report.clustering.leiden.ami
+    assert values["nscb"] == report.profiling.nscb.accuracy
+    assert values["moa_map"] == report.profiling.moa.map
+    assert values["replicate_map"] is None  # no control wells in this table
+    loaded = EvaluationReport.read(out / "report.json")
+    assert loaded.metrics() == values
+
+
+def test_report_read_rejects_other_json(tmp_path):
+    from bioaug.evaluate import EvaluationReport
+
+    (tmp_path / "r.json").write_text('{"seed": 0}')
+    with pytest.raises(DataError, match="not a bioaug evaluation report: input"):
+        EvaluationReport.read(tmp_path / "r.json")
+
+
+def _fail_if_clustering_runs(monkeypatch):
+    from bioaug.evaluate import clustering
+
+    def boom(*a, **k):
+        raise AssertionError("clustering ran before the arguments were checked")
+    monkeypatch.setattr(clustering, "cluster_and_score", boom)
+
+
+def test_bad_options_fail_before_clustering(monkeypatch, tmp_path):
+    from bioaug.errors import ConfigError
+
+    _fail_if_clustering_runs(monkeypatch)
+    x, y = blobs(10, 2, 4, spread=8.0)
+    obs = pd.DataFrame({"label": [f"c{i}" for i in y]})
+    with pytest.raises(ConfigError, match="profiling_mode must be one of auto, on, off"):
+        evaluate(make_adata(x, obs), label="label", profiling_mode="yes")
+    with pytest.raises(DataError, match=r"group column 'cmpd'"):
+        evaluate(make_adata(x, obs), label="label", linear_group="cmpd")
+    with pytest.raises(DataError, match=r"--exclude 'c11': no item has label = 'c11' "
+                                        r"\(did you mean 'c1'\?\); values: c0, c1"):
+        evaluate(make_adata(x, obs), label="label", exclude=["c11"])
+    with pytest.raises(ConfigError, match="seed must be 0 or more"):
+        evaluate(make_adata(x, obs), label="label", seed=-5)
+    with pytest.raises(ConfigError, match="null_size must be 1 or more"):
+        evaluate(make_adata(x, obs), label="label", null_size=0)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(BioaugError, match=r"f is a file, not a directory"):
+        evaluate(make_adata(x, obs), label="label", out=tmp_path / "f" / "rep")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if not __import__("os").access(ro, __import__("os").W_OK):  # not root
+            with pytest.raises(BioaugError, match=r"cannot write"):
+                evaluate(make_adata(x, obs), label="label", out=ro / "rep")
+    finally:
+        ro.chmod(0o700)
+    # a failed call leaves no report folder behind
+    with pytest.raises(DataError):
+        evaluate(make_adata(x, obs), label="label", out=tmp_path / "new", exclude=["c9"])
+    assert not (tmp_path / "new").exists()
+
+
+def test_unscorable_profiling_is_said_up_front_or_marked_in_the_report(monkeypatch, tmp_path):
+    # every compound's MoA is unannotated except one: NSC cannot be scored
+    x, obs = bbbc021_like(n_moa=2, compounds_per_moa=1, spread=10.0)
+    obs["moa"] = np.where(obs["moa"] == "MoA0", "MoA0", "MoA1")
+    obs.loc[obs["moa"] == "MoA1", "compound"] = "DMSO"
+    with monkeypatch.context() as m:
+        _fail_if_clustering_runs(m)
+        with pytest.raises(DataError, match="profiling cannot be scored"):
+            evaluate(make_adata(x, obs), label="moa", profiling_mode="on")
+    report = evaluate(make_adata(x, obs), label="moa", out=tmp_path, plot=False,
+                      linear_group=None)
+    assert report.profiling.nsc is None
+    assert report.profiling.skipped.startswith("cannot be scored: profiling needs at least")
+    assert report.metrics()["nsc"] is None
+    assert "not scored — cannot be scored" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "report.json").is_file()
+
+
+def test_package_wrapper_has_the_real_signature():
+    import ast
+    import inspect
+
+    import bioaug
+    from bioaug.evaluate import report
+
+    real = inspect.signature(report.evaluate).parameters
+    # the function `bioaug` exports (read from its source: importing the package replaces it)
+    tree = ast.parse(inspect.getsource(bioaug))
+    func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "evaluate")
+    names = [a.arg for a in func.args.args + func.args.kwonlyargs]
+    defaults = [ast.literal_eval(d) for d in func.args.kw_defaults]
+    assert names == list(real)
+    assert dict(zip(names[1:], defaults, strict=True)) == {
+        k: v.default for k, v in real.items() if k != "adata_or_path"}
+    doc = ast.get_docstring(func)
+    for name in real:  # numpydoc: every parameter documented, in both places
+        assert f"\n{name}\n" in doc and f"\n    {name}\n" in report.evaluate.__doc__, name
+    # after the package import, bioaug.evaluate is the callable package, same signature
+    assert callable(bioaug.evaluate)
+    assert list(inspect.signature(bioaug.evaluate).parameters) == list(real)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -22,6 +23,8 @@ def test_plans_fit_their_budgets_on_paper():
 
 @pytest.mark.slow
 def test_tiny_demo_runs_resumes_and_writes_its_table(tmp_path, capsys):
+    from bioaug.evaluate.metrics import metric_title
+
     out = tmp_path / "demo"
     assert main(["demo", "--tiny", "--out", str(out), "--device", "cpu"]) == 0
     captured = capsys.readouterr()
@@ -29,22 +32,46 @@ def test_tiny_demo_runs_resumes_and_writes_its_table(tmp_path, capsys):
     assert re.search(r"train bbbc021-expert\s+\d+\.\d+s", captured.out)
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["embedding"]) == [
-        "bbbc021-expert", "moco-v2-default",
-        "fused (bbbc021-expert + moco-v2-default)", "raw pixels"]
+        "bbbc021-expert", "moco-v2-default", "fused bbbc021-expert+moco-v2-default",
+        "raw pixels"]
     assert summary[["leiden_ami", "kmeans_ami", "linear_accuracy"]].notna().all().all()
     assert summary["nsc"].between(0, 1).all()
+    assert summary["nsc_corrected"].between(0, 1).all()  # rows after correction
     md = (out / "summary.md").read_text()
-    assert "| embedding | Leiden AMI | k-means AMI | NSC | NSCB | linear accuracy |" in md
+    header = "| embedding | " + " | ".join(
+        metric_title(c) for c in summary.columns if c not in ("embedding", "report")) + " |"
+    assert header.startswith("| embedding | Leiden AMI | k-means AMI | NSC | NSCB |")
+    assert header in md and "NSC (corrected)" in header
     for pic in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (out / pic).is_file(), pic
-    ckpt = out / "tiny" / "seed-0" / "runs" / "bbbc021-expert" / "checkpoint.pt"
+    for link in re.findall(r"\]\(([^)]+report\.md)\)", md):
+        assert (out / link).is_file(), link
+    ckpt = out / "tiny" / "seed-0" / "bbbc021-expert" / "seed-0" / "run" / "checkpoint.pt"
     stamp = ckpt.stat().st_mtime_ns
+    # the demo passes no optimiser settings: the method's recipe decides them
+    cfg = json.loads((out / "tiny" / "plan.json").read_text())
+    assert "lr" not in cfg
 
     assert main(["demo", "--tiny", "--out", str(out), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
-    assert err.count("done already, skipped") == 10  # every stage
+    assert err.count("done already, skipped") == 12  # every stage
     assert ckpt.stat().st_mtime_ns == stamp
     assert pd.read_csv(out / "summary.csv").equals(summary)
+
+
+def test_demo_negative_seed_fails_before_any_work(tmp_path, capsys):
+    assert main(["demo", "--tiny", "--out", str(tmp_path / "d"), "--seed", "-5",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed must be" in err and "-5" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_train_settings_carry_no_optimiser_recipe():
+    from bioaug.study.demo import train_settings
+    from bioaug.train.config import RECIPE_FIELDS
+
+    assert not set(train_settings(PLANS["quick"])) & set(RECIPE_FIELDS)
 
 
 def test_demo_refuses_a_folder_made_with_other_sizes(tmp_path, capsys):

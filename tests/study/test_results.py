@@ -25,7 +25,7 @@ def test_point_rows_one_per_class():
                              "views[0].steps.gaussian_blur.sigma": [0.1, 2.0]}, REPORT)
     assert [r["class"] for r in rows] == ["a", "b", "c"]
     r = rows[0]
-    assert (r["point"], r["seed"], r["linear_accuracy"], r["ami_leiden"], r["ami_kmeans"],
+    assert (r["point"], r["seed"], r["linear_accuracy"], r["leiden_ami"], r["kmeans_ami"],
             r["silhouette"], r["n_items"], r["class_accuracy"], r["class_n_test"]) == \
         (3, 1, 0.7, 0.4, 0.5, 0.1, 100, 0.9, 10)
     assert r["nsc"] is None and r["nscb"] is None  # not BBBC021: left empty, not invented
@@ -45,3 +45,11 @@ def test_gather_reads_reports_and_reports_bad_ones(tmp_path):
     (tmp_path / "empty.json").write_text(json.dumps({"linear": {"per_class": {}}}))
     with pytest.raises(ConfigError, match=r"no linear\.per_class"):
         gather([(0, 0, {}, tmp_path / "empty.json")])
+
+
+def test_columns_are_the_metric_registry_names():
+    from bioaug.evaluate.metrics import METRICS
+
+    row = point_rows(0, 0, {}, REPORT)[0]
+    assert [c for c in row if c in METRICS] == list(METRICS)
+    assert "ami_leiden" not in row  # one name per metric, the registry's

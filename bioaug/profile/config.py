@@ -1,0 +1,203 @@
+"""The profiling recipe: aggregation level, control query and ordered correction steps.
+
+A recipe is a small YAML file (or the same keys as flags of ``bioaug profile``)::
+
+    correct_at: well          # cell or well: where the corrections are fitted and applied
+    output: well              # cell, well or treatment (median of corrected wells)
+    aggregate: mean           # cells → well: mean or median
+    control: moa=DMSO         # the control query, COLUMN=VALUE (case-insensitive)
+    plate: plate              # the per-plate column
+    steps:                    # applied in this order
+      - center                # a name alone takes the defaults
+      - sphere: {scope: global, method: zca}
+      - select: {correlation_threshold: 0.95}
+
+One pydantic model per step kind (:data:`STEP_PARAMS`) validates the parameters; the
+registry :data:`bioaug.profile.steps.STEPS` lists the kinds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bioaug.errors import ConfigError, did_you_mean, unknown_choice
+from bioaug.profile.steps import STEPS
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LocationScaleParams(_Params):
+    """center / standardize / robust."""
+
+    scope: Literal["plate", "global"] = Field(
+        "plate", description="fit per plate (against that plate's controls) or globally")
+    epsilon: float = Field(1e-6, ge=0, description="scales at or below this are left at 1")
+
+
+class SphereParams(_Params):
+    scope: Literal["plate", "global"] = Field(
+        "plate", description="per plate (TVN) or on every plate's controls")
+    method: Literal["zca", "pca"] = Field("zca", description="ZCA keeps the features' axes; "
+                                          "PCA keeps the top components")
+    epsilon: float = Field(1e-6, ge=0, description="added to the eigenvalues")
+    n_components: int | None = Field(None, ge=1, description="PCA components kept (default: "
+                                     "those with non-zero control variance)")
+
+
+class HarmonyParams(_Params):
+    batch_key: str = Field("batch", description="obs column of the batches to integrate")
+    max_iter: int = Field(10, ge=1, description="Harmony iterations")
+
+
+class SelectParams(_Params):
+    variance_threshold: float | None = Field(1e-8, ge=0, description="drop features whose "
+                                             "variance is at or below this (None: keep)")
+    correlation_threshold: float | None = Field(0.95, gt=0, le=1, description="drop a feature "
+                                                "correlated above this with one kept")
+
+
+#: step name → its parameter model.
+STEP_PARAMS: dict[str, type[_Params]] = {
+    "center": LocationScaleParams, "standardize": LocationScaleParams,
+    "robust": LocationScaleParams, "sphere": SphereParams, "harmony": HarmonyParams,
+    "select": SelectParams,
+}
+assert set(STEP_PARAMS) == set(STEPS)
+
+
+class StepSpec(BaseModel):
+    """One step of the recipe: its name and validated parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def parsed(self) -> _Params:
+        return STEP_PARAMS[self.name](**self.params)
+
+
+class ProfileConfig(BaseModel):
+    """The profiling recipe (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    bioaug_profile: Literal[1] = 1
+    rep: str = Field("X_bioaug", description="obsm key of the features")
+    correct_at: Literal["cell", "well"] = Field("well", description="level of the corrections")
+    output: Literal["cell", "well", "treatment"] = Field("well", description="level written")
+    aggregate: Literal["mean", "median"] = Field("mean", description="cells → well")
+    control: str = Field("moa=DMSO", description="control query COLUMN=VALUE")
+    plate: str = Field("plate", description="per-plate column")
+    steps: list[StepSpec] = Field(default_factory=list)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ValueError("steps is a list of step names or {name: {parameters}}")
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, StepSpec):
+                out.append(item)
+                continue
+            if isinstance(item, str):
+                name, params = item, {}
+            elif isinstance(item, dict) and len(item) == 1:
+                name, params = next(iter(item.items()))
+                params = params or {}
+            else:
+                raise ValueError(f"steps[{i}]: a step name or {{name: {{parameters}}}}")
+            if name not in STEP_PARAMS:
+                raise ValueError(f"steps[{i}]: {unknown_choice('step', str(name), STEPS)}")
+            if not isinstance(params, dict):
+                raise ValueError(f"steps[{i}].{name}: parameters are a mapping")
+            try:
+                STEP_PARAMS[name](**params)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                key = ".".join(str(p) for p in err["loc"])
+                allowed = list(STEP_PARAMS[name].model_fields)
+                raise ValueError(f"steps[{i}].{name}.{key}: {err['msg']}"
+                                 + (did_you_mean(key, allowed) if err["type"] ==
+                                    "extra_forbidden" else "")
+                                 + f" (parameters: {', '.join(allowed)})") from None
+            out.append(StepSpec(name=name, params=params))
+        return out
+
+    @field_validator("control")
+    @classmethod
+    def _control(cls, value: str) -> str:
+        parse_control(value)
+        return value
+
+    def step_names(self) -> list[str]:
+        return [s.name for s in self.steps]
+
+
+def parse_control(query: str) -> tuple[str, str]:
+    """``COLUMN=VALUE`` (or ``COLUMN==VALUE``) → (column, value)."""
+    text = str(query).replace("==", "=")
+    if text.count("=") != 1:
+        raise ValueError(f"control query {query!r} must read COLUMN=VALUE, e.g. moa=DMSO")
+    col, val = (t.strip().strip("'\"") for t in text.split("="))
+    if not col or not val:
+        raise ValueError(f"control query {query!r} must read COLUMN=VALUE, e.g. moa=DMSO")
+    return col, val
+
+
+def make_profile_config(values: dict[str, Any], source: str = "<profile recipe>"
+                        ) -> ProfileConfig:
+    """Validate a dict into a :class:`ProfileConfig`; errors name the key path."""
+    try:
+        return ProfileConfig(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key{did_you_mean(loc, ProfileConfig.model_fields)}; keys: " + \
+                ", ".join(ProfileConfig.model_fields)
+        raise ConfigError(f"{loc}: {msg}" if loc and not msg.startswith("steps[") else msg,
+                          where=source) from None
+
+
+def read_profile_config(path: str | os.PathLike) -> ProfileConfig:
+    """A recipe from a YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"profile recipe {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                          where=f"{p}:{mark.line + 1}" if mark is not None else p) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a profile recipe is a mapping of keys (steps:, control: …)",
+                          where=p)
+    return make_profile_config(data, source=str(p))
+
+
+def as_profile_config(profile: Any) -> ProfileConfig:
+    """A :class:`ProfileConfig` from a config, a YAML path, a list of step names or a dict."""
+    if isinstance(profile, ProfileConfig):
+        return profile
+    if isinstance(profile, dict):
+        return make_profile_config(profile)
+    if isinstance(profile, (list, tuple)):
+        return make_profile_config({"steps": list(profile)})
+    if isinstance(profile, (str, os.PathLike)):
+        text = str(profile)
+        if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+            return read_profile_config(text)
+        return make_profile_config({"steps": [s.strip() for s in text.split(",") if s.strip()]})
+    raise ConfigError(f"profile must be a recipe, a YAML path or step names, not "
+                      f"{type(profile).__name__}")

@@ -1,0 +1,337 @@
+"""Profile a cell embedding: aggregate, correct step by step, record everything.
+
+:func:`profile_cells` is the maths on arrays; :func:`profile` wraps it for an AnnData made
+by ``bioaug embed`` and returns the profiles as a new AnnData (``obsm[rep]`` corrected,
+``obsm[rep + "_uncorrected"]`` the same profiles before correction,
+``uns["bioaug"]["profile"]`` the recipe, what each step did and the fitted transforms).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bioaug.embed.aggregate import (
+    TREATMENT_KEYS,
+    WELL_KEYS,
+    group_codes,
+    group_mean,
+    group_median,
+    treatment_profiles,
+)
+from bioaug.errors import DataError, did_you_mean
+from bioaug.profile import steps as S
+from bioaug.profile.config import ProfileConfig, as_profile_config, parse_control
+
+#: Suffix of the obsm key holding the profiles before correction.
+UNCORRECTED = "_uncorrected"
+
+
+@dataclass
+class Profiled:
+    """Corrected profiles ``x`` with their table ``obs`` at ``level``; the steps' records."""
+
+    x: np.ndarray
+    obs: pd.DataFrame
+    level: str
+    x_uncorrected: np.ndarray
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    fitted: dict[int, S.Fitted] = field(default_factory=dict)
+    n_controls: int = 0
+
+
+def control_mask(obs: pd.DataFrame, query: str, where: str | None = None) -> np.ndarray:
+    """Rows matching the control query ``COLUMN=VALUE`` (case-insensitive, trimmed)."""
+    col, value = parse_control(query)
+    if col not in obs.columns:
+        cols = [str(c) for c in obs.columns]
+        raise DataError(f"control query {query!r}: no column '{col}'{did_you_mean(col, cols)}; "
+                        f"columns: {', '.join(cols)}", where=where, hint="set it with --control")
+    values = obs[col].astype(str).str.strip()
+    mask = values.str.lower().eq(value.lower()).to_numpy()
+    if not mask.any():
+        seen = sorted(values.unique().tolist())
+        shown = ", ".join(seen[:15]) + (" …" if len(seen) > 15 else "")
+        raise DataError(f"control query {query!r} matches no rows{did_you_mean(value, seen)}; "
+                        f"values of {col}: {shown}", where=where, hint="set it with --control")
+    return mask
+
+
+def check_features(x: np.ndarray, where: str | None = None) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise DataError(f"features must be a 2-D table, not shape {list(x.shape)}", where=where)
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"features must be numeric, not {x.dtype}", where=where)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise DataError(f"features have NaN or infinite values in {int(bad.sum())} of {len(x)} "
+                        f"rows (first row: {int(np.flatnonzero(bad)[0])})", where=where,
+                        hint="drop or impute those rows before profiling")
+    return x.astype(np.float64, copy=False)
+
+
+def _need(obs: pd.DataFrame, columns: list[str], why: str, where: str | None) -> None:
+    cols = [str(c) for c in obs.columns]
+    for c in columns:
+        if c not in obs.columns:
+            raise DataError(f"{why} needs column '{c}'{did_you_mean(c, cols)}; columns: "
+                            f"{', '.join(cols)}", where=where)
+
+
+def check_inputs(obs: pd.DataFrame, config: ProfileConfig, where: str | None = None) -> None:
+    """Every column the recipe needs is there (before any work)."""
+    if config.correct_at == "well" or config.output in ("well", "treatment"):
+        _need(obs, list(WELL_KEYS), f"aggregation per well (correct_at {config.correct_at}, "
+              f"output {config.output})", where)
+    if config.output == "treatment":
+        _need(obs, list(TREATMENT_KEYS), "output treatment", where)
+    for spec in config.steps:
+        p = spec.parsed()
+        if getattr(p, "scope", "global") == "plate":
+            _need(obs, [config.plate], f"step {spec.name} (scope plate)", where)
+        if spec.name == "harmony":
+            _need(obs, [p.batch_key], "step harmony (batch_key)", where)  # type: ignore[attr-defined]
+    control_mask(obs, config.control, where)
+    order = {"cell": 0, "well": 1, "treatment": 2}
+    if order[config.output] < order[config.correct_at]:
+        raise DataError(f"output {config.output} is finer than correct_at {config.correct_at}")
+
+
+def aggregate_wells(x: np.ndarray, obs: pd.DataFrame, how: str = "mean"
+                    ) -> tuple[np.ndarray, pd.DataFrame]:
+    """Per (plate, well): mean or median of the rows; the table keeps constant columns."""
+    codes = group_codes(obs, WELL_KEYS)
+    prof = group_mean(x, codes) if how == "mean" else group_median(x, codes)
+    df = obs.copy()
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.CategoricalDtype):
+            df[c] = df[c].astype(object)
+    df["_g"] = codes
+    constant = [c for c in obs.columns if df.groupby("_g")[c].nunique(dropna=False).max() <= 1]
+    table = df.groupby("_g", sort=True)[constant].first().reset_index(drop=True)
+    table["n_cells"] = np.bincount(codes, minlength=len(table))
+    return prof.astype(np.float64), table
+
+
+def _apply_step(spec: Any, x: np.ndarray, obs: pd.DataFrame, controls: np.ndarray,
+                config: ProfileConfig, seed: int, saved: S.Fitted | None = None
+                ) -> tuple[np.ndarray, S.Fitted | None, dict[str, Any]]:
+    """Fit (or reuse ``saved``, for a global step) and apply one step."""
+    p = spec.parsed()
+    name = spec.name
+    plates = (obs[config.plate].astype(str).to_numpy() if config.plate in obs.columns
+              else np.zeros(len(obs), dtype=str))
+    reuse = saved is not None and (name == "select" or getattr(p, "scope", "") == "global")
+    if name in S.LOCATION_SCALE:
+        loc, scale = S.LOCATION_SCALE[name]
+        fitted = saved if reuse and saved is not None else S.fit_location_scale(
+            name, x, plates, controls, scope=p.scope, location=loc, scale=scale,
+            epsilon=p.epsilon)
+        return S.apply_location_scale(fitted, x, plates), fitted, {**fitted.info,
+                                                                   "reused": reuse}
+    if name == "sphere":
+        fitted = saved if reuse and saved is not None else S.fit_sphere(
+            x, plates, controls, scope=p.scope, method=p.method, epsilon=p.epsilon,
+            n_components=p.n_components)
+        return S.apply_sphere(fitted, x, plates), fitted, {**fitted.info, "reused": reuse}
+    if name == "harmony":
+        z = S.run_harmony(x, obs[p.batch_key].to_numpy(), seed=seed, max_iter=p.max_iter)
+        return z, None, {"n_batches": int(obs[p.batch_key].nunique())}
+    if name == "select":
+        if reuse and saved is not None:
+            keep, info = np.asarray(saved.arrays["keep"], dtype=np.int64), dict(saved.info)
+            if keep.max() >= x.shape[1]:
+                raise DataError(f"select: the saved selection needs {keep.max() + 1} "
+                                f"features; this data has {x.shape[1]}")
+        else:
+            keep, info = S.select_features(x, variance_threshold=p.variance_threshold,
+                                           correlation_threshold=p.correlation_threshold)
+        fitted = S.Fitted("select", p.model_dump(), ["all"], {"keep": keep}, info)
+        return x[:, keep], fitted, {**info, "reused": reuse}
+    raise AssertionError(name)  # the config only admits registered steps
+
+
+def profile_cells(x: np.ndarray, obs: pd.DataFrame, config: Any = None, *, seed: int = 0,
+                  where: str | None = None, saved: list[S.Fitted | None] | None = None
+                  ) -> Profiled:
+    """Aggregate cell features, apply the recipe's corrections, aggregate to the output.
+
+    Parameters
+    ----------
+    x
+        (cells × features) matrix.
+    obs
+        One row per cell: plate, well (for aggregation), the control column, and what the
+        steps need (batch for harmony; compound, concentration for treatment output).
+    config
+        A :class:`ProfileConfig`, a YAML path, step names or a dict (see
+        :func:`~bioaug.profile.config.as_profile_config`).
+    seed
+        Seed of the stochastic steps (harmony).
+    where
+        File the data came from (for error messages).
+    saved
+        Fitted transforms of an earlier run, one per step (None for a step without one):
+        global steps and feature selection are reused as fitted; per-plate steps are fitted
+        on each new plate's own controls, with the same parameters.
+
+    Returns
+    -------
+    :class:`Profiled`: corrected and uncorrected profiles at ``config.output`` and the
+    record of every step.
+    """
+    config = as_profile_config(config if config is not None else [])
+    obs = obs.reset_index(drop=True) if not isinstance(obs.index, pd.RangeIndex) else obs
+    x = check_features(x, where)
+    if len(x) != len(obs):
+        raise DataError(f"{len(x)} feature rows for {len(obs)} metadata rows", where=where)
+    check_inputs(obs, config, where)
+    if config.correct_at == "well":
+        x, obs = aggregate_wells(x, obs, config.aggregate)
+    controls = control_mask(obs, config.control, where)
+    level = config.correct_at
+    # the uncorrected profiles at the output grain (aggregated now: no copy of every cell)
+    x0 = aggregate_wells(x, obs, config.aggregate)[0] if (
+        level == "cell" and config.output != "cell") else x.copy()
+    records: list[dict[str, Any]] = []
+    fitted_all: dict[int, S.Fitted] = {}
+    for i, spec in enumerate(config.steps):
+        d_in = x.shape[1]
+        x, fitted, info = _apply_step(spec, x, obs, controls, config, seed,
+                                      saved[i] if saved is not None else None)
+        if not np.isfinite(x).all():
+            raise DataError(f"step {i} ({spec.name}) produced NaN or infinite values")
+        records.append({"index": i, "step": spec.name, "params": spec.parsed().model_dump(),
+                        "level": level, "dims_in": int(d_in), "dims_out": int(x.shape[1]),
+                        "n_controls": int(controls.sum()), "info": info})
+        if fitted is not None:
+            fitted_all[i] = fitted
+    if config.output != level:
+        if level == "cell":
+            x, obs = aggregate_wells(x, obs, config.aggregate)
+            level = "well"
+        if config.output == "treatment":
+            label = "moa" if "moa" in obs.columns else None
+            x0, _ = treatment_profiles(x0, obs, label=label)
+            x, obs = treatment_profiles(x, obs, label=label)
+            x, x0 = x.astype(np.float64), x0.astype(np.float64)
+            level = "treatment"
+    return Profiled(x=x, obs=obs, level=level, x_uncorrected=x0, steps=records,
+                    fitted=fitted_all, n_controls=int(controls.sum()))
+
+
+def saved_transforms(profiled: Any) -> tuple[ProfileConfig, list[S.Fitted | None]]:
+    """The recipe and fitted transforms recorded by :func:`profile` (for new plates)."""
+    prov = profiled.uns.get("bioaug", {}) if hasattr(profiled, "uns") else {}
+    rec = prov.get("profile") if isinstance(prov, dict) else None
+    if not isinstance(rec, dict) or "config" not in rec:
+        raise DataError("not a bioaug profile output: no uns['bioaug']['profile']",
+                        hint="make one with `bioaug profile cells.h5ad --out profiles.h5ad`")
+    cfg = dict(rec["config"])
+    cfg["steps"] = [{s["name"]: {k: (None if v == "" else v) for k, v in
+                                 dict(s.get("params") or {}).items()}}
+                    for s in (cfg.get("steps").values() if isinstance(cfg.get("steps"), dict)
+                              else cfg.get("steps") or [])]
+    config = as_profile_config({k: (None if v == "" else v) for k, v in cfg.items()
+                                if k != "bioaug_profile"})
+    fitted: list[S.Fitted | None] = [None] * len(config.steps)
+    for key, f in dict(rec.get("fitted", {})).items():
+        i = int(str(key).split("_", 1)[0])
+        fitted[i] = S.Fitted(str(f["step"]), dict(f.get("params", {})),
+                             [str(g) for g in np.asarray(f["groups"]).tolist()],
+                             {k: np.asarray(v) for k, v in dict(f["arrays"]).items()},
+                             dict(f.get("info", {})))
+    return config, fitted
+
+
+def profile(adata: Any, config: Any = None, *, rep: str | None = None, seed: int = 0,
+            where: str | None = None, reuse: Any = None) -> Any:
+    """Profiles of an AnnData made by ``bioaug embed`` (see the module docstring).
+
+    Parameters
+    ----------
+    adata
+        Cells (or wells) with features in ``obsm[rep]`` and metadata in ``obs``.
+    config
+        The recipe (:class:`ProfileConfig`, YAML path, step names or dict).
+    rep
+        ``obsm`` key of the features (default: the recipe's ``rep``).
+    seed
+        Seed of the stochastic steps.
+    where
+        File the data came from (for error messages).
+    reuse
+        A profiles AnnData made earlier: its recipe and fitted transforms correct these
+        (new) plates the same way (``config`` must then be None).
+
+    Returns
+    -------
+    A new AnnData at the recipe's output level.
+    """
+    import anndata as ad
+
+    from bioaug.io import provenance
+
+    saved = None
+    if reuse is not None:
+        if config is not None:
+            raise DataError("give a recipe or earlier profiles to reuse, not both")
+        config, saved = saved_transforms(reuse)
+    config = as_profile_config(config if config is not None else [])
+    rep = rep or config.rep
+    if rep not in adata.obsm:
+        keys = list(adata.obsm.keys())
+        raise DataError(f"representation '{rep}' not found{did_you_mean(rep, keys)}; obsm "
+                        f"holds: {', '.join(keys) or '(nothing)'}", where=where,
+                        hint="choose one with --rep")
+    res = profile_cells(np.asarray(adata.obsm[rep]), adata.obs, config, seed=seed, where=where,
+                        saved=saved)
+    obs = res.obs.copy()
+    prefix = {"cell": "C", "well": "W", "treatment": "T"}[res.level]
+    obs.index = [f"{prefix}{i}" for i in range(len(obs))]
+    for c in obs.columns:
+        if obs[c].dtype == object:
+            obs[c] = obs[c].astype(str).astype("category")
+    out = ad.AnnData(obs=obs)
+    out.obsm[rep] = res.x.astype(np.float32)
+    out.obsm[rep + UNCORRECTED] = res.x_uncorrected.astype(np.float32)
+    prov = dict(adata.uns.get("bioaug", {})) if hasattr(adata, "uns") else {}
+    prov["profile"] = {
+        "config": config.model_dump(mode="json"), "rep": rep, "level": res.level,
+        "n_input_items": int(adata.n_obs), "n_profiles": len(obs),
+        "n_controls": res.n_controls,
+        "steps": [_uns_safe(r) for r in res.steps],
+        "fitted": {f"{i}_{f.step}": f.to_uns() for i, f in res.fitted.items()},
+        "provenance": provenance(stage="profile"),
+    }
+    out.uns["bioaug"] = _uns_safe(prov)
+    return out
+
+
+def _uns_safe(obj: Any) -> Any:
+    """None → "" and nested values made storable in ``.h5ad`` uns."""
+    if obj is None:
+        return ""
+    if isinstance(obj, dict):
+        return {str(k): _uns_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        if all(isinstance(v, (int, float, str, bool, np.generic)) for v in obj) and obj:
+            return list(obj)
+        return {str(i): _uns_safe(v) for i, v in enumerate(obj)}
+    return obj
+
+
+def steps_from_uns(adata: Any) -> list[dict[str, Any]] | None:
+    """The step records of a profiled AnnData (None when it was not profiled)."""
+    prov = adata.uns.get("bioaug") if hasattr(adata, "uns") else None
+    if not isinstance(prov, dict) or not isinstance(prov.get("profile"), dict):
+        return None
+    steps = prov["profile"].get("steps", {})
+    items = steps.values() if isinstance(steps, dict) else steps
+    return [{"step": str(s.get("step")), "level": str(s.get("level")),
+             "dims_in": int(s.get("dims_in", 0)), "dims_out": int(s.get("dims_out", 0))}
+            for s in sorted(items, key=lambda s: int(s.get("index", 0)))]
