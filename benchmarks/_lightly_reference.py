@@ -1,0 +1,251 @@
+"""The five methods assembled from lightly's components, trained by a tiny plain loop.
+
+Used by ``benchmarks/learning.py`` as the reference a bioaug run is compared with. Each
+reference method is the paper's recipe built only from lightly's pieces (its losses,
+projection/prediction heads, ``update_momentum``, ``deactivate_requires_grad``,
+``cosine_schedule`` and, for MoCo, the memory bank of ``NTXentLoss``) around the same
+backbone. Everything else is held equal to the bioaug run it is compared with: the
+backbone (bioaug's ``build_backbone``, same seed), the store, the data order, the
+augmentation views (bioaug's batched pipeline for the protocol, same generator seed),
+the head sizes and method hyperparameters, the optimiser, learning-rate schedule and
+number of steps. Those are read from the bioaug run's checkpoint, so whatever recipe bioaug
+resolved is what the reference trains with.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from bioaug.augment.pipeline import build_pipeline
+from bioaug.augment.protocols import load_protocol
+from bioaug.data.store import Store
+from bioaug.models import build_backbone
+from bioaug.train.data import EpochBatchSampler, steps_per_epoch, to_unit_float
+
+
+@dataclass
+class RunRecipe:
+    """What a bioaug run resolved, read back from its checkpoint."""
+
+    method: str
+    hparams: dict[str, Any]
+    backbone: str
+    backbone_kwargs: dict[str, Any]
+    protocol: str
+    batch_size: int
+    seed: int
+    total_steps: int
+    warmup_steps: int
+    base_lr: float
+    optimizer: dict[str, Any]  # name, momentum, weight_decay + build_optimizer's options
+    queue_size: int | None
+
+
+def recipe_from_checkpoint(data: dict[str, Any]) -> RunRecipe:
+    """The training recipe of a bioaug checkpoint (``read_checkpoint`` output)."""
+    cfg = dict(data["config"])
+    sched = dict(data["schedule"])
+    queue = data["model"].get("queue")
+    hp = dict((data.get("method") or {}).get("effective_hparams") or {})
+    opt = {"name": cfg["optimizer"], "momentum": cfg["momentum"],
+           "weight_decay": cfg["weight_decay"]}
+    # the optimiser options a resolved per-method recipe adds, when the run recorded them
+    for key, arg in (("exclude_bias_norm", "exclude_bias_norm"),
+                     ("lars_eta", "trust_coefficient"), ("lars_clip", "clip")):
+        if cfg.get(key) is not None:
+            opt[arg] = cfg[key]
+    return RunRecipe(
+        method=str(cfg["method"]), hparams=hp, backbone=str(cfg["backbone"]),
+        backbone_kwargs=dict(data["backbone"].get("kwargs") or {}),
+        protocol=str(cfg["protocol"]), batch_size=int(cfg["batch_size"]),
+        seed=int(cfg["seed"]), total_steps=int(sched["total_steps"]),
+        warmup_steps=int(sched["warmup_steps"]), base_lr=float(sched["base_lr"]),
+        optimizer=opt, queue_size=None if queue is None else int(queue.shape[0]))
+
+
+# -- the methods from lightly's parts ----------------------------------------------------
+class _Ref(nn.Module):
+    """backbone + lightly head(s) + lightly loss; ``loss(x0, x1)`` and ``after_step``."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def loss(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def after_step(self, step: int, total: int) -> None:
+        """Momentum updates (after the optimiser step ``step`` of ``total``, 1-based)."""
+
+
+class RefSimCLR(_Ref):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any]) -> None:
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
+
+        super().__init__(backbone)
+        self.head = SimCLRProjectionHead(backbone.out_dim, hp["proj_hidden_dim"],
+                                         hp["proj_output_dim"])
+        self.criterion = NTXentLoss(temperature=hp["temperature"])
+
+    def loss(self, x0, x1):
+        return self.criterion(self.head(self.backbone(x0)), self.head(self.backbone(x1)))
+
+
+class RefMoCo(_Ref):
+    """MoCo v2: lightly's MoCo head, momentum copies and NT-Xent with a memory bank."""
+
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any], queue_size: int) -> None:
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import MoCoProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
+
+        super().__init__(backbone)
+        self.head = MoCoProjectionHead(backbone.out_dim, hp["proj_hidden_dim"],
+                                       hp["proj_output_dim"])
+        self.key_backbone = copy.deepcopy(backbone)
+        self.key_head = copy.deepcopy(self.head)
+        deactivate_requires_grad(self.key_backbone)
+        deactivate_requires_grad(self.key_head)
+        self.criterion = NTXentLoss(temperature=hp["temperature"],
+                                    memory_bank_size=(queue_size, hp["proj_output_dim"]))
+        self.m0 = hp["momentum"]
+        self.m1 = hp.get("momentum_end")
+
+    def loss(self, x0, x1):
+        q = self.head(self.backbone(x0))
+        with torch.no_grad():
+            k = self.key_head(self.key_backbone(x1))
+        return self.criterion(q, k)
+
+    def after_step(self, step, total):
+        from lightly.models.utils import update_momentum
+        from lightly.utils.scheduler import cosine_schedule
+
+        m = self.m0 if self.m1 is None else cosine_schedule(step, total, self.m0, self.m1)
+        update_momentum(self.backbone, self.key_backbone, m)
+        update_momentum(self.head, self.key_head, m)
+
+
+class RefBYOL(_Ref):
+    """BYOL: lightly's projection/prediction heads and negative cosine similarity.
+
+    The loss is the paper's ``Σ_views (2 − 2 cos(p, z))`` written with lightly's
+    ``NegativeCosineSimilarity`` (``2 + 2·(−cos)`` for each direction).
+    """
+
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any]) -> None:
+        from lightly.loss import NegativeCosineSimilarity
+        from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
+
+        super().__init__(backbone)
+        d = hp["proj_output_dim"]
+        self.head = BYOLProjectionHead(backbone.out_dim, hp["proj_hidden_dim"], d)
+        self.predictor = BYOLPredictionHead(d, hp["pred_hidden_dim"], d)
+        self.t_backbone = copy.deepcopy(backbone)
+        self.t_head = copy.deepcopy(self.head)
+        deactivate_requires_grad(self.t_backbone)
+        deactivate_requires_grad(self.t_head)
+        self.criterion = NegativeCosineSimilarity()
+        self.m0, self.m1 = hp["momentum"], hp.get("momentum_end", 1.0)
+
+    def loss(self, x0, x1):
+        p0 = self.predictor(self.head(self.backbone(x0)))
+        p1 = self.predictor(self.head(self.backbone(x1)))
+        with torch.no_grad():
+            z0 = self.t_head(self.t_backbone(x0))
+            z1 = self.t_head(self.t_backbone(x1))
+        return 4.0 + 2.0 * (self.criterion(p0, z1) + self.criterion(p1, z0))
+
+    def after_step(self, step, total):
+        from lightly.models.utils import update_momentum
+        from lightly.utils.scheduler import cosine_schedule
+
+        m = cosine_schedule(step, total, self.m0, self.m1)
+        update_momentum(self.backbone, self.t_backbone, m)
+        update_momentum(self.head, self.t_head, m)
+
+
+class RefBarlowTwins(_Ref):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any]) -> None:
+        from lightly.loss import BarlowTwinsLoss
+        from lightly.models.modules import BarlowTwinsProjectionHead
+
+        super().__init__(backbone)
+        self.head = BarlowTwinsProjectionHead(backbone.out_dim, hp["proj_hidden_dim"],
+                                              hp["proj_output_dim"])
+        self.criterion = BarlowTwinsLoss(lambda_param=hp["lambd"], gather_distributed=False)
+
+    def loss(self, x0, x1):
+        return self.criterion(self.head(self.backbone(x0)), self.head(self.backbone(x1)))
+
+
+class RefVICReg(_Ref):
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any]) -> None:
+        from lightly.loss import VICRegLoss
+        from lightly.models.modules import BarlowTwinsProjectionHead
+
+        super().__init__(backbone)
+        # lightly's VICReg recipe uses the Barlow Twins projector (3 layers, BN, ReLU)
+        self.head = BarlowTwinsProjectionHead(backbone.out_dim, hp["proj_hidden_dim"],
+                                              hp["proj_output_dim"])
+        self.criterion = VICRegLoss(lambda_param=hp["sim_coeff"], mu_param=hp["std_coeff"],
+                                    nu_param=hp["cov_coeff"], eps=hp["eps"])
+
+    def loss(self, x0, x1):
+        return self.criterion(self.head(self.backbone(x0)), self.head(self.backbone(x1)))
+
+
+def build_reference(recipe: RunRecipe, in_channels: int) -> _Ref:
+    """The lightly-assembled method of ``recipe``, with bioaug's backbone (same seed)."""
+    torch.manual_seed(recipe.seed)
+    backbone = build_backbone(recipe.backbone, in_channels, **recipe.backbone_kwargs)
+    hp = recipe.hparams
+    builders = {
+        "simclr": lambda: RefSimCLR(backbone, hp),
+        "moco_v2": lambda: RefMoCo(backbone, hp, int(recipe.queue_size or 4096)),
+        "byol": lambda: RefBYOL(backbone, hp),
+        "barlow_twins": lambda: RefBarlowTwins(backbone, hp),
+        "vicreg": lambda: RefVICReg(backbone, hp),
+    }
+    return builders[recipe.method]()
+
+
+def train_reference(recipe: RunRecipe, store: Store) -> nn.Module:
+    """Train the reference for ``recipe.total_steps`` steps; returns its backbone (eval)."""
+    from bioaug.train.optim import build_optimizer, lr_at, set_lr
+
+    model = build_reference(recipe, store.n_channels)
+    model.train()
+    pipeline = build_pipeline(load_protocol(recipe.protocol), store.n_channels, store.channels)
+    generator = torch.Generator()
+    generator.manual_seed(recipe.seed + 1)
+    o = dict(recipe.optimizer)
+    opt = build_optimizer(model, o.pop("name"), recipe.base_lr, o.pop("momentum"),
+                          o.pop("weight_decay"), **o)
+    spe = steps_per_epoch(len(store), recipe.batch_size)
+    shape = (store.n_channels, *store.image_size)
+    step, epoch = 0, 0
+    while step < recipe.total_steps:
+        sampler = EpochBatchSampler(len(store), recipe.batch_size, seed=recipe.seed, epoch=epoch)
+        for idx in sampler:
+            set_lr(opt, lr_at(step, recipe.base_lr, recipe.warmup_steps, recipe.total_steps))
+            x = to_unit_float(torch.from_numpy(store.read(idx)), store.dtype)
+            x0, x1 = pipeline.apply(x, pipeline.sample(len(idx), shape, generator))
+            loss = model.loss(x0, x1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            model.after_step(step, recipe.total_steps)
+            if step >= recipe.total_steps:
+                break
+        epoch += 1
+        assert spe > 0
+    return model.backbone.eval()

