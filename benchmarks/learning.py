@@ -9,8 +9,9 @@ vicreg) this trains
   momentum update and memory bank; ``benchmarks/_lightly_reference.py``) with the same
   backbone, store, views, data order, optimiser, learning-rate schedule and steps,
 
-for the same fixed number of optimiser steps, then scores the backbone's (pooled)
-features of every item of the store:
+for the same fixed number of optimiser steps, then scores the backbone's features of
+every item of the store (``--layer backbone``: pooled, the default embedding;
+``--layer feature_map``: the last map before pooling, flattened):
 
 * **20-NN accuracy**: cosine 20-nearest-neighbour vote, 5-fold stratified cross-validation;
 * **k-means AMI**: k-means with k = number of classes on L2-normalised features, adjusted
@@ -63,13 +64,17 @@ import torch  # noqa: E402
 
 from bioaug.data.natural import prepare_natural  # noqa: E402
 from bioaug.data.store import Store, is_store  # noqa: E402
+from bioaug.methods import method_names  # noqa: E402
+from bioaug.methods.base import EMBED_LAYERS, feature_map_embedding  # noqa: E402
 from bioaug.models import build_backbone  # noqa: E402
 from bioaug.train.checkpoint import load_trained, read_checkpoint  # noqa: E402
 from bioaug.train.config import TrainConfig  # noqa: E402
 from bioaug.train.data import steps_per_epoch  # noqa: E402
 from bioaug.train.loop import train  # noqa: E402
 
-METHODS = ("moco_v2", "simclr", "byol", "barlow_twins", "vicreg")
+METHODS = tuple(method_names())
+#: Backbone layers the benchmark can score (``--layer``).
+LAYERS = tuple(k for k in EMBED_LAYERS if k != "projection")
 K_NEIGHBOURS = 20
 FOLDS = 5
 
@@ -190,13 +195,15 @@ def scores(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
 
 @torch.inference_mode()
 def features(backbone: torch.nn.Module, store: Store, idx: np.ndarray,
-             batch: int = 512) -> np.ndarray:
-    """Pooled backbone features of ``idx`` (eval mode, whole stored images)."""
+             layer: str = "backbone", batch: int = 512) -> np.ndarray:
+    """Backbone features of ``idx`` at ``layer`` (pooled ``backbone`` or the unpooled
+    ``feature_map``, flattened; eval mode, whole stored images)."""
     backbone.eval()
     out = []
     for s in range(0, len(idx), batch):
         x = torch.from_numpy(store.read_float(idx[s:s + batch]))
-        out.append(backbone(x).float().numpy())
+        f = feature_map_embedding(backbone, x) if layer == "feature_map" else backbone(x)
+        out.append(f.float().numpy())
     return np.concatenate(out)
 
 
@@ -219,6 +226,10 @@ def width_tag(ds: Dataset) -> str:
 
 def run_tag(ds: Dataset, steps: int, batch: int) -> str:
     return f"{steps}steps-b{batch}{width_tag(ds)}"
+
+
+def layer_tag(layer: str) -> str:
+    return "" if layer == "backbone" else f"-{layer}"
 
 
 def bioaug_run(ds: Dataset, method: str, seed: int, steps: int, batch: int,
@@ -273,7 +284,7 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
     raw = store.read_float(idx).reshape(len(idx), -1)
     res_dir = work / "results" / ds.name
     rows: list[dict[str, Any]] = []
-    tag = run_tag(ds, args.steps, args.batch_size)
+    tag = run_tag(ds, args.steps, args.batch_size) + layer_tag(args.layer)
     for seed in range(args.seeds):
         rows.append({"dataset": ds.name, "method": "-", "impl": "raw pixels", "seed": seed,
                      **cached(res_dir / f"raw-s{seed}.json", lambda s=seed: scores(raw, y, s))})
@@ -281,10 +292,10 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
         def random_init(s: int = seed) -> dict[str, Any]:
             torch.manual_seed(s)
             bb = build_backbone(ds.backbone, store.n_channels, **ds.backbone_kwargs)
-            return scores(features(bb, store, idx), y, s)
+            return scores(features(bb, store, idx, args.layer), y, s)
 
         rows.append({"dataset": ds.name, "method": "-", "impl": "random-init backbone",
-                     "seed": seed, **cached(res_dir / f"random-s{seed}{width_tag(ds)}.json",
+                     "seed": seed, **cached(res_dir / f"random-s{seed}{width_tag(ds)}{layer_tag(args.layer)}.json",
                                            random_init)})
     for seed in range(args.seeds):  # seed-major: an interrupted run has every method
         for method in args.methods:
@@ -293,7 +304,7 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                 run = bioaug_run(ds, m, s, args.steps, args.batch_size, work)
                 secs = time.perf_counter() - t
                 trained = load_trained(run)
-                return {**scores(features(trained.backbone, store, idx), y, s),
+                return {**scores(features(trained.backbone, store, idx, args.layer), y, s),
                         "train_s": secs, "run": str(run)}
 
             r = cached(res_dir / f"bioaug-{method}-s{seed}-{tag}.json", bio, args.report)
@@ -311,7 +322,8 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                 t = time.perf_counter()
                 backbone = train_reference(recipe, store)
                 secs = time.perf_counter() - t
-                return {**scores(features(backbone, store, idx), y, s), "train_s": secs}
+                return {**scores(features(backbone, store, idx, args.layer), y, s),
+                        "train_s": secs}
 
             r = cached(res_dir / f"lightly-{method}-s{seed}-{tag}.json", ref, args.report)
             if r is None:
@@ -333,14 +345,16 @@ def _fmt(values: list[float]) -> str:
     return f"{m:.3f} ± {s:.3f}"
 
 
-def table(rows: list[dict[str, Any]], ds_name: str, steps: int, batch: int) -> str:
+def table(rows: list[dict[str, Any]], ds_name: str, steps: int, batch: int,
+          layer: str = "backbone") -> str:
     sel = [r for r in rows if r["dataset"] == ds_name]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in sel:
         groups.setdefault((r["method"], r["impl"]), []).append(r)
     raw = groups[("-", "raw pixels")]
     raw_knn, raw_ami = _ms([r["knn20"] for r in raw])[0], _ms([r["ami"] for r in raw])[0]
-    lines = [f"### {ds_name}: {steps} steps × batch {batch}, {len(raw)} seed(s)", "",
+    lines = [f"### {ds_name}: {steps} steps × batch {batch}, {len(raw)} seed(s), "
+             f"layer {layer}", "",
              "| method | implementation | 20-NN acc | k-means AMI | bioaug/ref 20-NN | "
              "bioaug/ref AMI | learned/raw 20-NN | learned/raw AMI | train s |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -384,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-items", type=int, default=10000,
                    help="score at most this many items (seeded subset of larger stores)")
     p.add_argument("--no-reference", action="store_true", help="skip the lightly reference")
+    p.add_argument("--layer", choices=LAYERS, default="backbone",
+                   help="features scored: " + "; ".join(f"{k}: {EMBED_LAYERS[k]}"
+                                                        for k in LAYERS))
     p.add_argument("--quick", action="store_true", help="60 steps, 1 seed")
     p.add_argument("--report", action="store_true", help="train nothing: print the tables "
                    "of the runs already in --work")
@@ -414,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
               f"backbone {ds.backbone}", flush=True)
         rows = run_all(ds, args, work)
         all_rows += rows
-        tables.append(table(rows, ds.name, args.steps, args.batch_size))
+        tables.append(table(rows, ds.name, args.steps, args.batch_size, args.layer))
         print("\n" + tables[-1] + "\n", flush=True)
     print("\n\n".join(tables))
     if args.out:

@@ -36,9 +36,32 @@ from typing import IO, Any
 import yaml
 
 from bioaug import __version__
-from bioaug.errors import BioaugError
+from bioaug.errors import BioaugError, ConfigError
 
 PathLike = str | os.PathLike
+
+
+def read_yaml_mapping(path: PathLike, what: str, keys: str) -> dict[str, Any]:
+    """The mapping a YAML file holds (``{}`` for an empty file), not validated further.
+
+    A missing file, a YAML syntax error (with its line) or a file holding something other
+    than a mapping is a :class:`ConfigError` naming ``what`` the file should be
+    (``"run config"``) and the ``keys`` it takes (``"options"``, ``"keys (steps:, …)"``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else p
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"a {what} is a mapping of {keys}, not {type(data).__name__}", where=p)
+    return data
 
 
 def require_file_path(path: PathLike, flag: str | None = None, *, what: str = "a file name",

@@ -234,8 +234,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _check_workers(workers: int) -> None:
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1 (1 runs in this process), got {workers}")
+    from bioaug.data.parallel import check_workers
+
+    check_workers(workers, "--workers")
 
 
 def _report_store(store: Any) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bioaug.device import DEVICE_CHOICES
+from bioaug.methods.base import EMBED_LAYERS
 
 LEVELS = ("well", "treatment")
 
@@ -32,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="CELLS.h5ad", help="output .h5ad file (required)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an .h5ad that bioaug wrote earlier at --out")
-    p.add_argument("--layer", choices=["backbone", "projection"], default="backbone",
-                   help="backbone features (default) or projection-head output")
+    p.add_argument("--layer", choices=list(EMBED_LAYERS), default="backbone",
+                   help="; ".join(f"{k}: {v}" for k, v in EMBED_LAYERS.items()))
     p.add_argument("--aggregate", choices=LEVELS, action="append", default=[],
                    help="also write OUT.well.h5ad / OUT.treatment.h5ad profiles (repeatable; "
                         "treatment implies the well means first)")

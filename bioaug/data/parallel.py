@@ -7,12 +7,22 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from bioaug.errors import ConfigError
+
+
+def check_workers(workers: Any, flag: str = "workers") -> int:
+    """``workers`` if it is a whole number ≥ 1, else a ConfigError naming ``flag``."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"{flag} must be a whole number ≥ 1 (1 runs in this process), "
+                          f"got {workers!r}")
+    return workers
+
 
 class Runner:
     """``workers == 1``: plain ``map``; more: a process pool (fork where available)."""
 
     def __init__(self, workers: int) -> None:
-        self.workers = max(1, int(workers))
+        self.workers = check_workers(workers)
         self.pool: Any = None
         if self.workers > 1:
             methods = mp.get_all_start_methods()

@@ -74,7 +74,7 @@ from bioaug.data.bbbc021 import (
     match_moa,
     plate_sort_key,
 )
-from bioaug.data.parallel import Runner
+from bioaug.data.parallel import Runner, check_workers
 from bioaug.errors import ConfigError
 from bioaug.io import atomic_write_text
 from bioaug.progress import progress
@@ -668,6 +668,7 @@ def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
         raise ConfigError(f"wells_per_plate must be at least 1, got {wells_per_plate}")
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    check_workers(workers)
     size = (int(size[0]), int(size[1]))
     if (out / IMAGE_CSV).exists() and not overwrite:
         raise ConfigError(f"{out} already holds a BBBC021 folder",

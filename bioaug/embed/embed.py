@@ -57,9 +57,10 @@ from bioaug.data.store import Store
 from bioaug.device import pick_device
 from bioaug.errors import CheckpointError, ConfigError, DataError, unknown_choice
 from bioaug.io import atomic_write_json, preallocate, provenance, sha256_file, sha256_text
+from bioaug.methods.base import EMBED_LAYERS
 from bioaug.progress import progress
 
-LAYERS = ("backbone", "projection")
+LAYERS = tuple(EMBED_LAYERS)
 PREPROCESS = ("resize", "center_crop", "none")
 #: Metadata columns stored as categoricals (BBBC021 and natural-image stores).
 CATEGORICAL_COLUMNS = ("plate", "well", "site", "replicate", "batch", "compound",
@@ -411,7 +412,8 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
     if preprocess not in PREPROCESS:
         raise ConfigError(unknown_choice("preprocessing", preprocess, PREPROCESS))
     if not ckpts and layer != "backbone":
-        raise ConfigError(f"layer '{layer}' needs a checkpoint (a projection head is trained)")
+        raise ConfigError(f"layer '{layer}' needs a checkpoint (--raw and --backbone give "
+                          "the 'backbone' layer only)")
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(store) == 0:

@@ -39,12 +39,31 @@ __all__ = [
     "Method",
     "MethodConfig",
     "cosine_schedule",
+    "feature_map_embedding",
     "momentum_update",
     "remaining_init_fraction",
     "validate_config",
 ]
 
-EMBED_LAYERS = ("backbone", "projection")
+#: Embedding layers: name → what it is. ``backbone`` is the usual evaluation layer (the
+#: pooled encoder output, invariant to where things are in the crop); ``feature_map`` is
+#: the last convolutional map before pooling, flattened (it keeps the layout, which
+#: matters for centred objects such as digits, not for cells at random positions);
+#: ``projection`` is the projector head's output.
+EMBED_LAYERS: dict[str, str] = {
+    "backbone": "pooled encoder output (the default)",
+    "feature_map": "last convolutional map before pooling, flattened (keeps the layout)",
+    "projection": "projector head output",
+}
+
+
+def feature_map_embedding(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``backbone.feature_map(x)`` flattened to ``(B, C·h·w)`` (the ``feature_map`` layer)."""
+    fmap = getattr(backbone, "feature_map", None)
+    if fmap is None:
+        raise ConfigError(f"backbone '{getattr(backbone, 'name', type(backbone).__name__)}' "
+                          "has no feature map to embed; use layer 'backbone'")
+    return torch.flatten(fmap(x), 1)
 
 
 class MethodConfig(BaseModel):
@@ -135,7 +154,7 @@ class Method(nn.Module):
     recipe: ClassVar[Recipe] = Recipe(optimizer="adamw", lr=1.5e-3, lr_scaling="sqrt",
                                       weight_decay=1e-4)
     n_views: ClassVar[int] = 2
-    embed_layers: ClassVar[tuple[str, ...]] = EMBED_LAYERS
+    embed_layers: ClassVar[tuple[str, ...]] = tuple(EMBED_LAYERS)
 
     backbone: nn.Module
     projector: nn.Module
@@ -273,7 +292,7 @@ class Method(nn.Module):
         return self.projector(features)
 
     def embed(self, x: torch.Tensor, layer: str = "backbone") -> torch.Tensor:
-        """Features of images ``x``: ``"backbone"`` (encoder output) or ``"projection"``.
+        """Features of images ``x`` at ``layer`` (a key of :data:`EMBED_LAYERS`).
 
         Does not change train/eval mode nor gradient tracking: callers embedding a data set
         put the method in eval mode and use ``torch.inference_mode()``.
@@ -283,6 +302,8 @@ class Method(nn.Module):
                 f"unknown embedding layer '{layer}'{did_you_mean(layer, self.embed_layers)}; "
                 f"known: {', '.join(self.embed_layers)}"
             )
+        if layer == "feature_map":
+            return feature_map_embedding(self.backbone, x)
         features = self.backbone(x)
         return features if layer == "backbone" else self.project(features)
 

@@ -48,6 +48,12 @@ class ResNetBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last residual stage's map before global pooling, ``(B, out_dim, h, w)``."""
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
 
 def resnet18(*, in_channels: int, cifar_stem: bool = False) -> ResNetBackbone:
     """ResNet-18 encoder, ``out_dim = 512``."""

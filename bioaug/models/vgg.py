@@ -87,6 +87,10 @@ class VGG(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.feature_map(x)), 1)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolutional map before global pooling, ``(B, out_dim, h, w)``."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ConfigError(
                 f"backbone '{self.name}' expects (B, {self.in_channels}, H, W) input, "
@@ -100,7 +104,7 @@ class VGG(nn.Module):
                 hint="use a larger crop_size in the protocol, or a smaller backbone "
                 "(vgg_mnist takes 28×28)",
             )
-        return torch.flatten(self.pool(self.features(x)), 1)
+        return self.features(x)
 
 
 def vgg13_bn(*, in_channels: int, width: float = 1.0) -> VGG:

@@ -22,10 +22,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bioaug.errors import ConfigError, did_you_mean, unknown_choice
+from bioaug.io import read_yaml_mapping
 from bioaug.profile.steps import STEPS
 
 
@@ -171,19 +171,8 @@ def make_profile_config(values: dict[str, Any], source: str = "<profile recipe>"
 
 def read_profile_config(path: str | os.PathLike) -> ProfileConfig:
     """A recipe from a YAML file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"profile recipe {p} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                          where=f"{p}:{mark.line + 1}" if mark is not None else p) from None
-    if not isinstance(data, dict):
-        raise ConfigError("a profile recipe is a mapping of keys (steps:, control: …)",
-                          where=p)
-    return make_profile_config(data, source=str(p))
+    data = read_yaml_mapping(path, "profile recipe", "keys (steps:, control: …)")
+    return make_profile_config(data, source=str(path))
 
 
 def as_profile_config(profile: Any) -> ProfileConfig:

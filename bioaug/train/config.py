@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from bioaug.device import DEVICE_CHOICES
 from bioaug.errors import ConfigError, did_you_mean
+from bioaug.io import read_yaml_mapping
 
 #: Config keys that may change between a run and its resume without being reported.
 RESUME_FREE_KEYS = frozenset({"out", "device", "num_workers", "tensorboard"})
@@ -205,21 +205,7 @@ def make_config(values: dict[str, Any], source: str = "<config>") -> TrainConfig
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML run config into a plain dict (not validated yet)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"run config {p} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else p
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"a run config is a mapping of options, not {type(data).__name__}",
-                          where=p)
-    return data
+    return read_yaml_mapping(path, "run config", "options")
 
 
 def load_config(path: str | os.PathLike | None = None, *, override_source: str = SOURCE_CLI,

@@ -188,9 +188,9 @@ def test_prepare_flags_come_from_the_options_model(capsys: pytest.CaptureFixture
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["data", "synth", "bbbc021", "--out", "{tmp}/t", "--workers", "0"],
-     "--workers must be at least 1 (1 runs in this process), got 0"),
+     "--workers must be a whole number ≥ 1 (1 runs in this process), got 0"),
     (["data", "synth", "cellpainting", "--out", "{tmp}/t", "--workers", "0"],
-     "--workers must be at least 1"),
+     "--workers must be a whole number ≥ 1"),
     (["data", "prepare", "images", "--out", "{tmp}/s"], "needs --load-data"),
     (["data", "prepare", "images", "--out", "{tmp}/s", "--load-data", "{tmp}/none.csv"],
      "cannot read the LoadData table"),

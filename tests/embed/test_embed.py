@@ -69,6 +69,17 @@ def test_projection_layer(tiny_run, tiny_store):
     np.testing.assert_allclose(proj.obsm["X_bioaug"][:2], want.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_feature_map_layer(tiny_run, tiny_store):
+    trained = load_trained(tiny_run)
+    fmap = embed(tiny_run, tiny_store, layer="feature_map", device="cpu")
+    x = torch.from_numpy(Store.open(tiny_store).read_float(slice(0, 2)))
+    with torch.inference_mode():
+        want = trained.method.embed(prepare_batch(x, 32, "resize"), layer="feature_map")
+    assert fmap.obsm["X_bioaug"].shape[1] == want.shape[1] >= trained.backbone.out_dim
+    np.testing.assert_allclose(fmap.obsm["X_bioaug"][:2], want.numpy(), rtol=1e-4, atol=1e-5)
+    assert fmap.uns["bioaug"]["layer"] == "feature_map"
+
+
 def test_fusion_of_two_checkpoints(cells, tiny_run, tiny_run_b, tiny_store):
     fused = embed([tiny_run, tiny_run_b], tiny_store, device="cpu")
     a, b = fused.obsm["X_bioaug_0"], fused.obsm["X_bioaug_1"]

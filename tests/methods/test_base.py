@@ -46,8 +46,32 @@ def test_momentum_update_is_exact_ema(m):
 
 def test_embed_unknown_layer(tiny_backbone):
     method = build_method("simclr", tiny_backbone, proj_hidden_dim=4, proj_output_dim=4)
-    with pytest.raises(ConfigError, match=r"unknown embedding layer 'proj'.*backbone, projection"):
+    with pytest.raises(ConfigError, match=r"unknown embedding layer 'proj'.*backbone, feature_map, projection"):
         method.embed(torch.rand(2, 2, 8, 8), layer="proj")
+
+
+def test_feature_map_layer_is_the_unpooled_map_flattened():
+    from bioaug.models.vgg import vgg_mnist
+
+    torch.manual_seed(0)
+    method = build_method("simclr", vgg_mnist(in_channels=1, width=0.25), proj_hidden_dim=4,
+                          proj_output_dim=4).eval()
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        fmap = method.backbone.feature_map(x)
+        flat = method.embed(x, layer="feature_map")
+        pooled = method.embed(x, layer="backbone")
+    assert fmap.shape == (3, 32, 7, 7) and flat.shape == (3, 32 * 7 * 7)
+    torch.testing.assert_close(flat, fmap.flatten(1))
+    torch.testing.assert_close(pooled, fmap.mean(dim=(2, 3)))  # the pooled layer averages it
+
+
+def test_feature_map_of_a_backbone_without_one_is_a_clear_error(tiny_backbone):
+    method = build_method("simclr", tiny_backbone, proj_hidden_dim=4, proj_output_dim=4)
+    if hasattr(tiny_backbone, "feature_map"):
+        pytest.skip("this test backbone has a feature map")
+    with pytest.raises(ConfigError, match="has no feature map"):
+        method.embed(torch.rand(2, 2, 8, 8), layer="feature_map")
 
 
 def test_wrong_number_of_views(tiny_backbone):

@@ -42,3 +42,14 @@ def test_resnet50_out_dim():
     assert model.out_dim == 2048
     with torch.no_grad():
         assert model(torch.rand(1, 2, 32, 32)).shape == (1, 2048)
+
+
+def test_feature_map_pools_to_the_output():
+    torch.manual_seed(0)
+    net = resnet18(in_channels=3, cifar_stem=True).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        fmap = net.feature_map(x)
+        out = net(x)
+    assert fmap.shape == (2, 512, 4, 4)
+    torch.testing.assert_close(fmap.mean(dim=(2, 3)), out)
