@@ -342,7 +342,7 @@ def _ms(values: list[float]) -> tuple[float, float]:
 
 def _fmt(values: list[float]) -> str:
     m, s = _ms(values)
-    return f"{m:.3f} ± {s:.3f}"
+    return f"{m:.3f} ± {s:.3f}" if len(values) > 1 else f"{m:.3f}"  # no sd from one seed
 
 
 def table(rows: list[dict[str, Any]], ds_name: str, steps: int, batch: int,
