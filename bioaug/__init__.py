@@ -50,8 +50,9 @@ def embed(
     data
         The crop store (a path made by ``bioaug data prepare``, or an open ``Store``).
     layer
-        ``"backbone"`` (encoder output, the usual evaluation layer) or ``"projection"``
-        (projection-head output; checkpoints only).
+        ``"backbone"`` (pooled encoder output, the usual evaluation layer),
+        ``"feature_map"`` (the last convolutional map before pooling, flattened) or
+        ``"projection"`` (projection-head output); the last two need checkpoints.
     batch_size
         Items per forward pass; memory is bounded by it.
     backbone
