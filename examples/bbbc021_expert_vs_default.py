@@ -16,6 +16,8 @@ Data: the synthetic BBBC021 twin, made on the fly (no download), or the real BBB
 
 Sizes: ``--quick`` uses the sizes of ``bioaug demo --quick``, the default those of
 ``bioaug demo`` on a CPU (see ``bioaug.study.demo.PLANS``), ``--paper`` those of the GPU demo.
+Training uses the method's optimiser recipe, as the demo does. ``bioaug demo --seeds 0 1 2``
+runs the demo's own comparison (without the ``none`` control and ResNet-101) over seeds.
 
 Time: ``--quick`` ≈ 2 min on an otherwise idle 2-core CPU (one seed; ``--seeds 0 1 2`` ≈ 4
 min); the default (3 seeds) ≈ 15–20 min on a 2-core CPU; ``--paper`` (VGG13 full width, 96 px, 100 epochs, 3
@@ -32,25 +34,13 @@ import sys
 from pathlib import Path
 
 from bioaug.study.compare import compare_protocols, format_summary, summarize
+from bioaug.study.demo import PLANS, train_settings
 
 PROTOCOLS = ["bbbc021-expert", "moco-v2-default", "none"]
 
-SIZES = {
-    "quick": {"twin": {"plates": 6, "sites": 2, "size": (256, 320), "cells_per_field": 15},
-              "crop_size": 64,
-              "train": {"width": 0.125, "crop": 32, "epochs": 10, "batch_size": 64,
-                        "lr": 0.06}, "seeds": [0]},
-    "cpu": {"twin": {"plates": 6, "sites": 3, "size": (256, 320), "cells_per_field": 18},
-            "crop_size": 64,
-            "train": {"width": 0.25, "crop": 48, "epochs": 16, "batch_size": 64, "lr": 0.06},
-            "seeds": [0, 1, 2]},
-    "paper": {"twin": {"plates": 12, "sites": 4, "size": (512, 640), "cells_per_field": 25,
-                       "wells_per_plate": 16},
-              "crop_size": 96,
-              "train": {"width": 1.0, "crop": 96, "epochs": 100, "batch_size": 256,
-                        "lr": 0.03, "num_workers": 4},
-              "seeds": [0, 1, 2]},
-}
+#: Sizes: ``--quick`` and the default are the demo's ``quick`` and ``full`` plans, ``--paper``
+#: its ``gpu`` plan; the seeds are this study's.
+SEEDS = {"quick": [0], "full": [0, 1, 2], "gpu": [0, 1, 2]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,19 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     from bioaug.data.store import is_store
     from bioaug.data.synth import synth_bbbc021
 
-    size = SIZES["paper" if args.paper else "quick" if args.quick else "cpu"]
-    seeds = args.seeds or size["seeds"]
+    name = "gpu" if args.paper else "quick" if args.quick else "full"
+    plan = PLANS[name]
+    seeds = args.seeds or SEEDS[name]
     root = args.root
     if root is None:
         root = args.out / "twin"
         if not (root / "BBBC021_v1_image.csv").is_file():
-            synth_bbbc021(root, seed=0, **size["twin"])
+            synth_bbbc021(root, plates=plan.plates, sites=plan.sites, size=plan.field_size,
+                          cells_per_field=plan.cells_per_field,
+                          wells_per_plate=plan.wells_per_plate, seed=0)
     store = args.out / "store"
     if not is_store(store):
-        prepare_bbbc021(root, store, crop_size=size["crop_size"], moa_only=True)
+        prepare_bbbc021(root, store, crop_size=plan.crop_size, resize=plan.resize,
+                        moa_only=True)
 
-    train = {"method": "moco_v2", "backbone": "vgg13_bn", "num_workers": 0,
-             "tensorboard": False, **size["train"]}
+    train = train_settings(plan)  # no optimiser settings: the method's recipe applies
     table = compare_protocols(
         store, PROTOCOLS, args.out / "comparison", labels=["moa"], train=train, seeds=seeds,
         device=args.device, raw=True, backbones=["resnet101_supervised"],

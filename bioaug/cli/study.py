@@ -148,18 +148,25 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="smaller plan (under 3 min on a "
                    "2-core CPU)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0],
+                   metavar="SEED", help="seed of training and evaluation (default 0); give "
+                   "several (--seeds 0 1 2) to run the demo once per seed and write mean ± sd "
+                   "and the claims checked to OUT/summary_seeds.md")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from bioaug.study.demo import plan_for, run_demo
+    from bioaug.study.demo import check_seed, plan_for, run_demo, run_demo_seeds
 
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
-    if args.seed < 0:
-        raise ConfigError(f"--seed must be ≥ 0, got {args.seed}")
+    seeds = [check_seed(s) for s in args.seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed: each seed once, got {' '.join(map(str, seeds))}")
     check_output(args.out, "demo", replace=True)  # a demo directory is resumed
     plan = plan_for(size, args.device)
-    run_demo(args.out, plan, seed=args.seed)
+    if len(seeds) == 1:
+        run_demo(args.out, plan, seed=seeds[0])
+    else:
+        run_demo_seeds(args.out, plan, seeds=seeds)
     return 0

@@ -382,3 +382,115 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
     print(f"\nwritten: {out / 'summary.md'} (pictures and per-embedding reports under "
           f"{run_dir})")
     return df
+
+
+# -- several seeds ------------------------------------------------------------------------
+#: Comparisons the multi-seed summary checks: (claim, embedding expected higher, embedding
+#: expected lower, metric) — the claims of Bendidi et al. (2023) at the demo's size.
+SEED_CLAIMS: tuple[tuple[str, str, str, str], ...] = (
+    ("expert beats default on Leiden AMI", "bbbc021-expert", "moco-v2-default", "leiden_ami"),
+    ("expert beats default on k-means AMI", "bbbc021-expert", "moco-v2-default",
+     "kmeans_ami"),
+    ("expert beats raw pixels on Leiden AMI", "bbbc021-expert", "raw pixels", "leiden_ami"),
+    ("expert beats raw pixels on NSC", "bbbc021-expert", "raw pixels", "nsc"),
+    ("expert beats raw pixels on NSC (corrected)", "bbbc021-expert", "raw pixels", "nsc_corrected"),
+)
+
+
+def seed_summary(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
+    """Mean, sd and n over seeds of every summary metric, one row per embedding.
+
+    ``frames`` maps a seed to its :func:`summary_frame`; the sd is the sample sd (0 for
+    one seed).
+    """
+    long = pd.concat([f.assign(seed=s) for s, f in frames.items()], ignore_index=True)
+    metrics = [c for c in _metric_columns(long) if c != "seed"]
+    rows = []
+    for emb, g in long.groupby("embedding", sort=False):
+        row: dict[str, Any] = {"embedding": emb, "n_seeds": len(g)}
+        for m in metrics:
+            vals = pd.to_numeric(g[m], errors="coerce").dropna()
+            row[f"{m}_mean"] = float(vals.mean()) if len(vals) else float("nan")
+            row[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _claim_row(summary: pd.DataFrame, better: str, worse: str, metric: str
+               ) -> tuple[float, float, float, str] | None:
+    """(difference of means, larger sd, margin in sds, verdict), None when not measured."""
+    rows = {str(r["embedding"]): r for _, r in summary.iterrows()}
+    if better not in rows or worse not in rows or f"{metric}_mean" not in summary.columns:
+        return None
+    b, w = rows[better], rows[worse]
+    diff = float(b[f"{metric}_mean"] - w[f"{metric}_mean"])
+    if diff != diff:  # NaN: the metric is undefined here
+        return None
+    sd = float(max(b[f"{metric}_sd"], w[f"{metric}_sd"]))
+    if b["n_seeds"] < 2:
+        verdict = "higher (one seed: no sd)" if diff > 0 else "not higher"
+    elif diff > sd:
+        verdict = "yes, by more than one sd"
+    elif diff > 0:
+        verdict = "higher, within one sd"
+    else:
+        verdict = "no"
+    return diff, sd, (diff / sd if sd > 0 else float("inf") if diff > 0 else 0.0), verdict
+
+
+def seed_summary_markdown(summary: pd.DataFrame, plan: DemoPlan, seeds: list[int]) -> str:
+    """``summary_seeds.md``: mean ± sd per embedding and the papers' claims checked."""
+    metrics = [c[:-5] for c in summary.columns if c.endswith("_mean")]
+    lines = ["# bioaug demo over several seeds", "",
+             f"Plan **{plan.name}** ({plan.description}); seeds {', '.join(map(str, seeds))}; "
+             "mean ± sd over seeds (the twin is the same for every seed; training, "
+             "embedding and clustering change).", "",
+             "| embedding | " + " | ".join(metric_title(m) for m in metrics) + " |",
+             "|---|" + "---:|" * len(metrics)]
+    for _, r in summary.iterrows():
+        cells = []
+        for m in metrics:
+            mean, sd = r[f"{m}_mean"], r[f"{m}_sd"]
+            cells.append("—" if mean != mean else
+                         f"{mean:.3f} ± {sd:.3f}" if r["n_seeds"] > 1 else f"{mean:.3f}")
+        lines.append(f"| {r['embedding']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Claims checked", "",
+              "| claim | difference of means | larger sd | verdict |", "|---|---:|---:|---|"]
+    for name, better, worse, metric in SEED_CLAIMS:
+        row = _claim_row(summary, better, worse, metric)
+        if row is not None:
+            diff, sd, _, verdict = row
+            lines.append(f"| {name} | {diff:+.3f} | {sd:.3f} | {verdict} |")
+    lines += ["", "Computed by this run from each seed's `summary.csv`; nothing is written "
+              "in. Read NSCB with care on a small twin (few treatments)."]
+    return "\n".join(lines) + "\n"
+
+
+def run_demo_seeds(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
+                   seeds: list[int] | tuple[int, ...] = (0, 1, 2)) -> pd.DataFrame:
+    """Run (or resume) the demo once per seed, then summarise over the seeds.
+
+    Each seed is a full :func:`run_demo` (its own folder ``OUT/<plan>/seed-<S>``; the twin
+    and the store are shared). Writes ``OUT/<plan>/summary_seeds.{md,csv}`` and a copy of
+    the markdown at ``OUT/summary_seeds.md``: mean ± sd per embedding and the comparisons
+    of :data:`SEED_CLAIMS` (is the difference of means larger than one sd?).
+
+    Returns
+    -------
+    The :func:`seed_summary` table.
+    """
+    seeds = [check_seed(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed: give one or more distinct seeds, got {seeds}")
+    plan = plan or plan_for("full")
+    frames = {s: run_demo(out, plan, seed=s) for s in seeds}
+    summary = seed_summary(frames)
+    plan_dir = Path(out).resolve() / plan.name
+    with atomic_path(plan_dir / "summary_seeds.csv") as tmp:
+        summary.to_csv(tmp, index=False)
+    text = seed_summary_markdown(summary, plan, seeds)
+    atomic_write_text(plan_dir / "summary_seeds.md", text)
+    atomic_write_text(Path(out).resolve() / "summary_seeds.md", text)
+    print(f"\nOver seeds {', '.join(map(str, seeds))}:\n")
+    print(text)
+    return summary

@@ -28,7 +28,7 @@ from bioaug.errors import ConfigError, did_you_mean
 from bioaug.io import read_yaml_mapping
 
 #: Config keys that may change between a run and its resume without being reported.
-RESUME_FREE_KEYS = frozenset({"out", "device", "num_workers", "tensorboard"})
+RESUME_FREE_KEYS = frozenset({"out", "device", "num_workers", "tensorboard", "preview_views"})
 
 #: Options that default to the method's recipe when not given (None).
 RECIPE_FIELDS = ("optimizer", "lr", "lr_scaling", "weight_decay", "exclude_bias_norm",
@@ -105,6 +105,8 @@ class TrainConfig(BaseModel):
     knn_max_items: int = Field(5000, ge=2, description="items of knn_data used by the monitor")
     tensorboard: bool = Field(True, description="also log to RUN/tb (if tensorboard is "
                               "installed)")
+    preview_views: int = Field(8, ge=0, description="rows of RUN/views.png, a picture of the "
+                               "first batch's views exactly as the model gets them (0: none)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser "
                                   "steps (the schedule is fitted to it; for tests and "
                                   "benchmarks)")

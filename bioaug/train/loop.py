@@ -21,6 +21,7 @@ Run directory::
     RUN/protocol.yaml   the protocol as used (its text; the effective YAML with --crop)
     RUN/checkpoint.pt   latest checkpoint (every epoch and every save_every_steps; atomic)
     RUN/metrics.csv     one row per step: step, epoch, loss, lr, images/s, method scalars
+    RUN/views.png       the first images of step 1 and their views, as the model got them
     RUN/tb/             TensorBoard events (when tensorboard is installed)
 
 ``train(config, resume=True)`` continues a killed run from its checkpoint exactly: the
@@ -384,6 +385,8 @@ class _Run:
                 if info.distributed:
                     aug = aug.select(shard)
                 views = self.pipeline.apply(x, aug)
+                if self.step == 0 and info.is_main and cfg.preview_views:
+                    self._write_views(x, views)
                 if self.cuda and cfg.channels_last:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 with autocast:
@@ -427,6 +430,17 @@ class _Run:
                     break
         if bar is not None:
             bar.close()
+
+    def _write_views(self, x: torch.Tensor, views: list[torch.Tensor]) -> None:
+        """``RUN/views.png``: the first images of step 1 and their views, as trained on."""
+        from bioaug.augment.mosaic import write_mosaic
+
+        n = min(self.cfg.preview_views, x.shape[0])
+        write_mosaic(self.out / "views.png",
+                     [("original", x), *((f"view {i + 1}", v) for i, v in enumerate(views))],
+                     self.store.channels, rows=n,
+                     title=f"{self.protocol.name}: step 1, {n} of {x.shape[0]} images "
+                     f"(seed {self.cfg.seed})")
 
     def _monitor(self, epoch: int) -> None:
         if self.knn is not None and (epoch + 1) % self.cfg.knn_every == 0:

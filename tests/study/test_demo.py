@@ -83,3 +83,76 @@ def test_demo_refuses_a_folder_made_with_other_sizes(tmp_path, capsys):
     (tmp_path / "tiny" / "plan.json").write_text(json.dumps(plan))
     assert main(["demo", "--tiny", "--out", str(tmp_path), "--device", "cpu"]) == 2
     assert "was made with other demo sizes: epochs: 99 → 1" in capsys.readouterr().err
+
+
+def _frame(values: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """A seed's summary frame: embedding → (leiden_ami, nsc)."""
+    return pd.DataFrame([{"embedding": e, "leiden_ami": a, "nsc": n, "report": f"{e}/r"}
+                         for e, (a, n) in values.items()])
+
+
+def test_seed_summary_means_sds_and_claims_are_known_answers():
+    from bioaug.study.demo import PLANS, seed_summary, seed_summary_markdown
+
+    frames = {
+        0: _frame({"bbbc021-expert": (0.30, 0.5), "moco-v2-default": (0.10, 0.4),
+                   "raw pixels": (0.05, 0.6)}),
+        1: _frame({"bbbc021-expert": (0.20, 0.5), "moco-v2-default": (0.12, 0.4),
+                   "raw pixels": (0.05, 0.6)}),
+        2: _frame({"bbbc021-expert": (0.25, 0.5), "moco-v2-default": (0.14, 0.4),
+                   "raw pixels": (0.05, 0.6)}),
+    }
+    s = seed_summary(frames).set_index("embedding")
+    assert s.loc["bbbc021-expert", "n_seeds"] == 3
+    assert s.loc["bbbc021-expert", "leiden_ami_mean"] == pytest.approx(0.25)
+    assert s.loc["bbbc021-expert", "leiden_ami_sd"] == pytest.approx(0.05)  # sample sd
+    assert s.loc["moco-v2-default", "leiden_ami_sd"] == pytest.approx(0.02)
+    assert s.loc["raw pixels", "nsc_sd"] == 0.0
+    md = seed_summary_markdown(s.reset_index(), PLANS["tiny"], [0, 1, 2])
+    assert "| bbbc021-expert | 0.250 ± 0.050 | 0.500 ± 0.000 |" in md
+    # 0.25 − 0.12 = 0.13 > the larger sd 0.05; NSC: 0.5 < 0.6
+    assert "| expert beats default on Leiden AMI | +0.130 | 0.050 | yes, by more than one sd |" \
+        in md
+    assert "| expert beats raw pixels on NSC | -0.100 | 0.000 | no |" in md
+    assert "k-means AMI" not in md.split("## Claims checked")[1]  # not measured: not claimed
+
+
+def test_seed_summary_says_within_one_sd_when_the_gap_is_small():
+    from bioaug.study.demo import PLANS, seed_summary, seed_summary_markdown
+
+    frames = {s: _frame({"bbbc021-expert": (a, 0.5), "moco-v2-default": (0.2, 0.5)})
+              for s, a in enumerate((0.1, 0.4, 0.25))}
+    md = seed_summary_markdown(seed_summary(frames), PLANS["tiny"], [0, 1, 2])
+    assert "| expert beats default on Leiden AMI | +0.050 | 0.150 | higher, within one sd |" \
+        in md
+
+
+def test_demo_refuses_a_repeated_seed(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(["demo", "--tiny", "--out", str(out), "--seeds", "1", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "each seed once" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_demo_with_several_seeds_runs_each_and_writes_the_seed_summary(tmp_path, monkeypatch,
+                                                                       capsys):
+    import bioaug.study.demo as demo
+
+    calls = []
+
+    def fake_run_demo(out, plan, *, seed):
+        calls.append((plan.name, seed))
+        return _frame({"bbbc021-expert": (0.2 + seed / 10, 0.5),
+                       "moco-v2-default": (0.1, 0.4), "raw pixels": (0.05, 0.6)})
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    out = tmp_path / "d"
+    assert main(["demo", "--tiny", "--out", str(out), "--seeds", "0", "2"]) == 0
+    assert calls == [("tiny", 0), ("tiny", 2)]
+    table = pd.read_csv(out / "tiny" / "summary_seeds.csv").set_index("embedding")
+    assert table.loc["bbbc021-expert", "leiden_ami_mean"] == pytest.approx(0.3)
+    md = (out / "summary_seeds.md").read_text()
+    assert md == (out / "tiny" / "summary_seeds.md").read_text()
+    assert "seeds 0, 2" in md and "expert beats default on Leiden AMI" in md
+    assert "Over seeds 0, 2" in capsys.readouterr().out

@@ -162,3 +162,34 @@ def test_lars_warmup_and_crop_override(tiny_store, tiny_protocol, tmp_path):
     assert ck["crop_size"] == 16 and ck["optimizer"]["param_groups"][0]["lars"]
     text = (run / "protocol.yaml").read_text()
     assert text.startswith("# effective protocol") and "crop_size: 16" in text
+
+
+def test_views_png_shows_the_first_batch_as_trained_on(tiny_store, tiny_protocol, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from bioaug.augment.mosaic import _HEAD, TILE
+    from bioaug.data.store import Store
+    from bioaug.io import is_bioaug_png
+    from bioaug.train.data import epoch_permutation
+
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", epochs=1, max_steps=1,
+                      preview_views=3)
+    run = train(cfg)
+    png = run / "views.png"
+    assert is_bioaug_png(png)
+    img = np.asarray(Image.open(png))
+    store = Store.open(tiny_store)
+    first = epoch_permutation(len(store), cfg.seed, 0)[:cfg.batch_size]
+    x = store.read_float(first[:1])[0]  # the first image of step 1
+    # the original column, first row, DAPI panel: the stored image enlarged to the tile
+    k = TILE // max(x.shape[-2:])
+    tile = img[_HEAD:_HEAD + x.shape[-2] * k:k, :x.shape[-1] * k:k]
+    assert np.abs(tile.astype(int) - np.rint(x[0] * 255)).max() <= 1
+    other = store.read_float(first[1:2])[0]
+    assert np.abs(tile.astype(int) - np.rint(other[0] * 255)).max() > 1
+    assert img.shape[0] == _HEAD + 3 * TILE + 2 * 2  # three rows, as asked
+
+    off = train(tiny_config(tiny_store, tiny_protocol, tmp_path / "off", epochs=1,
+                            max_steps=1, preview_views=0))
+    assert not (off / "views.png").exists()
