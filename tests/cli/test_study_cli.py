@@ -109,7 +109,7 @@ def test_sweep_out_may_not_hold_its_config(tmp_path, capsys):
 def test_demo_negative_seed_fails_before_any_work(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--tiny", "--seed", "-5", "--out", str(out)]) == 2
-    assert "--seed must be ≥ 0" in capsys.readouterr().err and not out.exists()
+    assert "--seed must be an integer 0 or more" in capsys.readouterr().err and not out.exists()
 
 
 def test_invariance_replaces_results_only_when_asked(tmp_path, capsys):
