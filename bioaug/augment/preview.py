@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bioaug.augment.mosaic import is_rgb
 from bioaug.augment.ops import OPS
 from bioaug.augment.ops.base import RGB
 from bioaug.augment.pipeline import build_pipeline
@@ -107,7 +108,7 @@ def load_preview_input(path: str | Path | None, n: int = 8, seed: int = 0) -> Pr
             raise DataError("the store is empty", where=p)
         rng = np.random.default_rng(seed)
         idx = np.sort(rng.choice(len(store), size=min(n, len(store)), replace=False))
-        rgb = [c.lower() for c in store.channels] in (["r", "g", "b"], ["red", "green", "blue"])
+        rgb = is_rgb(store.channels)
         images = store.read_float(idx).astype(np.float32)
         check_finite(images, str(p))
         return PreviewInput(images, store.channels, rgb,

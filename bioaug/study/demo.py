@@ -417,8 +417,8 @@ def seed_summary(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _claim_row(summary: pd.DataFrame, better: str, worse: str, metric: str
-               ) -> tuple[float, float, float, str] | None:
-    """(difference of means, larger sd, margin in sds, verdict), None when not measured."""
+               ) -> tuple[float, float, str] | None:
+    """(difference of means, larger of the two sds, verdict); None when not measured."""
     rows = {str(r["embedding"]): r for _, r in summary.iterrows()}
     if better not in rows or worse not in rows or f"{metric}_mean" not in summary.columns:
         return None
@@ -435,7 +435,7 @@ def _claim_row(summary: pd.DataFrame, better: str, worse: str, metric: str
         verdict = "higher, within one sd"
     else:
         verdict = "no"
-    return diff, sd, (diff / sd if sd > 0 else float("inf") if diff > 0 else 0.0), verdict
+    return diff, sd, verdict
 
 
 def seed_summary_markdown(summary: pd.DataFrame, plan: DemoPlan, seeds: list[int]) -> str:
@@ -459,7 +459,7 @@ def seed_summary_markdown(summary: pd.DataFrame, plan: DemoPlan, seeds: list[int
     for name, better, worse, metric in SEED_CLAIMS:
         row = _claim_row(summary, better, worse, metric)
         if row is not None:
-            diff, sd, _, verdict = row
+            diff, sd, verdict = row
             lines.append(f"| {name} | {diff:+.3f} | {sd:.3f} | {verdict} |")
     lines += ["", "Computed by this run from each seed's `summary.csv`; nothing is written "
               "in. Read NSCB with care on a small twin (few treatments)."]
