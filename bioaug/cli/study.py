@@ -157,12 +157,10 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from bioaug.study.demo import check_seed, plan_for, run_demo, run_demo_seeds
+    from bioaug.study.demo import check_seeds, plan_for, run_demo, run_demo_seeds
 
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
-    seeds = [check_seed(s) for s in args.seeds]
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seed: each seed once, got {' '.join(map(str, seeds))}")
+    seeds = check_seeds(args.seeds)
     check_output(args.out, "demo", replace=True)  # a demo directory is resumed
     plan = plan_for(size, args.device)
     if len(seeds) == 1:

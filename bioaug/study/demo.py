@@ -299,6 +299,15 @@ def check_seed(seed: int) -> int:
     return seed
 
 
+def check_seeds(seeds: list[int] | tuple[int, ...]) -> list[int]:
+    """The demo's seeds: one or more distinct integers, each 0 or more."""
+    seeds = [check_seed(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed: give one or more seeds, each seed once; got "
+                          f"{' '.join(map(str, seeds)) or 'none'}")
+    return seeds
+
+
 def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
              seed: int = 0) -> pd.DataFrame:
     """Run (or resume) the demo; returns the summary table.
@@ -479,9 +488,7 @@ def run_demo_seeds(out: str | Path = "demo-out", plan: DemoPlan | None = None, *
     -------
     The :func:`seed_summary` table.
     """
-    seeds = [check_seed(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seed: give one or more distinct seeds, got {seeds}")
+    seeds = check_seeds(seeds)
     plan = plan or plan_for("full")
     frames = {s: run_demo(out, plan, seed=s) for s in seeds}
     summary = seed_summary(frames)
