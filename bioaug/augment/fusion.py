@@ -31,16 +31,24 @@ class FusedWarp:
         first = self.ops[0]
         self.mode = getattr(first.params, "interpolation", "bilinear")
 
-    def apply(self, x: Tensor, params: Sequence[Mapping[str, Tensor]]) -> Tensor:
-        shape: Shape = tuple(x.shape[1:])  # type: ignore[assignment]
+    def matrix(self, shape: Shape, params: Sequence[Mapping[str, Tensor]],
+               device: torch.device) -> tuple[Tensor, tuple[int, int]]:
+        """The per-sample output→input maps ``(B, 2, 3)`` of the whole run for an input of
+        ``shape`` ``(C, H, W)``, and the output size."""
         total = None
         for op, p in zip(self.ops, params, strict=True):
-            p = {k: v.to(x.device) for k, v in p.items()}
+            p = {k: v.to(device) for k, v in p.items()}
             m = op.matrix(p, shape).to(torch.float32)
             total = m if total is None else compose(total, m)
             shape = op.output_shape(shape)
         assert total is not None
-        return warp(x, total, (shape[1], shape[2]), mode=self.mode, padding="border")
+        return total, (shape[1], shape[2])
+
+    def apply(self, x: Tensor, params: Sequence[Mapping[str, Tensor]],
+              out: Tensor | None = None) -> Tensor:
+        """The warped batch; written into ``out`` when the resampler can (see :func:`warp`)."""
+        total, size = self.matrix(tuple(x.shape[1:]), params, x.device)  # type: ignore[arg-type]
+        return warp(x, total, size, mode=self.mode, padding="border", out=out)
 
 
 def plan(ops: Sequence[Op]) -> list[tuple[int, int]]:

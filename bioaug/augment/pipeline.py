@@ -26,10 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bioaug.augment import native
+from bioaug.augment.buffers import OutputBuffers
 from bioaug.augment.fusion import FusedWarp, plan
 from bioaug.augment.ops import OPS, Op
 from bioaug.augment.ops.base import Shape
 from bioaug.augment.ops.crop import center_crop
+from bioaug.augment.ops.geometry import warp_views
 from bioaug.augment.schema import Protocol
 from bioaug.augment.yamlsource import format_path
 from bioaug.errors import DataError, ProtocolError
@@ -100,15 +103,37 @@ class ViewPipeline:
         self._fused = {start: FusedWarp(self.ops[start:stop])
                        for start, stop in self.stages if stop - start > 1}
 
-    def run(self, x: Tensor, drawn: Sequence[dict[str, Tensor]]) -> Tensor:
+    def head(self, shape: Shape, drawn: Sequence[dict[str, Tensor]],
+             device: torch.device) -> Tensor | None:
+        """The maps ``(B, 2, 3)`` of the first stage when it is a bilinear fused warp that
+        lands on ``crop_size`` (so that :class:`Pipeline` may warp it together with the other
+        views' first stages), else ``None``."""
+        if not self.stages or self.stages[0][1] - self.stages[0][0] < 2:
+            return None
+        fused = self._fused[0]
+        if fused.mode != "bilinear":
+            return None
+        matrix, size = fused.matrix(shape, drawn[:self.stages[0][1]], device)
+        return matrix if size == (self.crop_size, self.crop_size) else None
+
+    def run(self, x: Tensor, drawn: Sequence[dict[str, Tensor]],
+            out: Tensor | None = None, *, first: int = 0) -> Tensor:
+        """The view of batch ``x`` for the parameters ``drawn``; written into ``out`` (a
+        ``(B, C, crop, crop)`` tensor) when given, by the first stage where it can be.
+        ``first=1`` when the first stage was done elsewhere: ``x`` is then its output."""
         source = x
-        for start, stop in self.stages:
+        for i, (start, stop) in enumerate(self.stages[first:], start=first):
             if stop - start > 1:
-                x = self._fused[start].apply(x, drawn[start:stop])
+                x = self._fused[start].apply(x, drawn[start:stop], out=out if i == 0 else None)
             else:
                 # the caller's batch is never written to; our own intermediates may be
-                x = self.ops[start].apply(x, drawn[start], inplace=not _shares(x, source))
+                x = self.ops[start].apply(x, drawn[start], inplace=not _shares(x, source)
+                                          or first > 0)
         x = fit_to_crop(x, self.crop_size)
+        if out is not None:
+            if x.data_ptr() == out.data_ptr() and x.shape == out.shape and x.is_contiguous():
+                return out
+            return out.copy_(x.clone() if _shares(x, out) else x)
         return x.clone() if _shares(x, source) else x.contiguous()
 
 
@@ -126,6 +151,7 @@ class Pipeline:
         self.protocol = protocol
         self.views = views
         self.n_channels = n_channels
+        self._outputs = OutputBuffers()
 
     @property
     def n_views(self) -> int:
@@ -185,10 +211,32 @@ class Pipeline:
             raise DataError(f"the parameters were drawn for {params.batch_size} images of shape "
                             f"{tuple(params.image_shape)}, got {x.shape[0]} of "
                             f"{tuple(x.shape[1:])}", hint="use params.select() for a shard")
-        outs = []
-        for view, drawn in zip(self.views, params.views, strict=True):
-            outs.append(view.run(x, drawn))
-        return outs
+        b, c = x.shape[0], x.shape[1]
+        crops = set(self.crop_sizes)
+        if len(crops) == 1:  # one buffer for all views: their first stages may run together
+            crop = crops.pop()
+            block = self._outputs.take(0, (self.n_views, b, c, crop, crop), x.dtype, x.device)
+            outs = list(block.unbind(0))
+            first = 1 if self._joint_heads(x, params, block) else 0
+        else:
+            outs = [self._outputs.take(k, (b, c, v.crop_size, v.crop_size), x.dtype, x.device)
+                    for k, v in enumerate(self.views)]
+            first = 0
+        return [view.run(out if first else x, drawn, out=out, first=first)
+                for view, drawn, out in zip(self.views, params.views, outs, strict=True)]
+
+    def _joint_heads(self, x: Tensor, params: PipelineParams, block: Tensor) -> bool:
+        """Warp the first stage of every view in one pass over ``x`` into ``block`` ``(V, B,
+        C, crop, crop)`` when they are all crops/turns/flips (see :func:`warp_views`)."""
+        if self.n_views < 2 or not native.available(x):
+            return False
+        shape: Shape = tuple(x.shape[1:])  # type: ignore[assignment]
+        heads = [view.head(shape, drawn, x.device)
+                 for view, drawn in zip(self.views, params.views, strict=True)]
+        if any(h is None for h in heads):
+            return False
+        size = (block.shape[3], block.shape[4])
+        return warp_views(x, heads, size, block)  # type: ignore[arg-type]
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
         self._check_input(x)

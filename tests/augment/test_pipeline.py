@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bioaug.augment import build_pipeline, fit_to_crop, load_protocol, parse_protocol
+from bioaug.augment import build_pipeline, fit_to_crop, load_protocol, native, parse_protocol
 from bioaug.errors import DataError, ProtocolError
 
 PROTO = """\
@@ -155,3 +155,33 @@ def test_cuda_gives_the_cpu_views_for_the_same_parameters(x: torch.Tensor) -> No
         torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=0)
     views = pipe(x.cuda(), torch.Generator(device="cuda").manual_seed(0))
     assert all(v.device.type == "cuda" for v in views)
+
+
+@pytest.mark.parametrize("name", ["bbbc021-expert", "cellpainting-expert", "mnist-all",
+                                  "simclr-default"])
+def test_compiled_kernels_give_the_torch_views(monkeypatch, name: str) -> None:
+    """The CPU kernels (bioaug.augment.native) change speed, not results: the same draws
+    give the views of the torch code up to float rounding."""
+    proto = load_protocol(name)
+    c = len(proto.channels) if proto.channels else 3
+    pipe = build_pipeline(proto, c)
+    x = torch.rand(24, c, 48, 48, generator=torch.Generator().manual_seed(2))
+    params = pipe.sample(24, (c, 48, 48), torch.Generator().manual_seed(3))
+    compiled = pipe.apply(x, params)
+    monkeypatch.setenv(native.ENV, "0")
+    reference = pipe.apply(x, params)
+    for a, b in zip(compiled, reference, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_views_still_held_are_never_overwritten_and_released_ones_are_reused(x) -> None:
+    pipe = build_pipeline(parse_protocol(PROTO), 3)
+    first = pipe(x, torch.Generator().manual_seed(0))
+    kept = [v.clone() for v in first]
+    second = pipe(x, torch.Generator().manual_seed(1))
+    for v, k in zip(first, kept, strict=True):
+        assert torch.equal(v, k)
+    addresses = {v.data_ptr() for v in second}
+    del first, second
+    third = pipe(x, torch.Generator().manual_seed(2))
+    assert {v.data_ptr() for v in third} == addresses

@@ -128,12 +128,22 @@ def seeded_draw(seeds: Tensor, shape: tuple[int, ...], kind: str,
 def seeded_rows(seeds: Tensor, shape: tuple[int, ...], kind: str,
                 device: torch.device | str) -> Tensor:
     """``(len(seeds), *shape)`` float32: row ``i`` holds the numbers of ``seeds[i]`` (the
-    same numbers :func:`seeded_draw` gives)."""
+    same numbers :func:`seeded_draw` gives). On the CPU the rows are drawn by
+    ``torch.get_num_threads()`` threads, each with its own generator."""
     device = torch.device(device)
     out = torch.empty((len(seeds), *shape), dtype=torch.float32, device=device)
-    gen = torch.Generator(device=device)
-    for i, seed in enumerate(seeds.tolist()):
-        _generate(int(seed), shape, kind, gen, out[i])
+    values = [int(s) for s in seeds.tolist()]
+
+    def draw(start: int, stop: int) -> None:
+        gen = torch.Generator(device=device)
+        for i in range(start, stop):
+            _generate(values[i], shape, kind, gen, out[i])
+
+    if device.type == "cpu":
+        from bioaug.augment import native
+        native.parallel(draw, len(values))
+    else:
+        draw(0, len(values))
     return out
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
+from bioaug.augment import native
 from bioaug.augment.ops.base import Op, Params, register_op, uniform
 from bioaug.augment.ops.params import OpParams, OptionalInteger, Span
 
@@ -87,15 +88,30 @@ class GaussianBlur(Op):
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         return {"sigma": uniform(self.params.sigma, (batch_size,), generator, device)}
 
-    def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
-        h, w = x.shape[2:]
+    def radius(self, h: int, w: int) -> int:
         if self.params.kernel_size is not None:
             radius = self.params.kernel_size // 2
         else:
             radius = math.ceil(3.0 * self.params.sigma[1])
-        radius = max(1, min(radius, max(h, w) - 1))
+        return max(1, min(radius, max(h, w) - 1))
+
+    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
+        """On the CPU, the picked samples are blurred in place by the compiled kernel (see
+        :mod:`bioaug.augment.native`); elsewhere as every op (:meth:`Op.apply`)."""
+        if not native.available(x):
+            return super().apply(x, params, inplace=inplace)
+        idx = params["apply"].to(x.device).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return x
+        sigma = params["sigma"].index_select(0, idx.to(params["sigma"].device))
+        kernels = gaussian_kernels(sigma.to(x.device, torch.float32), self.radius(*x.shape[2:]))
+        out = x if inplace and x.is_contiguous() else x.contiguous().clone()
+        native.run("blur", int(idx.numel()), out, kernels.to(x.dtype), idx, out)
+        return out
+
+    def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         sigma = params["sigma"].to(x.device, torch.float32)
-        return separable_blur(x, gaussian_kernels(sigma, radius))
+        return separable_blur(x, gaussian_kernels(sigma, self.radius(*x.shape[2:])))
 
 
 class DefocusParams(OpParams):

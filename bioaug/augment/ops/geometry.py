@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bioaug.augment import native
+
 #: protocol name → grid_sample padding_mode
 PADDING = {"constant": "zeros", "reflect": "reflection", "border": "border"}
 
@@ -37,15 +39,17 @@ def _to_normalised(size_in: tuple[int, int], size_out: tuple[int, int],
 
 
 def warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int], *, mode: str = "bilinear",
-         padding: str = "reflect", fill: float = 0.0) -> Tensor:
+         padding: str = "reflect", fill: float = 0.0, out: Tensor | None = None) -> Tensor:
     """Resample ``x`` (B, C, H, W) through per-sample pixel-space matrices ``(B, 2, 3)``.
 
-    ``padding`` is ``constant`` (value ``fill``), ``reflect`` or ``border``.
+    ``padding`` is ``constant`` (value ``fill``), ``reflect`` or ``border``. ``out``, a
+    contiguous ``(B, C, *size_out)`` tensor, receives the result when the CPU's separable
+    path is taken (check the returned tensor: other paths allocate their own).
     """
     if mode == "bilinear" and padding == "border" and x.device.type == "cpu":
         aligned = _axis_aligned(matrix, size_out)
         if aligned is not None:
-            return _separable_warp(x, matrix.to(torch.float32), size_out, aligned)
+            return _separable_warp(x, matrix.to(torch.float32), size_out, aligned, out)
     theta = _to_normalised((x.shape[2], x.shape[3]), size_out, matrix.to(x.dtype))
     grid = affine_grid(theta, size_out)
     if padding == "constant" and fill != 0.0:
@@ -84,8 +88,50 @@ def _taps(scale: Tensor, offset: Tensor, n_out: int, n_in: int) -> tuple[Tensor,
 WARP_BLOCK = 32
 
 
+def _axis_taps(matrix: Tensor, swapped: Tensor, size_in: tuple[int, int],
+               size_out: tuple[int, int]) -> tuple[Tensor, ...]:
+    """Row and column taps of axis-aligned maps: ``(y0, y1, wy)`` ``(B, H_out)`` and
+    ``(x0, x1, wx)`` ``(B, W_out)`` (see :func:`_taps`)."""
+    (h, w), (h_out, w_out) = size_in, size_out
+    m = matrix
+    # straight: row i reads input row m11·i + m12, column j reads input column m00·j + m02;
+    # swapped: out[i, j] = in[m10·j + m12, m01·i + m02], i.e. the transpose of a straight map
+    row_scale = torch.where(swapped, m[:, 1, 0], m[:, 1, 1])
+    col_scale = torch.where(swapped, m[:, 0, 1], m[:, 0, 0])
+    return (*_taps(row_scale, m[:, 1, 2], h_out, h), *_taps(col_scale, m[:, 0, 2], w_out, w))
+
+
+def _run_kernel(x: Tensor, taps: list[tuple[Tensor, ...]], swapped: list[Tensor],
+                out: Tensor) -> None:
+    """The compiled warp of ``x`` into ``out`` ``(V, B, C, H_out, W_out)``, view ``v`` with
+    ``taps[v]`` and ``swapped[v]``."""
+    y0, y1, wy, x0, x1, wx = (torch.stack(t) for t in zip(*taps, strict=True))
+    wy = wy.to(x.dtype)
+    native.run("warp", x.shape[0], x.contiguous(), y0, y1, 1.0 - wy, wy, x0, x1,
+               wx.to(x.dtype), torch.stack(swapped), out)
+
+
+def warp_views(x: Tensor, matrices: list[Tensor], size_out: tuple[int, int],
+               out: Tensor) -> bool:
+    """Crops, quarter turns and flips of one batch for several views at once, reading each
+    input plane once for all of them: view ``v`` (bilinear, border padding, per-sample
+    matrices ``matrices[v]``) into ``out[v]`` of ``out`` ``(V, B, C, *size_out)``
+    (contiguous). Only on the compiled CPU path and for axis-aligned maps; returns whether
+    it did the work (``False``: warp each view with :func:`warp`)."""
+    if not native.available(x) or not out.is_contiguous() or out.dtype != x.dtype:
+        return False
+    swapped = [_axis_aligned(m, size_out) for m in matrices]
+    if any(s is None for s in swapped):
+        return False
+    size_in = (x.shape[2], x.shape[3])
+    taps = [_axis_taps(m.to(torch.float32), s, size_in, size_out)
+            for m, s in zip(matrices, swapped, strict=True)]
+    _run_kernel(x, taps, swapped, out)  # type: ignore[arg-type]
+    return True
+
+
 def _separable_warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int],
-                    swapped: Tensor) -> Tensor:
+                    swapped: Tensor, out: Tensor | None = None) -> Tensor:
     """:func:`warp` (bilinear, border padding) for axis-aligned maps, as two 1-D passes.
 
     Bilinear weights of an axis-aligned map are a product of a row and a column weight, so
@@ -96,17 +142,17 @@ def _separable_warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int],
     and transposed at the end. The batch is resampled in blocks of :data:`WARP_BLOCK`
     samples written into the output, so that no intermediate is larger than a few MB: large
     short-lived blocks are what glibc ``malloc`` hands back to the system after every batch
-    and has to fault in again for the next.
+    and has to fault in again for the next. On the CPU the compiled kernel
+    (:mod:`bioaug.augment.native`) does both passes per image plane instead.
     """
     b, c, h, w = x.shape
     h_out, w_out = size_out
-    m = matrix
-    # straight: row i reads input row m11·i + m12, column j reads input column m00·j + m02;
-    # swapped: out[i, j] = in[m10·j + m12, m01·i + m02], i.e. the transpose of a straight map
-    row_scale = torch.where(swapped, m[:, 1, 0], m[:, 1, 1])
-    col_scale = torch.where(swapped, m[:, 0, 1], m[:, 0, 0])
-    y0, y1, wy = _taps(row_scale, m[:, 1, 2], h_out, h)
-    x0, x1, wx = _taps(col_scale, m[:, 0, 2], w_out, w)
+    y0, y1, wy, x0, x1, wx = _axis_taps(matrix, swapped, (h, w), size_out)
+    if out is None:
+        out = torch.empty((b, c, h_out, w_out), dtype=x.dtype, device=x.device)
+    if native.available(x) and out.is_contiguous():
+        _run_kernel(x, [(y0, y1, wy, x0, x1, wx)], [swapped], out[None])
+        return out
     # row pass: each output row is a weighted sum of two input rows — an embedding bag of
     # size two over the table of all input rows (rows of the block's planes)
     planes = (torch.arange(c, device=x.device) * h)[None, :, None]  # (1, C, 1)
@@ -114,7 +160,6 @@ def _separable_warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int],
     wy = wy.to(x.dtype)
     weight = torch.stack([1.0 - wy, wy], dim=-1)[:, None].expand(b, c, h_out, 2)
     wx = wx.to(x.dtype)[:, None, None, :]
-    out = torch.empty((b, c, h_out, w_out), dtype=x.dtype, device=x.device)
     for start in range(0, b, WARP_BLOCK):
         stop = min(b, start + WARP_BLOCK)
         n = stop - start

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from bioaug.augment import native
 from bioaug.augment.ops.base import (
     Op,
     Params,
@@ -66,9 +67,16 @@ class GaussianNoise(Op):
         idx = mask.nonzero().squeeze(1)
         if idx.numel() == 0:
             return x
+        seeds = params["seed"].index_select(0, idx.to(params["seed"].device))
+        if native.available(x):  # all picked rows' numbers at once, added by the kernel
+            out = x if inplace and x.is_contiguous() else x.contiguous().clone()
+            z = seeded_rows(seeds, self.noise_shape(x), "normal", x.device).to(x.dtype)
+            std_t = params["std"].index_select(0, idx.to(params["std"].device))
+            native.run("add_noise", int(idx.numel()), out, z, std_t.to(x.dtype).contiguous(),
+                       idx, out)
+            return out
         out = x if inplace else x.clone()
         std = params["std"].index_select(0, idx.to(params["std"].device)).tolist()
-        seeds = params["seed"].index_select(0, idx.to(params["seed"].device))
         rows = idx.tolist()
         for j, z in seeded_draw(seeds, self.noise_shape(x), "normal", x.device):
             out[rows[j]].add_(z.to(x.dtype), alpha=std[j]).clamp_(0.0, 1.0)

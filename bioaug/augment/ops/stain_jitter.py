@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 from torch import Tensor
 
+from bioaug.augment import native
 from bioaug.augment.ops.base import Op, Params, bcast, register_op, uniform
 from bioaug.augment.ops.params import Bool, OpParams, Span
 
@@ -64,6 +65,13 @@ class StainJitter(Op):
         mask = params["apply"].to(x.device)
         if not bool(mask.any()):
             return x
+        if native.available(x):  # the picked samples only, in place, by the compiled kernel
+            idx = mask.nonzero().squeeze(1)
+            out = x if inplace and x.is_contiguous() else x.contiguous().clone()
+            factors = [params[k].index_select(0, idx.to(params[k].device)).to(x.device, x.dtype)
+                       .contiguous() for k in ("brightness", "contrast", "gamma")]
+            native.run("stain_jitter", int(idx.numel()), out, *factors, idx, out)
+            return out
         keep = ~mask[:, None]
         factors = [params[k].to(x.device, x.dtype).masked_fill(keep, 1.0)
                    for k in ("brightness", "contrast", "gamma")]

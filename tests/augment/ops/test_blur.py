@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy import ndimage
 
-from bioaug.augment import make_op
+from bioaug.augment import make_op, native
 
 
 def test_gaussian_blur_matches_scipy_with_reflect_borders() -> None:
@@ -57,3 +58,24 @@ def test_blocked_application_gives_the_same_outputs_as_one_pass(monkeypatch) -> 
         blocked = op.apply(x, drawn)
         torch.testing.assert_close(blocked, whole, atol=1e-6, rtol=0)
         assert not torch.equal(blocked, x)
+
+
+@pytest.mark.parametrize("shape", [(12, 3, 17, 23), (6, 2, 3, 9)])  # mirrored / replicated borders
+def test_compiled_blur_gives_the_torch_blur(monkeypatch, shape) -> None:
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(*shape, generator=g)
+    op = make_op("gaussian_blur", sigma=[0.3, 1.5], p=0.6)
+    params = op.sample(shape[0], shape[1:], g)
+    picked = params["apply"]
+    assert 0 < int(picked.sum()) < shape[0]
+    compiled = op.apply(x, params)
+    monkeypatch.setenv(native.ENV, "0")
+    reference = op.apply(x, params)
+    torch.testing.assert_close(compiled, reference, atol=1e-6, rtol=0)
+    assert torch.equal(compiled[~picked], x[~picked])
+    # in place on the pipeline's own intermediates, the caller's tensor otherwise
+    y = x.clone()
+    monkeypatch.setenv(native.ENV, "1")
+    assert op.apply(y, params, inplace=True) is y and torch.equal(y, compiled)
+    z = x.clone()
+    assert op.apply(z, params) is not z and torch.equal(z, x)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from bioaug.augment import native
 from bioaug.augment.ops import geometry
 from bioaug.augment.ops.geometry import _to_normalised, affine_grid, box_matrix, compose, warp
 
@@ -72,3 +74,24 @@ def test_block_size_of_the_separable_path_does_not_change_the_result(monkeypatch
     whole = warp(x, m, (8, 8), padding="border")
     monkeypatch.setattr(geometry, "WARP_BLOCK", 7)
     assert torch.equal(warp(x, m, (8, 8), padding="border"), whole)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_kernel_gives_the_torch_passes(monkeypatch, dtype) -> None:
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(30, 3, 19, 16, generator=g).to(dtype)
+    m = _axis_maps(30, 19, 16, 11, g)
+    assert native.available(x)
+    compiled = warp(x, m, (11, 11), padding="border")
+    monkeypatch.setenv(native.ENV, "0")
+    reference = warp(x, m, (11, 11), padding="border")
+    torch.testing.assert_close(compiled, reference, atol=1e-6, rtol=0)
+
+
+def test_the_separable_path_writes_into_the_given_output() -> None:
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(5, 2, 12, 12, generator=g)
+    m = _axis_maps(5, 12, 12, 7, g)
+    out = torch.full((5, 2, 7, 7), -1.0)
+    assert warp(x, m, (7, 7), padding="border", out=out) is out
+    torch.testing.assert_close(out, _grid_sample(x, m, (7, 7)), atol=5e-5, rtol=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bioaug.augment import make_op
+from bioaug.augment import make_op, native
 from bioaug.augment.ops.noise import poisson_from_uniform
 
 
@@ -89,3 +89,13 @@ def test_noise_draws_are_small_and_seeds_differ() -> None:
     drawn = op.sample(512, (3, 64, 64), torch.Generator().manual_seed(0))
     assert set(drawn) == {"apply", "std", "seed"}
     assert drawn["seed"].dtype == torch.int64 and drawn["seed"].unique().numel() == 512
+
+
+def test_compiled_noise_gives_the_torch_noise(monkeypatch) -> None:
+    for per_channel in (True, False):
+        op, x, drawn = _draw("gaussian_noise", std=[0.05, 0.2], per_channel=per_channel)
+        compiled = op.apply(x, drawn)
+        monkeypatch.setenv(native.ENV, "0")
+        reference = op.apply(x, drawn)
+        monkeypatch.setenv(native.ENV, "1")
+        torch.testing.assert_close(compiled, reference, atol=1e-6, rtol=0)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from bioaug.augment import make_op
+from bioaug.augment import make_op, native
 from bioaug.augment.ops.stain_jitter import StainJitter
 
 
@@ -62,3 +63,21 @@ def test_scalar_shorthand_is_symmetric_about_one() -> None:
     assert params.brightness == (0.7, 1.3)
     assert params.contrast == (0.75, 1.25)
     assert params.gamma == (0.5, 1.5)
+
+
+@pytest.mark.parametrize("params", [
+    {"brightness": 0.4, "contrast": 0.5, "p": 0.7},
+    {"brightness": 0.4, "contrast": 0.5, "gamma": 0.3, "p": 0.6},
+    {"brightness": 0.4, "contrast": 0.5, "gamma": 0.3, "per_channel": False, "p": 0.6},
+])
+def test_compiled_kernel_gives_the_torch_formula(monkeypatch, params) -> None:
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(20, 3, 13, 11, generator=g)
+    op = make_op("stain_jitter", **params)
+    drawn = op.sample(20, (3, 13, 11), g)
+    picked = drawn["apply"]
+    compiled = op.apply(x, drawn)
+    monkeypatch.setenv(native.ENV, "0")
+    reference = op.apply(x, drawn)
+    torch.testing.assert_close(compiled, reference, atol=1e-6, rtol=0)
+    assert torch.equal(compiled[~picked], x[~picked])
