@@ -4,7 +4,8 @@ The ``bbbc021-expert`` protocol (two views) on a batch of (256, 3, 96, 96) float
 against two peers with the same steps: the equivalent albumentations ``Compose`` applied
 image by image (two calls per image, one per view), and kornia's batched
 ``AugmentationSequential`` (two calls per batch; needs ``pip install 'bioaug[bench]'``,
-skipped when kornia is missing). All run in this process on the CPU, at 1 and at 2 threads,
+skipped when kornia is missing). The engine also runs with its compiled CPU kernels
+switched off (``BIOAUG_NATIVE=0``, torch ops only), to show what they add. All run in this process on the CPU, at 1 and at 2 threads,
 in alternating rounds so that load from other processes hits all alike. Prints images/s
 (wall clock and CPU time) and the ratios at each thread count, first with the default
 allocator, then with ``tune_cpu_allocator()`` (see bioaug.augment.cpu), and the load
@@ -30,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from bioaug.augment import build_pipeline, load_protocol
+from bioaug.augment import build_pipeline, load_protocol, native
 from bioaug.augment.cpu import tune_cpu_allocator
 
 
@@ -156,8 +157,22 @@ def main() -> None:
             compose(image=im)
             compose(image=im)
 
+    def torch_only_batch() -> None:
+        previous = os.environ.get(native.ENV)
+        os.environ[native.ENV] = "0"
+        try:
+            bioaug_batch()
+        finally:
+            if previous is None:
+                del os.environ[native.ENV]
+            else:
+                os.environ[native.ENV] = previous
+
     fns = {"bioaug": bioaug_batch, "albumentations": albumentations_batch}
+    if device.type == "cpu":
+        fns["bioaug-torch"] = torch_only_batch
     labels = {"bioaug": f"bioaug batched engine ({device.type})",
+              "bioaug-torch": "bioaug, torch ops only (BIOAUG_NATIVE=0)",
               "albumentations": "albumentations Compose per sample",
               "kornia": f"kornia AugmentationSequential ({device.type})"}
     kornia_aug = kornia_equivalent(protocol)

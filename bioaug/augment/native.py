@@ -29,8 +29,9 @@ from torch import Tensor
 
 #: Set ``BIOAUG_NATIVE=0`` to use the torch code everywhere (for comparison or debugging).
 ENV = "BIOAUG_NATIVE"
-#: Fewest images per thread worth a thread of their own.
-MIN_PER_THREAD = 8
+#: Fewest images per thread worth a thread of their own (below that, handing work to a
+#: thread costs more than it saves).
+MIN_PER_THREAD = 32
 
 
 def wanted() -> bool:
@@ -163,7 +164,77 @@ def _kernels() -> dict[str, Callable[..., None]] | None:
                 for i in range(n_px):
                     dst[i] = min(max(src[i] + s * noise[i], zero), one)
 
-    return {"warp": warp, "blur": blur, "stain_jitter": stain_jitter, "add_noise": add_noise}
+    @jit
+    def color_jitter(x, order, factors, luma, rows, out, start, stop):  # pragma: no cover
+        # RGB samples rows[start:stop]: the adjustments order[j] (0 brightness, 1 contrast,
+        # 2 saturation, 3 hue) with factors[j], each clipped to [0, 1], as the torch
+        # functions of bioaug.augment.ops.color; identity factors are skipped. out may be x.
+        n_px = x.shape[2] * x.shape[3]
+        zero, one, two = x.dtype.type(0.0), x.dtype.type(1.0), x.dtype.type(2.0)
+        six, twelve = x.dtype.type(6.0), x.dtype.type(12.0)
+        tiny = np.finfo(x.dtype).tiny
+        lr, lg, lb = luma[0], luma[1], luma[2]
+        for j in range(start, stop):
+            b = rows[j]
+            src, dst = x[b].reshape(3, n_px), out[b].reshape(3, n_px)
+            red, green, blue = dst[0], dst[1], dst[2]
+            if dst.ctypes.data != src.ctypes.data:
+                dst[:] = src
+            for position in range(4):
+                which = order[j, position]
+                f = factors[j, which]
+                if which == 0 and f != one:
+                    for i in range(n_px):
+                        red[i] = min(max(red[i] * f, zero), one)
+                        green[i] = min(max(green[i] * f, zero), one)
+                        blue[i] = min(max(blue[i] * f, zero), one)
+                elif which == 1 and f != one:
+                    total = 0.0  # float64: a long sum in order
+                    for i in range(n_px):
+                        total += lr * red[i] + lg * green[i] + lb * blue[i]
+                    shift = (one - f) * x.dtype.type(total / n_px)
+                    for i in range(n_px):
+                        red[i] = min(max(f * red[i] + shift, zero), one)
+                        green[i] = min(max(f * green[i] + shift, zero), one)
+                        blue[i] = min(max(f * blue[i] + shift, zero), one)
+                elif which == 2 and f != one:
+                    g = one - f
+                    for i in range(n_px):
+                        y = lr * red[i] + lg * green[i] + lb * blue[i]
+                        red[i] = min(max(f * red[i] + g * y, zero), one)
+                        green[i] = min(max(f * green[i] + g * y, zero), one)
+                        blue[i] = min(max(f * blue[i] + g * y, zero), one)
+                elif which == 3 and f != zero:
+                    # hue rotation in closed form: c_n = max − (max − min)·T((n + 6h) mod 6)
+                    offset_r = six * f + x.dtype.type(5.0) + twelve
+                    offset_g = six * f + x.dtype.type(3.0) + twelve
+                    offset_b = six * f + one + twelve
+                    for i in range(n_px):
+                        r, gr, bl = red[i], green[i], blue[i]
+                        mx = max(max(r, gr), bl)
+                        d = mx - min(min(r, gr), bl)
+                        if mx == r:
+                            h6 = gr - bl
+                        elif mx == gr:
+                            h6 = bl - r + two * d
+                        else:
+                            h6 = r - gr + x.dtype.type(4.0) * d
+                        h6 = h6 / max(d, tiny)
+                        k = h6 + offset_r
+                        k = k - np.floor(k / six) * six
+                        red[i] = min(max(mx - min(max(two - abs(k - two), zero), one) * d,
+                                         zero), one)
+                        k = h6 + offset_g
+                        k = k - np.floor(k / six) * six
+                        green[i] = min(max(mx - min(max(two - abs(k - two), zero), one) * d,
+                                           zero), one)
+                        k = h6 + offset_b
+                        k = k - np.floor(k / six) * six
+                        blue[i] = min(max(mx - min(max(two - abs(k - two), zero), one) * d,
+                                          zero), one)
+
+    return {"warp": warp, "blur": blur, "stain_jitter": stain_jitter, "add_noise": add_noise,
+            "color_jitter": color_jitter}
 
 
 def available(*tensors: Tensor) -> bool:

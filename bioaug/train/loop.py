@@ -416,6 +416,9 @@ class _Run:
                     self.logger.log({"step": self.step, "epoch": epoch, "loss": loss_value,
                                      "lr": lr, "images_per_s": inst, "elapsed_s":
                                      now - t_start, "grad_norm": grad_norm, **extras})
+                # let go of this step's views before the next are made: the pipeline then
+                # writes into the same buffers instead of allocating new ones
+                del views, out, loss
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.4f}", lr=f"{lr:.3g}",

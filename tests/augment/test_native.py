@@ -17,7 +17,7 @@ from bioaug.augment import build_pipeline, load_protocol, native
 def test_split_gives_contiguous_ranges_of_a_useful_size() -> None:
     assert native.split(100, 2) == [(0, 50), (50, 100)]
     assert native.split(101, 3) == [(0, 34), (34, 67), (67, 101)]
-    assert native.split(12, 4) == [(0, 12)]  # fewer than MIN_PER_THREAD per thread
+    assert native.split(40, 4) == [(0, 40)]  # fewer than MIN_PER_THREAD per thread
     assert native.split(0, 2) == []
 
 
@@ -32,10 +32,10 @@ def test_parallel_covers_every_item_once_across_threads() -> None:
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        native.parallel(work, 40)
+        native.parallel(work, 80)
     finally:
         torch.set_num_threads(before)
-    assert sorted((a, b) for a, b, _ in seen) == [(0, 20), (20, 40)]
+    assert sorted((a, b) for a, b, _ in seen) == [(0, 40), (40, 80)]
     assert len({name for *_, name in seen}) == 2
     seen.clear()
     native.parallel(work, 0)
@@ -57,7 +57,7 @@ def test_views_do_not_depend_on_the_number_of_threads(name: str) -> None:
     proto = load_protocol(name)
     c = len(proto.channels) if proto.channels else 1
     pipe = build_pipeline(proto, c)
-    x = torch.rand(40, c, 40, 40, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(80, c, 40, 40, generator=torch.Generator().manual_seed(1))
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

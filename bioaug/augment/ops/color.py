@@ -13,6 +13,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from bioaug.augment import native
 from bioaug.augment.ops.base import RGB, Op, Params, bcast, rand, register_op, uniform
 from bioaug.augment.ops.params import Bool, OpParams, Span
 
@@ -82,6 +83,10 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     return t.mul_(-d.unsqueeze(1)).add_(mx.unsqueeze(1)).clamp_(0.0, 1.0)
 
 
+#: The four adjustments of ``color_jitter``, in the numbering of its ``order`` draw.
+JITTERS = ("brightness", "contrast", "saturation", "hue")
+
+
 class ColorJitterParams(OpParams):
     brightness: Span(0.0, 10.0, scalar="around1", scalar_max=1.0) = Field(
         (0.6, 1.4), description="Brightness factor range; v means [max(0, 1-v), 1+v].")
@@ -127,6 +132,23 @@ class ColorJitter(Op):
         out["order"] = order
         return out
 
+    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
+        """On the CPU, the picked samples are adjusted in place by the compiled kernel (see
+        :mod:`bioaug.augment.native`); elsewhere as every op (:meth:`Op.apply`)."""
+        if not native.available(x):
+            return super().apply(x, params, inplace=inplace)
+        idx = params["apply"].to(x.device).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return x
+        def pick(key: str) -> Tensor:
+            return params[key].index_select(0, idx.to(params[key].device)).to(x.device)
+        factors = torch.stack([pick(k).to(x.dtype) for k in JITTERS], 1)
+        out = x if inplace and x.is_contiguous() else x.contiguous().clone()
+        luma = torch.tensor(LUMA, dtype=x.dtype)
+        native.run("color_jitter", int(idx.numel()), out, pick("order").long().contiguous(),
+                   factors, luma, idx, out)
+        return out
+
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         fns = (("brightness", adjust_brightness), ("contrast", adjust_contrast),
                ("saturation", adjust_saturation), ("hue", adjust_hue))
@@ -163,6 +185,16 @@ class Grayscale(Op):
     summary = "luma copied to the three channels"
     group = "natural images (RGB)"
     example: ClassVar[dict[str, Any]] = {}
+
+    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
+        """The luma of the picked samples only, written over them (into a copy of ``x``
+        unless ``inplace``)."""
+        idx = params["apply"].to(x.device).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return x
+        out = x if inplace else x.clone()
+        luma = gray(out.index_select(0, idx)).expand(-1, 3, -1, -1)
+        return out.index_copy_(0, idx, luma)
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         return gray(x).expand(-1, 3, -1, -1).contiguous()

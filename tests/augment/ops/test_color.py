@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from bioaug.augment import make_op
+from bioaug.augment import make_op, native
 from bioaug.augment.ops.color import adjust_hue
 
 
@@ -101,3 +101,34 @@ def test_color_jitter_with_mixed_hue_matches_torchvision_per_sample() -> None:
             key, fn = fns[which]
             ref = fn(ref, float(params[key][i]))
         torch.testing.assert_close(out[i], ref, atol=5e-5, rtol=0)
+
+
+@pytest.mark.parametrize("params", [
+    {"brightness": 0.5, "contrast": 0, "saturation": 0, "hue": 0, "p": 1.0},
+    {"brightness": 0, "contrast": 0.5, "saturation": 0, "hue": 0, "p": 1.0},
+    {"brightness": 0, "contrast": 0, "saturation": 0.5, "hue": 0, "p": 1.0},
+    {"brightness": 0, "contrast": 0, "saturation": 0, "hue": 0.5, "p": 1.0},
+])
+def test_compiled_kernel_gives_each_torch_adjustment(monkeypatch, params) -> None:
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(16, 3, 21, 19, generator=g)
+    x[0] = 0.5  # gray pixels have no hue
+    x[1, :, :4] = x[1, :1, :4]  # ties between channels
+    op = make_op("color_jitter", **params)
+    drawn = op.sample(16, (3, 21, 19), g)
+    compiled = op.apply(x, drawn)
+    monkeypatch.setenv(native.ENV, "0")
+    torch.testing.assert_close(compiled, op.apply(x, drawn), atol=1e-6, rtol=0)
+
+
+def test_compiled_kernel_gives_the_torch_jitter_in_random_order(monkeypatch) -> None:
+    g = torch.Generator().manual_seed(10)
+    x = torch.rand(30, 3, 16, 16, generator=g)
+    op = make_op("color_jitter", brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8)
+    drawn = op.sample(30, (3, 16, 16), g)
+    picked = drawn["apply"]
+    compiled = op.apply(x, drawn)
+    assert torch.equal(compiled[~picked], x[~picked])
+    monkeypatch.setenv(native.ENV, "0")
+    # hue divides by max − min, so float rounding of the steps before it grows a little
+    torch.testing.assert_close(compiled, op.apply(x, drawn), atol=1e-5, rtol=0)
