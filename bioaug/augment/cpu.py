@@ -2,9 +2,10 @@
 
 glibc ``malloc`` serves large blocks with fresh ``mmap`` pages and returns them on
 ``free``, so code that allocates large tensors for every batch pays page faults for memory
-it just released. The augmentation engine avoids that itself (its ops with large
-intermediates work in blocks of samples, see ``bioaug.augment.ops.base.BLOCK``), but other
-per-batch CPU work may not. Raising the mmap and trim thresholds keeps the memory in the
+it just released. The augmentation engine avoids that itself (it writes each batch's views
+into the memory of the previous batch's once they are released, see
+:mod:`bioaug.augment.buffers`, and its torch ops with large intermediates work in blocks of
+samples, see ``bioaug.augment.ops.base.BLOCK``), but other per-batch CPU work may not. Raising the mmap and trim thresholds keeps the memory in the
 process and reuses it (what jemalloc or tcmalloc, which PyTorch recommends for CPU work, do
 by design). This is process-wide, so it is opt-in: call :func:`tune_cpu_allocator` once in
 a training or benchmark process.

@@ -3,11 +3,12 @@
 On the CPU, the separable crop warp (:func:`bioaug.augment.ops.geometry.warp`) and the
 Gaussian blur (:func:`bioaug.augment.ops.blur.separable_blur`) spend most of their time
 moving data between layouts: a torch pass along rows and a pass along columns need a
-gather or a transpose between them. These kernels (numba, compiled on first use and cached
-on disk) do both passes per image plane while it sits in the cache, with the same formulas
-in the same order as the torch code, so their outputs equal it up to float rounding (the
-tests hold them to 1e-6). They release the GIL, so :func:`run` splits a batch between
-``torch.get_num_threads()`` threads.
+gather or a transpose between them; ``stain_jitter``, ``color_jitter`` and the addition of
+``gaussian_noise`` are chains of whole-batch passes. These kernels (numba, compiled on
+first use and cached on disk) work one image plane at a time while it sits in the cache,
+with the same formulas in the same order as the torch code, so their outputs equal it up
+to float rounding (the tests hold them to 1e-6; the noise is identical). They release the
+GIL, so :func:`run` splits a batch between ``torch.get_num_threads()`` threads.
 
 The torch code stays the reference and the path for every other device and dtype, and
 whenever numba is missing or ``BIOAUG_NATIVE=0`` is set.
@@ -46,6 +47,18 @@ def _kernels() -> dict[str, Callable[..., None]] | None:
     except ImportError:  # pragma: no cover - numba comes with scanpy
         return None
     jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+
+    @jit
+    def clip(v, zero, one):  # pragma: no cover
+        return min(max(v, zero), one)
+
+    @jit
+    def hue_channel(h6, offset, mx, d, zero, one, two, six):  # pragma: no cover
+        # one channel of the hue rotation: max − (max − min)·T((h6 + offset) mod 6), with
+        # the trapezoid T(k) = clip(2 − |k − 2|, 0, 1); constants in the image's dtype
+        k = h6 + offset
+        k = k - np.floor(k / six) * six
+        return clip(mx - clip(two - abs(k - two), zero, one) * d, zero, one)
 
     @jit
     def warp(x, y0, y1, gy, wy, x0, x1, wx, swapped, out, start, stop):  # pragma: no cover
@@ -185,27 +198,27 @@ def _kernels() -> dict[str, Callable[..., None]] | None:
                 f = factors[j, which]
                 if which == 0 and f != one:
                     for i in range(n_px):
-                        red[i] = min(max(red[i] * f, zero), one)
-                        green[i] = min(max(green[i] * f, zero), one)
-                        blue[i] = min(max(blue[i] * f, zero), one)
+                        red[i] = clip(red[i] * f, zero, one)
+                        green[i] = clip(green[i] * f, zero, one)
+                        blue[i] = clip(blue[i] * f, zero, one)
                 elif which == 1 and f != one:
                     total = 0.0  # float64: a long sum in order
                     for i in range(n_px):
                         total += lr * red[i] + lg * green[i] + lb * blue[i]
                     shift = (one - f) * x.dtype.type(total / n_px)
                     for i in range(n_px):
-                        red[i] = min(max(f * red[i] + shift, zero), one)
-                        green[i] = min(max(f * green[i] + shift, zero), one)
-                        blue[i] = min(max(f * blue[i] + shift, zero), one)
+                        red[i] = clip(f * red[i] + shift, zero, one)
+                        green[i] = clip(f * green[i] + shift, zero, one)
+                        blue[i] = clip(f * blue[i] + shift, zero, one)
                 elif which == 2 and f != one:
                     g = one - f
                     for i in range(n_px):
                         y = lr * red[i] + lg * green[i] + lb * blue[i]
-                        red[i] = min(max(f * red[i] + g * y, zero), one)
-                        green[i] = min(max(f * green[i] + g * y, zero), one)
-                        blue[i] = min(max(f * blue[i] + g * y, zero), one)
+                        red[i] = clip(f * red[i] + g * y, zero, one)
+                        green[i] = clip(f * green[i] + g * y, zero, one)
+                        blue[i] = clip(f * blue[i] + g * y, zero, one)
                 elif which == 3 and f != zero:
-                    # hue rotation in closed form: c_n = max − (max − min)·T((n + 6h) mod 6)
+                    # hue rotation in closed form, phases 5, 3, 1 for red, green, blue
                     offset_r = six * f + x.dtype.type(5.0) + twelve
                     offset_g = six * f + x.dtype.type(3.0) + twelve
                     offset_b = six * f + one + twelve
@@ -220,18 +233,9 @@ def _kernels() -> dict[str, Callable[..., None]] | None:
                         else:
                             h6 = r - gr + x.dtype.type(4.0) * d
                         h6 = h6 / max(d, tiny)
-                        k = h6 + offset_r
-                        k = k - np.floor(k / six) * six
-                        red[i] = min(max(mx - min(max(two - abs(k - two), zero), one) * d,
-                                         zero), one)
-                        k = h6 + offset_g
-                        k = k - np.floor(k / six) * six
-                        green[i] = min(max(mx - min(max(two - abs(k - two), zero), one) * d,
-                                           zero), one)
-                        k = h6 + offset_b
-                        k = k - np.floor(k / six) * six
-                        blue[i] = min(max(mx - min(max(two - abs(k - two), zero), one) * d,
-                                          zero), one)
+                        red[i] = hue_channel(h6, offset_r, mx, d, zero, one, two, six)
+                        green[i] = hue_channel(h6, offset_g, mx, d, zero, one, two, six)
+                        blue[i] = hue_channel(h6, offset_b, mx, d, zero, one, two, six)
 
     return {"warp": warp, "blur": blur, "stain_jitter": stain_jitter, "add_noise": add_noise,
             "color_jitter": color_jitter}
@@ -248,6 +252,12 @@ def available(*tensors: Tensor) -> bool:
         if t.requires_grad:
             return False
     return _kernels() is not None
+
+
+def writable(x: Tensor, inplace: bool) -> Tensor:
+    """The tensor a kernel writes its result into: ``x`` itself when the caller allows it
+    and it is contiguous, else a contiguous copy."""
+    return x if inplace and x.is_contiguous() else x.clone(memory_format=torch.contiguous_format)
 
 
 _pool: ThreadPoolExecutor | None = None

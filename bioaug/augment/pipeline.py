@@ -205,12 +205,20 @@ class Pipeline:
         return out
 
     def apply(self, x: Tensor, params: PipelineParams) -> list[Tensor]:
-        """Apply drawn ``params`` to ``x``; returns one ``(B, C, crop, crop)`` tensor per view."""
+        """Apply drawn ``params`` to ``x``; returns one ``(B, C, crop, crop)`` tensor per view.
+
+        On the CPU the views are written into the memory of an earlier batch's views once
+        nothing holds those any more (:mod:`bioaug.augment.buffers`); when all views have
+        the same crop size they are slices of one ``(V, B, C, crop, crop)`` tensor, and
+        their first stages may run as one pass over ``x`` (:func:`warp_views`)."""
         self._check_input(x)
         if tuple(x.shape[1:]) != tuple(params.image_shape) or x.shape[0] != params.batch_size:
             raise DataError(f"the parameters were drawn for {params.batch_size} images of shape "
                             f"{tuple(params.image_shape)}, got {x.shape[0]} of "
                             f"{tuple(x.shape[1:])}", hint="use params.select() for a shard")
+        if x.device.type != "cpu":  # the device's caching allocator reuses memory anyway
+            return [view.run(x, drawn)
+                    for view, drawn in zip(self.views, params.views, strict=True)]
         b, c = x.shape[0], x.shape[1]
         crops = set(self.crop_sizes)
         if len(crops) == 1:  # one buffer for all views: their first stages may run together

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from bioaug.augment import native
 from bioaug.augment.ops.params import OpParams
 
 Shape = tuple[int, int, int]
@@ -140,7 +141,6 @@ def seeded_rows(seeds: Tensor, shape: tuple[int, ...], kind: str,
             _generate(values[i], shape, kind, gen, out[i])
 
     if device.type == "cpu":
-        from bioaug.augment import native
         native.parallel(draw, len(values))
     else:
         draw(0, len(values))

@@ -105,7 +105,7 @@ class GaussianBlur(Op):
             return x
         sigma = params["sigma"].index_select(0, idx.to(params["sigma"].device))
         kernels = gaussian_kernels(sigma.to(x.device, torch.float32), self.radius(*x.shape[2:]))
-        out = x if inplace and x.is_contiguous() else x.contiguous().clone()
+        out = native.writable(x, inplace)
         native.run("blur", int(idx.numel()), out, kernels.to(x.dtype), idx, out)
         return out
 

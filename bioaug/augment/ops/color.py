@@ -143,7 +143,7 @@ class ColorJitter(Op):
         def pick(key: str) -> Tensor:
             return params[key].index_select(0, idx.to(params[key].device)).to(x.device)
         factors = torch.stack([pick(k).to(x.dtype) for k in JITTERS], 1)
-        out = x if inplace and x.is_contiguous() else x.contiguous().clone()
+        out = native.writable(x, inplace)
         luma = torch.tensor(LUMA, dtype=x.dtype)
         native.run("color_jitter", int(idx.numel()), out, pick("order").long().contiguous(),
                    factors, luma, idx, out)

@@ -69,7 +69,7 @@ class GaussianNoise(Op):
             return x
         seeds = params["seed"].index_select(0, idx.to(params["seed"].device))
         if native.available(x):  # all picked rows' numbers at once, added by the kernel
-            out = x if inplace and x.is_contiguous() else x.contiguous().clone()
+            out = native.writable(x, inplace)
             z = seeded_rows(seeds, self.noise_shape(x), "normal", x.device).to(x.dtype)
             std_t = params["std"].index_select(0, idx.to(params["std"].device))
             native.run("add_noise", int(idx.numel()), out, z, std_t.to(x.dtype).contiguous(),

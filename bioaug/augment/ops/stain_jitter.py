@@ -67,7 +67,7 @@ class StainJitter(Op):
             return x
         if native.available(x):  # the picked samples only, in place, by the compiled kernel
             idx = mask.nonzero().squeeze(1)
-            out = x if inplace and x.is_contiguous() else x.contiguous().clone()
+            out = native.writable(x, inplace)
             factors = [params[k].index_select(0, idx.to(params[k].device)).to(x.device, x.dtype)
                        .contiguous() for k in ("brightness", "contrast", "gamma")]
             native.run("stain_jitter", int(idx.numel()), out, *factors, idx, out)
