@@ -6,6 +6,8 @@ Each kernel's outputs are compared with the torch code in the test of the op tha
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 
 import pytest
@@ -68,3 +70,23 @@ def test_views_do_not_depend_on_the_number_of_threads(name: str) -> None:
         torch.set_num_threads(before)
     for a, b in zip(one, two, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_threads_of_its_own() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        native.parallel(lambda a, b: None, 80)  # the parent's pool exists
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(1) as pool:
+            assert pool.apply_async(_parallel_in_child).get(timeout=60) == [(0, 40), (40, 80)]
+    finally:
+        torch.set_num_threads(before)
+
+
+def _parallel_in_child() -> list[tuple[int, int]]:
+    torch.set_num_threads(2)
+    seen: list[tuple[int, int]] = []
+    native.parallel(lambda a, b: seen.append((a, b)), 80)
+    return sorted(seen)
