@@ -84,7 +84,3 @@ class OutputBuffers:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__()  # type: ignore[misc]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._slots.clear()
