@@ -147,6 +147,18 @@ def seeded_rows(seeds: Tensor, shape: tuple[int, ...], kind: str,
     return out
 
 
+def select_samples(params: Mapping[str, Tensor], idx: Tensor) -> dict[str, Tensor]:
+    """The parameters of the samples ``idx`` (each tensor indexed on its own device)."""
+    return {k: v.index_select(0, idx.to(v.device)) for k, v in params.items()}
+
+
+def picked(params: Mapping[str, Tensor], device: torch.device) -> tuple[Tensor, dict[str, Tensor]]:
+    """The indices (on ``device``) of the samples whose ``apply`` flag is set, and their
+    parameters (:func:`select_samples`)."""
+    idx = params["apply"].to(device).nonzero().squeeze(1)
+    return idx, select_samples(params, idx)
+
+
 def bcast(v: Tensor, ndim: int = 4) -> Tensor:
     """Reshape a per-sample ``(B,)`` or ``(B, C)`` tensor to broadcast over ``(B, C, H, W)``."""
     return v.reshape(*v.shape, *([1] * (ndim - v.dim())))
@@ -243,7 +255,7 @@ class Op:
             out = self.transform(x, dict(params))
             return out.index_copy_(0, keep, x.index_select(0, keep))
         idx = mask.nonzero().squeeze(1)
-        sub = {k: v.index_select(0, idx.to(v.device)) for k, v in params.items()}
+        sub = select_samples(params, idx)
         out = x if inplace else x.clone()
         return out.index_copy_(0, idx, self.transform(x.index_select(0, idx), sub).to(x.dtype))
 
@@ -256,7 +268,7 @@ class Op:
         out = x if inplace else x.clone()
         for start in range(0, int(idx.numel()), BLOCK):
             rows = idx[start:start + BLOCK]
-            sub = {k: v.index_select(0, rows.to(v.device)) for k, v in params.items()}
+            sub = select_samples(params, rows)
             out.index_copy_(0, rows, self.transform(x.index_select(0, rows), sub).to(x.dtype))
         return out
 

@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import Tensor
 
 from bioaug.augment import native
-from bioaug.augment.ops.base import Op, Params, register_op, uniform
+from bioaug.augment.ops.base import Op, Params, picked, register_op, uniform
 from bioaug.augment.ops.params import OpParams, OptionalInteger, Span
 
 
@@ -100,11 +100,11 @@ class GaussianBlur(Op):
         :mod:`bioaug.augment.native`); elsewhere as every op (:meth:`Op.apply`)."""
         if not native.available(x):
             return super().apply(x, params, inplace=inplace)
-        idx = params["apply"].to(x.device).nonzero().squeeze(1)
+        idx, sub = picked(params, x.device)
         if idx.numel() == 0:
             return x
-        sigma = params["sigma"].index_select(0, idx.to(params["sigma"].device))
-        kernels = gaussian_kernels(sigma.to(x.device, torch.float32), self.radius(*x.shape[2:]))
+        kernels = gaussian_kernels(sub["sigma"].to(x.device, torch.float32),
+                                   self.radius(*x.shape[2:]))
         out = native.writable(x, inplace)
         native.run("blur", int(idx.numel()), out, kernels.to(x.dtype), idx, out)
         return out

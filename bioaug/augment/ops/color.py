@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import Tensor
 
 from bioaug.augment import native
-from bioaug.augment.ops.base import RGB, Op, Params, bcast, rand, register_op, uniform
+from bioaug.augment.ops.base import RGB, Op, Params, bcast, picked, rand, register_op, uniform
 from bioaug.augment.ops.params import Bool, OpParams, Span
 
 #: ITU-R 601 luma weights, as rounded by torchvision's rgb_to_grayscale.
@@ -137,16 +137,14 @@ class ColorJitter(Op):
         :mod:`bioaug.augment.native`); elsewhere as every op (:meth:`Op.apply`)."""
         if not native.available(x):
             return super().apply(x, params, inplace=inplace)
-        idx = params["apply"].to(x.device).nonzero().squeeze(1)
+        idx, sub = picked(params, x.device)
         if idx.numel() == 0:
             return x
-        def pick(key: str) -> Tensor:
-            return params[key].index_select(0, idx.to(params[key].device)).to(x.device)
-        factors = torch.stack([pick(k).to(x.dtype) for k in JITTERS], 1)
+        factors = torch.stack([sub[k].to(x.device, x.dtype) for k in JITTERS], 1)
+        order = sub["order"].to(x.device, torch.int64).contiguous()
         out = native.writable(x, inplace)
         luma = torch.tensor(LUMA, dtype=x.dtype)
-        native.run("color_jitter", int(idx.numel()), out, pick("order").long().contiguous(),
-                   factors, luma, idx, out)
+        native.run("color_jitter", int(idx.numel()), out, order, factors, luma, idx, out)
         return out
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:

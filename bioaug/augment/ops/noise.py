@@ -24,6 +24,7 @@ from bioaug.augment.ops.base import (
     bcast,
     bernoulli,
     draw_seeds,
+    picked,
     register_op,
     seeded_draw,
     seeded_rows,
@@ -63,20 +64,18 @@ class GaussianNoise(Op):
     def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
         """Only the picked samples are touched: each one's noise is generated from its seed
         into a small buffer and added in place; unpicked samples are left bit for bit."""
-        mask = params["apply"].to(x.device)
-        idx = mask.nonzero().squeeze(1)
+        idx, sub = picked(params, x.device)
         if idx.numel() == 0:
             return x
-        seeds = params["seed"].index_select(0, idx.to(params["seed"].device))
+        seeds = sub["seed"]
         if native.available(x):  # all picked rows' numbers at once, added by the kernel
             out = native.writable(x, inplace)
             z = seeded_rows(seeds, self.noise_shape(x), "normal", x.device).to(x.dtype)
-            std_t = params["std"].index_select(0, idx.to(params["std"].device))
-            native.run("add_noise", int(idx.numel()), out, z, std_t.to(x.dtype).contiguous(),
-                       idx, out)
+            std = sub["std"].to(x.device, x.dtype).contiguous()
+            native.run("add_noise", int(idx.numel()), out, z, std, idx, out)
             return out
         out = x if inplace else x.clone()
-        std = params["std"].index_select(0, idx.to(params["std"].device)).tolist()
+        std = sub["std"].tolist()
         rows = idx.tolist()
         for j, z in seeded_draw(seeds, self.noise_shape(x), "normal", x.device):
             out[rows[j]].add_(z.to(x.dtype), alpha=std[j]).clamp_(0.0, 1.0)
