@@ -239,6 +239,8 @@ class Op:
         tensors it owns); the result must still be used."""
         if self.changes_size:
             return self.transform(x, dict(params))
+        if (done := self.apply_compiled(x, params, inplace)) is not None:
+            return done
         mask = params["apply"]
         if mask.device != x.device:
             mask = mask.to(x.device)
@@ -274,6 +276,26 @@ class Op:
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
+
+    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
+        """Optional: transform the samples ``idx`` of ``out`` in place with a compiled CPU
+        kernel (:mod:`bioaug.augment.native`), given those samples' ``params``. An op that
+        has one overrides this; :meth:`apply_compiled` calls it."""
+        raise NotImplementedError
+
+    def apply_compiled(self, x: Tensor, params: Mapping[str, Tensor],
+                       inplace: bool) -> Tensor | None:
+        """:meth:`apply` by the op's compiled kernel when it has one and ``x`` suits it
+        (the picked samples only, in place when allowed), else ``None``. Ops that
+        override :meth:`apply` call this first."""
+        if type(self).native_apply is Op.native_apply or not native.available(x):
+            return None
+        idx, sub = picked(params, x.device)
+        if idx.numel() == 0:
+            return x
+        out = native.writable(x, inplace)
+        self.native_apply(out, idx, sub)
+        return out
 
     def matrix(self, params: Mapping[str, Tensor], shape: Shape) -> Tensor:
         """For ``fusable`` ops: per-sample ``(B, 2, 3)`` pixel maps output → input (identity

@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import Tensor
 
 from bioaug.augment import native
-from bioaug.augment.ops.base import Op, Params, picked, register_op, uniform
+from bioaug.augment.ops.base import Op, Params, register_op, uniform
 from bioaug.augment.ops.params import OpParams, OptionalInteger, Span
 
 
@@ -95,19 +95,10 @@ class GaussianBlur(Op):
             radius = math.ceil(3.0 * self.params.sigma[1])
         return max(1, min(radius, max(h, w) - 1))
 
-    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
-        """On the CPU, the picked samples are blurred in place by the compiled kernel (see
-        :mod:`bioaug.augment.native`); elsewhere as every op (:meth:`Op.apply`)."""
-        if not native.available(x):
-            return super().apply(x, params, inplace=inplace)
-        idx, sub = picked(params, x.device)
-        if idx.numel() == 0:
-            return x
-        kernels = gaussian_kernels(sub["sigma"].to(x.device, torch.float32),
-                                   self.radius(*x.shape[2:]))
-        out = native.writable(x, inplace)
-        native.run("blur", int(idx.numel()), out, kernels.to(x.dtype), idx, out)
-        return out
+    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
+        kernels = gaussian_kernels(params["sigma"].to(out.device, torch.float32),
+                                   self.radius(*out.shape[2:]))
+        native.run("blur", int(idx.numel()), out, kernels.to(out.dtype), idx, out)
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         sigma = params["sigma"].to(x.device, torch.float32)

@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import Tensor
 
 from bioaug.augment import native
-from bioaug.augment.ops.base import RGB, Op, Params, bcast, picked, rand, register_op, uniform
+from bioaug.augment.ops.base import RGB, Op, Params, bcast, rand, register_op, uniform
 from bioaug.augment.ops.params import Bool, OpParams, Span
 
 #: ITU-R 601 luma weights, as rounded by torchvision's rgb_to_grayscale.
@@ -132,20 +132,11 @@ class ColorJitter(Op):
         out["order"] = order
         return out
 
-    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
-        """On the CPU, the picked samples are adjusted in place by the compiled kernel (see
-        :mod:`bioaug.augment.native`); elsewhere as every op (:meth:`Op.apply`)."""
-        if not native.available(x):
-            return super().apply(x, params, inplace=inplace)
-        idx, sub = picked(params, x.device)
-        if idx.numel() == 0:
-            return x
-        factors = torch.stack([sub[k].to(x.device, x.dtype) for k in JITTERS], 1)
-        order = sub["order"].to(x.device, torch.int64).contiguous()
-        out = native.writable(x, inplace)
-        luma = torch.tensor(LUMA, dtype=x.dtype)
+    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
+        factors = torch.stack([params[k].to(out.device, out.dtype) for k in JITTERS], 1)
+        order = params["order"].to(out.device, torch.int64).contiguous()
+        luma = torch.tensor(LUMA, dtype=out.dtype)
         native.run("color_jitter", int(idx.numel()), out, order, factors, luma, idx, out)
-        return out
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         fns = (("brightness", adjust_brightness), ("contrast", adjust_contrast),

@@ -64,22 +64,24 @@ class GaussianNoise(Op):
     def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
         """Only the picked samples are touched: each one's noise is generated from its seed
         into a small buffer and added in place; unpicked samples are left bit for bit."""
+        if (done := self.apply_compiled(x, params, inplace)) is not None:
+            return done
         idx, sub = picked(params, x.device)
         if idx.numel() == 0:
             return x
         seeds = sub["seed"]
-        if native.available(x):  # all picked rows' numbers at once, added by the kernel
-            out = native.writable(x, inplace)
-            z = seeded_rows(seeds, self.noise_shape(x), "normal", x.device).to(x.dtype)
-            std = sub["std"].to(x.device, x.dtype).contiguous()
-            native.run("add_noise", int(idx.numel()), out, z, std, idx, out)
-            return out
         out = x if inplace else x.clone()
         std = sub["std"].tolist()
         rows = idx.tolist()
         for j, z in seeded_draw(seeds, self.noise_shape(x), "normal", x.device):
             out[rows[j]].add_(z.to(x.dtype), alpha=std[j]).clamp_(0.0, 1.0)
         return out
+
+    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
+        # all picked samples' numbers at once, added by the kernel
+        z = seeded_rows(params["seed"], self.noise_shape(out), "normal", out.device)
+        std = params["std"].to(out.device, out.dtype).contiguous()
+        native.run("add_noise", int(idx.numel()), out, z.to(out.dtype), std, idx, out)
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         z = seeded_rows(params["seed"], self.noise_shape(x), "normal", x.device).to(x.dtype)

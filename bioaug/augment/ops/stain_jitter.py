@@ -8,7 +8,7 @@ from pydantic import Field
 from torch import Tensor
 
 from bioaug.augment import native
-from bioaug.augment.ops.base import Op, Params, bcast, picked, register_op, uniform
+from bioaug.augment.ops.base import Op, Params, bcast, register_op, uniform
 from bioaug.augment.ops.params import Bool, OpParams, Span
 
 
@@ -62,15 +62,8 @@ class StainJitter(Op):
     def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
         """Unpicked samples get the identity factors (1, 1, 1), which leave an image in
         [0, 1] bit-identical, so the whole batch is one set of in-place passes."""
-        if native.available(x):  # the picked samples only, in place, by the compiled kernel
-            idx, sub = picked(params, x.device)
-            if idx.numel() == 0:
-                return x
-            out = native.writable(x, inplace)
-            factors = [sub[k].to(x.device, x.dtype).contiguous()
-                       for k in ("brightness", "contrast", "gamma")]
-            native.run("stain_jitter", int(idx.numel()), out, *factors, idx, out)
-            return out
+        if (done := self.apply_compiled(x, params, inplace)) is not None:
+            return done
         mask = params["apply"].to(x.device)
         if not bool(mask.any()):
             return x
@@ -78,6 +71,11 @@ class StainJitter(Op):
         factors = [params[k].to(x.device, x.dtype).masked_fill(keep, 1.0)
                    for k in ("brightness", "contrast", "gamma")]
         return stain_jitter(x, *factors, inplace=inplace)
+
+    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
+        factors = [params[k].to(out.device, out.dtype).contiguous()
+                   for k in ("brightness", "contrast", "gamma")]
+        native.run("stain_jitter", int(idx.numel()), out, *factors, idx, out)
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         return stain_jitter(x, params["brightness"].to(x.device, x.dtype),
