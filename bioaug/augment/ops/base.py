@@ -170,7 +170,10 @@ class Op:
     Subclasses set ``name``, ``Params`` (a :class:`OpParams` model), ``channels`` and
     implement :meth:`sample_params` and :meth:`transform`. ``transform`` receives only the
     picked samples (those whose ``apply`` flag is set) when the op keeps the image size; ops
-    that change the size set ``changes_size = True`` and handle the flag themselves.
+    that change the size set ``changes_size = True`` and handle the flag themselves. An op
+    whose torch code is slow on the CPU may add a compiled kernel to
+    :mod:`bioaug.augment.native` and call it from :meth:`native_apply`; ``transform`` stays
+    the reference the tests hold the kernel to.
     """
 
     name: ClassVar[str] = ""
