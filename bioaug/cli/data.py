@@ -11,7 +11,7 @@ from typing import Any
 from bioaug.errors import ConfigError
 
 NATURAL = ("cifar10", "cifar100", "mnist", "imagenet100", "digits")
-PREPARE_DATASETS = ("bbbc021", "images", *NATURAL)
+PREPARE_DATASETS = ("bbbc021", "images", "crops", *NATURAL)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "their objects")
     g2 = prep.add_argument_group("natural images")
     g2.add_argument("--size", type=int, help="image side (imagenet100: 64, digits: 28)")
+    add_crops_arguments(prep)
     prep.set_defaults(func=cmd_prepare)
 
     merge = dsub.add_parser("merge", help="join stores prepared separately (shards)",
@@ -139,7 +140,8 @@ def add_prepare_options(group: Any) -> None:
         default = field.get_default(call_default_factory=True)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
-                              "help": f"{field.description} (default: {shown})"}
+                              "help": f"{field.description}" +
+                              (f" (default: {shown})" if default is not None else "")}
         base = _base_type(field.annotation)
         if isinstance(base, tuple) and base[0] == "choices":
             group.add_argument(flag, choices=base[1], **kw)
@@ -301,7 +303,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     check_output(args.out, "store", replace=args.overwrite,
                  inputs=[args.root, getattr(args, "load_data", None),
-                         getattr(args, "locations", None)])
+                         getattr(args, "locations", None), *crops_inputs(args)])
+    if args.dataset == "crops":
+        return _prepare_crops(args)
+    check_no_crops_flags(args)
     if args.dataset in SCREENS:
         if args.size is not None:
             raise ConfigError(f"--size applies to natural images; for {args.dataset} use "
@@ -326,6 +331,78 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             print(f"note: {note}")
         return 0
     raise ConfigError(unknown_choice("dataset", args.dataset, PREPARE_DATASETS))
+
+
+# -- crops: pre-cut single-cell crops ---------------------------------------------------
+CROPS_ONLY = ("images", "obs", "layout", "key", "index_column", "pad")
+#: LoadData options that do not apply to pre-cut crops.
+FIELDS_ONLY = ("load_data", "nuclei_channel", "locations", "x_col", "y_col", "masks_column")
+
+
+def add_crops_arguments(prep: argparse.ArgumentParser) -> None:
+    """The flags of `bioaug data prepare crops` (it also takes --channels, --label,
+    --batch, --group, --root, --plates, --shard, --crop-size, --resize, --percentiles)."""
+    from bioaug.data.crops import LAYOUTS, PAD_MODES
+
+    gc = prep.add_argument_group(
+        "crops (pre-cut single-cell crops)",
+        "Also takes --channels (names, or a selection of the file's named channels), --label, "
+        "--batch, --group, --root (for a CSV of per-cell files), --plates, --shard, "
+        "--percentiles, --resize and --crop-size (here: default the native size).")
+    gc.add_argument("--images", metavar="FILE", help=".npy / .npz array (N,C,H,W or N,H,W,C), "
+                    "TIFF / OME-TIFF stack, or a CSV naming one image file per cell")
+    gc.add_argument("--obs", metavar="CSV", help="one row per crop (label, plate, well …), "
+                    "in order or matched by --index-column; a plate column scales per plate")
+    gc.add_argument("--layout", choices=LAYOUTS, help="axis order of the array (default: "
+                    "inferred when unambiguous)")
+    gc.add_argument("--key", help="the array of an .npz to read (default: the first 4-D one)")
+    gc.add_argument("--index-column", metavar="COLUMN",
+                    help="obs column holding each row's crop (row in --images, from 0)")
+    gc.add_argument("--pad", choices=PAD_MODES, help="padding for crops smaller than "
+                    "--crop-size: reflect (mirror), edge (repeat the border), constant (0); "
+                    "default reflect")
+
+
+def crops_inputs(args: argparse.Namespace) -> list[Any]:
+    return [getattr(args, "images", None), getattr(args, "obs", None)]
+
+
+def check_no_crops_flags(args: argparse.Namespace) -> None:
+    given = [k for k in CROPS_ONLY if getattr(args, k, None) is not None]
+    if given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} applies to `data prepare crops`, "
+                          f"not {args.dataset}")
+
+
+def _prepare_crops(args: argparse.Namespace) -> int:
+    from bioaug.data.crops import CropOptions, prepare_crops
+
+    if not args.images:
+        raise ConfigError("`bioaug data prepare crops` needs --images FILE",
+                          hint="a .npy / .npz array, a TIFF stack or a CSV of per-cell files")
+    given = [k for k in prepare_options(args) if k not in CropOptions.model_fields] + \
+        [k for k in FIELDS_ONLY if getattr(args, k, None) is not None] + \
+        [k for k in ("moa_only",) if getattr(args, k)] + \
+        [k for k in ("size",) if getattr(args, k) is not None]
+    if given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} does not apply to pre-cut crops")
+    if args.workers != 1:
+        raise ConfigError("--workers does not apply to pre-cut crops (they are read in one "
+                          "process)")
+    options = prepare_options(args)
+    if args.pad is not None:
+        options["pad"] = args.pad
+    channels = [c for part in (args.channels or []) for c in part.split(",") if c.strip()]
+    store = prepare_crops(args.images, args.out, obs=args.obs, channels=channels or None,
+                          layout=args.layout, key=args.key, index_column=args.index_column,
+                          label=args.label, batch=args.batch, group=args.group,
+                          root=args.root, plates=args.plates, shard=args.shard,
+                          overwrite=args.overwrite, **options)
+    h, w = store.image_size
+    print(f"wrote {store.path}: {len(store)} crops {h}×{w}, channels "
+          f"{', '.join(store.channels)}, {store.header['report']['plates']} plate(s)"
+          + (f", label {store.label_column}" if store.label_column else ""))
+    return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:

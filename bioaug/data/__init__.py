@@ -9,6 +9,8 @@
   published tables) and raw TIFFs.
 - :mod:`bioaug.data.prepare`: fields → illumination-corrected single-cell crops (one path
   for LoadData screens and BBBC021).
+- :mod:`bioaug.data.crops`: pre-cut single-cell crops (arrays, TIFF stacks, per-cell files)
+  → a store, scaled per plate like fields.
 - :mod:`bioaug.data.merge`: join stores prepared as parallel jobs.
 - :mod:`bioaug.data.synth`: a synthetic BBBC021 twin in the published layout.
 - :mod:`bioaug.data.synth_cellpainting`: a synthetic five-channel Cell Painting screen.

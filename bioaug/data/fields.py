@@ -3,8 +3,8 @@
 An adapter (BBBC021's two CSVs in :mod:`bioaug.data.bbbc021`, a CellProfiler LoadData CSV
 in :mod:`bioaug.data.loaddata`) turns its tables into a FieldSet: one row per field (an
 imaged site) with its plate, the image plane of every channel, the metadata each crop
-carries into ``obs.csv``, and optionally the cell centres (a locations table) or a label
-mask per field. :func:`bioaug.data.prepare.prepare_fields` then runs the single
+carries into ``obs.csv``, and optionally the cell centres (a locations table), a label
+mask per field, or the given illumination function of every channel of each field. :func:`bioaug.data.prepare.prepare_fields` then runs the single
 preparation path (illumination, scaling, nuclei, crops) on it.
 """
 
@@ -21,6 +21,9 @@ import pandas as pd
 from bioaug.data.images import FIELD_DTYPES, PlaneSource
 from bioaug.errors import ConfigError, DataError
 
+#: Illumination correction: functions given with the data (CellProfiler's, divided out),
+#: computed per plate and channel (a smoothed mean image), or none.
+ILLUM_MODES: tuple[str, ...] = ("given", "compute", "none")
 #: Per-crop columns added by preparation (the rest come from the field's metadata).
 CELL_COLUMNS: tuple[str, ...] = ("center_x", "center_y", "nucleus_area")
 
@@ -34,6 +37,9 @@ class FieldSet:
     ``missing`` a message for each field that lacks a file. ``centres`` (``(n, 2)`` as
     (y, x), with ``centre_lines``: the line of each in ``centres_file``) or ``masks`` (a
     label image per field) replace nucleus detection on ``nuclei_channel``.
+    ``illum_mode`` is how fields are corrected for uneven illumination (see
+    :data:`ILLUM_MODES`); with ``given``, ``illum`` holds the illumination function of
+    every channel of each field in ``sources``.
     """
 
     dataset: str
@@ -56,6 +62,8 @@ class FieldSet:
     extra: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     missing_hint: str | None = None
+    illum_mode: str = "compute"
+    illum: dict[Any, tuple[PlaneSource, ...]] | None = None
 
     @property
     def obs_columns(self) -> list[str]:

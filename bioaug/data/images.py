@@ -1,14 +1,19 @@
 """Reading microscope image planes: TIFF / OME-TIFF, PNG and OME-Zarr.
 
 A *plane source* is a file path, optionally with a plane index (``(path, frame)``): the
-frame of a multi-page TIFF or OME-TIFF, or the channel of an OME-Zarr image. Readers are
-a registry keyed by file suffix (:data:`READERS`); every reader returns one 2-D array in
-the file's own dtype. :func:`read_field` stacks one plane per channel into ``(C, H, W)``
+frame of a multi-page TIFF or OME-TIFF, or the channel of an OME-Zarr image; and
+optionally the series too (``(path, frame, series)``: an image of a multi-series TIFF /
+OME-TIFF). Readers are a registry keyed by file suffix (:data:`READERS`); every reader
+returns one 2-D array in the file's own dtype. :func:`read_field` stacks one plane per channel into ``(C, H, W)``
 and raises :class:`FieldError` — with a short ``reason`` (missing, corrupt, dtype, shape)
 — for a field that cannot be used, so a preparation can skip it and report why.
 
 OME-Zarr (``*.zarr``, needs the ``zarr`` package: ``pip install bioaug[ome-zarr]``) is read
 lazily: only the chunks of the requested plane of the full-resolution level are loaded.
+
+Illumination functions (CellProfiler's CorrectIlluminationCalculate output: a 2-D float
+``.npy``, or a TIFF) are read by :func:`read_illumination` (registry
+:data:`ILLUM_READERS`) as float32, checked finite and positive.
 """
 
 from __future__ import annotations
@@ -21,16 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from bioaug.data.segmentation import label_objects
 from bioaug.errors import DataError
 
-#: A plane: a path, or a path and a frame / channel index inside the file.
-PlaneSource = str | os.PathLike | tuple[str, int | None]
+#: A plane: a path, or a path and a frame / channel index inside the file (and a series).
+PlaneSource = str | os.PathLike | tuple[str, int | None] | tuple[str, int | None, int | None]
 #: Pixel types a field may have (every channel of one field must share one).
 FIELD_DTYPES: tuple[str, ...] = ("uint8", "uint16")
 
 
 class FieldError(DataError):
-    """One field cannot be used; ``reason`` is one of missing, corrupt, dtype, shape."""
+    """One field cannot be used; ``reason`` is one of missing, corrupt, dtype, shape,
+    illumination (its given illumination function cannot be used)."""
 
     def __init__(self, message: str, *, reason: str, where: str | Path | None = None) -> None:
         self.reason = reason
@@ -55,20 +62,27 @@ def _squeeze_2d(arr: np.ndarray, where: Path, kind: str) -> np.ndarray:
     return arr
 
 
-def read_tiff_plane(path: Path, frame: int | None = None) -> np.ndarray:
-    """One plane of a TIFF or OME-TIFF (``frame``: page / plane index, default the only one)."""
+def read_tiff_plane(path: Path, frame: int | None = None, series: int | None = None
+                    ) -> np.ndarray:
+    """One plane of a TIFF or OME-TIFF (``frame``: page / plane index inside ``series``,
+    default the only one; ``series``: the image of a multi-series file, default the first)."""
     import tifffile
 
     log = logging.getLogger("tifffile")
     level = log.level
     log.setLevel(logging.ERROR)  # damaged files are reported by the caller, not logged
     try:
-        if frame is None:
+        if frame is None and not series:
             arr = tifffile.imread(path)
         else:
             with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                data = series.asarray()
+                s = series or 0
+                if not 0 <= s < len(tif.series):
+                    raise FieldError(f"series {s} does not exist (the file has "
+                                     f"{len(tif.series)})", reason="shape", where=path)
+                data = tif.series[s].asarray()
+                if frame is None:
+                    return _squeeze_2d(np.asarray(data), path, "TIFF")
                 planes = data.reshape(-1, *data.shape[-2:])
                 if not 0 <= frame < len(planes):
                     raise FieldError(f"frame {frame} does not exist (the file has "
@@ -84,10 +98,18 @@ def read_tiff_plane(path: Path, frame: int | None = None) -> np.ndarray:
     return _squeeze_2d(np.asarray(arr), path, "TIFF")
 
 
-def read_png_plane(path: Path, frame: int | None = None) -> np.ndarray:
+def _one_series(path: Path, series: int | None, kind: str) -> None:
+    if series:
+        raise FieldError(f"series {series} does not exist ({kind} holds one series; "
+                         "Series_<channel> counts from 0)", reason="shape", where=path)
+
+
+def read_png_plane(path: Path, frame: int | None = None, series: int | None = None
+                   ) -> np.ndarray:
     """A grey PNG (8 or 16 bit); ``frame`` picks a colour plane of an RGB(A) PNG."""
     import cv2
 
+    _one_series(path, series, "a PNG file")
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise FieldError("cannot decode PNG", reason="corrupt", where=path)
@@ -99,7 +121,8 @@ def read_png_plane(path: Path, frame: int | None = None) -> np.ndarray:
     return _squeeze_2d(arr, path, "PNG")
 
 
-def read_zarr_plane(path: Path, frame: int | None = None) -> np.ndarray:
+def read_zarr_plane(path: Path, frame: int | None = None, series: int | None = None
+                    ) -> np.ndarray:
     """One channel (``frame``) of an OME-Zarr image, full resolution, read lazily.
 
     ``path`` is the image group (with ``.zattrs`` multiscales) or an array inside it. Axes
@@ -143,8 +166,10 @@ def read_zarr_plane(path: Path, frame: int | None = None) -> np.ndarray:
     return _squeeze_2d(arr, path, "OME-Zarr")
 
 
+#: A reader: ``(path, frame, series)`` → one 2-D plane in the file's dtype.
+Reader = Callable[[Path, int | None, int | None], np.ndarray]
 #: Image readers by file suffix (lower case). One line per format.
-READERS: dict[str, Callable[[Path, int | None], np.ndarray]] = {
+READERS: dict[str, Reader] = {
     ".tif": read_tiff_plane,
     ".tiff": read_tiff_plane,
     ".png": read_png_plane,
@@ -152,7 +177,7 @@ READERS: dict[str, Callable[[Path, int | None], np.ndarray]] = {
 }
 
 
-def reader_for(path: Path) -> Callable[[Path, int | None], np.ndarray] | None:
+def reader_for(path: Path) -> Reader | None:
     """The reader of ``path``: by its suffix, or by an enclosing ``*.zarr`` folder."""
     fn = READERS.get(path.suffix.lower())
     if fn is not None:
@@ -163,22 +188,86 @@ def reader_for(path: Path) -> Callable[[Path, int | None], np.ndarray] | None:
     return None
 
 
-def split_source(source: PlaneSource) -> tuple[Path, int | None]:
+def source_parts(source: PlaneSource) -> tuple[Path, int | None, int | None]:
+    """``(path, frame, series)`` of a plane source (``None`` where not given)."""
     if isinstance(source, tuple):
-        return Path(source[0]), (None if source[1] is None else int(source[1]))
-    return Path(source), None
+        frame = None if source[1] is None else int(source[1])
+        series = source[2] if len(source) > 2 else None  # type: ignore[misc]
+        return Path(source[0]), frame, (None if series is None else int(series))
+    return Path(source), None, None
+
+
+def split_source(source: PlaneSource) -> tuple[Path, int | None]:
+    path, frame, _ = source_parts(source)
+    return path, frame
 
 
 def read_plane(source: PlaneSource) -> np.ndarray:
     """One 2-D plane, dtype preserved; :class:`FieldError` when it cannot be used."""
-    path, frame = split_source(source)
+    path, frame, series = source_parts(source)
     fn = reader_for(path)
     if fn is None:
         raise FieldError(f"unsupported image format '{path.suffix}'; readable: "
                          f"{', '.join(sorted(READERS))}", reason="corrupt", where=path)
     if not path.exists():
         raise FieldError("file is missing", reason="missing", where=path)
-    return fn(path, frame)
+    return fn(path, frame, series)
+
+
+def read_npy_illumination(path: Path) -> np.ndarray:
+    """A ``.npy`` illumination function (CellProfiler 3+ saves them this way)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # a damaged or pickled file
+        raise FieldError(f"cannot read the illumination function ({type(exc).__name__}: "
+                         f"{exc})", reason="illumination", where=path) from exc
+
+
+def read_tiff_illumination(path: Path) -> np.ndarray:
+    """A TIFF illumination function (one float or integer plane)."""
+    try:
+        return read_tiff_plane(path)
+    except FieldError as exc:
+        raise FieldError(exc.message, reason="illumination", where=path) from exc
+
+
+#: Illumination-function readers by file suffix (lower case).
+ILLUM_READERS: dict[str, Callable[[Path], np.ndarray]] = {
+    ".npy": read_npy_illumination,
+    ".tif": read_tiff_illumination,
+    ".tiff": read_tiff_illumination,
+}
+
+
+def read_illumination(source: PlaneSource) -> np.ndarray:
+    """A given illumination function: 2-D float32, finite and positive everywhere.
+
+    Fields are divided by it (as CellProfiler's CorrectIlluminationApply does); its overall
+    scale does not matter, the percentile scaling that follows removes it. Raises
+    :class:`FieldError` with ``reason`` ``illumination`` (or ``missing``).
+    """
+    path = source_parts(source)[0]
+    fn = ILLUM_READERS.get(path.suffix.lower())
+    if fn is None:
+        raise FieldError(f"unsupported illumination-function format '{path.suffix}'; "
+                         f"readable: {', '.join(sorted(ILLUM_READERS))}",
+                         reason="illumination", where=path)
+    if not path.exists():
+        raise FieldError("illumination function is missing", reason="missing", where=path)
+    arr = np.asarray(fn(path))
+    if arr.ndim > 2:
+        arr = arr.reshape([s for s in arr.shape if s != 1] or [1, 1])
+    if arr.ndim != 2 or arr.size == 0 or arr.dtype.kind not in "fiu":
+        raise FieldError(f"an illumination function must be one 2-D plane of numbers, got "
+                         f"{arr.dtype} of shape {list(arr.shape)}", reason="illumination",
+                         where=path)
+    arr = arr.astype(np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(arr) | (arr <= 0)))
+    if bad:
+        raise FieldError(f"the illumination function has {bad} pixel(s) that are not finite "
+                         "and positive; fields are divided by it", reason="illumination",
+                         where=path)
+    return arr
 
 
 def read_field(sources: Sequence[PlaneSource],
@@ -211,16 +300,29 @@ def read_field(sources: Sequence[PlaneSource],
 
 
 def read_labels(source: PlaneSource) -> np.ndarray:
-    """A label mask (0 = background, k > 0 = object k) as int64."""
+    """A mask's objects as int64 labels (0 = background, k > 0 = object k).
+
+    A label image (0 and several object values) keeps its labels; a binary mask (one
+    non-zero value: 0/255 as CellProfiler's ConvertObjectsToImage writes in "Binary" mode,
+    0/1, boolean) is labelled by 8-connected components, so objects that touch in it
+    become one (see :func:`bioaug.data.segmentation.label_objects`).
+    """
     a = read_plane(source)
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.bool_)):
         raise FieldError(f"a label mask must hold integers, got {a.dtype}", reason="dtype",
                          where=split_source(source)[0])
-    return a.astype(np.int64)
+    if np.issubdtype(a.dtype, np.signedinteger) and a.min(initial=0) < 0:
+        raise FieldError(f"a label mask must not hold negative values (min {a.min()})",
+                         reason="dtype", where=split_source(source)[0])
+    return label_objects(a)
 
 
 def label_centres(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centroids ``(n, 2)`` as (y, x) and pixel areas ``(n,)`` of each label, in label order."""
+    """Centroids ``(n, 2)`` as (y, x) and pixel areas ``(n,)`` of each label, in label order.
+
+    The unweighted centroid, as CellProfiler's ``Location_Center_X/Y``. ``labels`` must be a
+    label image (:func:`read_labels` labels a binary mask's components first).
+    """
     flat = labels.ravel()
     ids = np.unique(flat)
     ids = ids[ids > 0]

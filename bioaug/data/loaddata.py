@@ -1,15 +1,30 @@
 """Any screen's CellProfiler LoadData CSV as a :class:`~bioaug.data.fields.FieldSet`.
 
 The LoadData convention (CellProfiler's LoadData module, JUMP-CP, DeepProfiler) has one row
-per field and, per channel ``<Ch>``:
+per field and, per image ``<Name>``:
 
-- ``FileName_<Ch>``: the image file (TIFF / OME-TIFF, PNG, or an OME-Zarr image);
-- ``PathName_<Ch>`` (optional): its folder;
-- ``Frame_<Ch>`` (optional): the plane inside a multi-plane file (an OME-TIFF page, an
-  OME-Zarr channel), counted from 0;
+- ``FileName_<Name>``: the image file (TIFF / OME-TIFF, PNG, or an OME-Zarr image);
+- ``PathName_<Name>`` (optional): its folder, absolute or relative;
+- ``URL_<Name>`` (instead of the two above): a local path or a ``file://`` URL (remote
+  URLs — http, s3 … — are refused with a clear error: download the images first);
+- ``Series_<Name>`` (optional): the image (series) inside a multi-series TIFF / OME-TIFF,
+  from 0;
+- ``Frame_<Name>`` (optional): the plane inside that series (an OME-TIFF page, an OME-Zarr
+  channel), from 0;
+- ``ChannelNumber_<Name>`` (optional): the instrument's channel number (as JUMP writes it);
+  kept as metadata of the channel (``channel_numbers`` in the store header), never used to
+  pick a plane;
 
 plus ``Metadata_*`` columns (``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site``, a
 treatment, a MoA …). Column names may carry CellProfiler's ``Image_`` prefix.
+
+**Channels and illumination functions**: ``Orig<Ch>`` names an image as acquired; the
+channel is ``<Ch>`` (``FileName_OrigDNA`` → channel ``DNA``; ``--channels`` accepts either
+name). ``Illum<Ch>`` names the illumination function of channel ``<Ch>`` (a ``.npy`` or TIFF
+written by CellProfiler's CorrectIlluminationCalculate), never a channel. With
+``illum="given"`` (the default when such columns exist) every channel needs one and fields
+are divided by it; ``compute`` ignores them and computes a function per plate; ``none``
+applies no correction.
 
 **Paths**: ``PathName/FileName`` (or ``FileName`` alone) as written; backslashes become
 slashes; a relative path is resolved against ``root`` — by default the folder that holds
@@ -33,36 +48,82 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
+from urllib.request import url2pathname
 
 import numpy as np
 import pandas as pd
 
 from bioaug.data.bbbc021 import read_table
-from bioaug.data.fields import FieldSet, select_plates
-from bioaug.data.images import READERS, PlaneSource
-from bioaug.errors import DataError, unknown_choice
+from bioaug.data.fields import ILLUM_MODES, FieldSet, select_plates
+from bioaug.data.images import READERS, PlaneSource, source_parts
+from bioaug.errors import ConfigError, DataError, unknown_choice
 from bioaug.io import sha256_file
 
-FILE_RE = re.compile(r"^(?:Image_)?FileName_(?P<ch>.+)$")
+#: Per-image columns: ``<Kind>_<Name>`` (optionally ``Image_``-prefixed).
+IMAGE_COLUMN_RE = re.compile(r"^(?:Image_)?(?P<kind>FileName|PathName|URL|Frame|Series|"
+                             r"ChannelNumber)_(?P<key>.+)$")
 #: Channel names taken as the nuclear stain when ``nuclei_channel`` is not given.
 NUCLEAR_NAMES: tuple[str, ...] = ("dna", "dapi", "hoechst", "nuclei", "nucleus", "h33342")
+#: CellProfiler's name prefixes: ``Orig<Ch>`` an image as acquired, ``Illum<Ch>`` its
+#: illumination function.
+ORIG_PREFIX, ILLUM_PREFIX = "Orig", "Illum"
+
+
+@dataclass(frozen=True)
+class ChannelColumns:
+    """One channel of a LoadData CSV: its store name (``DNA``), the image name its columns
+    carry (``OrigDNA``) and that of its illumination function (``IllumDNA``), if any."""
+
+    name: str
+    key: str
+    illum: str | None = None
 
 
 def _strip(name: str) -> str:
     return re.sub(r"^(?:Image_)?", "", name)
 
 
-def channel_columns(df: pd.DataFrame) -> dict[str, str]:
-    """Channel name → its ``FileName_`` column, in the table's column order."""
-    out: dict[str, str] = {}
+def image_names(df: pd.DataFrame) -> list[str]:
+    """The ``<Name>`` of every ``FileName_<Name>`` / ``URL_<Name>`` column, in column order."""
+    out: list[str] = []
     for c in df.columns:
-        m = FILE_RE.match(c)
-        if m:
-            out[m.group("ch")] = c
+        m = IMAGE_COLUMN_RE.match(c)
+        if m and m.group("kind") in ("FileName", "URL") and m.group("key") not in out:
+            out.append(m.group("key"))
     return out
+
+
+def channel_name(key: str) -> str:
+    """``OrigDNA`` → ``DNA``: CellProfiler's ``Orig`` prefix is not part of the channel."""
+    return key[len(ORIG_PREFIX):] if key.startswith(ORIG_PREFIX) and key != ORIG_PREFIX else key
+
+
+def _illum_base(key: str) -> str | None:
+    return key[len(ILLUM_PREFIX):] if key.startswith(ILLUM_PREFIX) and key != ILLUM_PREFIX \
+        else None
+
+
+def channel_columns(df: pd.DataFrame, where: Path | None = None
+                    ) -> tuple[dict[str, ChannelColumns], list[str]]:
+    """Channels (store name → :class:`ChannelColumns`, in column order) and the
+    illumination image names (``Illum<Ch>``) that match no channel."""
+    keys = image_names(df)
+    illums = {channel_name(b): k for k in keys if (b := _illum_base(k)) is not None}
+    out: dict[str, ChannelColumns] = {}
+    for key in keys:
+        if _illum_base(key) is not None:
+            continue
+        name = channel_name(key)
+        if name in out:
+            raise DataError(f"the image columns of '{out[name].key}' and '{key}' both give "
+                            f"channel '{name}'", where=where, hint="keep one of them")
+        out[name] = ChannelColumns(name, key, illums.get(name))
+    return out, [k for n, k in illums.items() if n not in out]
 
 
 def _column(df: pd.DataFrame, kind: str, ch: str) -> str | None:
@@ -80,31 +141,87 @@ def obs_name(column: str) -> str:
     return base
 
 
-def _plane_paths(df: pd.DataFrame, ch: str, root: Path, where: Path
+def _file_url(parts: SplitResult, text: str, where: str) -> Path:
+    if parts.netloc not in ("", "localhost"):
+        raise DataError(f"{where}: {text!r} is a file on another host ({parts.netloc})",
+                        hint="give a local path or a file:///… URL of this machine")
+    return Path(url2pathname(parts.path))
+
+
+#: URL schemes read from this machine; every other scheme is remote and refused.
+LOCAL_URL_SCHEMES: dict[str, Callable[[SplitResult, str, str], Path]] = {"file": _file_url}
+
+
+def url_path(text: str, where: str) -> Path:
+    """A ``URL_<Ch>`` value as a local path: a plain path or a ``file://`` URL; a remote
+    URL (http, https, s3 …) is a clear error (``where``: the line and column)."""
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if len(scheme) <= 1:  # no scheme, or a Windows drive letter
+        return Path(text)
+    opener = LOCAL_URL_SCHEMES.get(scheme)
+    if opener is None:
+        raise DataError(f"{where}: {text!r} is a remote URL ({scheme}); remote URLs are not "
+                        "fetched", hint="download the images and point PathName_<Ch> / "
+                        "FileName_<Ch> (or a relative path and --root) at them")
+    return opener(parts, text, where)
+
+
+def _cell(df: pd.DataFrame, col: str | None, k: int) -> str:
+    return df[col].iat[k].strip().replace("\\", "/") if col else ""
+
+
+def _plane_number(df: pd.DataFrame, col: str | None, k: int, where: Path) -> int | None:
+    text = df[col].iat[k].strip() if col else ""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0 or value != int(value):
+        raise DataError(f"line {k + 2}: {col} must be a plane number (0, 1, …), got {text!r}",
+                        where=where)
+    return int(value)
+
+
+def _row_path(df: pd.DataFrame, key: str, k: int, root: Path, where: Path) -> str | None:
+    """The file of image ``key`` on row ``k``: PathName/FileName, else its URL."""
+    name = _cell(df, _column(df, "FileName", key), k)
+    if name:
+        folder = _cell(df, _column(df, "PathName", key), k)
+        p = Path(folder) / name if folder else Path(name)
+    else:
+        ucol = _column(df, "URL", key)
+        url = _cell(df, ucol, k)
+        if not url:
+            return None
+        p = url_path(url, f"line {k + 2}: {ucol}")
+    return str(p if p.is_absolute() else root / p)
+
+
+def _plane_paths(df: pd.DataFrame, key: str, root: Path, where: Path
                  ) -> list[PlaneSource | None]:
-    fcol = _column(df, "FileName", ch)
-    pcol = _column(df, "PathName", ch)
-    frcol = _column(df, "Frame", ch)
+    """The plane of image ``key`` on every row: its file, ``Frame_`` and ``Series_``."""
+    frcol, secol = _column(df, "Frame", key), _column(df, "Series", key)
     out: list[PlaneSource | None] = []
     for k in range(len(df)):
-        name = df[fcol].iat[k].strip().replace("\\", "/") if fcol else ""
-        if not name:
-            out.append(None)
-            continue
-        folder = df[pcol].iat[k].strip().replace("\\", "/") if pcol else ""
-        p = Path(folder) / name if folder else Path(name)
-        if not p.is_absolute():
-            p = root / p
-        frame: int | None = None
-        if frcol:
-            text = df[frcol].iat[k].strip()
-            if text:
-                try:
-                    frame = int(float(text))
-                except ValueError:
-                    raise DataError(f"line {k + 2}: {frcol} must be a plane number, got "
-                                    f"{text!r}", where=where) from None
-        out.append((str(p), frame) if frame is not None else str(p))
+        path = _row_path(df, key, k, root, where)
+        frame = _plane_number(df, frcol, k, where) if path else None
+        series = _plane_number(df, secol, k, where) if path else None
+        out.append(path if path is None or (frame is None and series is None) else
+                   (path, frame) if series is None else (path, frame, series))
+    return out
+
+
+def _channel_numbers(df: pd.DataFrame, specs: Sequence[ChannelColumns]) -> dict[str, list[Any]]:
+    """``ChannelNumber_<Ch>`` (the instrument's channel) per channel: metadata, no plane."""
+    out: dict[str, list[Any]] = {}
+    for sp in specs:
+        col = _column(df, "ChannelNumber", sp.key)
+        if col is not None:
+            values = _numeric(df[col]).dropna().unique().tolist()
+            out[sp.name] = sorted((v.item() if hasattr(v, "item") else v) for v in values)
     return out
 
 
@@ -115,7 +232,7 @@ class _Exists:
         self.listings: dict[str, set[str] | None] = {}
 
     def __call__(self, source: PlaneSource) -> bool:
-        path = Path(source[0] if isinstance(source, tuple) else source)
+        path = source_parts(source)[0]
         key = str(path.parent)
         if key not in self.listings:
             try:
@@ -153,15 +270,24 @@ def _resolve(df: pd.DataFrame, column: str | None, flag: str, where: Path) -> st
                     where=where)
 
 
-def _nuclei_index(channels: list[str], nuclei_channel: str | None, where: Path) -> int:
+def _channel_named(word: str, specs: dict[str, ChannelColumns], available: Sequence[str],
+                   flag: str, where: Path) -> str:
+    """A channel named by the user: its store name (``DNA``) or CSV name (``OrigDNA``)."""
+    word = str(word).strip()
+    if word in available:
+        return word
+    by_key = {specs[n].key: n for n in available}
+    if word in by_key:
+        return by_key[word]
+    raise DataError(f"{flag}: {unknown_choice('channel', word, available)}", where=where)
+
+
+def _nuclei_index(channels: list[str], nuclei_channel: str | None) -> int:
     if nuclei_channel is not None:
-        if nuclei_channel not in channels:
-            raise DataError(f"--nuclei-channel: {unknown_choice('channel', nuclei_channel, channels)}",
-                            where=where)
         return channels.index(nuclei_channel)
     low = [c.lower() for c in channels]
     for i, c in enumerate(low):
-        if c in NUCLEAR_NAMES or c.removeprefix("orig") in NUCLEAR_NAMES:
+        if c in NUCLEAR_NAMES:
             return i
     for i, c in enumerate(low):
         if any(n in c for n in NUCLEAR_NAMES):
@@ -169,46 +295,49 @@ def _nuclei_index(channels: list[str], nuclei_channel: str | None, where: Path) 
     return 0
 
 
-def load_data_fieldset(path: str | os.PathLike, *, root: str | os.PathLike | None = None,
-                       channels: Sequence[str] | None = None, label: str | None = None,
-                       batch: str | None = None, group: str | None = None,
-                       nuclei_channel: str | None = None,
-                       locations: str | os.PathLike | None = None, x_col: str | None = None,
-                       y_col: str | None = None, masks_column: str | None = None,
-                       plates: Sequence[str] | None = None) -> FieldSet:
-    """Parse a LoadData CSV (see the module docstring) into a :class:`FieldSet`."""
-    where = Path(path)
-    if where.is_dir():
-        raise DataError(f"{where} is a directory; give the LoadData CSV file",
-                        hint="e.g. --load-data screen/load_data.csv")
-    df = read_table(where, (), kind="LoadData")
-    base = Path(root) if root is not None else where.resolve().parent
-    if root is not None and not base.is_dir():
-        raise DataError(f"--root {base} is not a directory")
-    found = channel_columns(df)
-    if not found:
-        raise DataError("the LoadData table has no FileName_<Channel> columns",
-                        where=where, hint=f"found columns: {', '.join(df.columns)}; a LoadData "
-                        "CSV names each channel's file in FileName_<Channel> (and its folder "
-                        "in PathName_<Channel>)")
-    mask_ch = None
-    mask_col = None
+def resolve_illum(mode: str | None, specs: dict[str, ChannelColumns], chosen: Sequence[str],
+                  unmatched: Sequence[str], where: Path) -> str:
+    """The illumination mode: ``mode``, or by default ``given`` when the CSV has
+    ``Illum<Ch>`` columns, else ``compute``. ``given`` needs one for every chosen channel."""
+    names = [sp.illum for sp in specs.values() if sp.illum] + list(unmatched)
+    if mode is None:
+        mode = "given" if names else "compute"
+    if mode not in ILLUM_MODES:
+        raise ConfigError(f"--illum: {unknown_choice('mode', mode, ILLUM_MODES)}")
+    if mode != "given":
+        return mode
+    if not names:
+        raise DataError("--illum given: the LoadData table has no FileName_Illum<Ch> (or "
+                        "URL_Illum<Ch>) columns", where=where,
+                        hint="add the illumination functions CellProfiler wrote, or use "
+                        "--illum compute (a smoothed mean image per plate) or --illum none")
+    for ch in chosen:
+        if specs[ch].illum is None:
+            raise DataError(f"--illum given: channel '{ch}' (FileName_{specs[ch].key}) has no "
+                            f"illumination function: no FileName_Illum{ch} column", where=where,
+                            hint=f"illumination columns found: {', '.join(names)}; add "
+                            f"FileName_Illum{ch} / PathName_Illum{ch}, or use --illum compute "
+                            "or --illum none")
+    return mode
+
+
+def _pick_channels(specs: dict[str, ChannelColumns], channels: Sequence[str] | None,
+                   masks_column: str | None, df: pd.DataFrame, where: Path
+                   ) -> tuple[list[str], str | None, str | None]:
+    """The chosen channels, the mask channel and the mask column (see ``masks_column``)."""
+    mask_ch = mask_col = None
     if masks_column is not None:
-        if masks_column in found:
-            mask_ch = masks_column
+        if masks_column in specs or masks_column in {sp.key for sp in specs.values()}:
+            mask_ch = _channel_named(masks_column, specs, list(specs), "--masks-column", where)
         elif masks_column in df.columns:
             mask_col = masks_column
         else:
             raise DataError(f"--masks-column {masks_column}: not a FileName_<name> channel nor a "
-                            f"column{_suggest(masks_column, [*found, *df.columns])}",
-                            where=where, hint=f"channels: {', '.join(found)}")
-    available = [c for c in found if c != mask_ch]
+                            f"column{_suggest(masks_column, [*specs, *df.columns])}",
+                            where=where, hint=f"channels: {', '.join(specs)}")
+    available = [c for c in specs if c != mask_ch]
     if channels:
-        chosen = [str(c).strip() for c in channels]
-        for c in chosen:
-            if c not in available:
-                raise DataError(f"--channels: {unknown_choice('channel', c, available)}",
-                                where=where)
+        chosen = [_channel_named(c, specs, available, "--channels", where) for c in channels]
         if len(set(chosen)) != len(chosen):
             raise DataError(f"--channels names a channel twice: {', '.join(chosen)}")
     else:
@@ -216,8 +345,12 @@ def load_data_fieldset(path: str | os.PathLike, *, root: str | os.PathLike | Non
     if not chosen:
         raise DataError("no image channels left (the mask column was the only FileName_ "
                         "column)", where=where)
-    planes = {ch: _plane_paths(df, ch, base, where) for ch in chosen}
-    # -- metadata carried into obs ------------------------------------------------------
+    return chosen, mask_ch, mask_col
+
+
+def _metadata_obs(df: pd.DataFrame, where: Path, label: str | None, batch: str | None,
+                  group: str | None) -> tuple[pd.DataFrame, list[str | None]]:
+    """The ``obs`` of every field (see the module docstring) and the resolved columns."""
     obs = pd.DataFrame(index=df.index)
     for c in df.columns:
         if _strip(c).startswith("Metadata_"):
@@ -227,16 +360,15 @@ def load_data_fieldset(path: str | os.PathLike, *, root: str | os.PathLike | Non
                                 f"'{name}'", where=where)
             # plate and well names stay text as written ("0123" is not 123)
             obs[name] = df[c].str.strip() if name in ("plate", "well") else _numeric(df[c])
-    label_src = _resolve(df, label, "--label", where)
-    batch_src = _resolve(df, batch, "--batch", where)
-    group_src = _resolve(df, group, "--group", where)
-    for src in (label_src, batch_src, group_src):
+    srcs = [_resolve(df, v, flag, where) for v, flag in
+            ((label, "--label"), (batch, "--batch"), (group, "--group"))]
+    for src in srcs:
         if src is not None and obs_name(src) not in obs.columns:
             obs[obs_name(src)] = _numeric(df[src])
-    if batch_src is not None:
-        obs["batch"] = obs[obs_name(batch_src)]
-    if group_src is not None:
-        obs["compound"] = obs[obs_name(group_src)]
+    if srcs[1] is not None:
+        obs["batch"] = obs[obs_name(srcs[1])]
+    if srcs[2] is not None:
+        obs["compound"] = obs[obs_name(srcs[2])]
     if "plate" not in obs.columns:
         obs.insert(0, "plate", where.stem)
     for c in ("plate", "well"):
@@ -253,68 +385,125 @@ def load_data_fieldset(path: str | os.PathLike, *, root: str | os.PathLike | Non
         obs["image_number"] = numbers.astype(np.int64)
     else:
         obs["image_number"] = np.arange(1, len(df) + 1)
+    return obs, srcs
+
+
+@dataclass
+class _Files:
+    """The planes of the usable fields, the missing ones, masks and illumination."""
+
+    sources: dict[Any, tuple[PlaneSource, ...]]
+    missing: dict[Any, str]
+    masks: dict[Any, PlaneSource] | None
+    illum: dict[Any, tuple[PlaneSource, ...]] | None
+
+
+def _collect_files(fields: pd.DataFrame, planes: dict[str, list[PlaneSource | None]],
+                   illum_planes: dict[str, list[PlaneSource | None]] | None,
+                   mask_planes: list[Any] | None) -> _Files:
+    exists = _Exists()
+    files = _Files({}, {}, {} if mask_planes is not None else None,
+                   {} if illum_planes is not None else None)
+    for k, idx in enumerate(fields.index):
+        row = [p[idx] for p in planes.values()]
+        ill = [p[idx] for p in illum_planes.values()] if illum_planes is not None else []
+        extra = [mask_planes[idx]] if mask_planes is not None else []
+        absent = [s for s in (*row, *extra, *ill) if s is None or not _present(exists, s)]
+        if absent:
+            s = absent[0]
+            what = str(source_parts(s)[0]) if s is not None else "an empty FileName"
+            files.missing[idx] = f"line {int(fields['line'].iat[k])}: {what}"
+            continue
+        files.sources[idx] = tuple(row)  # type: ignore[arg-type]
+        if files.masks is not None:
+            files.masks[idx] = extra[0]
+        if files.illum is not None:
+            files.illum[idx] = tuple(ill)  # type: ignore[arg-type]
+    return files
+
+
+def load_data_fieldset(path: str | os.PathLike, *, root: str | os.PathLike | None = None,
+                       channels: Sequence[str] | None = None, label: str | None = None,
+                       batch: str | None = None, group: str | None = None,
+                       nuclei_channel: str | None = None,
+                       locations: str | os.PathLike | None = None, x_col: str | None = None,
+                       y_col: str | None = None, masks_column: str | None = None,
+                       plates: Sequence[str] | None = None, illum: str | None = None
+                       ) -> FieldSet:
+    """Parse a LoadData CSV (see the module docstring) into a :class:`FieldSet`.
+
+    ``illum``: ``given`` / ``compute`` / ``none`` (default: ``given`` when the CSV has
+    ``Illum<Ch>`` columns, else ``compute``).
+    """
+    where = Path(path)
+    if where.is_dir():
+        raise DataError(f"{where} is a directory; give the LoadData CSV file",
+                        hint="e.g. --load-data screen/load_data.csv")
+    df = read_table(where, (), kind="LoadData")
+    base = Path(root) if root is not None else where.resolve().parent
+    if root is not None and not base.is_dir():
+        raise DataError(f"--root {base} is not a directory")
+    specs, unmatched = channel_columns(df, where)
+    if not specs:
+        raise DataError("the LoadData table has no FileName_<Channel> columns",
+                        where=where, hint=f"found columns: {', '.join(df.columns)}; a LoadData "
+                        "CSV names each channel's file in FileName_<Channel> (and its folder "
+                        "in PathName_<Channel>)")
+    chosen, mask_ch, mask_col = _pick_channels(specs, channels, masks_column, df, where)
+    nuc = (_channel_named(nuclei_channel, specs, chosen, "--nuclei-channel", where)
+           if nuclei_channel is not None else None)
+    mode = resolve_illum(illum, specs, chosen, unmatched, where)
+    planes = {ch: _plane_paths(df, specs[ch].key, base, where) for ch in chosen}
+    illum_planes = ({ch: _plane_paths(df, specs[ch].illum, base, where)  # type: ignore[arg-type]
+                     for ch in chosen} if mode == "given" else None)
+    obs, (label_src, batch_src, group_src) = _metadata_obs(df, where, label, batch, group)
     fields = pd.DataFrame({"plate": obs["plate"], "line": np.arange(len(df)) + 2},
                           index=df.index)
     fields = select_plates(fields, list(plates) if plates else None, where)
     obs = obs.loc[fields.index]
-    # -- files present / missing --------------------------------------------------------
-    exists = _Exists()
-    sources: dict[Any, tuple[PlaneSource, ...]] = {}
-    missing: dict[Any, str] = {}
-    masks: dict[Any, PlaneSource] | None = {} if masks_column is not None else None
-    mask_planes = (_plane_paths(df, mask_ch, base, where) if mask_ch is not None else
-                   [(str(base / v.strip().replace("\\", "/")) if v.strip() else None)
-                    for v in df[mask_col]] if mask_col is not None else None)
-    for k, idx in enumerate(fields.index):
-        row = [planes[ch][idx] for ch in chosen]
-        if mask_planes is not None:
-            row_mask = mask_planes[idx]
-            row_all = [*row, row_mask]
-        else:
-            row_all = row
-        absent = [s for s in row_all if s is None or not _present(exists, s)]
-        if absent:
-            s = absent[0]
-            missing[idx] = (f"line {int(fields['line'].iat[k])}: " +
-                            (str(s[0] if isinstance(s, tuple) else s) if s is not None else
-                             "an empty FileName"))
-            continue
-        sources[idx] = tuple(row)  # type: ignore[arg-type]
-        if masks is not None:
-            masks[idx] = row_mask  # type: ignore[assignment]
+    mask_planes = (_plane_paths(df, specs[mask_ch].key, base, where) if mask_ch is not None
+                   else [(str(base / v.strip().replace("\\", "/")) if v.strip() else None)
+                         for v in df[mask_col]] if mask_col is not None else None)
+    files = _collect_files(fields, planes, illum_planes, mask_planes)
     # -- cells from a locations table ---------------------------------------------------
     centres = lines = None
     report: dict[str, Any] = {}
     provenance = {"source": str(where.resolve()), "load_data_sha256": sha256_file(where),
                   "image_root": str(base)}
     if locations is not None:
-        centres, lines, unmatched = read_locations(locations, df, fields.index, x_col, y_col)
-        report["locations_unmatched_rows"] = unmatched
+        centres, lines, unmatched_rows = read_locations(locations, df, fields.index, x_col,
+                                                        y_col)
+        report["locations_unmatched_rows"] = unmatched_rows
         provenance["locations_sha256"] = sha256_file(locations)
     elif x_col is not None or y_col is not None:
         raise DataError("--x-col/--y-col name columns of a --locations table; give one")
     if locations is not None and masks_column is not None:
         raise DataError("give either --locations or --masks-column, not both")
-    columns = [*obs.columns, "center_x", "center_y", "nucleus_area"]
     label_name = obs_name(label_src) if label_src is not None else None
+    nuclei_index = _nuclei_index(chosen, nuc)
+    extra: dict[str, Any] = {"columns": {"label": label_name, "batch": batch_src,
+                                         "group": group_src},
+                             "csv_channels": {ch: specs[ch].key for ch in chosen}}
+    numbers = _channel_numbers(df, [specs[ch] for ch in chosen])
+    if numbers:
+        extra["channel_numbers"] = numbers
     return FieldSet(
-        dataset="images", channels=list(chosen), fields=fields, obs=obs, sources=sources,
-        missing=missing, where=where, label_column=label_name, columns=columns,
-        nuclei_channel=_nuclei_index(chosen, nuclei_channel, where),
-        centres=centres, centre_lines=lines,
-        centres_file=Path(locations) if locations is not None else None, masks=masks,
-        config={"nuclei_channel": None if (centres is not None or masks is not None) else
-                chosen[_nuclei_index(chosen, nuclei_channel, where)],
+        dataset="images", channels=list(chosen), fields=fields, obs=obs, sources=files.sources,
+        missing=files.missing, where=where, label_column=label_name,
+        columns=[*obs.columns, "center_x", "center_y", "nucleus_area"],
+        nuclei_channel=nuclei_index, centres=centres, centre_lines=lines,
+        centres_file=Path(locations) if locations is not None else None, masks=files.masks,
+        config={"nuclei_channel": None if (centres is not None or files.masks is not None)
+                else chosen[nuclei_index],
                 "label": label_name, "batch": batch_src, "group": group_src,
                 "masks_column": masks_column},
-        report=report,
-        extra={"columns": {"label": label_name, "batch": batch_src, "group": group_src}},
-        provenance=provenance,
-        missing_hint=f"relative paths are resolved against {base} (change it with --root)")
+        report=report, extra=extra, provenance=provenance,
+        missing_hint=f"relative paths are resolved against {base} (change it with --root)",
+        illum_mode=mode, illum=files.illum)
 
 
 def _present(exists: _Exists, source: PlaneSource) -> bool:
-    path = Path(source[0] if isinstance(source, tuple) else source)
+    path = source_parts(source)[0]
     if path.suffix.lower() == ".zarr" or any(p.suffix.lower() == ".zarr" for p in path.parents):
         return path.exists()
     return exists(source)
@@ -403,5 +592,5 @@ def read_locations(path: str | os.PathLike, load_data: pd.DataFrame, index: pd.I
     return centres, line_map, unmatched
 
 
-__all__ = ["NUCLEAR_NAMES", "READERS", "channel_columns", "load_data_fieldset", "obs_name",
-           "read_locations"]
+__all__ = ["NUCLEAR_NAMES", "READERS", "ChannelColumns", "channel_columns", "channel_name",
+           "load_data_fieldset", "obs_name", "read_locations", "resolve_illum", "url_path"]

@@ -7,11 +7,15 @@ plate's crops and two ``(C, H, W)`` accumulators in memory, whatever the number 
 or channels):
 
 1. **Scan** every field of the plate once: accumulate the per-channel mean image and keep
-   the raw values at 4096 fixed random pixel positions per field.
-2. **Illumination function** (as CellProfiler's CorrectIlluminationCalculate with a
-   smoothed mean, used for BBBC021 by Ljosa et al. 2013 and DeepProfiler): the mean image,
-   Gaussian-smoothed with a large sigma (``illum_sigma`` × the field's longer side, done on
-   an 8× reduced copy), normalised to mean 1, per plate and channel. Fields are divided by
+   the raw values at 4096 fixed random pixel positions per field (drawn from a fixed seed
+   and the field size: what a store holds depends on the pixels, never on plate, folder or
+   file names).
+2. **Illumination function** (``illum``): ``compute`` (as CellProfiler's
+   CorrectIlluminationCalculate with a smoothed mean, used for BBBC021 by Ljosa et al.
+   2013 and DeepProfiler): the mean image, Gaussian-smoothed with a large sigma
+   (``illum_sigma`` × the field's longer side, done on an 8× reduced copy), normalised to
+   mean 1, per plate and channel; ``given``: the functions that come with the data (a
+   LoadData CSV's ``Illum<Ch>`` columns); ``none``: no correction. Fields are divided by
    it.
 3. **Intensity scaling** per plate and channel: the ``percentiles`` (0.1 / 99.9) of the
    corrected pixels (the stored samples divided by the illumination at their positions)
@@ -19,7 +23,8 @@ or channels):
 4. **Cells**: nuclei on the scaled nuclei channel (DAPI / DNA) — Gaussian smoothing
    (σ = 2 px), one Otsu threshold per plate (stable on fields with few cells), connected
    components, touching nuclei split by a distance-transform watershed, objects smaller
-   than ``min_area`` or larger than ``max_area`` pixels dropped; centres are
+   than ``min_area`` or larger than ``max_area`` pixels and those touching the field's
+   border dropped (:mod:`bioaug.data.segmentation`); centres are
    intensity-weighted centroids. Or given: the centres of a locations table (CellProfiler
    ``Nuclei_Location_Center_X/Y``) or the centroids of a label mask per field.
 5. **Crops** of ``crop_size`` centred on each cell. Edge handling (``edge``): ``"skip"``
@@ -65,16 +70,28 @@ from bioaug.data.images import (
     PlaneSource,
     label_centres,
     read_field,
+    read_illumination,
     read_labels,
     split_source,
 )
 from bioaug.data.parallel import Runner
+from bioaug.data.segmentation import find_nuclei, otsu_threshold
 from bioaug.data.store import Store, StoreWriter
 from bioaug.errors import ConfigError, DataError, did_you_mean
 from bioaug.io import atomic_write_json, sha256_file
 from bioaug.progress import progress
 
 N_SAMPLES = 4096
+#: Seed of the sampled pixel positions: fixed, so that names never change a store.
+SAMPLE_SEED = 0
+#: What each illumination mode does (recorded in the store header).
+ILLUM_METHODS: dict[str, str] = {
+    "given": "the illumination functions given with the data (Illum<Ch> columns); fields "
+             "divided by them",
+    "compute": "smoothed mean image per plate and channel, normalised to mean 1; fields "
+               "divided by it",
+    "none": "no illumination correction",
+}
 EDGE_MODES = ("skip", "reflect")
 OBS_COLUMNS = ("plate", "well", "site", "replicate", "batch", "compound", "concentration",
                "moa", "center_x", "center_y", "image_number", "nucleus_area")
@@ -145,78 +162,6 @@ def scale_intensity(image: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def otsu_threshold(values: np.ndarray) -> float:
-    from skimage.filters import threshold_otsu
-
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0 or np.ptp(values) == 0:
-        return float(values.max(initial=0.0)) + 1e-6
-    return float(threshold_otsu(values))
-
-
-def find_nuclei(dapi: np.ndarray, threshold: float, *, sigma: float = 2.0, min_area: int = 50,
-                max_area: int = 4000, split: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Nuclei of a scaled DAPI image: centres ``(n, 2)`` as (y, x) floats and areas ``(n,)``.
-
-    With ``split``, objects larger than 1.6× the median nucleus are split by a watershed on
-    their distance transform (touching nuclei), seeded by its local maxima.
-    """
-    sm = ndimage.gaussian_filter(dapi.astype(np.float32), sigma) if sigma > 0 else dapi
-    mask = sm > threshold
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
-    if split:
-        labels, n = _split_touching(labels, n, min_area, max_area)
-    flat = labels.ravel()
-    area = np.bincount(flat, minlength=n + 1)
-    weight = sm.ravel().astype(np.float64)
-    wsum = np.bincount(flat, weights=weight, minlength=n + 1)
-    ys, xs = np.indices(labels.shape)
-    cy = np.bincount(flat, weights=weight * ys.ravel(), minlength=n + 1) / np.maximum(wsum, 1e-12)
-    cx = np.bincount(flat, weights=weight * xs.ravel(), minlength=n + 1) / np.maximum(wsum, 1e-12)
-    keep = np.flatnonzero((area >= min_area) & (area <= max_area))
-    keep = keep[keep > 0]
-    return np.stack([cy[keep], cx[keep]], 1), area[keep]
-
-
-def _split_touching(labels: np.ndarray, n: int, min_area: int, max_area: int,
-                    factor: float = 1.6) -> tuple[np.ndarray, int]:
-    """Split over-sized objects at the necks of their distance transform (watershed)."""
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
-
-    area = np.bincount(labels.ravel(), minlength=n + 1)
-    ok = area[1:][(area[1:] >= min_area) & (area[1:] <= max_area)]
-    if ok.size == 0:
-        return labels, n
-    median = float(np.median(ok))
-    radius = np.sqrt(median / np.pi)
-    big = np.flatnonzero(area > max(factor * median, 2 * min_area))
-    big = big[big > 0]
-    if big.size == 0:
-        return labels, n
-    labels = labels.copy()
-    slices = ndimage.find_objects(labels)
-    for lab in big:
-        sl = slices[lab - 1]
-        sub = labels[sl] == lab
-        dist = ndimage.distance_transform_edt(sub)
-        peaks = peak_local_max(dist, min_distance=max(2, int(0.7 * radius)),
-                               threshold_abs=0.4 * radius, labels=sub.astype(np.int32),
-                               exclude_border=False)
-        if len(peaks) < 2:
-            continue
-        markers = np.zeros(sub.shape, dtype=np.int32)
-        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-        pieces = watershed(-dist, markers, mask=sub)
-        region = labels[sl]
-        for k in range(2, len(peaks) + 1):  # piece 1 keeps the old label
-            n += 1
-            region[pieces == k] = n
-    return labels, n
-
-
 def crop_cells(image: np.ndarray, centres: np.ndarray, size: int, edge: str = "skip"
                ) -> tuple[np.ndarray, np.ndarray]:
     """Crops ``(n, C, size, size)`` centred on ``centres`` (y, x); returns crops and kept idx."""
@@ -264,6 +209,15 @@ def to_uint16(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(x, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
+def sample_positions(shape: tuple[int, int], n: int = N_SAMPLES, seed: int = SAMPLE_SEED
+                     ) -> np.ndarray:
+    """``n`` distinct flat pixel positions of an ``H×W`` field, sorted: a function of the
+    seed and the field size only (never of a plate, folder or file name)."""
+    h, w = int(shape[0]), int(shape[1])
+    rng = np.random.default_rng([int(seed), h, w])
+    return np.sort(rng.choice(h * w, size=min(n, h * w), replace=False))
+
+
 # -- options ----------------------------------------------------------------------------
 class PrepareOptions(BaseModel):
     """How fields become crops; the one source of the ``data prepare`` flags and defaults."""
@@ -281,7 +235,11 @@ class PrepareOptions(BaseModel):
     nucleus_sigma: float = Field(2.0, ge=0, description="smoothing before nucleus "
                                  "thresholding (pixels)")
     min_area: int = Field(50, ge=1, description="smallest nucleus in pixels")
-    max_area: int = Field(4000, ge=1, description="largest nucleus in pixels")
+    max_area: int = Field(8000, ge=1, description="largest nucleus in pixels")
+    illum: Literal["given", "compute", "none"] | None = Field(
+        None, description="illumination correction: given (the LoadData CSV's Illum<Ch> "
+        "functions), compute (a smoothed mean image per plate and channel) or none; default: "
+        "given when the CSV has Illum<Ch> columns, else compute")
 
     @model_validator(mode="after")
     def _consistent(self) -> PrepareOptions:
@@ -337,7 +295,8 @@ _ILLUM_CACHE: dict[str, np.ndarray] = {}
 def _illum(path: str) -> np.ndarray:
     arr = _ILLUM_CACHE.get(path)
     if arr is None:
-        _ILLUM_CACHE.clear()
+        if len(_ILLUM_CACHE) >= 4:  # a plate may have a few given functions
+            _ILLUM_CACHE.pop(next(iter(_ILLUM_CACHE)))
         arr = _ILLUM_CACHE[path] = np.load(path)
     return arr
 
@@ -475,9 +434,14 @@ def prepare_fields(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions
         examples = [fs.missing[i] for i in fields.index][:2]
         raise DataError(f"none of the {len(fields)} fields has all its image files "
                         f"(e.g. {'; '.join(examples)})", where=fs.where, hint=fs.missing_hint)
+    illum = options.illum or fs.illum_mode
+    if illum == "given" and fs.illum is None:
+        raise DataError(f"--illum given: {fs.dataset} comes without illumination functions",
+                        where=fs.where, hint="use --illum compute (a smoothed mean image per "
+                        "plate and channel) or --illum none")
     config = {"dataset": fs.dataset, **options.to_config(), **fs.config,
               "channels": list(fs.channels), "detection": fs.detection, "plates": plate_names,
-              "shard": list(shard) if shard else None}
+              "shard": list(shard) if shard else None, "illum": illum}
     writer = StoreWriter(out, channels=list(fs.channels),
                          image_size=(options.out_size, options.out_size), dtype="uint16",
                          config=config, overwrite=overwrite)
@@ -502,21 +466,12 @@ def prepare_fields(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions
     reports = [json.loads((reports_dir / f"{_safe_name(p)}.json").read_text(encoding="utf-8"))
                for p in plate_names]
     total_crops = sum(r["crops"] for r in reports)
+    skipped, first = skip_tally(reports)
     if total_crops == 0:
-        hint = {"nuclei": f"check the images ({fs.channels[fs.nuclei_channel]} channel) or "
-                          "lower --min-area",
-                "locations": "check that the locations table matches the fields",
-                "masks": "check that the label masks hold objects"}[fs.detection]
-        if options.edge == "skip":
-            hint += ("; with --edge skip, cells whose crop does not fit in the field are "
-                     "dropped: try a smaller --crop-size or --edge reflect")
-        raise DataError("no cells were found in any field; the store was not finalised",
-                        where=fs.where, hint=hint)
-    skipped: dict[str, int] = {}
+        raise _no_cells_error(fs, options, reports, skipped, first, len(fields))
     examples: list[str] = []
     for r in reports:
-        for reason, msgs in r["skipped"].items():
-            skipped[reason] = skipped.get(reason, 0) + len(msgs)
+        for msgs in r["skipped"].values():
             examples += msgs[:2]
     report = {
         "fields_listed": len(fields),
@@ -529,9 +484,9 @@ def prepare_fields(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions
         **fs.report,
     }
     normalization = {
-        "illumination": {"method": "smoothed mean image per plate and channel, normalised "
-                                   "to mean 1; fields divided by it",
-                         "sigma_fraction_of_field": options.illum_sigma},
+        "illumination": {"mode": illum, "method": ILLUM_METHODS[illum],
+                         **({"sigma_fraction_of_field": options.illum_sigma}
+                            if illum == "compute" else {})},
         "scaling": {"method": "per plate and channel percentiles to [0, 1], clipped",
                     "percentiles": list(options.percentiles),
                     "per_plate": {r["plate"]: {"lo": r["lo"], "hi": r["hi"]} for r in reports}},
@@ -542,6 +497,44 @@ def prepare_fields(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions
     shutil.rmtree(reports_dir)  # everything they hold is in the header now
     return writer.finalize(label_column=fs.label_column, normalization=normalization,
                            extra=extra, provenance_extra=fs.provenance)
+
+
+def skip_tally(reports: Sequence[dict[str, Any]]) -> tuple[dict[str, int], dict[str, str]]:
+    """Skipped fields per reason over the plate reports, and the first example of each."""
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for r in reports:
+        for reason, msgs in r["skipped"].items():
+            counts[reason] = counts.get(reason, 0) + len(msgs)
+            if msgs:
+                first.setdefault(reason, msgs[0])
+    return counts, first
+
+
+def _no_cells_error(fs: FieldSet, options: PrepareOptions, reports: Sequence[dict[str, Any]],
+                    skipped: dict[str, int], first: dict[str, str], n_fields: int
+                    ) -> DataError:
+    """Why a preparation ended with no crops: the skipped fields by reason (one example
+    each) first, then what to check about cell finding."""
+    used = int(sum(r["fields_used"] for r in reports))
+    hint = {"nuclei": f"check the images ({fs.channels[fs.nuclei_channel]} channel) or "
+                      "lower --min-area",
+            "locations": "check that the locations table matches the fields",
+            "masks": "check that the label masks hold objects"}[fs.detection]
+    if options.edge == "skip":
+        hint += ("; with --edge skip, cells whose crop does not fit in the field are "
+                 "dropped: try a smaller --crop-size or --edge reflect")
+    if not skipped:
+        return DataError("no cells were found in any field; the store was not finalised",
+                         where=fs.where, hint=hint)
+    tally = "\n".join(f"  {reason}: {n} field{'s' if n > 1 else ''}, e.g. {first[reason]}"
+                       for reason, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
+    if used == 0:
+        hint = "every field was skipped: fix the first reason above" + \
+            (f"; {fs.missing_hint}" if "missing" in skipped and fs.missing_hint else "")
+    return DataError(f"no cells were found: {sum(skipped.values())} of {n_fields} fields were "
+                     f"skipped and {used} used; the store was not finalised; skipped:\n{tally}",
+                     where=fs.where, hint=hint)
 
 
 def _safe_name(plate: str) -> str:
@@ -568,6 +561,24 @@ def _check_centres(fs: FieldSet, idx: Any, shape: tuple[int, int]) -> None:
                         "check --x-col/--y-col and that the table matches the images")
 
 
+def _plate_shape(fs: FieldSet, present: list[Any], dtypes: tuple[str, ...]
+                 ) -> tuple[int, tuple[int, int]] | None:
+    """Channels and ``(H, W)`` of a plate: the most common among its first readable fields
+    (``None`` when none can be read)."""
+    shapes: list[tuple[int, ...]] = []
+    for i in present:
+        try:
+            shapes.append(read_field(fs.sources[i], dtypes=dtypes).shape)
+        except FieldError:
+            continue
+        if len(shapes) >= 5:
+            break
+    if not shapes:
+        return None
+    n_channels, *hw = max(set(shapes), key=shapes.count)
+    return int(n_channels), (int(hw[0]), int(hw[1]))
+
+
 def _prepare_plate(fs: FieldSet, plate: str, pf: pd.DataFrame, opt: PrepareOptions,
                    writer: StoreWriter, runner: Runner, strict: bool, bar: Any) -> PlateReport:
     rep = PlateReport(plate=plate, fields=len(pf))
@@ -579,16 +590,8 @@ def _prepare_plate(fs: FieldSet, plate: str, pf: pd.DataFrame, opt: PrepareOptio
         bar.update(len(pf))
         return rep
     dt = tuple(fs.dtypes)
-    # the most common shape among the first readable fields fixes the plate's shape
-    shapes: list[tuple[int, ...]] = []
-    for i in present:
-        try:
-            shapes.append(read_field(fs.sources[i], dtypes=dt).shape)
-        except FieldError:
-            continue
-        if len(shapes) >= 5:
-            break
-    if not shapes:
+    found = _plate_shape(fs, present, dt)
+    if found is None:
         # every field is unusable: let the scan record why
         res = _scan_chunk(([(i, fs.sources[i]) for i in present], None, None, dt))
         for _i, reason, msg in res["errors"]:
@@ -597,15 +600,11 @@ def _prepare_plate(fs: FieldSet, plate: str, pf: pd.DataFrame, opt: PrepareOptio
             rep.skip(reason, msg)
         bar.update(len(pf))
         return rep
-    n_channels, *hw = max(set(shapes), key=shapes.count)
-    shape = (int(hw[0]), int(hw[1]))
+    n_channels, shape = found
     for i in present:
         _check_centres(fs, i, shape)
     # pass 1: mean image and pixel samples
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(plate.encode()).digest()[:8],
-                                               "little"))
-    npx = shape[0] * shape[1]
-    positions = np.sort(rng.choice(npx, size=min(N_SAMPLES, npx), replace=False))
+    positions = sample_positions(shape)
     per = max(1, min(16, -(-len(present) // max(runner.workers * 2, 1))))
     chunks = [present[s:s + per] for s in range(0, len(present), per)]
     f = block_factor(*shape)
@@ -622,12 +621,17 @@ def _prepare_plate(fs: FieldSet, plate: str, pf: pd.DataFrame, opt: PrepareOptio
             total += res["sum"]
         samples += res["samples"]
         good += res["good"]
+    if good:
+        mean_blocks = total / (len(good) * f * f)
+        funcs, which = _plate_illumination(fs, opt, good, mean_blocks, shape, rep, strict)
+        samples = [x for x, i in zip(samples, good, strict=True) if i in which]
+        good = [i for i in good if i in which]
     if not good:
         bar.update(len(pf))
         return rep
-    illum = illumination_from_blocks(total / (len(good) * f * f), shape, f, opt.illum_sigma)
-    ill_at = illum.reshape(illum.shape[0], -1)[:, positions]
-    corr = np.concatenate([s / ill_at for s in samples], axis=1)
+    ill_at = [u.reshape(u.shape[0], -1)[:, positions] for u in funcs]
+    corr = np.concatenate([x / ill_at[which[i]] for x, i in zip(samples, good, strict=True)],
+                          axis=1)
     lo = np.percentile(corr, opt.percentiles[0], axis=1)
     hi = np.percentile(corr, opt.percentiles[1], axis=1)
     threshold = None
@@ -636,21 +640,33 @@ def _prepare_plate(fs: FieldSet, plate: str, pf: pd.DataFrame, opt: PrepareOptio
         scaled_nuc = np.clip((corr[k] - lo[k]) / max(hi[k] - lo[k], 1e-6), 0, 1)
         threshold = otsu_threshold(scaled_nuc)
     rep.lo, rep.hi, rep.threshold = lo.tolist(), hi.tolist(), threshold
-    # a fresh name per run: workers cache the loaded function by path
-    illum_path = writer.partial / f"illum-{os.urandom(6).hex()}.npy"
-    np.save(illum_path, illum)
+    # fresh names per run: workers cache the loaded functions by path
+    paths = [writer.partial / f"illum-{os.urandom(6).hex()}.npy" for _ in funcs]
+    for path, u in zip(paths, funcs, strict=True):
+        np.save(path, u)
     # pass 2: crops, streamed into the store in the table's order
-    tasks2 = (_CropTask(index=i, sources=fs.sources[i], shape=shape, illum_path=str(illum_path),
-                        lo=lo.tolist(), hi=hi.tolist(), threshold=threshold, opt=opt,
-                        nuclei_channel=fs.nuclei_channel, dtypes=dt,
-                        centres=(fs.centres.get(i, np.zeros((0, 2)))
-                                 if fs.centres is not None else None),
+    tasks2 = (_CropTask(index=i, sources=fs.sources[i], shape=shape,
+                        illum_path=str(paths[which[i]]), lo=lo.tolist(), hi=hi.tolist(),
+                        threshold=threshold, opt=opt, nuclei_channel=fs.nuclei_channel,
+                        dtypes=dt, centres=(fs.centres.get(i, np.zeros((0, 2)))
+                                            if fs.centres is not None else None),
                         mask=fs.masks.get(i) if fs.masks is not None else None)
               for i in good)
     bar.update(len(pf) - len(good))
+    try:
+        _crop_plate(fs, good, tasks2, writer, runner, rep, strict, bar)
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+    return rep
+
+
+def _crop_plate(fs: FieldSet, good: list[Any], tasks: Any, writer: StoreWriter,
+                runner: Runner, rep: PlateReport, strict: bool, bar: Any) -> None:
+    """Pass 2 of a plate: crop its fields and add them to the store in the table's order."""
     columns = fs.obs_columns
     field_obs = fs.obs.loc[good].to_dict("index")
-    for res in runner.map(_crop_field, tasks2):
+    for res in runner.map(_crop_field, tasks):
         bar.update(1)
         i = res["index"]
         if "error" in res:
@@ -672,8 +688,57 @@ def _prepare_plate(fs: FieldSet, plate: str, pf: pd.DataFrame, opt: PrepareOptio
             rows.append({c: cell[c] if c in cell else base.get(c) for c in columns})
         writer.add(res["crops"], rows)
         rep.crops += n
-    illum_path.unlink(missing_ok=True)
-    return rep
+
+
+def _given_illumination(sources: tuple[PlaneSource, ...], shape: tuple[int, int]
+                        ) -> np.ndarray:
+    """The given functions of one field's channels as ``(C, H, W)`` float32."""
+    planes = []
+    for src in sources:
+        u = read_illumination(src)
+        if u.shape != tuple(shape):
+            raise FieldError(f"illumination function is {u.shape[1]}×{u.shape[0]} (W×H) but "
+                             f"the plate's fields are {shape[1]}×{shape[0]}",
+                             reason="illumination", where=split_source(src)[0])
+        planes.append(u)
+    return np.stack(planes)
+
+
+def _plate_illumination(fs: FieldSet, opt: PrepareOptions, good: list[Any],
+                        mean_blocks: np.ndarray, shape: tuple[int, int], rep: PlateReport,
+                        strict: bool) -> tuple[list[np.ndarray], dict[Any, int]]:
+    """The illumination functions of a plate (``(C, H, W)`` each) and, for every field
+    that can use one, the index of its own; fields whose given function cannot be read
+    are skipped (reason ``illumination``)."""
+    mode = opt.illum or fs.illum_mode
+    if mode == "compute":
+        f = block_factor(*shape)
+        return [illumination_from_blocks(mean_blocks, shape, f, opt.illum_sigma)], \
+            {i: 0 for i in good}
+    if mode == "none":
+        return [np.ones((len(fs.channels), *shape), np.float32)], {i: 0 for i in good}
+    assert fs.illum is not None
+    funcs: list[np.ndarray] = []
+    index: dict[tuple[PlaneSource, ...], int | str] = {}
+    which: dict[Any, int] = {}
+    for i in good:
+        key = fs.illum[i]
+        if key not in index:
+            try:
+                funcs.append(_given_illumination(key, shape))
+                index[key] = len(funcs) - 1
+            except FieldError as exc:
+                if strict:
+                    raise DataError(exc.format(), hint="drop --strict to skip the fields "
+                                    "that use it") from None
+                index[key] = exc.format()
+        got = index[key]
+        if isinstance(got, str):
+            rep.skip("illumination", f"line {int(fs.fields.loc[i, 'line'])}: {got}"
+                     if "line" in fs.fields.columns else got)
+        else:
+            which[i] = got
+    return funcs, which
 
 
 # -- adapters -----------------------------------------------------------------------------
@@ -718,8 +783,9 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
                     strict: bool = False, overwrite: bool = False,
                     plates: Sequence[str] | None = None, edge: str = "skip",
                     percentiles: tuple[float, float] = (0.1, 99.9), illum_sigma: float = 0.1,
-                    min_area: int = 50, max_area: int = 4000,
-                    shard: tuple[int, int] | str | None = None) -> Store:
+                    min_area: int = 50, max_area: int = 8000,
+                    shard: tuple[int, int] | str | None = None,
+                    illum: str | None = None) -> Store:
     """Turn a BBBC021 folder (real or twin) into a store of single-cell crops.
 
     The BBBC021 adapter of :func:`prepare_fields` (see the module docstring for the
@@ -735,6 +801,8 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
         The store directory to write.
     crop_size, resize, edge, percentiles, illum_sigma, min_area, max_area
         See :class:`PrepareOptions`.
+    illum
+        ``compute`` (default) or ``none``; BBBC021 comes without illumination functions.
     moa_only
         Keep only MoA-annotated treatments and DMSO.
     workers
@@ -754,7 +822,7 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
     """
     opt = PrepareOptions.make(crop_size=crop_size, resize=resize, edge=edge,
                               percentiles=tuple(percentiles), illum_sigma=illum_sigma,
-                              min_area=min_area, max_area=max_area)
+                              min_area=min_area, max_area=max_area, illum=illum)
     if int(workers) < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     parse_shard(shard)
@@ -779,9 +847,11 @@ def prepare_images(load_data: str | os.PathLike, out: str | os.PathLike, *,
     Parameters
     ----------
     load_data
-        The CSV: ``FileName_<Channel>`` (and ``PathName_<Channel>``) per channel, optional
-        ``Frame_<Channel>``, ``Metadata_*`` columns (``Metadata_Plate``, ``Metadata_Well``,
-        ``Metadata_Site`` …), one row per field.
+        The CSV: ``FileName_<Channel>`` (and ``PathName_<Channel>``, or ``URL_<Channel>``)
+        per channel, optional ``Frame_`` / ``Series_`` / ``ChannelNumber_<Channel>``,
+        ``FileName_Illum<Channel>`` illumination functions, ``Metadata_*`` columns
+        (``Metadata_Plate``, ``Metadata_Well``, ``Metadata_Site`` …), one row per field
+        (see :mod:`bioaug.data.loaddata`).
     out
         The store directory to write.
     channels
@@ -805,7 +875,7 @@ def prepare_images(load_data: str | os.PathLike, out: str | os.PathLike, *,
     workers, strict, overwrite
         As for :func:`prepare_fields`.
     **options
-        :class:`PrepareOptions` fields (``crop_size``, ``edge`` …).
+        :class:`PrepareOptions` fields (``crop_size``, ``edge``, ``illum`` …).
 
     Returns
     -------
@@ -819,7 +889,8 @@ def prepare_images(load_data: str | os.PathLike, out: str | os.PathLike, *,
     parse_shard(shard)
     fs = load_data_fieldset(load_data, root=root, channels=channels, label=label, batch=batch,
                             group=group, nuclei_channel=nuclei_channel, locations=locations,
-                            x_col=x_col, y_col=y_col, masks_column=masks_column, plates=plates)
+                            x_col=x_col, y_col=y_col, masks_column=masks_column, plates=plates,
+                            illum=opt.illum)
     return prepare_fields(fs, out, opt, workers=workers, strict=strict, overwrite=overwrite,
                           shard=shard)
 

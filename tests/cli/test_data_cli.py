@@ -225,3 +225,53 @@ def test_prepare_never_writes_into_its_input(tmp_path: Path, capsys: pytest.Capt
     assert code != 0 and "Traceback" not in err and str(out) in err
     assert (root / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+
+
+def _jump_style(tmp_path: Path) -> Path:
+    """The Cell Painting twin as JUMP writes a LoadData CSV: Orig<Ch> image columns and
+    Illum<Ch> functions (flat ones: dividing by them changes nothing)."""
+    import numpy as np
+    import pandas as pd
+
+    from bioaug.data.synth_cellpainting import CHANNELS, synth_cellpainting
+
+    cp = synth_cellpainting(tmp_path / "cp", plates=2, wells_per_plate=2, sites=1,
+                            size=(96, 96))
+    df = pd.read_csv(cp / "load_data.csv")
+    for ch in CHANNELS:
+        np.save(cp / f"Illum{ch}.npy", np.ones((96, 96), np.float32))
+        df = df.rename(columns={f"FileName_{ch}": f"FileName_Orig{ch}",
+                                f"PathName_{ch}": f"PathName_Orig{ch}"})
+        df[f"FileName_Illum{ch}"] = f"Illum{ch}.npy"
+        df[f"PathName_Illum{ch}"] = f"{cp}/"
+    df.to_csv(cp / "jump.csv", index=False)
+    return cp / "jump.csv"
+
+
+def test_prepare_images_illum_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from bioaug.data.store import Store
+
+    ld = _jump_style(tmp_path)
+    common = ["data", "prepare", "images", "--load-data", str(ld), "--crop-size", "32"]
+    code, out, err = _run(capsys, *common, "--out", str(tmp_path / "given"))
+    assert code == 0 and "crops 32×32 from 4 of 4 fields" in out, err
+    code, out, _ = _run(capsys, "data", "info", str(tmp_path / "given"), "--json")
+    assert json.loads(out)["channels"] == ["DNA", "ER", "RNA", "AGP", "Mito"]
+    code, _, _ = _run(capsys, *common, "--out", str(tmp_path / "none"), "--illum", "none")
+    assert code == 0
+    given, none = Store.open(tmp_path / "given"), Store.open(tmp_path / "none")
+    assert given.header["config"]["illum"] == "given" and none.header["config"]["illum"] == "none"
+    np.testing.assert_array_equal(given.read(slice(None)), none.read(slice(None)))
+    plain = tmp_path / "cp" / "load_data.csv"
+    code, _, err = _run(capsys, "data", "prepare", "images", "--load-data", str(plain),
+                        "--out", str(tmp_path / "s"), "--illum", "given")
+    assert code == 2 and "--illum given: the LoadData table has no FileName_Illum<Ch>" in err
+    assert "Traceback" not in err
+    code, _, err = _run(capsys, "data", "prepare", "digits", "--out", str(tmp_path / "d"),
+                        "--illum", "none")
+    assert code == 2 and "--illum applies to screens" in err
+    with pytest.raises(SystemExit) as e:
+        main([*common, "--out", str(tmp_path / "t"), "--illum", "divide"])
+    assert e.value.code == 2 and "invalid choice: 'divide'" in capsys.readouterr().err

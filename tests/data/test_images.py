@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from bioaug.data.images import (
     FieldError,
     label_centres,
     read_field,
+    read_illumination,
     read_labels,
     read_plane,
 )
@@ -84,3 +86,58 @@ def test_label_centres_are_exact_centroids(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "f.tif", labels.astype(np.float32))
     with pytest.raises(FieldError, match="must hold integers"):
         read_labels(tmp_path / "f.tif")
+
+
+def test_tiff_series_and_frames(tmp_path: Path) -> None:
+    first = np.arange(2 * 6 * 5, dtype=np.uint16).reshape(2, 6, 5)
+    second = 1000 + np.arange(3 * 6 * 5, dtype=np.uint16).reshape(3, 6, 5)
+    with tifffile.TiffWriter(tmp_path / "m.ome.tif", ome=True) as tif:
+        tif.write(first, metadata={"axes": "CYX"})
+        tif.write(second, metadata={"axes": "CYX"})
+    path = str(tmp_path / "m.ome.tif")
+    np.testing.assert_array_equal(read_plane((path, 1, 0)), first[1])
+    np.testing.assert_array_equal(read_plane((path, 2, 1)), second[2])
+    np.testing.assert_array_equal(read_plane((path, 0)), first[0])  # series 0 by default
+    with pytest.raises(FieldError, match=r"series 2 does not exist \(the file has 2\)") as e:
+        read_plane((path, 0, 2))
+    assert e.value.reason == "shape"
+    with pytest.raises(FieldError, match=r"frame 3 does not exist \(the file has 3 planes\)"):
+        read_plane((path, 3, 1))
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "g.png"), np.zeros((4, 4), np.uint8))
+    with pytest.raises(FieldError, match="a PNG file holds one series"):
+        read_plane((str(tmp_path / "g.png"), None, 1))
+    assert read_plane((str(tmp_path / "g.png"), None, 0)).shape == (4, 4)
+
+
+def test_illumination_functions_npy_and_tiff(tmp_path: Path) -> None:
+    ramp = np.linspace(0.5, 2.0, 6 * 5).reshape(6, 5)
+    np.save(tmp_path / "a.npy", ramp)  # float64, as CellProfiler saves them
+    np.save(tmp_path / "b.npy", ramp[None].astype(np.float32))
+    tifffile.imwrite(tmp_path / "c.tif", ramp.astype(np.float32))
+    for name in ("a.npy", "b.npy", "c.tif"):
+        got = read_illumination(tmp_path / name)
+        assert got.dtype == np.float32 and got.shape == (6, 5)
+        np.testing.assert_allclose(got, ramp, rtol=1e-6)
+    bad = ramp.copy()
+    bad[2, 3] = 0.0
+    bad[0, 0] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(FieldError, match=r"2 pixel\(s\) that are not finite and positive") as e:
+        read_illumination(tmp_path / "bad.npy")
+    assert e.value.reason == "illumination" and "bad.npy" in e.value.format()
+    np.save(tmp_path / "cube.npy", np.ones((2, 6, 5)))
+    with pytest.raises(FieldError, match=r"one 2-D plane of numbers, got float64 of shape "
+                                         r"\[2, 6, 5\]"):
+        read_illumination(tmp_path / "cube.npy")
+    (tmp_path / "x.mat").write_bytes(b"")
+    with pytest.raises(FieldError, match=re.escape("unsupported illumination-function format "
+                                                   "'.mat'; readable: .npy, .tif, .tiff")):
+        read_illumination(tmp_path / "x.mat")
+    with pytest.raises(FieldError, match="illumination function is missing") as e:
+        read_illumination(tmp_path / "absent.npy")
+    assert e.value.reason == "missing"
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    with pytest.raises(FieldError, match="cannot read the illumination function"):
+        read_illumination(tmp_path / "junk.npy")

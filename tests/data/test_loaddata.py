@@ -299,3 +299,259 @@ def test_interrupted_images_prepare_resumes(screen: Path, tmp_path: Path,
     again = prepare_images(screen, tmp_path / "s", crop_size=CROP, min_area=10)
     np.testing.assert_array_equal(again.read(slice(None)), full.read(slice(None)))
     assert again.obs.equals(full.obs)
+
+
+# -- JUMP / CellProfiler LoadData: Orig and Illum columns, Frame_, ChannelNumber_ ---------
+#: known illumination functions: integer ramps, so that ``(F · G) / G == F`` exactly
+GRADIENTS = {ch: 1.0 + np.floor(np.mgrid[0:SIZE, 0:SIZE][axis] * 4 / SIZE)
+             for ch, axis in zip(CHANNELS, (1, 0, 1), strict=True)}
+JUMP_PLATES = ("BR00117010", "BR00117011")
+
+
+def _flat_fields() -> dict[tuple[str, int], np.ndarray]:
+    """The true (evenly lit) fields, at most 15000 so that × 4 still fits 16 bits."""
+    return {(plate, site): _field(16, seed=20 * p + site) // 4
+            for p, plate in enumerate(JUMP_PLATES) for site in (1, 2)}
+
+
+def _jump_screen(root: Path, *, lit: bool = True, illum_columns: bool = True,
+                 relative: bool = False) -> Path:
+    """A JUMP-style screen: one TIFF per channel (``Frame_`` 0, ``ChannelNumber_`` 1–3),
+    ``FileName_Orig<Ch>`` / ``PathName_Orig<Ch>`` and CellProfiler ``.npy`` illumination
+    functions in ``FileName_Illum<Ch>`` / ``PathName_Illum<Ch>``; folders absolute with a
+    trailing ``/`` (or relative to ``root``). ``lit``: the images carry the gradients."""
+    rows = []
+    for (plate, site), flat in _flat_fields().items():
+        folder = root / "images" / plate
+        illum_dir = root / "illum" / plate
+        folder.mkdir(parents=True, exist_ok=True)
+        illum_dir.mkdir(parents=True, exist_ok=True)
+        row: dict[str, object] = {"Metadata_Source": "source_0", "Metadata_Plate": plate,
+                                  "Metadata_Well": "A01", "Metadata_Site": site}
+        for c, ch in enumerate(CHANNELS):
+            name = f"r01c01f0{site}p01-ch{c + 1}sk1fk1fl1.tiff"
+            plane = flat[c] * (GRADIENTS[ch] if lit else 1)
+            tifffile.imwrite(folder / name, plane.astype(np.uint16))
+            np.save(illum_dir / f"{plate}_Illum{ch}.npy", GRADIENTS[ch].astype(np.float32))
+            where = f"images/{plate}/" if relative else f"{folder}/"
+            row |= {f"FileName_Orig{ch}": name, f"PathName_Orig{ch}": where,
+                    f"Frame_Orig{ch}": 0, f"ChannelNumber_Orig{ch}": c + 1}
+            if illum_columns:
+                row |= {f"FileName_Illum{ch}": f"{plate}_Illum{ch}.npy",
+                        f"PathName_Illum{ch}": (f"illum/{plate}/" if relative
+                                                else f"{illum_dir}/")}
+        rows.append(row)
+    out = root / "load_data_with_illum.csv"
+    pd.DataFrame(rows).to_csv(out, index=False)
+    return out
+
+
+def test_jump_csv_prepares_without_channels_and_applies_the_given_illumination(
+        tmp_path: Path) -> None:
+    ld = _jump_screen(tmp_path / "lit")
+    fs = load_data_fieldset(ld)
+    assert fs.channels == list(CHANNELS) and fs.illum_mode == "given"
+    assert fs.extra["channel_numbers"] == {"DNA": [1], "ER": [2], "Mito": [3]}
+    assert fs.extra["csv_channels"] == {"DNA": "OrigDNA", "ER": "OrigER", "Mito": "OrigMito"}
+    assert not any(c.startswith(("frame", "channelnumber", "Frame", "Channel"))
+                   for c in fs.obs.columns)
+    lit = prepare_images(ld, tmp_path / "given", crop_size=CROP, min_area=10)
+    assert lit.channels == list(CHANNELS) and len(lit) == 4 * len(CELLS)
+    assert lit.header["config"]["illum"] == "given"
+    assert lit.header["normalization"]["illumination"]["mode"] == "given"
+    # known answer: the same fields without the gradient and without correction
+    flat = _jump_screen(tmp_path / "flat", lit=False, illum_columns=False)
+    ref = prepare_images(flat, tmp_path / "ref", crop_size=CROP, min_area=10, illum="none")
+    np.testing.assert_array_equal(lit.read(slice(None)), ref.read(slice(None)))
+    assert lit.obs.equals(ref.obs)
+    assert lit.header["normalization"]["scaling"] == ref.header["normalization"]["scaling"]
+    # and the correction did something: without it the gradient stays in the crops
+    raw = prepare_images(ld, tmp_path / "none", crop_size=CROP, min_area=10, illum="none",
+                         locations=None)
+    assert raw.header["config"]["illum"] == "none"
+    assert not np.array_equal(raw.read(slice(None)), ref.read(slice(None)))
+
+
+def test_relative_jump_paths_are_read_with_root(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ld = _jump_screen(data, relative=True)
+    moved = tmp_path / "csvs" / ld.name
+    moved.parent.mkdir()
+    moved.write_bytes(ld.read_bytes())
+    with pytest.raises(DataError, match="none of the 4 fields has all its image files"):
+        prepare_images(moved, tmp_path / "s", crop_size=CROP)
+    s = prepare_images(moved, tmp_path / "s", root=data, crop_size=CROP, min_area=10)
+    ref = prepare_images(_jump_screen(tmp_path / "abs"), tmp_path / "ref", crop_size=CROP,
+                         min_area=10)
+    np.testing.assert_array_equal(s.read(slice(None)), ref.read(slice(None)))
+
+
+def test_orig_and_illum_names_channel_choice_and_illum_modes(tmp_path: Path) -> None:
+    ld = _jump_screen(tmp_path / "j")
+    fs = load_data_fieldset(ld, channels=["OrigMito", "DNA"], nuclei_channel="OrigDNA")
+    assert fs.channels == ["Mito", "DNA"] and fs.nuclei_channel == 1
+    src = fs.illum[fs.fields.index[0]]
+    assert [Path(s).name for s in src] == ["BR00117010_IllumMito.npy", "BR00117010_IllumDNA.npy"]
+    assert load_data_fieldset(ld, illum="compute").illum is None
+    df = pd.read_csv(ld)
+    no_er = tmp_path / "no_er.csv"
+    df.drop(columns=["FileName_IllumER", "PathName_IllumER"]).to_csv(no_er, index=False)
+    with pytest.raises(DataError, match=r"--illum given: channel 'ER' \(FileName_OrigER\) has "
+                                        r"no illumination function") as e:
+        load_data_fieldset(no_er)
+    assert "IllumDNA, IllumMito" in e.value.format() and "--illum compute" in e.value.format()
+    assert load_data_fieldset(no_er, channels=["DNA", "Mito"]).illum_mode == "given"
+    plain = tmp_path / "plain.csv"
+    df[[c for c in df.columns if "Illum" not in c]].to_csv(plain, index=False)
+    assert load_data_fieldset(plain).illum_mode == "compute"
+    with pytest.raises(DataError, match=r"--illum given: the LoadData table has no "
+                                        r"FileName_Illum<Ch>"):
+        load_data_fieldset(plain, illum="given")
+    with pytest.raises(ConfigError, match=r"illum \(--illum\)"):
+        prepare_images(ld, tmp_path / "s", illum="divide")
+    both = tmp_path / "both.csv"
+    df.assign(FileName_DNA=df["FileName_OrigDNA"]).to_csv(both, index=False)
+    with pytest.raises(DataError, match="'OrigDNA' and 'DNA' both give channel 'DNA'"):
+        load_data_fieldset(both)
+
+
+def test_illumination_files_that_do_not_fit_skip_their_fields(tmp_path: Path) -> None:
+    ld = _jump_screen(tmp_path / "j")
+    bad = tmp_path / "j" / "illum" / JUMP_PLATES[1] / f"{JUMP_PLATES[1]}_IllumER.npy"
+    np.save(bad, np.ones((SIZE, SIZE - 8), np.float32))
+    s = prepare_images(ld, tmp_path / "s", crop_size=CROP, min_area=10)
+    assert set(s.obs["plate"]) == {JUMP_PLATES[0]}
+    assert s.header["report"]["fields_skipped"] == {"illumination": 2}
+    text = " ".join(s.header["report"]["skipped_examples"])
+    assert "illumination function is 88×96 (W×H) but the plate's fields are 96×96" in text
+    assert bad.name in text and "line 4" in text
+    np.save(bad, np.zeros((SIZE, SIZE), np.float32))
+    with pytest.raises(DataError, match="not finite and positive"):
+        prepare_images(ld, tmp_path / "t", crop_size=CROP, min_area=10, strict=True)
+    bad.unlink()
+    s = prepare_images(ld, tmp_path / "u", crop_size=CROP, min_area=10)
+    assert s.header["report"]["fields_skipped"] == {"missing": 2}
+    assert bad.name in s.header["report"]["skipped_examples"][0]
+
+
+def test_url_columns_local_file_urls_and_remote_urls(tmp_path: Path) -> None:
+    ld = _jump_screen(tmp_path / "j")
+    df = pd.read_csv(ld)
+    for ch in CHANNELS:
+        for kind in ("Orig", "Illum"):
+            paths = [Path(p) / f for p, f in zip(df[f"PathName_{kind}{ch}"],
+                                                  df[f"FileName_{kind}{ch}"], strict=True)]
+            df[f"URL_{kind}{ch}"] = [p.as_uri() if kind == "Orig" else str(p) for p in paths]
+            df = df.drop(columns=[f"PathName_{kind}{ch}", f"FileName_{kind}{ch}"])
+    urls = tmp_path / "urls.csv"
+    df.to_csv(urls, index=False)
+    s = prepare_images(urls, tmp_path / "s", crop_size=CROP, min_area=10)
+    ref = prepare_images(ld, tmp_path / "ref", crop_size=CROP, min_area=10)
+    assert s.channels == list(CHANNELS) and s.header["config"]["illum"] == "given"
+    np.testing.assert_array_equal(s.read(slice(None)), ref.read(slice(None)))
+    df.loc[1, "URL_OrigER"] = "s3://cellpainting-gallery/cpg0016/x.tiff"
+    df.to_csv(urls, index=False)
+    with pytest.raises(DataError, match=r"line 3: URL_OrigER: 's3://cellpainting-gallery/.*' "
+                                        r"is a remote URL \(s3\); remote URLs are not fetched"
+                       ) as e:
+        prepare_images(urls, tmp_path / "t", crop_size=CROP)
+    assert "download the images" in e.value.format()
+
+
+def test_series_and_frames_pick_a_plane_of_a_multi_series_file(tmp_path: Path) -> None:
+    img = _field(16, seed=3)
+    with tifffile.TiffWriter(tmp_path / "multi.ome.tif", ome=True) as tif:
+        tif.write(np.zeros((2, SIZE, SIZE), np.uint16), metadata={"axes": "CYX"})
+        tif.write(img, metadata={"axes": "CYX"})
+    row: dict[str, object] = {"Metadata_Plate": "P", "Metadata_Site": 1}
+    for c, ch in enumerate(CHANNELS):
+        row |= {f"FileName_{ch}": "multi.ome.tif", f"Series_{ch}": 1, f"Frame_{ch}": c}
+    pd.DataFrame([row]).to_csv(tmp_path / "ld.csv", index=False)
+    fs = load_data_fieldset(tmp_path / "ld.csv")
+    assert [s[1:] for s in next(iter(fs.sources.values()))] == [(0, 1), (1, 1), (2, 1)]
+    assert "series" not in fs.obs.columns and "frame" not in fs.obs.columns
+    s = prepare_images(tmp_path / "ld.csv", tmp_path / "s", crop_size=CROP, min_area=10)
+    assert len(s) == len(CELLS)
+    _centred(s)
+
+
+def test_when_every_field_is_skipped_the_error_tallies_the_reasons(tmp_path: Path) -> None:
+    folder = tmp_path / "img"
+    folder.mkdir()
+    rows = []
+    for site, kind in enumerate(("npy", "u32", "corrupt", "npy2", "missing"), start=1):
+        row: dict[str, object] = {"Metadata_Plate": "P", "Metadata_Site": site}
+        for c, ch in enumerate(CHANNELS):
+            plane = _field(16, seed=site)[c]
+            name = f"s{site}_{ch}.tif"
+            if kind.startswith("npy"):
+                name = f"s{site}_{ch}.npy"
+                np.save(folder / name, plane)
+            elif kind == "u32":
+                tifffile.imwrite(folder / name, plane.astype(np.uint32))
+            elif kind == "corrupt":
+                (folder / name).write_bytes(b"not a tiff")
+            elif ch != "Mito":
+                tifffile.imwrite(folder / name, plane)
+            row |= {f"FileName_{ch}": name, f"PathName_{ch}": "img"}
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(tmp_path / "ld.csv", index=False)
+    with pytest.raises(DataError) as e:
+        prepare_images(tmp_path / "ld.csv", tmp_path / "s", crop_size=CROP)
+    text = e.value.format()
+    assert "no cells were found: 5 of 5 fields were skipped and 0 used" in text
+    lines = text.splitlines()
+    assert f"  corrupt: 3 fields, e.g. {folder / 's1_DNA.npy'}: unsupported image format " \
+           "'.npy'" in text
+    assert any(ln.startswith("  corrupt: 3 fields") for ln in lines)
+    assert f"  dtype: 1 field, e.g. {folder / 's2_DNA.tif'}: pixel type uint32" in text
+    assert f"  missing: 1 field, e.g. line 6: {folder / 's5_Mito.tif'}" in text
+    assert "every field was skipped" in text and "--min-area" not in text
+    assert "resolved against" in text  # the missing-file hint
+    assert not (tmp_path / "s").exists()
+
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "nf1-cellpainting"
+
+
+def test_real_fields_with_given_illumination_functions(tmp_path: Path) -> None:
+    """The five real NF1 Cell Painting fields through a JUMP-style CSV: illumination
+    functions computed here from the fields' mean (as bioaug's own ``compute`` does) and
+    given as ``.npy`` files must give the store that ``--illum compute`` gives."""
+    from bioaug.data.prepare import illumination_function
+
+    folder = REAL / "Plate_2_images"
+    if not folder.is_dir():
+        pytest.skip(f"real data absent: {folder} (see ../shared/data/real/README.md)")
+    pattern = re.compile(r"^(?P<well>[A-Z]\d+)_01_(?P<num>\d)_(?P<site>\d+)_(?P<ch>DAPI|GFP|RFP)"
+                         r"_001\.tif$")
+    fields: dict[tuple[str, str], dict[str, object]] = {}
+    for f in sorted(folder.iterdir()):
+        m = pattern.match(f.name)
+        if m is None:
+            continue
+        row = fields.setdefault((m["well"], m["site"]), {
+            "Metadata_Plate": "Plate_2", "Metadata_Well": m["well"], "Metadata_Site": m["site"]})
+        row |= {f"FileName_Orig{m['ch']}": f.name, f"PathName_Orig{m['ch']}": f"{folder}/",
+                f"Frame_Orig{m['ch']}": 0, f"ChannelNumber_Orig{m['ch']}": int(m["num"])}
+    assert len(fields) == 5
+    channels = ["DAPI", "GFP", "RFP"]
+    mean = np.mean([np.stack([tifffile.imread(folder / str(r[f"FileName_Orig{ch}"]))
+                              for ch in channels]) for r in fields.values()], axis=0)
+    illum = illumination_function(mean, sigma_frac=0.1)
+    for c, ch in enumerate(channels):
+        np.save(tmp_path / f"Plate_2_Illum{ch}.npy", illum[c])
+        for r in fields.values():
+            r |= {f"FileName_Illum{ch}": f"Plate_2_Illum{ch}.npy",
+                  f"PathName_Illum{ch}": f"{tmp_path}/"}
+    pd.DataFrame(list(fields.values())).to_csv(tmp_path / "load_data.csv", index=False)
+    given = prepare_images(tmp_path / "load_data.csv", tmp_path / "given", crop_size=64)
+    assert given.channels == channels and given.header["config"]["illum"] == "given"
+    assert given.header["config"]["nuclei_channel"] == "DAPI"
+    assert given.header["report"]["fields_used"] == 5 and len(given) >= 5 * 20
+    assert given.header["channel_numbers"] == {"DAPI": [1], "GFP": [2], "RFP": [3]}
+    computed = prepare_images(tmp_path / "load_data.csv", tmp_path / "computed", crop_size=64,
+                              illum="compute")
+    assert len(computed) == len(given) and computed.obs.equals(given.obs)
+    diff = np.abs(given.read(slice(None)).astype(np.int32) - computed.read(slice(None)))
+    assert diff.max() <= 1  # the same function, summed in another order

@@ -324,3 +324,81 @@ def test_crops_larger_than_the_field_get_a_useful_hint(twin: Path, tmp_path: Pat
     with pytest.raises(DataError, match="no cells were found") as info:
         prepare_bbbc021(twin, tmp_path / "s", crop_size=400)
     assert "smaller --crop-size or --edge reflect" in info.value.format()
+
+
+def _renamed_copy(src: Path, dst: Path, plates: dict[str, str]) -> Path:
+    """The screen at ``src`` with its plates, plate folders and files renamed (and the CSV
+    rewritten to match); the pixels are copied unchanged."""
+    import pandas as pd
+
+    df = pd.read_csv(src / "load_data.csv", dtype=str, keep_default_na=False)
+    for col in [c for c in df.columns if c.startswith("FileName_")]:
+        ch = col[len("FileName_"):]
+        new_names, new_dirs = [], []
+        for k, (name, folder) in enumerate(zip(df[col], df[f"PathName_{ch}"], strict=True)):
+            plate = plates[df["Metadata_Plate"].iat[k]]
+            new_dir = dst / "renamed images" / f"folder of {plate}"
+            new_dir.mkdir(parents=True, exist_ok=True)
+            new_name = f"{k:03d}-{ch[::-1]}-{name[::-1]}.tiff"
+            (new_dir / new_name).write_bytes((src / folder / name).read_bytes())
+            new_names.append(new_name)
+            new_dirs.append(str(new_dir.relative_to(dst)))
+        df[col], df[f"PathName_{ch}"] = new_names, new_dirs
+    df["Metadata_Plate"] = df["Metadata_Plate"].map(plates)
+    df.to_csv(dst / "renamed.csv", index=False)
+    return dst / "renamed.csv"
+
+
+def test_renaming_plates_folders_and_files_leaves_every_pixel_identical(tmp_path: Path) -> None:
+    """What a store holds depends on the pixels, never on plate, folder or file names."""
+    from bioaug.data.prepare import prepare_images
+    from bioaug.data.synth_cellpainting import synth_cellpainting
+
+    src = synth_cellpainting(tmp_path / "cp", plates=2, wells_per_plate=2, sites=2,
+                             size=(96, 96), seed=3)
+    kw = {"crop_size": 32, "label": "moa"}
+    ref = prepare_images(src / "load_data.csv", tmp_path / "ref", **kw)
+    x = ref.read(slice(None))
+    assert len(ref) > 8
+    keys = ["well", "site", "center_x", "center_y", "nucleus_area"]
+    # the same plate order under new names: the whole store is identical, bit for bit
+    same = _renamed_copy(src, tmp_path / "same", {"CP01": "Alpha/1 ü", "CP02": "Beta 2"})
+    s = prepare_images(same, tmp_path / "s1", **kw)
+    np.testing.assert_array_equal(s.read(slice(None)), x)
+    assert s.obs[keys].equals(ref.obs[keys])
+    # a renaming that reverses the plate order reorders the plates, not a pixel of a crop
+    names = {"CP01": "zz-last", "CP02": "aa-first"}
+    flipped = _renamed_copy(src, tmp_path / "flip", names)
+    t = prepare_images(flipped, tmp_path / "s2", **kw)
+    assert list(dict.fromkeys(t.obs["plate"])) == ["aa-first", "zz-last"]
+    y = t.read(slice(None))
+    for old, new in names.items():
+        a = np.flatnonzero(ref.obs["plate"] == old)
+        b = np.flatnonzero(t.obs["plate"] == new)
+        np.testing.assert_array_equal(y[b], x[a])
+        assert t.obs.iloc[b][keys].reset_index(drop=True).equals(
+            ref.obs.iloc[a][keys].reset_index(drop=True))
+        per = ("normalization", "scaling", "per_plate")
+        got, want = t.header, ref.header
+        for k in per:
+            got, want = got[k], want[k]
+        assert got[new] == want[old]
+
+
+def test_sample_positions_depend_on_the_field_size_only() -> None:
+    from bioaug.data.prepare import N_SAMPLES, sample_positions
+
+    a = sample_positions((96, 128))
+    assert len(a) == N_SAMPLES == len(np.unique(a)) and (np.diff(a) > 0).all()
+    assert a.max() < 96 * 128
+    np.testing.assert_array_equal(a, sample_positions((96, 128)))
+    assert not np.array_equal(a, sample_positions((128, 96)))
+    assert len(sample_positions((8, 8))) == 64
+
+
+def test_bbbc021_comes_without_given_illumination(twin: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="--illum given: bbbc021 comes without illumination "
+                                        "functions") as e:
+        prepare_bbbc021(twin, tmp_path / "s", crop_size=CROP, illum="given")
+    assert "--illum compute" in e.value.format()
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
