@@ -21,7 +21,7 @@ def embed(
     checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
     data: str | os.PathLike | Any | None = None,
     *,
-    layer: str = "backbone",
+    layer: str | None = None,
     batch_size: int = 256,
     backbone: str | None = None,
     raw: bool = False,
@@ -52,7 +52,9 @@ def embed(
     layer
         ``"backbone"`` (pooled encoder output, the usual evaluation layer),
         ``"feature_map"`` (the last convolutional map before pooling, flattened) or
-        ``"projection"`` (projection-head output); the last two need checkpoints.
+        ``"projection"`` (projection-head output, checkpoints only). ``None`` (default):
+        the layer each model's backbone declares (:func:`bioaug.models.default_embed_layer`);
+        ``uns["bioaug"]["layer"]`` and ``["layer_source"]`` record the choice.
     batch_size
         Items per forward pass; memory is bounded by it.
     backbone

@@ -33,8 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="CELLS.h5ad", help="output .h5ad file (required)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an .h5ad that bioaug wrote earlier at --out")
-    p.add_argument("--layer", choices=list(EMBED_LAYERS), default="backbone",
-                   help="; ".join(f"{k}: {v}" for k, v in EMBED_LAYERS.items()))
+    p.add_argument("--layer", choices=list(EMBED_LAYERS), default=None, help=_layer_help())
     p.add_argument("--aggregate", choices=LEVELS, action="append", default=[],
                    help="also write OUT.well.h5ad / OUT.treatment.h5ad profiles (repeatable; "
                         "treatment implies the well means first)")
@@ -67,6 +66,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--aggregate", choices=LEVELS, action="append", default=[],
                    help="also write OUT.well.h5ad / OUT.treatment.h5ad profiles")
     m.set_defaults(func=run_merge)
+
+
+def _layer_help() -> str:
+    """The layers, and each backbone's default layer (from the backbone registry)."""
+    from bioaug.models import BACKBONES
+
+    layers = "; ".join(f"{k}: {v}" for k, v in EMBED_LAYERS.items())
+    defaults = ", ".join(f"{name} → {BACKBONES[name].embed_layer}" for name in BACKBONES)
+    return f"{layers}. Default: the layer the model's backbone declares ({defaults})"
+
+
+def describe_layer(prov: dict) -> str:
+    """``" at layer feature_map (default of backbone vgg_mnist)"`` from an embed's
+    provenance; empty for raw pixels."""
+    if prov.get("kind") == "raw":
+        return ""
+    return f" at layer {prov.get('layer')} ({prov.get('layer_source', 'given')})"
 
 
 def aggregate_path(out: Path, level: str) -> Path:
@@ -125,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     shutil.rmtree(work_dir, ignore_errors=True)
     keys = ", ".join(f"{k} {adata.obsm[k].shape[1]}-d" for k in adata.obsm)
     what = f" (shard {shard[0]}/{shard[1]})" if shard is not None else ""
-    print(f"embedded {adata.n_obs} items{what} ({keys})", file=sys.stdout)
+    print(f"embedded {adata.n_obs} items{what} ({keys}){describe_layer(adata.uns['bioaug'])}",
+          file=sys.stdout)
     for path in written:
         print(f"wrote {path}")
     return 0

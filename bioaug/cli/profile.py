@@ -6,8 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bioaug.profile.config import ProfileConfig
+from bioaug.profile.config import NONE, STANDARD, ProfileConfig, parse_steps
+from bioaug.profile.standard import MIN_PLATE_CONTROLS
 from bioaug.profile.steps import STEPS
+
+#: Flags that set parameters of explicitly named steps.
+STEP_FLAGS = ("sphere", "sphere_method", "scope", "batch_key")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,14 +30,22 @@ def _register_profile(sub: argparse._SubParsersAction) -> None:
         "profile", help="aggregate cells to wells/treatments and correct them (TVN, …)",
         description="Aggregate a cell embedding to well (and treatment) profiles and apply "
         "ordered correction steps fitted on the control wells, per plate or globally. "
-        f"Steps: {steps}. Every step and its fitted transform is recorded in "
-        "uns['bioaug']['profile'] of the output.")
+        f"Steps: {steps}. Without --steps the field's standard correction is applied: "
+        "standardize per plate on the controls (pycytominer's normalize(method="
+        "'standardize', samples=controls)), then sphere (ZCA) on all controls together "
+        f"(TVN, Ando et al. 2017); with fewer than {MIN_PLATE_CONTROLS} control profiles "
+        "on a plate, or no controls, each plate is standardised on all its profiles; with "
+        "no more control profiles than features, sphering is skipped. The summary says "
+        "which steps were applied and why. Every step and its fitted transform is recorded "
+        "in uns['bioaug']['profile'] of the output.")
     p.add_argument("h5ad", help="cells .h5ad made by `bioaug embed`")
     p.add_argument("--out", required=True, help="profiles .h5ad to write")
     p.add_argument("--config", metavar="RECIPE.yaml", help="a profiling recipe (flags below "
                    "override its keys)")
     p.add_argument("--steps", metavar="STEP,STEP", help="correction steps in order, e.g. "
-                   "center,sphere (parameters: --sphere, --sphere-method, or a recipe)")
+                   "center,sphere (parameters: --sphere, --sphere-method, or a recipe); "
+                   f"'{STANDARD}' (default): the field's standard correction, chosen for "
+                   f"the data; '{NONE}': no correction")
     for name in ("rep", "correct_at", "output", "aggregate", "control", "plate"):
         field = ProfileConfig.model_fields[name]
         choices = getattr(field.annotation, "__args__", None)
@@ -79,15 +91,18 @@ def recipe_from_args(args: argparse.Namespace) -> ProfileConfig:
     from bioaug.profile import make_profile_config
     from bioaug.profile.config import read_profile_config
 
-    values: dict[str, Any] = (read_profile_config(args.config).model_dump()
+    values: dict[str, Any] = (read_profile_config(args.config).model_dump(exclude_unset=True)
                               if args.config else {})
     for name in ("rep", "correct_at", "output", "aggregate", "control", "plate"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.steps is not None:
-        values["steps"] = [s.strip() for s in args.steps.split(",") if s.strip()]
+        values["steps"] = parse_steps(args.steps)
+    if isinstance(values.get("steps", STANDARD), str):
+        _check_no_step_flags(args, values.get("steps", STANDARD))
+        return make_profile_config(values, source=args.config or "<command line>")
     steps = []
-    for spec in values.get("steps", []):
+    for spec in values["steps"]:
         name, params = ((spec["name"], dict(spec.get("params") or {}))
                         if isinstance(spec, dict) and "name" in spec else
                         (spec, {}) if isinstance(spec, str) else next(iter(spec.items())))
@@ -104,6 +119,36 @@ def recipe_from_args(args: argparse.Namespace) -> ProfileConfig:
         steps.append({name: params})
     values["steps"] = steps
     return make_profile_config(values, source=args.config or "<command line>")
+
+
+def _check_no_step_flags(args: argparse.Namespace, steps: str) -> None:
+    """The step-parameter flags need named steps: the standard correction picks its own."""
+    from bioaug.errors import ConfigError
+
+    given = [f"--{n.replace('_', '-')}" for n in STEP_FLAGS if getattr(args, n, None)]
+    if given:
+        raise ConfigError(f"{', '.join(given)} set(s) parameters of the steps named in "
+                          f"--steps; with steps '{steps}' there are none to set",
+                          hint="name the steps, e.g. --steps standardize,sphere --sphere "
+                               "global")
+
+
+def summary_lines(info: dict[str, Any]) -> list[str]:
+    """The printed summary of a profile's provenance: counts, steps and why."""
+    records = info["steps"].values() if isinstance(info["steps"], dict) else info["steps"]
+    steps = " → ".join(s["step"] for s in records) or "(none)"
+    source = str(info.get("steps_source", ""))
+    why = {"standard": f" (the standard correction; --steps {NONE} for none)",
+           "given": " (as given)", "none": " (as asked)",
+           "reused": " (reused from the earlier profiles)"}.get(source, "")
+    lines = [f"{info['n_input_items']} items → {info['n_profiles']} {info['level']} profiles; "
+             f"{info['n_controls']} control profiles ({info['config']['control']}); "
+             f"steps: {steps}{why}"]
+    standard = info.get("standard")
+    if isinstance(standard, dict):
+        notes = standard.get("notes", [])
+        lines += [f"  {n}" for n in (notes.values() if isinstance(notes, dict) else notes)]
+    return lines
 
 
 def _check_out(out: Path, inputs: list[Path], overwrite: bool, kind: str) -> None:
@@ -139,13 +184,8 @@ def run_profile(args: argparse.Namespace) -> int:
     adata, path = load_adata(args.h5ad)
     result = profile(adata, config, seed=args.seed, where=path, reuse=reuse)
     write_h5ad(result, out)
-    info = result.uns["bioaug"]["profile"]
-    steps = " → ".join(s["step"] for s in (info["steps"].values()
-                                          if isinstance(info["steps"], dict)
-                                          else info["steps"])) or "(none)"
-    print(f"{info['n_input_items']} items → {info['n_profiles']} {info['level']} profiles; "
-          f"{info['n_controls']} control profiles "
-          f"({info['config']['control']}); steps: {steps}")
+    for line in summary_lines(result.uns["bioaug"]["profile"]):
+        print(line)
     print(f"wrote {out}")
     return 0
 

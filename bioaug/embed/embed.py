@@ -4,12 +4,15 @@ Sources of features (exactly one kind per call):
 
 * **checkpoints** (``RUN_DIR`` or ``checkpoint.pt``; several for fusion): the trained
   method's ``embed(x, layer)`` — ``"backbone"`` (encoder output, the usual evaluation
-  layer) or ``"projection"`` (projector head output).
+  layer), ``"feature_map"`` (the last map before pooling, flattened) or ``"projection"``
+  (projector head output). Without a ``layer``, each checkpoint is embedded at the layer
+  its backbone declares (:func:`bioaug.models.default_embed_layer`); the layer used and
+  whether it was given or the backbone's default are recorded in ``uns["bioaug"]``.
 * **backbone** by name: ``"resnet101_supervised"`` is the supervised ImageNet ResNet-101
   baseline of Bendidi et al. (2023) (weights read from disk only, crops resized to 224 px,
   the ImageNet scale; ``backbone_kwargs`` overrides, e.g. ``{"input_size": None}``); any
   other registered backbone is embedded with seeded random weights (a random-network
-  baseline).
+  baseline), at ``"backbone"`` or ``"feature_map"`` (default: the backbone's layer).
 * **raw** pixels: each channel area-averaged to ``raw_size`` × ``raw_size`` (default 16) and
   flattened — the floor any learned representation must beat.
 
@@ -285,11 +288,22 @@ def embed_with_module(module: torch.nn.Module, store: Store | str | os.PathLike,
 
 
 # -- building embedders -------------------------------------------------------------------
-def _checkpoint_embedder(path: str | os.PathLike, index: int, store: Store, layer: str,
-                         preprocess: str, device: torch.device) -> Embedder:
+def resolve_layer(layer: str | None, backbone: str) -> tuple[str, str]:
+    """(layer, source): ``layer`` when given, else the default ``backbone`` declares."""
+    from bioaug.models import default_embed_layer
+
+    if layer is not None:
+        return layer, "given"
+    return default_embed_layer(backbone), f"default of backbone {backbone}"
+
+
+def _checkpoint_embedder(path: str | os.PathLike, index: int, store: Store,
+                         layer: str | None, preprocess: str, device: torch.device
+                         ) -> Embedder:
     from bioaug.train.checkpoint import load_trained
 
     trained = load_trained(path, device=device)
+    layer, source = resolve_layer(layer, trained.backbone_name)
     if trained.n_channels != store.n_channels:
         raise CheckpointError(
             f"the model was trained on {trained.n_channels}-channel images "
@@ -312,17 +326,19 @@ def _checkpoint_embedder(path: str | os.PathLike, index: int, store: Store, laye
             "crop_size": trained.crop_size, "protocol_text": trained.protocol_text,
             "preprocess": preprocess if trained.crop_size and
             tuple(store.image_size) != (trained.crop_size,) * 2 else "none",
-            "out_dim": int(probe.shape[1]), "layer": layer}
+            "out_dim": int(probe.shape[1]), "layer": layer, "layer_source": source}
     return Embedder(str(index), lambda x: method.embed(x, layer=layer), int(probe.shape[1]),
                     trained.crop_size, preprocess, info)
 
 
 def _backbone_embedder(name: str, store: Store, device: torch.device,
-                       kwargs: dict[str, Any] | None, seed: int) -> Embedder:
+                       kwargs: dict[str, Any] | None, seed: int,
+                       layer: str | None = None) -> Embedder:
     from bioaug.models import build_backbone
 
+    layer, source = resolve_layer(layer, name)
     kw = dict(kwargs or {})
-    info: dict[str, Any] = {"backbone": name}
+    info: dict[str, Any] = {"backbone": name, "layer": layer, "layer_source": source}
     if name == "resnet101_supervised":
         kw.setdefault("input_size", SUPERVISED_INPUT_SIZE)
         info["weights"] = "ImageNet (torchvision), frozen"
@@ -335,8 +351,30 @@ def _backbone_embedder(name: str, store: Store, device: torch.device,
         info["weights_sha256"] = sha256_file(model.source)
         info["weights_file"] = str(model.source)
     info["kwargs"] = {k: v for k, v in kw.items() if v is not None}
-    info["out_dim"] = int(model.out_dim)
-    return Embedder(name, model, int(model.out_dim), None, "none", info)
+    forward = _layer_forward(model, name, layer)
+    dim = int(model.out_dim)
+    if layer != "backbone":  # the flattened map's width depends on the item size
+        with torch.inference_mode():
+            dim = int(forward(torch.zeros(2, store.n_channels, *store.image_size,
+                                          device=device)).shape[1])
+    info["out_dim"] = dim
+    return Embedder(name, forward, dim, None, "none", info)
+
+
+def _layer_forward(model: torch.nn.Module, name: str,
+                   layer: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A named backbone's features at ``layer`` (``backbone`` or ``feature_map``)."""
+    from bioaug.methods.base import feature_map_embedding
+
+    if layer == "backbone":
+        return model
+    if layer == "feature_map":
+        if not hasattr(model, "feature_map"):
+            raise ConfigError(f"backbone '{name}' has no feature map to embed; use "
+                              "layer 'backbone'")
+        return lambda x: feature_map_embedding(model, x)
+    raise ConfigError(f"layer '{layer}' needs a checkpoint (a named --backbone gives the "
+                      "'backbone' and 'feature_map' layers only)")
 
 
 def _raw_embedder(store: Store, raw_size: int) -> Embedder:
@@ -380,8 +418,52 @@ def _check_fusable(infos: list[dict[str, Any]]) -> None:
                 hint="fuse checkpoints trained on the same kind of store")
 
 
+def _provenance(store: Store, kind: str, embedders: Sequence[Embedder],
+                run: dict[str, Any]) -> dict[str, Any]:
+    """``uns["bioaug"]`` of an embedding: the source, layer, store and models."""
+    header_file = store.path / "header.json"
+    fused = len(embedders) > 1
+    return {
+        "kind": kind,
+        **_layer_record(embedders),
+        "store": str(store.path),
+        "store_header_sha256": sha256_file(header_file) if header_file.is_file() else None,
+        "store_channels": store.channels,
+        "store_image_size": list(store.image_size),
+        "label_column": store.label_column,
+        "n_items": len(store),
+        "models": {e.key: e.info for e in embedders},
+        "obsm": {"X_bioaug": "model 0" if fused else "the embedding",
+                 **({"X_bioaug_fused": "concatenation of L2-normalised X_bioaug_i"}
+                    if fused else {})},
+        "provenance": run,
+    }
+
+
+def _check_layer(layer: str | None, kind: str) -> None:
+    """ConfigError for a layer that is unknown, or that the source of features lacks."""
+    if layer is None:
+        return
+    if layer not in LAYERS:
+        raise ConfigError(unknown_choice("layer", layer, LAYERS))
+    allowed = {"checkpoint": LAYERS, "backbone": ("backbone", "feature_map"),
+               "raw": ("backbone",)}[kind]
+    if layer not in allowed:
+        raise ConfigError(f"layer '{layer}' needs a checkpoint (--raw gives the 'backbone' "
+                          "layer only; a named --backbone 'backbone' or 'feature_map')")
+
+
+def _layer_record(embedders: Sequence[Embedder]) -> dict[str, str]:
+    """``layer`` (one per model, ``,``-joined when they differ) and where it came from."""
+    layers = [str(e.info.get("layer", "backbone")) for e in embedders]
+    sources = [str(e.info.get("layer_source", "raw pixels")) for e in embedders]
+    one = len(set(layers)) == 1
+    return {"layer": layers[0] if one else ",".join(layers),
+            "layer_source": sources[0] if len(set(sources)) == 1 else ",".join(sources)}
+
+
 def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
-          data: str | os.PathLike | Store | None = None, *, layer: str = "backbone",
+          data: str | os.PathLike | Store | None = None, *, layer: str | None = None,
           batch_size: int = 256, backbone: str | None = None, raw: bool = False,
           device: str = "auto", aggregate: str | None = None, preprocess: str = "resize",
           backbone_kwargs: dict[str, Any] | None = None, raw_size: int = DEFAULT_RAW_SIZE,
@@ -407,13 +489,9 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
                           f"name or raw pixels (got {sources})",
                           hint="e.g. --checkpoint RUN_DIR, --backbone resnet101_supervised "
                                "or --raw")
-    if layer not in LAYERS:
-        raise ConfigError(unknown_choice("layer", layer, LAYERS))
+    _check_layer(layer, kind="checkpoint" if ckpts else "backbone" if backbone else "raw")
     if preprocess not in PREPROCESS:
         raise ConfigError(unknown_choice("preprocessing", preprocess, PREPROCESS))
-    if not ckpts and layer != "backbone":
-        raise ConfigError(f"layer '{layer}' needs a checkpoint (--raw and --backbone give "
-                          "the 'backbone' layer only)")
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(store) == 0:
@@ -442,7 +520,7 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
         _check_fusable([e.info for e in embedders])
         kind = "checkpoint"
     elif backbone is not None:
-        embedders = [_backbone_embedder(backbone, store, dev, backbone_kwargs, seed)]
+        embedders = [_backbone_embedder(backbone, store, dev, backbone_kwargs, seed, layer)]
         kind = "backbone"
     else:
         embedders = [_raw_embedder(store, raw_size)]
@@ -461,22 +539,9 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
             adata.obsm[f"X_bioaug_{i}"] = f
         adata.obsm["X_bioaug_fused"] = np.concatenate([l2_normalise(f) for f in feats],
                                                       axis=1).astype(np.float32)
-    header_file = store.path / "header.json"
-    adata.uns["bioaug"] = {
-        "kind": kind,
-        "layer": layer if kind == "checkpoint" else "backbone",
-        "store": str(store.path),
-        "store_header_sha256": sha256_file(header_file) if header_file.is_file() else None,
-        "store_channels": store.channels,
-        "store_image_size": list(store.image_size),
-        "label_column": store.label_column,
-        "n_items": len(store),
-        "models": {e.key: e.info for e in embedders},
-        "obsm": {"X_bioaug": "model 0" if len(feats) > 1 else "the embedding",
-                 **({"X_bioaug_fused": "concatenation of L2-normalised X_bioaug_i"}
-                    if len(feats) > 1 else {})},
-        "provenance": provenance(stage="embed", device=str(dev), batch_size=int(batch_size)),
-    }
+    adata.uns["bioaug"] = _provenance(store, kind, embedders,
+                                      provenance(stage="embed", device=str(dev),
+                                                 batch_size=int(batch_size)))
     if shard is not None:
         adata.uns["bioaug"]["shard"] = {"index": shard[0], "count": shard[1],
                                         "start": items.start, "stop": items.stop}

@@ -2,7 +2,8 @@
 
 The stage between ``bioaug.embed`` and ``bioaug.evaluate``: per-plate normalisation against
 the controls, sphering / TVN, Harmony and feature selection as an ordered, recorded recipe
-(:class:`ProfileConfig`), and tables in pycytominer's layout.
+(:class:`ProfileConfig`; without steps, the field's standard correction chosen for the data,
+:mod:`bioaug.profile.standard`), and tables in pycytominer's layout.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from bioaug.profile.config import (
     read_profile_config,
 )
 from bioaug.profile.pipeline import UNCORRECTED, Profiled, profile, profile_cells, steps_from_uns
+from bioaug.profile.standard import StandardChoice, standard_steps
 from bioaug.profile.steps import STEPS
 from bioaug.profile.table import read_table, write_table
 
 __all__ = ["STEPS", "STEP_PARAMS", "UNCORRECTED", "ProfileConfig", "Profiled",
-           "as_profile_config", "make_profile_config", "profile", "profile_cells",
-           "read_profile_config", "read_table", "steps_from_uns", "write_table"]
+           "StandardChoice", "as_profile_config", "make_profile_config", "profile",
+           "profile_cells", "read_profile_config", "read_table", "standard_steps",
+           "steps_from_uns", "write_table"]

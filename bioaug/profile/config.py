@@ -12,8 +12,10 @@ A recipe is a small YAML file (or the same keys as flags of ``bioaug profile``):
       - sphere: {scope: global, method: zca}
       - select: {correlation_threshold: 0.95}
 
-One pydantic model per step kind (:data:`STEP_PARAMS`) validates the parameters; the
-registry :data:`bioaug.profile.steps.STEPS` lists the kinds.
+``steps`` may also be ``standard`` (the default when no steps are given: the field's
+standard correction, chosen for the data by :mod:`bioaug.profile.standard`) or ``none``
+(no correction). One pydantic model per step kind (:data:`STEP_PARAMS`) validates the
+parameters; the registry :data:`bioaug.profile.steps.STEPS` lists the kinds.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class LocationScaleParams(_Params):
 
     scope: Literal["plate", "global"] = Field(
         "plate", description="fit per plate (against that plate's controls) or globally")
+    samples: Literal["controls", "all"] = Field(
+        "controls", description="fit on the control profiles, or on every profile of the "
+        "group (pycytominer's samples='all')")
     epsilon: float = Field(1e-6, ge=0, description="scales at or below this are left at 1")
 
 
@@ -46,6 +51,8 @@ class SphereParams(_Params):
         "plate", description="per plate (TVN) or on every plate's controls")
     method: Literal["zca", "pca"] = Field("zca", description="ZCA keeps the features' axes; "
                                           "PCA keeps the top components")
+    samples: Literal["controls", "all"] = Field(
+        "controls", description="fit on the control profiles, or on every profile")
     epsilon: float = Field(1e-6, ge=0, description="added to the eigenvalues")
     n_components: int | None = Field(None, ge=1, description="PCA components kept (default: "
                                      "those with non-zero control variance)")
@@ -71,6 +78,11 @@ STEP_PARAMS: dict[str, type[_Params]] = {
 }
 assert set(STEP_PARAMS) == set(STEPS)
 
+#: ``steps`` value: the field's standard correction, chosen for the data at hand.
+STANDARD = "standard"
+#: ``steps`` value: no correction.
+NONE = "none"
+
 
 class StepSpec(BaseModel):
     """One step of the recipe: its name and validated parameters."""
@@ -94,15 +106,20 @@ class ProfileConfig(BaseModel):
     aggregate: Literal["mean", "median"] = Field("mean", description="cells → well")
     control: str = Field("moa=DMSO", description="control query COLUMN=VALUE")
     plate: str = Field("plate", description="per-plate column")
-    steps: list[StepSpec] = Field(default_factory=list)
+    steps: list[StepSpec] | Literal["standard"] = Field(
+        STANDARD, description="correction steps in order; 'standard' (the field's standard, "
+        "chosen for the data) or 'none'")
 
     @field_validator("steps", mode="before")
     @classmethod
     def _steps(cls, value: Any) -> Any:
         if value is None:
             return []
+        if isinstance(value, str) and value.strip().lower() in (STANDARD, NONE):
+            return STANDARD if value.strip().lower() == STANDARD else []
         if not isinstance(value, list):
-            raise ValueError("steps is a list of step names or {name: {parameters}}")
+            raise ValueError("steps is a list of step names or {name: {parameters}}, "
+                             f"'{STANDARD}' or '{NONE}'")
         out = []
         for i, item in enumerate(value):
             if isinstance(item, StepSpec):
@@ -139,7 +156,16 @@ class ProfileConfig(BaseModel):
         return value
 
     def step_names(self) -> list[str]:
-        return [s.name for s in self.steps]
+        """The names of the steps (empty for ``standard``, chosen only once data is seen)."""
+        return [] if self.is_standard() else [s.name for s in self.steps]
+
+    def is_standard(self) -> bool:
+        """Whether the steps are the standard correction, still to be chosen for the data."""
+        return self.steps == STANDARD
+
+    def step_specs(self) -> list[StepSpec]:
+        """The explicit steps (empty for ``standard`` until it is chosen)."""
+        return [] if isinstance(self.steps, str) else list(self.steps)
 
 
 def parse_control(query: str) -> tuple[str, str]:
@@ -151,6 +177,13 @@ def parse_control(query: str) -> tuple[str, str]:
     if not col or not val:
         raise ValueError(f"control query {query!r} must read COLUMN=VALUE, e.g. moa=DMSO")
     return col, val
+
+
+def parse_steps(text: str) -> list[str] | str:
+    """``"center,sphere"`` → ``["center", "sphere"]``; ``standard`` and ``none`` as they are."""
+    if text.strip().lower() in (STANDARD, NONE):
+        return text.strip().lower()
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def make_profile_config(values: dict[str, Any], source: str = "<profile recipe>"
@@ -176,7 +209,10 @@ def read_profile_config(path: str | os.PathLike) -> ProfileConfig:
 
 
 def as_profile_config(profile: Any) -> ProfileConfig:
-    """A :class:`ProfileConfig` from a config, a YAML path, a list of step names or a dict."""
+    """A :class:`ProfileConfig` from a config, a YAML path, a list of step names, a dict, or
+    None (every default: the standard correction)."""
+    if profile is None:
+        return ProfileConfig()
     if isinstance(profile, ProfileConfig):
         return profile
     if isinstance(profile, dict):
@@ -187,6 +223,6 @@ def as_profile_config(profile: Any) -> ProfileConfig:
         text = str(profile)
         if text.endswith((".yaml", ".yml")) or Path(text).is_file():
             return read_profile_config(text)
-        return make_profile_config({"steps": [s.strip() for s in text.split(",") if s.strip()]})
+        return make_profile_config({"steps": parse_steps(text)})
     raise ConfigError(f"profile must be a recipe, a YAML path or step names, not "
                       f"{type(profile).__name__}")

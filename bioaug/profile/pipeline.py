@@ -4,6 +4,9 @@
 by ``bioaug embed`` and returns the profiles as a new AnnData (``obsm[rep]`` corrected,
 ``obsm[rep + "_uncorrected"]`` the same profiles before correction,
 ``uns["bioaug"]["profile"]`` the recipe, what each step did and the fitted transforms).
+Without explicit steps the standard correction is chosen for the data
+(:mod:`bioaug.profile.standard`); ``uns["bioaug"]["profile"]["standard"]`` says which
+steps and why.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from bioaug.embed.aggregate import (
 )
 from bioaug.errors import DataError, did_you_mean
 from bioaug.profile import steps as S
-from bioaug.profile.config import ProfileConfig, as_profile_config, parse_control
+from bioaug.profile.config import (
+    ProfileConfig,
+    as_profile_config,
+    make_profile_config,
+    parse_control,
+)
+from bioaug.profile.standard import StandardChoice, standard_steps
 
 #: Suffix of the obsm key holding the profiles before correction.
 UNCORRECTED = "_uncorrected"
@@ -41,6 +50,8 @@ class Profiled:
     steps: list[dict[str, Any]] = field(default_factory=list)
     fitted: dict[int, S.Fitted] = field(default_factory=dict)
     n_controls: int = 0
+    config: ProfileConfig | None = None
+    standard: StandardChoice | None = None
 
 
 def control_mask(obs: pd.DataFrame, query: str, where: str | None = None) -> np.ndarray:
@@ -83,19 +94,21 @@ def _need(obs: pd.DataFrame, columns: list[str], why: str, where: str | None) ->
 
 
 def check_inputs(obs: pd.DataFrame, config: ProfileConfig, where: str | None = None) -> None:
-    """Every column the recipe needs is there (before any work)."""
+    """Every column the recipe needs is there (before any work). The standard steps need
+    only the control query the user gave (the default one may match nothing)."""
     if config.correct_at == "well" or config.output in ("well", "treatment"):
         _need(obs, list(WELL_KEYS), f"aggregation per well (correct_at {config.correct_at}, "
               f"output {config.output})", where)
     if config.output == "treatment":
         _need(obs, list(TREATMENT_KEYS), "output treatment", where)
-    for spec in config.steps:
+    for spec in config.step_specs():
         p = spec.parsed()
         if getattr(p, "scope", "global") == "plate":
             _need(obs, [config.plate], f"step {spec.name} (scope plate)", where)
         if spec.name == "harmony":
             _need(obs, [p.batch_key], "step harmony (batch_key)", where)  # type: ignore[attr-defined]
-    control_mask(obs, config.control, where)
+    if not config.is_standard() or "control" in config.model_fields_set:
+        control_mask(obs, config.control, where)
     order = {"cell": 0, "well": 1, "treatment": 2}
     if order[config.output] < order[config.correct_at]:
         raise DataError(f"output {config.output} is finer than correct_at {config.correct_at}")
@@ -126,17 +139,20 @@ def _apply_step(spec: Any, x: np.ndarray, obs: pd.DataFrame, controls: np.ndarra
     plates = (obs[config.plate].astype(str).to_numpy() if config.plate in obs.columns
               else np.zeros(len(obs), dtype=str))
     reuse = saved is not None and (name == "select" or getattr(p, "scope", "") == "global")
+    samples = getattr(p, "samples", "controls")
+    if samples == "all":
+        controls = np.ones(len(x), dtype=bool)
     if name in S.LOCATION_SCALE:
         loc, scale = S.LOCATION_SCALE[name]
         fitted = saved if reuse and saved is not None else S.fit_location_scale(
             name, x, plates, controls, scope=p.scope, location=loc, scale=scale,
-            epsilon=p.epsilon)
+            epsilon=p.epsilon, samples=samples)
         return S.apply_location_scale(fitted, x, plates), fitted, {**fitted.info,
                                                                    "reused": reuse}
     if name == "sphere":
         fitted = saved if reuse and saved is not None else S.fit_sphere(
             x, plates, controls, scope=p.scope, method=p.method, epsilon=p.epsilon,
-            n_components=p.n_components)
+            n_components=p.n_components, samples=samples)
         return S.apply_sphere(fitted, x, plates), fitted, {**fitted.info, "reused": reuse}
     if name == "harmony":
         z = S.run_harmony(x, obs[p.batch_key].to_numpy(), seed=seed, max_iter=p.max_iter)
@@ -169,7 +185,9 @@ def profile_cells(x: np.ndarray, obs: pd.DataFrame, config: Any = None, *, seed:
         steps need (batch for harmony; compound, concentration for treatment output).
     config
         A :class:`ProfileConfig`, a YAML path, step names or a dict (see
-        :func:`~bioaug.profile.config.as_profile_config`).
+        :func:`~bioaug.profile.config.as_profile_config`); None, or steps ``"standard"``:
+        the standard correction chosen for the data (:mod:`bioaug.profile.standard`);
+        ``"none"`` or ``[]``: no correction.
     seed
         Seed of the stochastic steps (harmony).
     where
@@ -181,10 +199,10 @@ def profile_cells(x: np.ndarray, obs: pd.DataFrame, config: Any = None, *, seed:
 
     Returns
     -------
-    :class:`Profiled`: corrected and uncorrected profiles at ``config.output`` and the
-    record of every step.
+    :class:`Profiled`: corrected and uncorrected profiles at ``config.output``, the
+    record of every step, the recipe with its steps resolved and the standard choice.
     """
-    config = as_profile_config(config if config is not None else [])
+    config = as_profile_config(config)
     obs = obs.reset_index(drop=True) if not isinstance(obs.index, pd.RangeIndex) else obs
     x = check_features(x, where)
     if len(x) != len(obs):
@@ -192,24 +210,12 @@ def profile_cells(x: np.ndarray, obs: pd.DataFrame, config: Any = None, *, seed:
     check_inputs(obs, config, where)
     if config.correct_at == "well":
         x, obs = aggregate_wells(x, obs, config.aggregate)
-    controls = control_mask(obs, config.control, where)
+    config, choice, controls = resolve_steps(config, x, obs, where)
     level = config.correct_at
     # the uncorrected profiles at the output grain (aggregated now: no copy of every cell)
     x0 = aggregate_wells(x, obs, config.aggregate)[0] if (
         level == "cell" and config.output != "cell") else x.copy()
-    records: list[dict[str, Any]] = []
-    fitted_all: dict[int, S.Fitted] = {}
-    for i, spec in enumerate(config.steps):
-        d_in = x.shape[1]
-        x, fitted, info = _apply_step(spec, x, obs, controls, config, seed,
-                                      saved[i] if saved is not None else None)
-        if not np.isfinite(x).all():
-            raise DataError(f"step {i} ({spec.name}) produced NaN or infinite values")
-        records.append({"index": i, "step": spec.name, "params": spec.parsed().model_dump(),
-                        "level": level, "dims_in": int(d_in), "dims_out": int(x.shape[1]),
-                        "n_controls": int(controls.sum()), "info": info})
-        if fitted is not None:
-            fitted_all[i] = fitted
+    x, records, fitted_all = _correct(x, obs, controls, config, seed, saved)
     if config.output != level:
         if level == "cell":
             x, obs = aggregate_wells(x, obs, config.aggregate)
@@ -221,7 +227,44 @@ def profile_cells(x: np.ndarray, obs: pd.DataFrame, config: Any = None, *, seed:
             x, x0 = x.astype(np.float64), x0.astype(np.float64)
             level = "treatment"
     return Profiled(x=x, obs=obs, level=level, x_uncorrected=x0, steps=records,
-                    fitted=fitted_all, n_controls=int(controls.sum()))
+                    fitted=fitted_all, n_controls=int(controls.sum()), config=config,
+                    standard=choice)
+
+
+def resolve_steps(config: ProfileConfig, x: np.ndarray, obs: pd.DataFrame,
+                  where: str | None = None
+                  ) -> tuple[ProfileConfig, StandardChoice | None, np.ndarray]:
+    """(recipe with explicit steps, the standard choice or None, control rows) for the
+    profiles ``x`` / ``obs`` at the correction level."""
+    if not config.is_standard():
+        return config, None, control_mask(obs, config.control, where)
+    choice = standard_steps(obs, x.shape[1], control=config.control, plate=config.plate)
+    values = {**config.model_dump(exclude_unset=True), "steps": choice.steps}
+    resolved = make_profile_config(values, source=where or "<profile recipe>")
+    controls = (choice.controls if choice.controls is not None
+                else np.zeros(len(obs), dtype=bool))
+    return resolved, choice, controls
+
+
+def _correct(x: np.ndarray, obs: pd.DataFrame, controls: np.ndarray, config: ProfileConfig,
+             seed: int, saved: list[S.Fitted | None] | None
+             ) -> tuple[np.ndarray, list[dict[str, Any]], dict[int, S.Fitted]]:
+    """Apply the recipe's steps in order: (profiles, step records, fitted transforms)."""
+    records: list[dict[str, Any]] = []
+    fitted_all: dict[int, S.Fitted] = {}
+    for i, spec in enumerate(config.step_specs()):
+        d_in = x.shape[1]
+        x, fitted, info = _apply_step(spec, x, obs, controls, config, seed,
+                                      saved[i] if saved is not None else None)
+        if not np.isfinite(x).all():
+            raise DataError(f"step {i} ({spec.name}) produced NaN or infinite values")
+        records.append({"index": i, "step": spec.name, "params": spec.parsed().model_dump(),
+                        "level": config.correct_at, "dims_in": int(d_in),
+                        "dims_out": int(x.shape[1]), "n_controls": int(controls.sum()),
+                        "info": info})
+        if fitted is not None:
+            fitted_all[i] = fitted
+    return x, records, fitted_all
 
 
 def saved_transforms(profiled: Any) -> tuple[ProfileConfig, list[S.Fitted | None]]:
@@ -257,7 +300,8 @@ def profile(adata: Any, config: Any = None, *, rep: str | None = None, seed: int
     adata
         Cells (or wells) with features in ``obsm[rep]`` and metadata in ``obs``.
     config
-        The recipe (:class:`ProfileConfig`, YAML path, step names or dict).
+        The recipe (:class:`ProfileConfig`, YAML path, step names or dict); None: the
+        standard correction, chosen for the data (see :func:`profile_cells`).
     rep
         ``obsm`` key of the features (default: the recipe's ``rep``).
     seed
@@ -281,7 +325,7 @@ def profile(adata: Any, config: Any = None, *, rep: str | None = None, seed: int
         if config is not None:
             raise DataError("give a recipe or earlier profiles to reuse, not both")
         config, saved = saved_transforms(reuse)
-    config = as_profile_config(config if config is not None else [])
+    config = as_profile_config(config)
     rep = rep or config.rep
     if rep not in adata.obsm:
         keys = list(adata.obsm.keys())
@@ -300,8 +344,11 @@ def profile(adata: Any, config: Any = None, *, rep: str | None = None, seed: int
     out.obsm[rep] = res.x.astype(np.float32)
     out.obsm[rep + UNCORRECTED] = res.x_uncorrected.astype(np.float32)
     prov = dict(adata.uns.get("bioaug", {})) if hasattr(adata, "uns") else {}
+    used = res.config or config
     prov["profile"] = {
-        "config": config.model_dump(mode="json"), "rep": rep, "level": res.level,
+        "config": used.model_dump(mode="json"), "rep": rep, "level": res.level,
+        "steps_source": _steps_source(res, used, reuse is not None),
+        **({"standard": res.standard.to_record()} if res.standard is not None else {}),
         "n_input_items": int(adata.n_obs), "n_profiles": len(obs),
         "n_controls": res.n_controls,
         "steps": [_uns_safe(r) for r in res.steps],
@@ -310,6 +357,15 @@ def profile(adata: Any, config: Any = None, *, rep: str | None = None, seed: int
     }
     out.uns["bioaug"] = _uns_safe(prov)
     return out
+
+
+def _steps_source(res: Profiled, config: ProfileConfig, reused: bool) -> str:
+    """Where the steps came from: ``standard``, ``reused``, ``given`` or ``none``."""
+    if res.standard is not None:
+        return "standard"
+    if not config.step_specs():
+        return "none"
+    return "reused" if reused else "given"
 
 
 def _uns_safe(obj: Any) -> Any:

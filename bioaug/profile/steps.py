@@ -1,7 +1,9 @@
 """Correction steps of image-based profiles: pure maths, one registry.
 
 Each step is *fitted* on the control profiles (DMSO wells or cells) of a group — a plate,
-or every profile for ``scope="global"`` — and *applied* to every profile of that group:
+or every profile for ``scope="global"`` — and *applied* to every profile of that group.
+With ``samples="all"`` (pycytominer's ``samples="all"``) the location-scale and sphere
+steps are fitted on every profile of the group instead of its controls.
 
 - ``center``: subtract the controls' mean;
 - ``standardize``: subtract the controls' mean, divide by their standard deviation;
@@ -62,26 +64,28 @@ def _groups(group_of: np.ndarray, scope: str) -> tuple[list[str], np.ndarray]:
 
 
 def _controls_of(g: int, idx: np.ndarray, controls: np.ndarray, name: str, step: str,
-                 minimum: int) -> np.ndarray:
+                 minimum: int, samples: str = "controls") -> np.ndarray:
     rows = np.flatnonzero((idx == g) & controls)
     if len(rows) < minimum:
-        raise DataError(f"{step}: plate {name!r} has {len(rows)} control profile(s); the "
-                        f"step needs at least {minimum}",
+        what = "control profile(s)" if samples == "controls" else "profile(s)"
+        raise DataError(f"{step}: plate {name!r} has {len(rows)} {what}; the step needs at "
+                        f"least {minimum}",
                         hint="check the control query (--control), or use scope global")
     return rows
 
 
 def fit_location_scale(step: str, x: np.ndarray, group_of: np.ndarray, controls: np.ndarray,
                        *, scope: str, location: str, scale: str | None,
-                       epsilon: float = 1e-6) -> Fitted:
-    """Shift (mean or median) and scale (std, MAD × 1.4826 or none) of the controls."""
+                       epsilon: float = 1e-6, samples: str = "controls") -> Fitted:
+    """Shift (mean or median) and scale (std, MAD × 1.4826 or none) of the controls
+    (``controls``: the rows to fit on, every row for ``samples="all"``)."""
     names, idx = _groups(group_of, scope)
     d = x.shape[1]
     shift = np.zeros((len(names), d))
     spread = np.ones((len(names), d))
     flat: dict[str, int] = {}
     for g, name in enumerate(names):
-        c = x[_controls_of(g, idx, controls, name, step, 1 if scale is None else 2)]
+        c = x[_controls_of(g, idx, controls, name, step, 1 if scale is None else 2, samples)]
         c = c.astype(np.float64)
         shift[g] = c.mean(axis=0) if location == "mean" else np.median(c, axis=0)
         if scale == "std":
@@ -93,7 +97,8 @@ def fit_location_scale(step: str, x: np.ndarray, group_of: np.ndarray, controls:
         small = s <= epsilon
         flat[name] = int(small.sum())
         spread[g] = np.where(small, 1.0, s)
-    return Fitted(step, {"scope": scope}, names, {"shift": shift, "scale": spread},
+    return Fitted(step, {"scope": scope, "samples": samples}, names,
+                  {"shift": shift, "scale": spread},
                   {"constant_control_features": flat} if scale else {})
 
 
@@ -144,7 +149,8 @@ def whitening(controls: np.ndarray, method: str, epsilon: float,
 
 
 def fit_sphere(x: np.ndarray, group_of: np.ndarray, controls: np.ndarray, *, scope: str,
-               method: str, epsilon: float, n_components: int | None) -> Fitted:
+               method: str, epsilon: float, n_components: int | None,
+               samples: str = "controls") -> Fitted:
     """ZCA / PCA whitening fitted on the controls, per plate (TVN) or globally."""
     if method == "pca" and scope == "plate":
         raise ConfigError("sphere: PCA whitening per plate gives every plate its own axes; "
@@ -153,7 +159,7 @@ def fit_sphere(x: np.ndarray, group_of: np.ndarray, controls: np.ndarray, *, sco
     d = x.shape[1]
     means, mats, ranks = [], [], {}
     for g, name in enumerate(names):
-        rows = _controls_of(g, idx, controls, name, "sphere", 2)
+        rows = _controls_of(g, idx, controls, name, "sphere", 2, samples)
         if method == "zca" and len(rows) <= d:
             where = "all plates together" if scope == "global" else f"plate {name!r}"
             raise DataError(
@@ -167,7 +173,7 @@ def fit_sphere(x: np.ndarray, group_of: np.ndarray, controls: np.ndarray, *, sco
         mats.append(w)
         ranks[name] = int(np.sum(evals > epsilon))
     return Fitted("sphere", {"scope": scope, "method": method, "epsilon": epsilon,
-                             "n_components": n_components}, names,
+                             "n_components": n_components, "samples": samples}, names,
                   {"mean": np.stack(means), "matrix": np.stack(mats)},
                   {"control_rank": ranks, "output_dims": int(mats[0].shape[1])})
 

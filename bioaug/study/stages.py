@@ -63,9 +63,10 @@ def train_stage(config: Any) -> StageResult:
 
 
 def embed_stage(checkpoints: Sequence[Path], data: Path, out: Path, *,
-                layer: str = "backbone", batch_size: int = 256, device: str = "auto",
+                layer: str | None = None, batch_size: int = 256, device: str = "auto",
                 raw: bool = False, **kwargs: Any) -> StageResult:
-    """Embed ``data`` with the checkpoints (or raw pixels) into ``out`` (.h5ad)."""
+    """Embed ``data`` with the checkpoints (or raw pixels) into ``out`` (.h5ad); ``layer``
+    None: each backbone's default (:func:`bioaug.models.default_embed_layer`)."""
     from bioaug.embed import embed, write_h5ad
 
     out = Path(out)

@@ -49,7 +49,8 @@ class EmbedSettings(BaseModel):
     """How each point's model embeds the store."""
 
     model_config = ConfigDict(extra="forbid")
-    layer: Literal["backbone", "projection"] = "backbone"
+    layer: Literal["backbone", "feature_map", "projection"] | None = Field(
+        None, description="embedding layer (default: the one the backbone declares)")
     batch_size: int = Field(256, ge=1)
 
 

@@ -23,11 +23,33 @@ def test_embed_writes_cells_and_profiles(store_and_run, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "embedded 48 items" in printed and "cells.treatment.h5ad" in printed
+    assert "at layer backbone (default of backbone vgg13_bn)" in printed
     assert ad.read_h5ad(out).n_obs == 48
     assert not (tmp_path / ".cells.h5ad.partial").exists()  # resumable work removed when done
     assert ad.read_h5ad(tmp_path / "cells.well.h5ad").n_obs == 12
     treatments = ad.read_h5ad(tmp_path / "cells.treatment.h5ad")
     assert treatments.n_obs == 6 and "X_bioaug" in treatments.obsm
+
+
+def test_embed_explicit_layer_is_printed_and_recorded(store_and_run, tmp_path, capsys):
+    store, run = store_and_run
+    out = tmp_path / "proj.h5ad"
+    assert main(["embed", "--checkpoint", str(run), "--data", str(store), "--out", str(out),
+                 "--layer", "projection", "--device", "cpu"]) == 0
+    assert "at layer projection (given)" in capsys.readouterr().out
+    prov = ad.read_h5ad(out).uns["bioaug"]
+    assert (prov["layer"], prov["layer_source"]) == ("projection", "given")
+
+
+def test_embed_help_lists_each_backbones_default_layer(capsys):
+    from bioaug.models import BACKBONES
+
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, entry in BACKBONES.items():
+        assert f"{name} → {entry.embed_layer}" in text
+    assert "vgg_mnist → feature_map" in text
 
 
 def test_embed_raw(store_and_run, tmp_path):

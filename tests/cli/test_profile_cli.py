@@ -79,6 +79,72 @@ def test_profile_bad_input_exit_2_and_writes_nothing(cells, tmp_path, capsys, ar
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def _write_cells(path, **kwargs):
+    x, obs, _ = plates_with_batch_effect(**kwargs)
+    a = ad.AnnData(obs=obs)
+    a.obsm["X_bioaug"] = x.astype(np.float32)
+    a.write_h5ad(path)
+    return path
+
+
+def test_profile_applies_the_standard_correction_by_default(cells, tmp_path, capsys):
+    default, explicit = tmp_path / "default.h5ad", tmp_path / "explicit.h5ad"
+    assert main(["profile", str(cells), "--out", str(default)]) == 0
+    out = capsys.readouterr().out
+    assert "steps: standardize → sphere (the standard correction; --steps none for none)" \
+        in out
+    assert "  standardize: per plate on its control profiles (moa=DMSO; 6–6 per plate)" in out
+    assert "  sphere: ZCA fitted on all 36 control profiles together (TVN" in out
+    assert main(["profile", str(cells), "--out", str(explicit), "--steps",
+                 "standardize,sphere", "--sphere", "global"]) == 0
+    assert "steps: standardize → sphere (as given)" in capsys.readouterr().out
+    a, b = ad.read_h5ad(default), ad.read_h5ad(explicit)
+    np.testing.assert_array_equal(a.obsm["X_bioaug"], b.obsm["X_bioaug"])
+    rec = a.uns["bioaug"]["profile"]
+    assert rec["steps_source"] == "standard" and "TVN" in rec["standard"]["notes"][-1]
+
+
+def test_profile_with_few_controls_says_which_fallback(tmp_path, capsys):
+    few = _write_cells(tmp_path / "few.h5ad", n_plates=4, controls_per_plate=2, cells=2,
+                       dims=12)
+    assert main(["profile", str(few), "--out", str(tmp_path / "p.h5ad")]) == 0
+    out = capsys.readouterr().out
+    assert "steps: standardize (the standard correction" in out
+    assert "standardize: on every profile of each plate (whole-plate, samples='all'): 4 " \
+        "plate(s) have fewer than 5 control profiles" in out
+    assert "sphere: skipped: 8 control profiles for 12 features" in out
+    notes = ad.read_h5ad(tmp_path / "p.h5ad").uns["bioaug"]["profile"]["standard"]["notes"]
+    assert any("whole-plate" in n for n in notes)
+
+
+def test_profile_without_controls_gives_a_notice(tmp_path, capsys):
+    x, obs, _ = plates_with_batch_effect(n_plates=4, cells=2)
+    a = ad.AnnData(obs=obs.drop(columns="moa"))
+    a.obsm["X_bioaug"] = x.astype(np.float32)
+    a.write_h5ad(tmp_path / "c.h5ad")
+    assert main(["profile", str(tmp_path / "c.h5ad"), "--out", str(tmp_path / "p.h5ad")]) == 0
+    out = capsys.readouterr().out
+    assert "no 'moa' column for the control query moa=DMSO: correcting without controls" in out
+    assert "whole-plate" in out and "sphere: skipped: no control profiles" in out
+
+
+def test_profile_steps_none_leaves_the_profiles_as_they_are(cells, tmp_path, capsys):
+    out = tmp_path / "p.h5ad"
+    assert main(["profile", str(cells), "--out", str(out), "--steps", "none"]) == 0
+    assert "steps: (none) (as asked)" in capsys.readouterr().out
+    prof = ad.read_h5ad(out)
+    np.testing.assert_array_equal(prof.obsm["X_bioaug"], prof.obsm["X_bioaug_uncorrected"])
+    assert prof.uns["bioaug"]["profile"]["steps_source"] == "none"
+
+
+def test_step_flags_need_named_steps(cells, tmp_path, capsys):
+    assert main(["profile", str(cells), "--out", str(tmp_path / "p.h5ad"), "--sphere",
+                 "global"]) == 2
+    err = capsys.readouterr().err
+    assert "--sphere set(s) parameters of the steps named in --steps" in err
+    assert not (tmp_path / "p.h5ad").exists()
+
+
 def test_profile_refuses_to_overwrite_its_input(cells, capsys):
     assert main(["profile", str(cells), "--out", str(cells), "--steps", "center"]) == 2
     assert "is the input" in capsys.readouterr().err

@@ -75,3 +75,16 @@ def twin_store(tmp_path_factory) -> Path:
     raw = synth_bbbc021(root / "raw", plates=6, sites=1, size=(96, 96), cells_per_field=6,
                         wells_per_plate=6, seed=0)
     return prepare_bbbc021(raw, root / "store", crop_size=32).path
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist_run(tiny_store, tmp_path_factory) -> Path:
+    """Two steps of a width-1/8 ``vgg_mnist`` (whose default embedding layer is its map)."""
+    from bioaug.train.config import TrainConfig
+    from bioaug.train.loop import train
+
+    cfg = TrainConfig(data=tiny_store, protocol="bbbc021-expert",
+                      out=tmp_path_factory.mktemp("embed") / "mnist_run", method="simclr",
+                      backbone="vgg_mnist", width=0.125, crop=32, epochs=1, batch_size=16,
+                      max_steps=2, num_workers=0, device="cpu", tensorboard=False, seed=0)
+    return train(cfg)

@@ -51,6 +51,8 @@ def test_provenance(cells, tiny_run, tiny_store):
     assert "bbbc021-expert" in model["protocol_text"]
     assert prov["store_header_sha256"] == sha256_file(tiny_store / "header.json")
     assert prov["layer"] == "backbone" and prov["kind"] == "checkpoint"
+    assert prov["layer_source"] == "default of backbone vgg13_bn"
+    assert model["layer"] == "backbone"
 
 
 def test_batch_size_does_not_change_the_result(cells, tiny_run, tiny_store):
@@ -136,6 +138,8 @@ def test_fusing_models_of_different_channels_is_an_error(tiny_run, tmp_path):
     ({}, "exactly one source"),
     ({"raw": True, "backbone": "vgg13_bn"}, "exactly one source"),
     ({"raw": True, "layer": "projection"}, "needs a checkpoint"),
+    ({"raw": True, "layer": "feature_map"}, "needs a checkpoint"),
+    ({"backbone": "vgg13_bn", "layer": "projection"}, "needs a checkpoint"),
     ({"raw": True, "layer": "head"}, "unknown layer 'head'"),
     ({"raw": True, "preprocess": "crop"}, "unknown preprocessing 'crop'"),
     ({"raw": True, "batch_size": 0}, "batch_size must be a positive integer"),
@@ -230,6 +234,20 @@ def test_twin_store_embed_evaluate(tiny_run, twin_store, tmp_path):
     assert treatments.n_obs == len(obs.groupby(["compound", "concentration"]))
 
 
+def test_twin_dmso_wells_are_the_default_controls_of_profile(twin_store):
+    """`bioaug profile`'s default control query finds the twin's DMSO wells."""
+    from bioaug.profile import profile
+
+    cells = embed(raw=True, data=twin_store, raw_size=2)
+    obs = Store.open(twin_store).obs
+    dmso = obs[obs["moa"] == "DMSO"].groupby(["plate", "well"]).ngroups
+    prof = profile(cells)
+    rec = prof.uns["bioaug"]["profile"]
+    assert dmso > 0 and rec["n_controls"] == dmso
+    assert rec["steps_source"] == "standard"
+    assert not any("correcting without controls" in n for n in rec["standard"]["notes"])
+
+
 def test_nan_pixels_are_an_error_naming_the_items(tmp_path):
     from bioaug.data.store import write_store
     from bioaug.errors import DataError
@@ -299,3 +317,45 @@ def test_public_embed_has_the_real_signature(tiny_store):
     again = package(raw=True, data=tiny_store)
     assert np.array_equal(first.obsm["X_bioaug"], again.obsm["X_bioaug"])
     assert inspect.signature(package) == stage
+
+
+# -- the default layer: each backbone declares its own ---------------------------------------
+def test_default_layer_is_the_backbones(tiny_mnist_run, tiny_store):
+    """vgg_mnist declares ``feature_map``: with no layer given that is what is embedded."""
+    out = embed(tiny_mnist_run, tiny_store, device="cpu")
+    prov = out.uns["bioaug"]
+    assert prov["layer"] == "feature_map"
+    assert prov["layer_source"] == "default of backbone vgg_mnist"
+    assert prov["models"]["0"]["layer_source"] == "default of backbone vgg_mnist"
+    trained = load_trained(tiny_mnist_run)
+    x = torch.from_numpy(Store.open(tiny_store).read_float(slice(0, 3)))
+    with torch.inference_mode():
+        want = trained.method.embed(prepare_batch(x, 32, "resize"), layer="feature_map")
+    assert out.obsm["X_bioaug"].shape == (48, 16 * 8 * 8)  # 128 / 8 channels, 32 px / 4
+    np.testing.assert_allclose(out.obsm["X_bioaug"][:3], want.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_an_explicit_layer_wins_over_the_backbones_default(tiny_mnist_run, tiny_store):
+    out = embed(tiny_mnist_run, tiny_store, layer="backbone", device="cpu")
+    assert out.obsm["X_bioaug"].shape == (48, 16)
+    assert out.uns["bioaug"]["layer"] == "backbone"
+    assert out.uns["bioaug"]["layer_source"] == "given"
+
+
+def test_fused_models_each_use_their_backbones_default(tiny_run, tiny_mnist_run, tiny_store):
+    out = embed([tiny_run, tiny_mnist_run], tiny_store, device="cpu")
+    assert out.obsm["X_bioaug_0"].shape == (48, 64)
+    assert out.obsm["X_bioaug_1"].shape == (48, 1024)
+    assert out.uns["bioaug"]["layer"] == "backbone,feature_map"
+    assert out.uns["bioaug"]["layer_source"] == ("default of backbone vgg13_bn,"
+                                                 "default of backbone vgg_mnist")
+
+
+def test_named_backbone_baseline_uses_its_default_layer(tiny_store):
+    out = embed(data=tiny_store, backbone="vgg_mnist", backbone_kwargs={"width": 0.125})
+    assert out.obsm["X_bioaug"].shape == (48, 16 * 10 * 10)  # 40 px items / 4
+    assert out.uns["bioaug"]["layer"] == "feature_map"
+    pooled = embed(data=tiny_store, backbone="vgg_mnist", backbone_kwargs={"width": 0.125},
+                   layer="backbone")
+    assert pooled.obsm["X_bioaug"].shape == (48, 16)
+    assert pooled.uns["bioaug"]["layer_source"] == "given"
