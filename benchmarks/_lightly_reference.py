@@ -1,4 +1,4 @@
-"""The five methods assembled from lightly's components, trained by a tiny plain loop.
+"""The methods assembled from lightly's components, trained by a tiny plain loop.
 
 Used by ``benchmarks/learning.py`` as the reference a bioaug run is compared with. Each
 reference method is the paper's recipe built only from lightly's pieces (its losses,
@@ -44,6 +44,9 @@ class RunRecipe:
     base_lr: float
     optimizer: dict[str, Any]  # name, momentum, weight_decay + build_optimizer's options
     queue_size: int | None
+    steps_per_epoch: int = 1
+    grad_clip: float | None = None
+    weight_decay_end: float | None = None
 
 
 def recipe_from_checkpoint(data: dict[str, Any]) -> RunRecipe:
@@ -65,7 +68,9 @@ def recipe_from_checkpoint(data: dict[str, Any]) -> RunRecipe:
         protocol=str(cfg["protocol"]), batch_size=int(cfg["batch_size"]),
         seed=int(cfg["seed"]), total_steps=int(sched["total_steps"]),
         warmup_steps=int(sched["warmup_steps"]), base_lr=float(sched["base_lr"]),
-        optimizer=opt, queue_size=None if queue is None else int(queue.shape[0]))
+        optimizer=opt, queue_size=None if queue is None else int(queue.shape[0]),
+        steps_per_epoch=int(sched.get("steps_per_epoch") or 1),
+        grad_clip=cfg.get("grad_clip"), weight_decay_end=cfg.get("weight_decay_end"))
 
 
 # -- the methods from lightly's parts ----------------------------------------------------
@@ -81,6 +86,9 @@ class _Ref(nn.Module):
 
     def after_step(self, step: int, total: int) -> None:
         """Momentum updates (after the optimiser step ``step`` of ``total``, 1-based)."""
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Gradient surgery before optimiser step ``step`` (0-based; DINO's frozen layer)."""
 
 
 class RefSimCLR(_Ref):
@@ -202,6 +210,67 @@ class RefVICReg(_Ref):
         return self.criterion(self.head(self.backbone(x0)), self.head(self.backbone(x1)))
 
 
+class RefDINO(_Ref):
+    """DINO: lightly's DINOProjectionHead and DINOLoss (centring, teacher temperature),
+    momentum copies with lightly's cosine schedule; the teacher sees the largest views.
+
+    The teacher-temperature warm-up and the frozen last layer last as long as in the bioaug
+    run (the paper's epochs, capped at a fraction of the run), counted in steps here.
+    """
+
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any], spe: int, total: int) -> None:
+        from lightly.loss import DINOLoss
+        from lightly.models.modules import DINOProjectionHead
+        from lightly.models.utils import deactivate_requires_grad
+
+        super().__init__(backbone)
+        def head() -> DINOProjectionHead:
+            return DINOProjectionHead(backbone.out_dim, hp["hidden_dim"], hp["bottleneck_dim"],
+                                      hp["out_dim"], batch_norm=hp["head_batch_norm"],
+                                      freeze_last_layer=1, norm_last_layer=hp["norm_last_layer"])
+
+        self.head = head()
+        self.t_backbone = copy.deepcopy(backbone)
+        self.t_head = head()  # lightly's weight-normed layer cannot be deep-copied
+        self.t_head.load_state_dict(self.head.state_dict())
+        deactivate_requires_grad(self.t_backbone)
+        deactivate_requires_grad(self.t_head)
+        self.criterion = DINOLoss(output_dim=hp["out_dim"], teacher_temp=hp["teacher_temp"],
+                                  student_temp=hp["student_temp"],
+                                  center_momentum=hp["center_momentum"])
+        run_epochs = total / max(spe, 1)
+        self.warm = spe * min(hp["teacher_temp_warmup_epochs"],
+                              hp["teacher_temp_warmup_fraction"] * run_epochs)
+        self.freeze = spe * min(hp["freeze_last_layer_epochs"],
+                                hp["freeze_last_layer_fraction"] * run_epochs)
+        self.t0, self.t1 = hp["teacher_temp_start"], hp["teacher_temp"]
+        self.m0, self.m1 = hp["momentum"], hp["momentum_end"]
+        self.step = 0
+
+    def loss(self, *views):
+        top = max(v.shape[-1] for v in views)
+        glob = [v for v in views if v.shape[-1] == top]
+        local = [v for v in views if v.shape[-1] != top]
+        with torch.no_grad():
+            teacher = [self.t_head(self.t_backbone(v)) for v in glob]
+        student = [self.head(self.backbone(v)) for v in glob + local]
+        temp = self.t1 if self.step >= self.warm else \
+            self.t0 + (self.t1 - self.t0) * self.step / self.warm
+        return self.criterion(teacher, student, teacher_temp=temp)
+
+    def before_optimizer_step(self, step):
+        self.head.cancel_last_layer_gradients(0 if step < self.freeze else 1)
+
+    def after_step(self, step, total):
+        from lightly.models.utils import update_momentum
+        from lightly.utils.scheduler import cosine_schedule
+
+        self.step = step
+        m = cosine_schedule(step, total + 1, self.m0, self.m1)
+        update_momentum(self.backbone, self.t_backbone, m)
+        update_momentum(self.head, self.t_head, m)
+
+
 def build_reference(recipe: RunRecipe, in_channels: int) -> _Ref:
     """The lightly-assembled method of ``recipe``, with bioaug's backbone (same seed)."""
     torch.manual_seed(recipe.seed)
@@ -213,13 +282,20 @@ def build_reference(recipe: RunRecipe, in_channels: int) -> _Ref:
         "byol": lambda: RefBYOL(backbone, hp),
         "barlow_twins": lambda: RefBarlowTwins(backbone, hp),
         "vicreg": lambda: RefVICReg(backbone, hp),
+        "dino": lambda: RefDINO(backbone, hp, recipe.steps_per_epoch, recipe.total_steps),
     }
     return builders[recipe.method]()
 
 
 def train_reference(recipe: RunRecipe, store: Store) -> nn.Module:
     """Train the reference for ``recipe.total_steps`` steps; returns its backbone (eval)."""
-    from bioaug.train.optim import build_optimizer, lr_at, set_lr
+    from bioaug.train.optim import (
+        build_optimizer,
+        lr_at,
+        set_lr,
+        set_weight_decay,
+        weight_decay_at,
+    )
 
     model = build_reference(recipe, store.n_channels)
     model.train()
@@ -229,6 +305,9 @@ def train_reference(recipe: RunRecipe, store: Store) -> nn.Module:
     o = dict(recipe.optimizer)
     opt = build_optimizer(model, o.pop("name"), recipe.base_lr, o.pop("momentum"),
                           o.pop("weight_decay"), **o)
+    decayed = [g for g in opt.param_groups if g["weight_decay"] > 0]
+    wd0 = decayed[0]["weight_decay"] if decayed else 0.0
+    params = [p for p in model.parameters() if p.requires_grad]
     spe = steps_per_epoch(len(store), recipe.batch_size)
     shape = (store.n_channels, *store.image_size)
     step, epoch = 0, 0
@@ -236,11 +315,16 @@ def train_reference(recipe: RunRecipe, store: Store) -> nn.Module:
         sampler = EpochBatchSampler(len(store), recipe.batch_size, seed=recipe.seed, epoch=epoch)
         for idx in sampler:
             set_lr(opt, lr_at(step, recipe.base_lr, recipe.warmup_steps, recipe.total_steps))
+            set_weight_decay(decayed, weight_decay_at(step, recipe.total_steps, wd0,
+                                                      recipe.weight_decay_end))
             x = to_unit_float(torch.from_numpy(store.read(idx)), store.dtype)
-            x0, x1 = pipeline.apply(x, pipeline.sample(len(idx), shape, generator))
-            loss = model.loss(x0, x1)
+            views = pipeline.apply(x, pipeline.sample(len(idx), shape, generator))
+            loss = model.loss(*views)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+            model.before_optimizer_step(step)
             opt.step()
             step += 1
             model.after_step(step, recipe.total_steps)

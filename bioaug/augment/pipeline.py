@@ -13,6 +13,12 @@ at another size (or it has no crop step), the view ends with an implicit fit: a 
 ``crop_size`` window when the image is at least that large on both sides, otherwise a
 resize of the shorter side to ``crop_size`` (bilinear, antialiased) followed by that
 central window.
+
+**Multi-crop.** A protocol view with ``count: N`` makes N views, each with its own draws
+(:attr:`Pipeline.views` lists every view made). Views of one crop size are made together:
+on the CPU they share one output block and, where their first stages are crops, turns and
+flips, one pass over the batch (:func:`warp_views`); on an accelerator the N copies of one
+recipe run as one batch of ``N·B`` images.
 """
 
 from __future__ import annotations
@@ -137,6 +143,18 @@ class ViewPipeline:
         return x.clone() if _shares(x, source) else x.contiguous()
 
 
+def _join_draws(drawn: list[list[dict[str, Tensor]]], batch: int
+                ) -> list[dict[str, Tensor]] | None:
+    """The draws of several views of one recipe joined along the batch (view-major), or
+    ``None`` when a parameter is not per sample."""
+    joined = []
+    for steps in zip(*drawn, strict=True):
+        if any(t.ndim == 0 or t.shape[0] != batch for step in steps for t in step.values()):
+            return None
+        joined.append({k: torch.cat([step[k] for step in steps]) for k in steps[0]})
+    return joined
+
+
 def _shares(a: Tensor, b: Tensor) -> bool:
     return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
 
@@ -217,30 +235,53 @@ class Pipeline:
                             f"{tuple(params.image_shape)}, got {x.shape[0]} of "
                             f"{tuple(x.shape[1:])}", hint="use params.select() for a shard")
         if x.device.type != "cpu":  # the device's caching allocator reuses memory anyway
-            return [view.run(x, drawn)
-                    for view, drawn in zip(self.views, params.views, strict=True)]
+            return self._apply_on_device(x, params)
         b, c = x.shape[0], x.shape[1]
-        crops = set(self.crop_sizes)
-        if len(crops) == 1:  # one buffer for all views: their first stages may run together
-            crop = crops.pop()
-            block = self._outputs.take(0, (self.n_views, b, c, crop, crop), x.dtype, x.device)
-            outs = list(block.unbind(0))
-            first = 1 if self._joint_heads(x, params, block) else 0
-        else:
-            outs = [self._outputs.take(k, (b, c, v.crop_size, v.crop_size), x.dtype, x.device)
-                    for k, v in enumerate(self.views)]
-            first = 0
-        return [view.run(out if first else x, drawn, out=out, first=first)
-                for view, drawn, out in zip(self.views, params.views, outs, strict=True)]
+        out: list[Tensor | None] = [None] * self.n_views
+        for slot, (crop, members) in enumerate(self._groups(lambda v: v.crop_size)):
+            # one buffer per crop size: the first stages of its views may run together
+            block = self._outputs.take(slot, (len(members), b, c, crop, crop), x.dtype,
+                                       x.device)
+            first = 1 if self._joint_heads(x, params, block, members) else 0
+            for k, i in enumerate(members):
+                view, target = self.views[i], block[k]
+                out[i] = view.run(target if first else x, params.views[i], out=target,
+                                  first=first)
+        return out  # type: ignore[return-value]
 
-    def _joint_heads(self, x: Tensor, params: PipelineParams, block: Tensor) -> bool:
-        """Warp the first stage of every view in one pass over ``x`` into ``block`` ``(V, B,
-        C, crop, crop)`` when they are all crops/turns/flips (see :func:`warp_views`)."""
-        if self.n_views < 2 or not native.available(x):
+    def _groups(self, key: Any) -> list[tuple[Any, list[int]]]:
+        """View indices grouped by ``key(view)``, groups in order of first appearance."""
+        groups: dict[Any, list[int]] = {}
+        for i, view in enumerate(self.views):
+            groups.setdefault(key(view), []).append(i)
+        return list(groups.items())
+
+    def _apply_on_device(self, x: Tensor, params: PipelineParams) -> list[Tensor]:
+        """The copies of one recipe (``count: N``) as one batch of ``N·B`` images."""
+        out: list[Tensor | None] = [None] * self.n_views
+        b = x.shape[0]
+        for _, members in self._groups(id):
+            view = self.views[members[0]]
+            drawn = [params.views[i] for i in members]
+            joined = _join_draws(drawn, b) if len(members) > 1 else None
+            if joined is None:
+                for i in members:
+                    out[i] = view.run(x, params.views[i])
+                continue
+            both = view.run(x.repeat(len(members), 1, 1, 1), joined)
+            for i, part in zip(members, both.split(b), strict=True):
+                out[i] = part
+        return out  # type: ignore[return-value]
+
+    def _joint_heads(self, x: Tensor, params: PipelineParams, block: Tensor,
+                     members: list[int]) -> bool:
+        """Warp the first stage of the views ``members`` in one pass over ``x`` into
+        ``block`` ``(V, B, C, crop, crop)`` when they are all crops/turns/flips (see
+        :func:`warp_views`)."""
+        if len(members) < 2 or not native.available(x):
             return False
         shape: Shape = tuple(x.shape[1:])  # type: ignore[assignment]
-        heads = [view.head(shape, drawn, x.device)
-                 for view, drawn in zip(self.views, params.views, strict=True)]
+        heads = [self.views[i].head(shape, params.views[i], x.device) for i in members]
         if any(h is None for h in heads):
             return False
         size = (block.shape[3], block.shape[4])
@@ -298,8 +339,8 @@ def build_pipeline(protocol: Protocol, n_channels: int,
             ops.append(op)
             paths.append(format_path(path))
         stages = plan(ops) if fuse else []
-        views.append(ViewPipeline(crop_size=view.crop_size, ops=ops, paths=paths,
-                                  stages=stages))
+        made = ViewPipeline(crop_size=view.crop_size, ops=ops, paths=paths, stages=stages)
+        views += [made] * view.count  # each copy gets its own draws
     if problems:
         seen, unique = set(), []
         for path, msg in problems:

@@ -155,6 +155,15 @@ def _adapt_channels(protocol: Protocol, data: PreviewInput) -> tuple[PreviewInpu
     return data, None
 
 
+def view_columns(views: list[torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+    """``(title, batch)`` per view: ``view i``, or ``vi Npx`` when the crop sizes differ
+    (multi-crop: the small local views are drawn enlarged, the title says how small; short
+    enough for the tiles of ``RUN/views.png``)."""
+    if len({tuple(v.shape[-2:]) for v in views}) > 1:
+        return [(f"v{i + 1} {v.shape[-1]}px", v) for i, v in enumerate(views)]
+    return [(f"view {i + 1}", v) for i, v in enumerate(views)]
+
+
 def render_preview(protocol: Protocol, data: PreviewInput, out: str | Path, *, n: int = 8,
                    seed: int = 0, mode: str = "auto") -> tuple[Path, list[str]]:
     """Draw the preview grid to ``out`` (PNG); returns the path and notes for the user."""
@@ -181,7 +190,7 @@ def render_preview(protocol: Protocol, data: PreviewInput, out: str | Path, *, n
     pipeline = build_pipeline(protocol, c, None)
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     views = pipeline(x, torch.Generator().manual_seed(seed))
-    columns = [("original", x)] + [(f"view {i + 1}", v) for i, v in enumerate(views)]
+    columns = [("original", x), *view_columns(views)]
     per = 1 if rgb else c
     ncols = len(columns) * per
     rows = x.shape[0]

@@ -14,7 +14,7 @@ from pydantic_core import PydanticUndefined
 
 from bioaug.augment.ops import OPS, ops_by_group
 from bioaug.augment.ops.params import param_meta, plain
-from bioaug.augment.schema import MAX_CROP, VERSION
+from bioaug.augment.schema import MAX_COUNT, MAX_CROP, VERSION
 
 SCHEMA_ID = "https://bioaug.dev/schema/protocol-v1.json"
 
@@ -113,6 +113,8 @@ def protocol_json_schema() -> dict[str, Any]:
             "description": cls.summary,
         })
     step_options.append({"enum": list(OPS), "description": "an op with all defaults"})
+    count = {"type": "integer", "minimum": 1, "maximum": MAX_COUNT, "default": 1,
+             "description": "Views drawn with this recipe (multi-crop)."}
     view = {
         "oneOf": [
             {"type": "object", "additionalProperties": False, "required": ["crop_size"],
@@ -120,10 +122,12 @@ def protocol_json_schema() -> dict[str, Any]:
                  "crop_size": {"type": "integer", "minimum": 1, "maximum": MAX_CROP,
                                "description": "Side of the square view in pixels."},
                  "steps": {"type": "array", "items": {"$ref": "#/$defs/step"},
-                           "description": "Ordered steps; each `- op: {params}`."}}},
+                           "description": "Ordered steps; each `- op: {params}`."},
+                 "count": count}},
             {"type": "object", "additionalProperties": False, "required": ["same_as"],
              "properties": {"same_as": {"type": "integer", "minimum": 0,
-                                        "description": "Index of the view to copy."}}},
+                                        "description": "Index of the view to copy."},
+                            "count": count}},
         ]
     }
     defs["step"] = {"oneOf": step_options}

@@ -13,6 +13,11 @@ A protocol file::
           - stain_jitter: {brightness: 0.2, p: 0.8}
       - same_as: 0                      # a second view drawn with the same recipe
 
+A view may stand for several views drawn with its recipe: ``count: N`` (multi-crop, Caron
+et al. 2020 "SwAV" and 2021 "DINO": e.g. two global views of 48 px, ``count: 2``, and six
+local views of 24 px, ``count: 6``). ``Protocol.views`` lists the views as written;
+``Protocol.n_views`` and ``Protocol.crop_sizes`` count every view made, in order.
+
 Validation is done by pydantic models of the file's structure and collects every problem
 of a file, each with its line, key path and what is allowed, e.g. ``x.yaml:12: views[0].steps[3].stain_jitter.brightness: must be in [0, 1],
 got 1.5``; they are raised together as one :class:`~bioaug.errors.ProtocolError`.
@@ -45,8 +50,9 @@ from bioaug.errors import ProtocolError, did_you_mean, unknown_choice
 
 VERSION = 1
 TOP_KEYS = ("bioaug_protocol", "name", "description", "channels", "views")
-VIEW_KEYS = ("crop_size", "steps", "same_as")
+VIEW_KEYS = ("crop_size", "steps", "same_as", "count")
 MAX_CROP = 4096
+MAX_COUNT = 64
 
 
 class Step(BaseModel):
@@ -64,25 +70,30 @@ class Step(BaseModel):
 
 
 class View(BaseModel):
-    """A view: crop size and ordered steps. A ``same_as`` view carries the steps and crop
-    size of the view it copies, plus ``same_as`` (the index it copies)."""
+    """A view: crop size and ordered steps; ``count`` views are drawn with it. A ``same_as``
+    view carries the steps and crop size of the view it copies, plus ``same_as`` (the index
+    it copies)."""
 
     model_config = ConfigDict(frozen=True)
 
     crop_size: int
     steps: list[Step]
     same_as: int | None = None
+    count: int = 1
 
     def to_dict(self) -> dict[str, Any]:
+        many = {"count": self.count} if self.count != 1 else {}
         if self.same_as is not None:
-            return {"same_as": self.same_as}
-        return {"crop_size": self.crop_size, "steps": [s.to_dict() for s in self.steps]}
+            return {"same_as": self.same_as, **many}
+        return {"crop_size": self.crop_size, **many,
+                "steps": [s.to_dict() for s in self.steps]}
 
 
 class Protocol(BaseModel):
     """A validated augmentation protocol.
 
-    ``views`` holds one :class:`View` per view with ``same_as`` views resolved (their
+    ``views`` holds one :class:`View` per view as written (``count`` says how many views
+    it makes) with ``same_as`` views resolved (their
     ``steps``/``crop_size`` are those of the view they copy); :meth:`to_dict` keeps them as
     ``{same_as: N}``, as written. ``text`` is the original YAML (for provenance).
     """
@@ -100,11 +111,13 @@ class Protocol(BaseModel):
 
     @property
     def n_views(self) -> int:
-        return len(self.views)
+        """Views made per image (a view with ``count: N`` makes N)."""
+        return sum(v.count for v in self.views)
 
     @property
     def crop_sizes(self) -> list[int]:
-        return [v.crop_size for v in self.views]
+        """The crop size of every view made, in order (``count`` repeats)."""
+        return [v.crop_size for v in self.views for _ in range(v.count)]
 
     def location(self, path: tuple[Any, ...]) -> str:
         """``source:line`` for a key path (``source`` alone if the line is unknown)."""
@@ -290,9 +303,18 @@ def _crop_size(value: Any) -> int:
     return value
 
 
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _problem(f"must be the number of views to draw with this recipe, an integer in "
+                       f"[1, {MAX_COUNT}]; got {_kind(value)} {value!r}")
+    if not 1 <= value <= MAX_COUNT:
+        raise _problem(f"must be in [1, {MAX_COUNT}] (views drawn with this recipe), got {value}")
+    return value
+
+
 def _unknown_view_key(key: str) -> str:
     return (f"unknown view key '{key}'{did_you_mean(key, VIEW_KEYS)}; a view has crop_size "
-            "and steps, or only same_as")
+            "and steps, or only same_as, and optionally count")
 
 
 class _OwnView(BaseModel):
@@ -302,6 +324,7 @@ class _OwnView(BaseModel):
 
     crop_size: Annotated[int, BeforeValidator(_crop_size)]
     steps: Annotated[list[StepIn], BeforeValidator(_steps_list)] = []
+    count: Annotated[int, BeforeValidator(_count)] = 1
 
 
 def _takes_no(key: str) -> Callable[[Any], Any]:
@@ -341,11 +364,12 @@ class _CopyView(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     same_as: Annotated[int, PlainValidator(_same_as)]
+    count: Annotated[int, BeforeValidator(_count)] = 1
     crop_size: Annotated[Any, BeforeValidator(_takes_no("crop_size"))] = None
     steps: Annotated[Any, BeforeValidator(_takes_no("steps"))] = None
 
 
-def _views(value: Any, info: ValidationInfo) -> list[View | int]:
+def _views(value: Any, info: ValidationInfo) -> list[View | tuple[int, int]]:
     """Each view validated with what it may refer to: the other views (``same_as``) and the
     declared channel count (channel support of its ops)."""
     if value is None:
@@ -353,7 +377,7 @@ def _views(value: Any, info: ValidationInfo) -> list[View | int]:
     if not isinstance(value, list) or not value:
         raise _problem(f"must be a non-empty list of views, got {_kind(value)}")
     channels = info.data.get("channels")
-    out: list[View | int] = []
+    out: list[View | tuple[int, int]] = []
     items: Located = []
     for i, raw in enumerate(value):
         if not isinstance(raw, dict):
@@ -370,9 +394,9 @@ def _views(value: Any, info: ValidationInfo) -> list[View | int]:
             items += [((i, *loc), msg) for loc, msg in _located(exc, _unknown_view_key)]
             continue
         if isinstance(view, _CopyView):
-            out.append(view.same_as)
+            out.append((view.same_as, view.count))
         else:
-            out.append(View(crop_size=view.crop_size, steps=list(view.steps)))
+            out.append(View(crop_size=view.crop_size, steps=list(view.steps), count=view.count))
     if items:
         raise _nested("views", items)
     return out
@@ -432,7 +456,7 @@ class _ProtocolIn(BaseModel):
     description: Annotated[str, BeforeValidator(_description)] = ""
     channels: Annotated[list[str] | None, BeforeValidator(_channels)] = None
     # after `channels`: views read the validated channel count
-    views: Annotated[list[View | int], PlainValidator(_views)]
+    views: Annotated[list[View | tuple[int, int]], PlainValidator(_views)]
 
 
 # -------------------------------------------------------------------------- entry points
@@ -518,10 +542,12 @@ def protocol_from_dict(data: Any, source: str = "<dict>", *, text: str = "",
     problems.raise_if_any()
     resolved: list[View] = []
     for i, v in enumerate(parsed.views):
-        if isinstance(v, int):
-            target = parsed.views[v]
+        if isinstance(v, tuple):
+            index, count = v
+            target = parsed.views[index]
             assert isinstance(target, View)
-            resolved.append(View(crop_size=target.crop_size, steps=list(target.steps), same_as=v))
+            resolved.append(View(crop_size=target.crop_size, steps=list(target.steps),
+                                 same_as=index, count=count))
         else:
             assert v.same_as is None, i
             resolved.append(v)

@@ -23,6 +23,8 @@ from bioaug.errors import ConfigError
 
 #: options whose values are mappings: given as KEY=VALUE pairs (values parsed as YAML)
 _MAPPINGS = ("method_kwargs", "backbone_kwargs")
+#: options whose value may be several words (``--batches per_treatment 4``) → metavar
+_WORDS = {"batches": "WORD", "treatment_columns": "COLUMN"}
 _SHORT = {"data": "STORE", "protocol": "FILE_OR_NAME", "out": "RUN_DIR", "method": "NAME",
           "backbone": "NAME", "device": "DEVICE"}
 
@@ -77,6 +79,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, nargs="+", action="extend", type=_parse_mapping(flag),
                                 metavar="KEY=VALUE", **kw)  # repeated flags add up
             continue
+        if name in _WORDS:
+            parser.add_argument(flag, nargs="+", metavar=_WORDS[name], **kw)
+            continue
         base = _base_type(field.annotation)
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
@@ -126,6 +131,8 @@ def options_to_overrides(args: argparse.Namespace) -> dict[str, Any]:
             for part in value:
                 merged.update(part)
             value = merged
+        elif name in _WORDS:
+            value = " ".join(value)
         out[name] = value
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,13 @@ from bioaug.errors import ConfigError, DataError, did_you_mean
 from bioaug.evaluate import clustering, linear, plots, profiling
 from bioaug.evaluate.metrics import CORRECTED_SUFFIX, PROFILE_METRICS, metric_title, metric_values
 from bioaug.evaluate.result import EvaluationInput, EvaluationReport, Profiling
-from bioaug.io import atomic_write_json, atomic_write_text, check_output, provenance
+from bioaug.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_output,
+    provenance,
+    read_yaml_mapping,
+)
 
 
 def load_adata(adata_or_path: Any) -> tuple[Any, str | None]:
@@ -244,6 +251,14 @@ def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
     lin = linear.linear_probe(x, y, groups, test_size=test_size, seed=seed,
                               max_train=max_train, group_column=group_col)
     timings["linear"] = time.perf_counter() - t0
+    embedding_provenance = _provenance_summary(adata)
+    trained = _training_sampling(adata)
+    if trained and embedding_provenance is not None:
+        leaks = leakage_warnings(obs_all, label, trained, lin["split"].get("grouped_by"),
+                                 replicate=prof.replicate is not None)
+        embedding_provenance.update(training=trained, leakage_warnings=leaks)
+        for text in leaks:
+            warnings.warn(text, UserWarning, stacklevel=2)
 
     report = EvaluationReport(
         input=EvaluationInput(
@@ -252,7 +267,7 @@ def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
             n_classes=len(np.unique(y)),
             class_counts={str(k): int(v) for k, v in
                           zip(*np.unique(y, return_counts=True), strict=True)},
-            embedding_provenance=_provenance_summary(adata)),
+            embedding_provenance=embedding_provenance),
         seed=seed, clustering=clust, profiling=prof, profiling_corrected=prof_corrected,
         profile_steps=steps, linear=lin)
     if out_dir is not None:
@@ -359,6 +374,78 @@ def _provenance_summary(adata: Any) -> dict[str, Any] | None:
         out["models"] = {k: {kk: _plain(vv) for kk, vv in v.items()
                              if kk in ("method", "backbone", "checkpoint_sha256", "run")}
                          for k, v in models.items() if isinstance(v, dict)}
+    return out
+
+
+#: Metrics that keep the query's compound among its neighbours, clusters or training
+#: items: a model whose positives shared the label (or something finer) is scored on what
+#: it was told. NSC / NSCB / MoA mAP leave the compound out and are not listed.
+SAME_COMPOUND_METRICS: tuple[str, ...] = ("leiden_ami", "leiden_ari", "kmeans_ami",
+                                          "kmeans_ari", "silhouette")
+LINEAR_METRICS: tuple[str, ...] = ("linear_accuracy", "linear_balanced_accuracy")
+
+
+def _training_sampling(adata: Any) -> list[dict[str, Any]]:
+    """Per trained model of the embedding: its positives and the obs columns they shared
+    (from the embedding's provenance, else the run's ``config.yaml`` beside its checkpoint)."""
+    prov = adata.uns.get("bioaug") if hasattr(adata, "uns") else None
+    models = prov.get("models") if isinstance(prov, dict) else None
+    out = []
+    for key, info in (models if isinstance(models, dict) else {}).items():
+        if not isinstance(info, dict):
+            continue
+        record = info.get("sampling") or _sampling_from_run(info.get("checkpoint"))
+        if record and (record.get("obs_columns") or record.get("positive_columns")):
+            out.append({"model": str(key), **{k: _plain(v) for k, v in record.items()}})
+    return out
+
+
+def _sampling_from_run(checkpoint: Any) -> dict[str, Any] | None:
+    path = Path(str(checkpoint)).parent / "config.yaml" if checkpoint else None
+    if path is None or not path.is_file():
+        return None
+    from bioaug.train.batches import sampling_record
+
+    try:
+        return sampling_record(read_yaml_mapping(path, "run config", "options"))
+    except (ConfigError, DataError):
+        return None
+
+
+def _determined_by(obs: pd.DataFrame, columns: Sequence[str], target: str) -> bool:
+    """True when ``target`` has one value within every group of ``columns``."""
+    if target in columns:
+        return True
+    if target not in obs.columns or any(c not in obs.columns for c in columns):
+        return False
+    keys = obs[list(columns)].astype(str)
+    return bool(obs[target].groupby([keys[c] for c in columns]).nunique().max() <= 1)
+
+
+def leakage_warnings(obs: pd.DataFrame, label: str, trained: Sequence[dict[str, Any]],
+                     linear_grouped_by: str | None, *, replicate: bool = False) -> list[str]:
+    """Warnings for metrics that score the label a model's positives were built from.
+
+    A model trained with positives that share a treatment (or a well) pulls those cells
+    together, so any metric that keeps the query's compound in play (clustering AMI, a
+    probe not split by compound, replicate retrieval) scores the training signal itself.
+    NSC / NSCB and MoA mAP leave the compound out (as WS-DINO, Cross et al. 2022, is scored).
+    """
+    out = []
+    for rec in trained:
+        cols = [str(c) for c in rec.get("positive_columns") or []]
+        if not cols or not _determined_by(obs, cols, label):
+            continue
+        flagged = list(SAME_COMPOUND_METRICS)
+        if not (linear_grouped_by and _determined_by(obs, cols, linear_grouped_by)):
+            flagged += LINEAR_METRICS
+        if replicate and _determined_by(obs, cols, "compound"):
+            flagged.append("replicate_map")
+        out.append(f"model {rec['model']} was trained with --positives {rec['positives']}: "
+                   f"its pairs share {', '.join(cols)}, and '{label}' is one value within "
+                   f"each such group, so {', '.join(metric_title(m) for m in flagged)} (which "
+                   "do not leave compounds out) score what training was given; read NSC, "
+                   "NSCB and MoA mAP, which do")
     return out
 
 
@@ -481,6 +568,14 @@ def before_after_rows(report: Any) -> list[tuple[str, str, str]]:
             for m in PROFILE_METRICS]
 
 
+def _training_lines(prov: Any) -> list[str]:
+    """Report lines: the obs columns each model's training read, and leakage warnings."""
+    lines = [f"- model {t['model']} trained with --positives {t['positives']}, --batches "
+             f"{t['batches']}; obs columns used: {', '.join(t.get('obs_columns') or []) or '—'}"
+             for t in prov.get("training") or []]
+    return lines + [f"- **warning**: {w}" for w in prov.get("leakage_warnings") or []]
+
+
 def report_markdown(report: Any) -> str:
     """The human-readable report (``report.md``)."""
     inp = report["input"]
@@ -491,7 +586,8 @@ def report_markdown(report: Any) -> str:
         f"- {inp['n_items']} items with a label ({inp['n_items_without_label']} without"
         + (f", {inp['n_items_excluded']} of {', '.join(inp['excluded_labels'])} left out"
            if inp["n_items_excluded"] else "") + "), "
-        f"{inp['n_classes']} classes; seed {report['seed']}", "",
+        f"{inp['n_classes']} classes; seed {report['seed']}",
+        *_training_lines(inp.get("embedding_provenance") or {}), "",
         "## Summary", "", "| metric | value | computed on |", "|---|---:|---|",
     ]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(report)]

@@ -8,6 +8,7 @@ name               paper
 ``byol``           Grill et al. 2020 (BYOL)
 ``barlow_twins``   Zbontar et al. 2021 (Barlow Twins)
 ``vicreg``         Bardes, Ponce, LeCun 2022 (VICReg)
+``dino``           Caron et al. 2021 (DINO; any number of views: multi-crop)
 =================  ================================================================
 
 Every module of this package is imported here, and a method module registers its class

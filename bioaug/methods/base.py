@@ -49,9 +49,10 @@ __all__ = [
 #: pooled encoder output, invariant to where things are in the crop); ``feature_map`` is
 #: the last convolutional map before pooling, flattened (it keeps the layout, which
 #: matters for centred objects such as digits, not for cells at random positions);
-#: ``projection`` is the projector head's output.
+#: ``projection`` is the projector head's output. Which one ``bioaug embed`` uses by
+#: default is declared by each backbone (:func:`bioaug.models.default_embed_layer`).
 EMBED_LAYERS: dict[str, str] = {
-    "backbone": "pooled encoder output (the default)",
+    "backbone": "pooled encoder output",
     "feature_map": "last convolutional map before pooling, flattened (keeps the layout)",
     "projection": "projector head output",
 }
@@ -153,7 +154,9 @@ class Method(nn.Module):
     #: declares none gets the short-run AdamW recipe the shipped methods use
     recipe: ClassVar[Recipe] = Recipe(optimizer="adamw", lr=1.5e-3, lr_scaling="sqrt",
                                       weight_decay=1e-4)
-    n_views: ClassVar[int] = 2
+    #: views per image the method takes; ``None``: any number from ``min_views`` on
+    n_views: ClassVar[int | None] = 2
+    min_views: ClassVar[int] = 2
     embed_layers: ClassVar[tuple[str, ...]] = tuple(EMBED_LAYERS)
 
     backbone: nn.Module
@@ -183,6 +186,14 @@ class Method(nn.Module):
 
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step; ``progress`` = fraction of training done in [0, 1]."""
+
+    def before_step(self, progress: float, epoch: float) -> None:
+        """Called before each step's loss: ``progress`` done in [0, 1], ``epoch`` the
+        (fractional) epochs done; for schedules counted in epochs (DINO's temperature)."""
+
+    def before_optimizer_step(self) -> None:
+        """Called after backward and gradient clipping, before the optimiser step (DINO
+        drops its head's last-layer gradients there while that layer is frozen)."""
 
     # -- recipe checks ---------------------------------------------------------------
     @classmethod

@@ -50,6 +50,11 @@ class Recipe(BaseModel):
     lr: float = Field(gt=0, description="base learning rate for a batch of 256")
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
     weight_decay: float = Field(ge=0)
+    weight_decay_end: float | None = Field(
+        None, ge=0, description="weight decay at the end of a cosine from weight_decay "
+        "(None: constant)")
+    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm "
+                                    "(None: no clipping)")
     exclude_bias_norm: bool = Field(
         True, description="no weight decay (and no LARS adaptation) for biases and norm layers")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum, AdamW β₁")

@@ -12,7 +12,15 @@ name                      options                                             ou
 ``resnet18``              ``cifar_stem`` (3×3 stride-1 stem, no max-pool)      512
 ``resnet50``              ``cifar_stem``                                        2048
 ``resnet101_supervised``  ``weights`` (file), ``channel_map``, ``input_size``  2048 (×C)
+``vit_tiny``              ``patch_size`` (16), ``img_size`` (224),             192
+                          ``drop_path_rate`` (timm ViT, :mod:`~bioaug.models.vit`)
+``vit_small``             same as ``vit_tiny``                                 384
 ========================  ==================================================  ==========
+
+Each registry entry is a :class:`Backbone`: the builder and ``embed_layer``, the layer
+``bioaug embed`` uses for this backbone's checkpoints when no layer is given (a key of
+:data:`bioaug.methods.base.EMBED_LAYERS`; :func:`default_embed_layer`,
+:func:`embed_layers_markdown` for the table in the docs).
 
 Options passed as ``None`` count as "not given" (so a command line can forward every
 option it knows without checking which backbone uses it); any other option a backbone
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -31,20 +40,47 @@ from bioaug.errors import ConfigError, did_you_mean, unknown_choice
 from bioaug.models.resnet import resnet18, resnet50
 from bioaug.models.supervised import resnet101_supervised
 from bioaug.models.vgg import vgg13_bn, vgg_mnist
+from bioaug.models.vit import vit_small, vit_tiny
 
 __all__ = [
     "BACKBONES",
+    "Backbone",
     "backbone_names",
     "backbone_options",
     "build_backbone",
+    "default_embed_layer",
+    "embed_layers_markdown",
 ]
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {
-    "vgg13_bn": vgg13_bn,
-    "vgg_mnist": vgg_mnist,
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-    "resnet101_supervised": resnet101_supervised,
+
+@dataclass(frozen=True)
+class Backbone:
+    """A registered backbone: its builder and its default embedding layer.
+
+    ``embed_layer`` is what ``bioaug embed`` reads when no ``--layer`` is given:
+    ``"backbone"`` (the pooled output) suits deep encoders whose last map is a few pixels
+    and cells at random positions; ``"feature_map"`` (the last map, flattened) keeps where
+    things are, which wins for small encoders of centred objects.
+    """
+
+    build: Callable[..., nn.Module]
+    embed_layer: str = "backbone"
+    why: str = ""
+
+
+#: name → :class:`Backbone`. One line per backbone; ``embed_layer`` is its embed default.
+BACKBONES: dict[str, Backbone] = {
+    "vgg13_bn": Backbone(vgg13_bn, embed_layer="backbone"),
+    "vgg_mnist": Backbone(vgg_mnist, embed_layer="feature_map",
+                          why="measured on real MNIST digits: its pooled 7×7 map loses to raw "
+                          "pixels, the map itself beats them"),
+    "resnet18": Backbone(resnet18, embed_layer="backbone"),
+    "resnet50": Backbone(resnet50, embed_layer="backbone"),
+    "resnet101_supervised": Backbone(resnet101_supervised, embed_layer="backbone"),
+    "vit_tiny": Backbone(vit_tiny, embed_layer="backbone",
+                         why="the class token after the final norm, as DINO embeds"),
+    "vit_small": Backbone(vit_small, embed_layer="backbone",
+                          why="the class token after the final norm, as DINO embeds"),
 }
 
 
@@ -62,6 +98,20 @@ def backbone_options(name: str) -> dict[str, Any]:
         for key, p in params.items()
         if key != "in_channels" and p.kind is inspect.Parameter.KEYWORD_ONLY
     }
+
+
+def default_embed_layer(name: str) -> str:
+    """The layer ``bioaug embed`` uses for backbone ``name`` when none is given."""
+    return _entry(name).embed_layer
+
+
+def embed_layers_markdown() -> str:
+    """A Markdown table: each backbone and its default embedding layer (for the docs)."""
+    rows = ["| backbone | default `--layer` | why |", "|---|---|---|"]
+    for name in backbone_names():
+        entry = BACKBONES[name]
+        rows.append(f"| `{name}` | `{entry.embed_layer}` | {entry.why or '—'} |")
+    return "\n".join(rows) + "\n"
 
 
 def build_backbone(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
@@ -92,6 +142,10 @@ def build_backbone(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
 
 
 def _lookup(name: str) -> Callable[..., nn.Module]:
+    return _entry(name).build
+
+
+def _entry(name: str) -> Backbone:
     try:
         return BACKBONES[name]
     except (KeyError, TypeError):

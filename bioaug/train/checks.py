@@ -109,12 +109,21 @@ def build_run_model(config: TrainConfig, in_channels: int, n_items: int) -> nn.M
 
 
 def check_views(pipeline: Any, method: nn.Module, config: TrainConfig) -> None:
-    need = int(getattr(method, "n_views", 2))
+    need = getattr(method, "n_views", 2)
+    if need is None:  # any number from min_views on (multi-crop methods)
+        least = int(getattr(method, "min_views", 2))
+        if pipeline.n_views < least:
+            raise ProtocolError(
+                f"method '{config.method}' needs at least {least} views per image but the "
+                f"protocol makes {pipeline.n_views}", where=config.protocol,
+                hint="add views (e.g. `count: 2` on a view)")
+        return
     if pipeline.n_views != need:
         raise ProtocolError(
             f"method '{config.method}' needs {need} views per image but the protocol makes "
             f"{pipeline.n_views}", where=config.protocol,
-            hint="add a view (e.g. `- same_as: 0`) or remove one")
+            hint="add a view (e.g. `- same_as: 0`) or remove one"
+            + (" (a view's `count: N` makes N views)" if pipeline.n_views > need else ""))
 
 
 def method_hparams(method: nn.Module) -> dict[str, Any]:

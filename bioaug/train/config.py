@@ -26,13 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from bioaug.device import DEVICE_CHOICES
 from bioaug.errors import ConfigError, did_you_mean
 from bioaug.io import read_yaml_mapping
+from bioaug.train.batches import batches_help, parse_batches
+from bioaug.train.pairs import CONTROL, POSITIVES, TREATMENT_COLUMNS, parse_control
 
 #: Config keys that may change between a run and its resume without being reported.
 RESUME_FREE_KEYS = frozenset({"out", "device", "num_workers", "tensorboard", "preview_views"})
 
 #: Options that default to the method's recipe when not given (None).
 RECIPE_FIELDS = ("optimizer", "lr", "lr_scaling", "weight_decay", "exclude_bias_norm",
-                 "momentum", "lars_eta", "lars_clip", "warmup_epochs")
+                 "momentum", "lars_eta", "lars_clip", "warmup_epochs", "weight_decay_end",
+                 "grad_clip")
 
 #: Where a value came from when nobody says otherwise.
 SOURCE_DEFAULT, SOURCE_RECIPE, SOURCE_API = "default", "recipe", "python"
@@ -60,6 +63,18 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(256, ge=1, description="global batch size (over all processes)")
     seed: int = Field(0, ge=0, description="seed of the model init, data order and "
                       "augmentation draws")
+    positives: Literal[tuple(POSITIVES)] = Field(  # type: ignore[valid-type]
+        "same_cell", description="which cells form a positive pair: " + "; ".join(
+            f"{p.name}: {p.description}" for p in POSITIVES.values()))
+    batches: str = Field("random", description=f"batch composition: {batches_help()} (K "
+                         "cells of each treatment in a batch)")
+    treatment_columns: list[str] = Field(list(TREATMENT_COLUMNS), description="obs columns "
+                                         "naming a cell's treatment (space- or comma-separated)")
+    plate_column: str = Field("plate", description="obs column naming a cell's plate")
+    well_column: str = Field("well", description="obs column naming a cell's well (within "
+                             "its plate)")
+    control: str | None = Field(CONTROL, description="the control cells, COLUMN=VALUE "
+                                "(they pair with controls of another plate), or none")
     optimizer: Literal["sgd", "lars", "adamw"] | None = Field(
         None, description="SGD with momentum, LARS (You et al. 2017) or AdamW; default: the "
         "method's recipe")
@@ -70,6 +85,10 @@ class TrainConfig(BaseModel):
         "sqrt (lr × √(B/256)) or none; default: the method's recipe")
     weight_decay: float | None = Field(None, ge=0, description="weight decay; default: the "
                                        "method's recipe")
+    weight_decay_end: float | None = Field(None, ge=0, description="weight decay at the end "
+                                           "of a cosine schedule from weight_decay (per "
+                                           "step); default: the method's recipe (most: "
+                                           "constant)")
     exclude_bias_norm: bool | None = Field(None, description="no weight decay (nor LARS "
                                            "adaptation) for biases and norm layers; default: "
                                            "the method's recipe")
@@ -83,7 +102,7 @@ class TrainConfig(BaseModel):
                                         "warm-up before the cosine decay; default: the method's "
                                         "recipe (a fraction of the run)")
     grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to "
-                                    "this value")
+                                    "this value; default: the method's recipe (most: none)")
     save_every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps "
                                          "(a checkpoint is always written every epoch)")
     device: str = Field("auto", description=f"compute device: {', '.join(DEVICE_CHOICES)} "
@@ -118,6 +137,33 @@ class TrainConfig(BaseModel):
         if v in DEVICE_CHOICES or (v.startswith("cuda:") and v[5:].isdigit()):
             return v
         raise ValueError(f"unknown device '{value}'; use one of {', '.join(DEVICE_CHOICES)}")
+
+    @field_validator("batches", mode="before")
+    @classmethod
+    def _check_batches(cls, value: Any) -> str:
+        try:
+            return str(parse_batches(" ".join(map(str, value)) if isinstance(value, list)
+                                     else value))
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("treatment_columns", mode="before")
+    @classmethod
+    def _split_columns(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", " ").split() if v]
+        if isinstance(value, (list, tuple)) and not value:
+            raise ValueError("give at least one treatment column")
+        return value
+
+    @field_validator("control")
+    @classmethod
+    def _check_control(cls, value: str | None) -> str | None:
+        try:
+            parsed = parse_control(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return None if parsed is None else "=".join(parsed)
 
     @field_validator("protocol")
     @classmethod
@@ -253,15 +299,25 @@ def _sources_of(values: dict[str, Any], label: str) -> dict[str, str]:
     return out
 
 
+#: Options a run made before they existed used implicitly (pairs of one crop, random
+#: batches): missing from its config, they are not a difference on resume.
+SAMPLING_DEFAULTS: dict[str, Any] = {
+    k: TrainConfig.model_fields[k].get_default(call_default_factory=True)
+    for k in ("positives", "batches", "treatment_columns", "plate_column", "well_column",
+              "control")}
+
+
 def config_diff(old: dict[str, Any], new: dict[str, Any],
                 ignore: frozenset[str] = RESUME_FREE_KEYS) -> dict[str, tuple[Any, Any]]:
     """Keys whose values differ between two plain configs: ``{key: (old, new)}``.
 
     Mappings (``method_kwargs`` …) are compared key by key (``method_kwargs.temperature``).
+    The sampling options (:data:`SAMPLING_DEFAULTS`) missing from an older run's config
+    count as their defaults, which is what that run did.
     """
     out: dict[str, tuple[Any, Any]] = {}
     for k in sorted((set(old) | set(new)) - set(ignore)):
-        a, b = old.get(k), new.get(k)
+        a, b = old.get(k, SAMPLING_DEFAULTS.get(k)), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out.update({f"{k}.{sub}": (a.get(sub), b.get(sub)) for sub in sorted(set(a) | set(b))
                         if a.get(sub) != b.get(sub)})

@@ -10,19 +10,29 @@ run and every process of a distributed run see exactly the same global batches; 
 ``world_size`` processes, rank ``r`` reads rows ``[r·b, (r+1)·b)`` of each global batch
 (``b = batch_size / world_size``). The last incomplete batch is dropped so every step
 has the full global batch.
+
+What a batch is made of and which cells pair up are the run's :class:`Sampling`
+(``--batches``, :mod:`bioaug.train.batches`; ``--positives``, :mod:`bioaug.train.pairs`).
+With positives other than ``same_cell`` each rank's index array holds its anchors followed
+by their partners (drawn for the global batch from ``(seed, epoch, batch)``), read in the
+same single store read; :func:`bioaug.train.pairs.split_pair` separates them again.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bioaug.data.store import DTYPE_SCALE, Store
+from bioaug.train.batches import BatchPlan, build_batch_plan, parse_batches, sampling_record
+from bioaug.train.pairs import ObsColumns, PairIndex, build_pair_index, pair_rng
 
 
 def epoch_permutation(n_items: int, seed: int, epoch: int) -> np.ndarray:
@@ -39,27 +49,78 @@ def steps_per_epoch(n_items: int, batch_size: int) -> int:
 class EpochBatchSampler(Sampler[np.ndarray]):
     """Index arrays of one epoch: this rank's slice of each global batch.
 
-    ``start_batch`` skips the batches a resumed run has already trained on.
+    ``start_batch`` skips the batches a resumed run has already trained on. ``plan`` sets
+    the batch composition (default: a permutation of the store); with ``pairs`` each array
+    is this rank's anchors followed by their partners.
     """
 
     def __init__(self, n_items: int, batch_size: int, *, seed: int, epoch: int,
-                 start_batch: int = 0, rank: int = 0, world_size: int = 1) -> None:
+                 start_batch: int = 0, rank: int = 0, world_size: int = 1,
+                 plan: BatchPlan | None = None, pairs: PairIndex | None = None) -> None:
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
         self.n_items, self.batch_size = n_items, batch_size
         self.seed, self.epoch, self.start_batch = seed, epoch, start_batch
         self.rank, self.world_size = rank, world_size
         self.local = batch_size // world_size
+        self.plan, self.pairs = plan, pairs
 
     def __len__(self) -> int:
         return max(0, steps_per_epoch(self.n_items, self.batch_size) - self.start_batch)
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def epoch_anchors(self) -> np.ndarray:
+        """``(steps, batch_size)``: the global batches of the epoch (anchors)."""
+        if self.plan is not None:
+            return self.plan.epoch(self.seed, self.epoch)
+        steps = steps_per_epoch(self.n_items, self.batch_size)
         perm = epoch_permutation(self.n_items, self.seed, self.epoch)
-        lo = self.rank * self.local
-        for b in range(self.start_batch, steps_per_epoch(self.n_items, self.batch_size)):
-            start = b * self.batch_size + lo
-            yield perm[start:start + self.local]
+        return perm[:steps * self.batch_size].reshape(steps, self.batch_size)
+
+    def global_batch(self, b: int, anchors: np.ndarray | None = None) -> np.ndarray:
+        """Global batch ``b``: its anchors ``(B,)``, or ``(2, B)`` anchors and partners."""
+        a = (self.epoch_anchors() if anchors is None else anchors)[b]
+        if self.pairs is None:
+            return a
+        return np.stack([a, self.pairs.partners(a, pair_rng(self.seed, self.epoch, b))])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        anchors = self.epoch_anchors()
+        lo, hi = self.rank * self.local, (self.rank + 1) * self.local
+        for b in range(self.start_batch, len(anchors)):
+            yield self.global_batch(b, anchors)[..., lo:hi].reshape(-1)
+
+
+@dataclass
+class Sampling:
+    """How a run builds its batches: the composition, the pairing and what they read."""
+
+    plan: BatchPlan
+    pairs: PairIndex | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def paired(self) -> bool:
+        return self.pairs is not None
+
+    def sampler(self, **kwargs: Any) -> EpochBatchSampler:
+        """An :class:`EpochBatchSampler` with this plan and pairing."""
+        return EpochBatchSampler(self.plan.n_items, self.plan.batch_size, plan=self.plan,
+                                 pairs=self.pairs, **kwargs)
+
+
+def build_sampling(obs: Any, config: Any, where: Any = None) -> Sampling:
+    """The :class:`Sampling` of a run config on a store's obs (columns checked up front).
+
+    ``record`` is what the checkpoint keeps: the rule names and the obs columns read, and
+    ``positive_columns`` the columns whose values a positive pair shares (a weak label
+    that evaluation must not score without leaving it out).
+    """
+    cols = ObsColumns.from_config(config)
+    spec = parse_batches(config.batches)
+    plan = build_batch_plan(obs, spec, cols, int(config.batch_size), where)
+    pairs = build_pair_index(obs, config.positives, cols, where)
+    record = sampling_record(config)
+    return Sampling(plan, pairs, record)
 
 
 class StoreBatches(Dataset):

@@ -12,16 +12,20 @@ One step: read a global batch from the store (one sorted read, stored dtype) →
 [0, 1] on the device → the protocol's views (augmentation parameters drawn for the global
 batch from a seeded generator on the device; each process applies its shard) → the
 method's loss (bf16 autocast and channels-last on CUDA) → backward → optional gradient
-clipping → optimiser step with the warm-up + cosine learning rate of that step →
-``method.after_step(progress)`` (momentum encoders).
+clipping → ``method.before_optimizer_step()`` → optimiser step with the warm-up + cosine
+learning rate (and the weight decay of ``weight_decay → weight_decay_end``) of that step →
+``method.after_step(progress)`` (momentum encoders). ``method.before_step(progress,
+epoch)`` comes before the loss (schedules counted in epochs).
 
 Run directory::
 
     RUN/config.yaml     the resolved TrainConfig (every recipe value filled in)
     RUN/protocol.yaml   the protocol as used (its text; the effective YAML with --crop)
-    RUN/checkpoint.pt   latest checkpoint (every epoch and every save_every_steps; atomic)
+    RUN/checkpoint.pt   latest checkpoint (every epoch and every save_every_steps; atomic);
+                        its ``sampling`` records --positives, --batches, the obs columns read
     RUN/metrics.csv     one row per step: step, epoch, loss, lr, images/s, method scalars
     RUN/views.png       the first images of step 1 and their views, as the model got them
+    RUN/attention.png   (ViT backbones) the last block's class-token attention on stored cells
     RUN/tb/             TensorBoard events (when tensorboard is installed)
 
 ``train(config, resume=True)`` continues a killed run from its checkpoint exactly: the
@@ -64,8 +68,8 @@ from bioaug.train.checkpoint import (
 )
 from bioaug.train.config import TrainConfig, config_diff
 from bioaug.train.data import (
-    EpochBatchSampler,
     StoreBatches,
+    build_sampling,
     make_loader,
     to_unit_float,
 )
@@ -80,7 +84,8 @@ from bioaug.train.distributed import (
 )
 from bioaug.train.knn import KnnMonitor
 from bioaug.train.metrics import MetricsLogger, truncate_metrics
-from bioaug.train.optim import build_optimizer, lr_at, set_lr
+from bioaug.train.optim import build_optimizer, lr_at, set_lr, set_weight_decay, weight_decay_at
+from bioaug.train.pairs import PairedViews, split_pair
 from bioaug.train.resolve import ResolvedConfig, resolve
 
 
@@ -140,6 +145,7 @@ def resolve_run(config: TrainConfig) -> ResolvedConfig:
     checks.check_names(config)
     store = Store.open(config.data)
     checks.check_batch(config, len(store), env_world_size())
+    build_sampling(store.obs, config, where=store.path)  # --positives/--batches columns
     return resolve(config, len(store))
 
 
@@ -190,6 +196,9 @@ class _Run:
         self.protocol, self.protocol_text = checks.load_run_protocol(cfg)
         checks.check_protocol_vs_store(self.protocol, self.store, cfg)
         self.pipeline = build_pipeline(self.protocol, self.store.n_channels, self.store.channels)
+        # which cells pair up and what a batch holds (--positives, --batches)
+        self.sampling = build_sampling(self.store.obs, cfg, where=self.store.path)
+        self.make_views = PairedViews(self.pipeline)
         self.crop_sizes = checks.check_crops(self.pipeline, self.store, cfg)
         if self.info.is_main:
             for warning in self.resolved.warnings:
@@ -212,6 +221,9 @@ class _Run:
             self.method, cfg.optimizer, cfg.effective_lr(), cfg.momentum, cfg.weight_decay,
             exclude_bias_norm=cfg.exclude_bias_norm, trust_coefficient=cfg.lars_eta,
             clip=cfg.lars_clip)
+        # the groups under weight decay (biases and norms may be out): their decay follows
+        # the schedule from weight_decay to weight_decay_end
+        self.decayed = [g for g in self.optimizer.param_groups if g["weight_decay"] > 0]
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed + 1)
         self.step = 0
@@ -300,6 +312,7 @@ class _Run:
             "finished": self.step >= self.total,
             "rng": _rng_state(self.generator, self.device),
             "last_loss": self.last_loss,
+            "sampling": dict(self.sampling.record),
             "provenance": _plain(provenance(seed=cfg.seed, world_size=self.info.world_size,
                                      device=str(self.device), store=str(store.path),
                                      store_header_sha256=self.header_sha256,
@@ -349,6 +362,11 @@ class _Run:
         barrier(self.info)
         try:
             self._loop()
+            if self.info.is_main and self.cfg.preview_views:  # ViTs: RUN/attention.png
+                from bioaug.train.attention import write_attention
+
+                write_attention(self.out / "attention.png", self.method.backbone, self.store,
+                                self.cfg.preview_views, self.device)
         finally:
             if self.logger is not None:
                 self.logger.close()
@@ -369,9 +387,9 @@ class _Run:
         t_start, rate = time.perf_counter(), None
         while self.step < self.total:
             epoch = self.step // self.spe
-            sampler = EpochBatchSampler(len(self.store), global_b, seed=cfg.seed, epoch=epoch,
-                                        start_batch=self.step % self.spe, rank=info.rank,
-                                        world_size=info.world_size)
+            sampler = self.sampling.sampler(seed=cfg.seed, epoch=epoch,
+                                            start_batch=self.step % self.spe, rank=info.rank,
+                                            world_size=info.world_size)
             workers = cfg.num_workers
             if workers is None:  # a batch is one memmap read: workers only pay on a GPU
                 workers = 4 if self.cuda else 0
@@ -380,11 +398,15 @@ class _Run:
             for raw in loader:
                 lr = lr_at(self.step, self.base_lr, self.warmup, self.total)
                 set_lr(self.optimizer, lr)
+                set_weight_decay(self.decayed, weight_decay_at(
+                    self.step, self.total, cfg.weight_decay, cfg.weight_decay_end))
+                self.method.before_step(self.step / self.total, self.step / self.spe)
                 x = to_unit_float(raw.to(self.device, non_blocking=True), self.store.dtype)
+                x, partner = split_pair(x, self.sampling.paired)
                 aug = self.pipeline.sample(global_b, image_shape, self.generator, self.device)
                 if info.distributed:
                     aug = aug.select(shard)
-                views = self.pipeline.apply(x, aug)
+                views = self.make_views(x, partner, aug)
                 if self.step == 0 and info.is_main and cfg.preview_views:
                     self._write_views(x, views)
                 if self.cuda and cfg.channels_last:
@@ -401,6 +423,7 @@ class _Run:
                     params, cfg.grad_clip if cfg.grad_clip is not None else math.inf))
                 if not math.isfinite(grad_norm):
                     self._diverged(f"the gradient norm became {grad_norm}")
+                self.method.before_optimizer_step()
                 self.optimizer.step()
                 self.step += 1
                 self.method.after_step(self.step / self.total)
@@ -437,10 +460,10 @@ class _Run:
     def _write_views(self, x: torch.Tensor, views: list[torch.Tensor]) -> None:
         """``RUN/views.png``: the first images of step 1 and their views, as trained on."""
         from bioaug.augment.mosaic import write_mosaic
+        from bioaug.augment.preview import view_columns
 
         n = min(self.cfg.preview_views, x.shape[0])
-        write_mosaic(self.out / "views.png",
-                     [("original", x), *((f"view {i + 1}", v) for i, v in enumerate(views))],
+        write_mosaic(self.out / "views.png", [("original", x), *view_columns(views)],
                      self.store.channels, rows=n,
                      title=f"{self.protocol.name}: step 1, {n} of {x.shape[0]} images "
                      f"(seed {self.cfg.seed})")

@@ -141,6 +141,21 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
                 trust_coefficient=trust_coefficient, clip=clip)
 
 
+def weight_decay_at(step: int, total_steps: int, start: float, end: float | None) -> float:
+    """Weight decay for step ``step`` of ``total_steps``: a half cosine from ``start`` to
+    ``end`` (DINO's schedule, Caron et al. 2021); ``end=None`` keeps ``start``."""
+    if end is None:
+        return start
+    t = min(max(step / max(total_steps, 1), 0.0), 1.0)
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def set_weight_decay(groups: list[dict], weight_decay: float) -> None:
+    """Set the weight decay of the (decayed) param ``groups`` to ``weight_decay``."""
+    for group in groups:
+        group["weight_decay"] = weight_decay
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -185,3 +185,65 @@ def test_views_still_held_are_never_overwritten_and_released_ones_are_reused(x) 
     del first, second
     third = pipe(x, torch.Generator().manual_seed(2))
     assert {v.data_ptr() for v in third} == addresses
+
+
+MULTI = """\
+bioaug_protocol: 1
+name: multi
+views:
+  - crop_size: 16
+    count: 2
+    steps:
+      - random_resized_crop: {scale: [0.4, 1.0]}
+      - rotate90: {}
+      - flip: {horizontal: true, vertical: true, p: 0.5}
+      - stain_jitter: {brightness: 0.3, contrast: 0.3, p: 0.7}
+  - crop_size: 8
+    count: 3
+    steps:
+      - random_resized_crop: {scale: [0.05, 0.4]}
+      - gaussian_noise: {std: [0.01, 0.05], p: 0.5}
+"""
+
+
+def test_count_makes_independent_views_of_each_size(x: torch.Tensor) -> None:
+    pipe = build_pipeline(parse_protocol(MULTI), 3)
+    assert pipe.n_views == 5 and pipe.crop_sizes == [16, 16, 8, 8, 8]
+    views = pipe(x, torch.Generator().manual_seed(0))
+    assert [tuple(v.shape) for v in views] == [(10, 3, 16, 16)] * 2 + [(10, 3, 8, 8)] * 3
+    assert not torch.equal(views[0], views[1]) and not torch.equal(views[2], views[3])
+    # the views of one size share one output block (made together)
+    assert views[0].untyped_storage().data_ptr() == views[1].untyped_storage().data_ptr()
+    assert views[2].untyped_storage().data_ptr() == views[4].untyped_storage().data_ptr()
+
+
+def test_multicrop_views_replay_and_shard(x: torch.Tensor) -> None:
+    pipe = build_pipeline(parse_protocol(MULTI), 3)
+    params = pipe.sample(10, (3, 20, 20), torch.Generator().manual_seed(0))
+    whole = [v.clone() for v in pipe.apply(x, params)]
+    again = pipe(x, torch.Generator().manual_seed(0))
+    half = pipe.apply(x[5:], params.select(slice(5, 10)))
+    for w, a, h in zip(whole, again, half, strict=True):
+        torch.testing.assert_close(w, a, atol=1e-6, rtol=0)
+        torch.testing.assert_close(w[5:], h, atol=1e-5, rtol=0)
+
+
+def test_copies_of_one_recipe_run_as_one_batch_with_the_same_views(x: torch.Tensor) -> None:
+    """The accelerator path (copies of a recipe joined along the batch) gives the views of
+    running each copy on its own, for the same draws."""
+    pipe = build_pipeline(parse_protocol(MULTI), 3)
+    params = pipe.sample(10, (3, 20, 20), torch.Generator().manual_seed(1))
+    joined = pipe._apply_on_device(x, params)
+    alone = [view.run(x, drawn) for view, drawn in zip(pipe.views, params.views, strict=True)]
+    for a, b in zip(joined, alone, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_multicrop_gives_the_cpu_views(x: torch.Tensor) -> None:
+    pipe = build_pipeline(parse_protocol(MULTI), 3)
+    params = pipe.sample(10, (3, 20, 20), torch.Generator().manual_seed(0))
+    cpu = pipe.apply(x, params)
+    gpu = pipe.apply(x.cuda(), params.to("cuda"))
+    for a, b in zip(cpu, gpu, strict=True):
+        torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=0)

@@ -147,3 +147,18 @@ def test_rgb_mode_on_the_wrong_channel_count_fails_before_augmenting(tmp_path: P
     data.images = data.images[:, :2]
     with pytest.raises(DataError, match="--mode rgb needs 3 channels"):
         render_preview(load_protocol("none"), data, tmp_path / "x.png", n=1, mode="rgb")
+
+
+def test_multicrop_preview_shows_every_view_with_its_size(tmp_path: Path) -> None:
+    import torch
+
+    from bioaug.augment.preview import view_columns
+
+    titles = [t for t, _ in view_columns([torch.zeros(1, 1, 48, 48)] * 2
+                                         + [torch.zeros(1, 1, 24, 24)] * 6)]
+    assert titles == ["v1 48px", "v2 48px"] + [f"v{i} 24px" for i in range(3, 9)]
+    assert [t for t, _ in view_columns([torch.zeros(1, 1, 8, 8)] * 2)] == ["view 1", "view 2"]
+    out, _ = render_preview(load_protocol("dino-multicrop"), load_preview_input(None),
+                            tmp_path / "multi.png", n=2)
+    image = mpimg.imread(out)
+    assert image.shape[1] > image.shape[0]  # 9 column groups of 3 channels side by side

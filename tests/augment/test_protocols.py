@@ -75,3 +75,17 @@ def test_show_output_reads_back_identically(name: str) -> None:
 
     protocol = load_protocol(name)
     assert parse_protocol(protocol.to_yaml(), "shown.yaml").to_dict() == protocol.to_dict()
+
+
+@pytest.mark.parametrize(("name", "sizes"), [("dino-multicrop", [48] * 2 + [24] * 6),
+                                             ("mnist-multicrop", [28] * 2 + [14] * 4)])
+def test_multicrop_protocols_make_global_and_local_views(name: str, sizes: list[int]) -> None:
+    protocol = load_protocol(name)
+    assert protocol.name == name and len(protocol.description) > 80
+    assert protocol.crop_sizes == sizes and protocol.n_views == len(sizes)
+    n = len(protocol.channels) if protocol.channels else 5  # any channel count
+    x = torch.rand(4, n, 64, 64, generator=torch.Generator().manual_seed(0))
+    views = build_pipeline(protocol, n, protocol.channels)(x, torch.Generator().manual_seed(0))
+    assert [v.shape[-1] for v in views] == sizes
+    assert all(torch.isfinite(v).all() and 0 <= float(v.min()) <= float(v.max()) <= 1
+               for v in views)

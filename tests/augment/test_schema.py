@@ -202,3 +202,58 @@ def test_numbers_yaml_reads_as_text_get_a_hint(tmp_path: Path) -> None:
     assert "got the text '0.5' (quoted, so it is text; write 0.5 without quotes)" in message
     message = error_of(tmp_path, swap("brightness: 0.2", "brightness: 2e-1"))
     assert "YAML needs a dot in exponent notation" in message
+
+
+# -- multi-crop: `count: N` ------------------------------------------------------------------
+MULTI = """\
+bioaug_protocol: 1
+name: multi
+views:
+  - crop_size: 48
+    count: 2
+    steps:
+      - random_resized_crop: {scale: [0.4, 1.0]}
+  - crop_size: 24
+    count: 6
+    steps:
+      - random_resized_crop: {scale: [0.05, 0.4]}
+  - same_as: 1
+    count: 2
+"""
+
+
+def test_count_makes_several_views_and_round_trips() -> None:
+    p = parse_protocol(MULTI, "m.yaml")
+    assert [v.count for v in p.views] == [2, 6, 2] and p.n_views == 10
+    assert p.crop_sizes == [48, 48] + [24] * 8
+    d = p.to_dict()["views"]
+    assert d[0]["count"] == 2 and d[2] == {"same_as": 1, "count": 2}
+    assert parse_protocol(p.to_yaml()).to_dict() == p.to_dict()
+    assert p.with_crop_size(32).crop_sizes == [32] * 10
+    # count 1 is the default and is not written out
+    assert "count" not in parse_protocol(GOOD).to_dict()["views"][0]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("    count: 6\n", "    count: 0\n",
+     "m.yaml:9: views[1].count: must be in [1, 64] (views drawn with this recipe), got 0"),
+    ("    count: 2\n    steps", "    count: two\n    steps",
+     "m.yaml:5: views[0].count: must be the number of views to draw with this recipe, an "
+     "integer in [1, 64]; got text 'two'"),
+    ("    count: 6\n", "    count: 2.5\n", "views[1].count: must be the number of views"),
+    ("    count: 6\n", "    cont: 6\n",
+     "m.yaml:9: views[1].cont: unknown view key 'cont' (did you mean 'count'?)"),
+    ("  - same_as: 1\n    count: 2\n", "  - same_as: 1\n    count: 100\n",
+     "m.yaml:13: views[2].count: must be in [1, 64]"),
+    ("{scale: [0.05, 0.4]}", "{scale: [0.4, 0.05]}",
+     "m.yaml:11: views[1].steps[0].random_resized_crop.scale: range is backwards"),
+])
+def test_count_errors_name_the_key_path(tmp_path: Path, old: str, new: str,
+                                        expected: str) -> None:
+    assert old in MULTI
+    path = tmp_path / "m.yaml"
+    path.write_text(MULTI.replace(old, new))
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(path)
+    message = info.value.format()
+    assert expected in message, message

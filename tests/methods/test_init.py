@@ -9,7 +9,7 @@ from bioaug.models import build_backbone
 
 #: small sizes for whichever of these hyperparameters a method has
 _SMALL_SIZES = {"proj_hidden_dim": 16, "proj_output_dim": 8, "pred_hidden_dim": 16,
-                "queue_size": 60}
+                "queue_size": 60, "out_dim": 32, "hidden_dim": 16, "bottleneck_dim": 8}
 
 
 def small(name: str) -> dict[str, int]:

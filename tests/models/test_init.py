@@ -9,7 +9,8 @@ from bioaug.models import BACKBONES, backbone_names, backbone_options, build_bac
 
 def test_registry_names():
     assert backbone_names() == sorted(
-        ["vgg13_bn", "vgg_mnist", "resnet18", "resnet50", "resnet101_supervised"]
+        ["vgg13_bn", "vgg_mnist", "resnet18", "resnet50", "resnet101_supervised",
+         "vit_tiny", "vit_small"]
     )
     assert set(BACKBONES) == set(backbone_names())
 
@@ -52,3 +53,45 @@ def test_out_dim_matches_forward():
     for name, kw in [("vgg13_bn", {"width": 0.125}), ("vgg_mnist", {"width": 0.25})]:
         model = build_backbone(name, 2, **kw)
         assert model(torch.rand(2, 2, 32, 32)).shape == (2, model.out_dim)
+
+
+def test_every_backbone_declares_a_known_default_embedding_layer():
+    from bioaug.methods.base import EMBED_LAYERS
+    from bioaug.models import default_embed_layer
+
+    for name in backbone_names():
+        assert default_embed_layer(name) in EMBED_LAYERS, name
+        assert default_embed_layer(name) == BACKBONES[name].embed_layer
+
+
+def test_default_embedding_layers():
+    from bioaug.models import default_embed_layer
+
+    assert default_embed_layer("vgg_mnist") == "feature_map"  # measured on real digits
+    for name in ("vgg13_bn", "resnet18", "resnet50", "resnet101_supervised"):
+        assert default_embed_layer(name) == "backbone", name
+    with pytest.raises(ConfigError, match="unknown backbone 'vgg_mnst'"):
+        default_embed_layer("vgg_mnst")
+
+
+def test_a_feature_map_default_needs_a_feature_map():
+    for name, entry in BACKBONES.items():
+        if entry.embed_layer == "feature_map" and name != "resnet101_supervised":
+            model = build_backbone(name, 1, **({"width": 0.125} if "width" in
+                                                backbone_options(name) else {}))
+            assert hasattr(model, "feature_map"), name
+
+
+def test_the_docs_table_of_default_layers_is_generated_from_the_registry():
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("update_readme",
+                                                  repo / "tools" / "update_readme.py")
+    assert spec is not None and spec.loader is not None
+    updater = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(updater)
+    doc = (repo / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    assert updater.render_evaluation_doc(doc) == doc, \
+        "docs/evaluation.md is stale: run `python tools/update_readme.py`"

@@ -193,3 +193,56 @@ def test_views_png_shows_the_first_batch_as_trained_on(tiny_store, tiny_protocol
     off = train(tiny_config(tiny_store, tiny_protocol, tmp_path / "off", epochs=1,
                             max_steps=1, preview_views=0))
     assert not (off / "views.png").exists()
+
+
+MULTICROP = """\
+bioaug_protocol: 1
+name: tiny-multicrop
+channels: [DAPI, Actin]
+views:
+  - crop_size: 24
+    count: 2
+    steps:
+      - random_resized_crop: {scale: [0.4, 1.0]}
+      - flip: {horizontal: true, p: 0.5}
+  - crop_size: 12
+    count: 3
+    steps:
+      - random_resized_crop: {scale: [0.1, 0.4]}
+"""
+
+
+def test_dino_with_multicrop_and_a_vit_trains_through_the_loop(tiny_store, tmp_path):
+    protocol = tmp_path / "multi.yaml"
+    protocol.write_text(MULTICROP)
+    cfg = tiny_config(tiny_store, protocol, tmp_path / "run", method="dino", backbone="vit_tiny",
+                      width=None, lr=None, backbone_kwargs={"patch_size": 8, "img_size": 24},
+                      method_kwargs={"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16})
+    run = train(cfg)
+    rows = read_metrics(run / "metrics.csv")
+    assert len(rows) == 8 and all(math.isfinite(r["loss"]) for r in rows)
+    # the teacher temperature warms up over 30 % of the run, the momentum ramps to 1
+    temps = [r["teacher_temp"] for r in rows]
+    assert temps[0] == pytest.approx(0.04) and temps[-1] == pytest.approx(0.07)
+    assert temps == sorted(temps)
+    assert rows[0]["momentum"] == pytest.approx(0.996)
+    # the recipe's clipping and weight-decay schedule were resolved and applied
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert (saved["grad_clip"], saved["weight_decay"], saved["weight_decay_end"]) == (3.0, 0.04, 0.4)
+    assert saved["optimizer"] == "adamw" and saved["lr_scaling"] == "linear"
+    ck = read_checkpoint(run)
+    decays = [g["weight_decay"] for g in ck["optimizer"]["param_groups"]]
+    assert max(decays) == pytest.approx(0.4, abs=0.02) and min(decays) == 0.0
+    assert ck["model"]["center"].abs().sum() > 0
+    assert (run / "views.png").is_file() and (run / "attention.png").is_file()
+
+
+def test_a_two_view_method_refuses_a_multicrop_protocol(tiny_store, tmp_path):
+    protocol = tmp_path / "multi.yaml"
+    protocol.write_text(MULTICROP)
+    cfg = tiny_config(tiny_store, protocol, tmp_path / "run", method="simclr",
+                      method_kwargs={"proj_hidden_dim": 16, "proj_output_dim": 8})
+    with pytest.raises(BioaugError, match="needs 2 views per image but the protocol makes 5") \
+            as err:
+        train(cfg)
+    assert "count: N" in err.value.format()
