@@ -13,8 +13,14 @@ random parameters drawn from a ``torch.Generator``.
 
 from __future__ import annotations
 
-from bioaug.augment.ops import OPS, ChannelSupport, Op, OpParams, make_op, register_op
-from bioaug.augment.pipeline import Pipeline, PipelineParams, build_pipeline, fit_to_crop
+from bioaug.augment.ops import OPS, ChannelSupport, Op, OpParams, register_op
+from bioaug.augment.pipeline import (
+    Pipeline,
+    PipelineParams,
+    build_pipeline,
+    fit_to_crop,
+    same_channels,
+)
 from bioaug.augment.protocols import (
     load_protocol,
     protocols_dir,
@@ -25,6 +31,7 @@ from bioaug.augment.schema import (
     Protocol,
     Step,
     View,
+    make_op,
     parse_protocol,
     parse_step,
     protocol_from_dict,
@@ -50,5 +57,6 @@ __all__ = [
     "protocols_dir",
     "register_op",
     "resolve_protocol",
+    "same_channels",
     "shipped_protocols",
 ]

@@ -40,8 +40,7 @@ from bioaug.augment.ops.base import Shape
 from bioaug.augment.ops.crop import center_crop
 from bioaug.augment.ops.geometry import warp_views
 from bioaug.augment.schema import Protocol
-from bioaug.augment.yamlsource import format_path
-from bioaug.errors import DataError, ProtocolError
+from bioaug.errors import DataError, ProtocolError, format_path
 
 Index = slice | Tensor | Sequence[int]
 
@@ -293,6 +292,15 @@ class Pipeline:
         return self.apply(x, params)
 
 
+def same_channels(declared: Sequence[str], actual: Sequence[str]) -> bool:
+    """Whether two channel lists name the same channels in the same order.
+
+    The one rule for matching channel names everywhere: case does not count (``DAPI`` is
+    ``dapi``), order does.
+    """
+    return [str(n).casefold() for n in declared] == [str(n).casefold() for n in actual]
+
+
 def build_pipeline(protocol: Protocol, n_channels: int,
                    channel_names: Sequence[str] | None = None, *,
                    fuse: bool = True) -> Pipeline:
@@ -315,7 +323,7 @@ def build_pipeline(protocol: Protocol, n_channels: int,
                 hint="use a protocol written for this data, or remove `channels:` from it")
         if channel_names is not None:
             names = list(channel_names)
-            if [n.lower() for n in names] != [d.lower() for d in declared]:
+            if not same_channels(declared, names):
                 raise ProtocolError(
                     f"the protocol declares channels [{', '.join(declared)}] but the data's are "
                     f"[{', '.join(names)}]", where=protocol.location(("channels",)),

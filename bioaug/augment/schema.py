@@ -43,10 +43,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from bioaug.augment.ops import OPS
+from bioaug.augment.ops import OPS, Op
 from bioaug.augment.ops.params import OpParams, plain
-from bioaug.augment.yamlsource import LineMap, format_path, load_yaml
-from bioaug.errors import ProtocolError, did_you_mean, unknown_choice
+from bioaug.augment.yamlsource import LineMap, load_yaml
+from bioaug.errors import ProtocolError, did_you_mean, format_path, unknown_choice
 
 VERSION = 1
 TOP_KEYS = ("bioaug_protocol", "name", "description", "channels", "views")
@@ -509,6 +509,15 @@ def parse_step(raw: Any, path: str = "step", source: str = "<string>") -> Step:
             problems.add(loc, msg)
         problems.raise_if_any()
         raise  # pragma: no cover - every error above is a problem
+
+
+def make_op(name: str, crop_size: int | None = None, **params: Any) -> Op:
+    """Build op ``name`` from keyword parameters, validated as in a protocol file.
+
+    Pass ``p`` explicitly. Bad names or values raise :class:`~bioaug.errors.ProtocolError`.
+    """
+    step = parse_step({name: params}, path=f"{name}", source="make_op")
+    return OPS[step.op](step.params, crop_size=crop_size)
 
 
 def protocol_from_dict(data: Any, source: str = "<dict>", *, text: str = "",

@@ -17,17 +17,6 @@ from bioaug.errors import ProtocolError
 Path_ = tuple[Any, ...]
 
 
-def format_path(path: Path_) -> str:
-    """``("views", 0, "steps", 3, "flip")`` → ``views[0].steps[3].flip``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 @dataclass
 class LineMap:
     """Key path → 1-based line number in the source text."""

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bioaug.device import DEVICE_CHOICES
-from bioaug.methods.base import EMBED_LAYERS
+from bioaug.methods.base import ALL_LAYERS, EMBED_LAYERS
 
 LEVELS = ("well", "treatment")
 
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="CELLS.h5ad", help="output .h5ad file (required)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an .h5ad that bioaug wrote earlier at --out")
-    p.add_argument("--layer", choices=list(EMBED_LAYERS), default=None, help=_layer_help())
+    p.add_argument("--layer", default=None, metavar="LAYER", help=_layer_help())
     p.add_argument("--aggregate", choices=LEVELS, action="append", default=[],
                    help="also write OUT.well.h5ad / OUT.treatment.h5ad profiles (repeatable; "
                         "treatment implies the well means first)")
@@ -74,7 +74,12 @@ def _layer_help() -> str:
 
     layers = "; ".join(f"{k}: {v}" for k, v in EMBED_LAYERS.items())
     defaults = ", ".join(f"{name} → {BACKBONES[name].embed_layer}" for name in BACKBONES)
-    return f"{layers}. Default: the layer the model's backbone declares ({defaults})"
+    return (f"{layers}; or an intermediate layer of the backbone, pooled to a vector: "
+            "stage1 … stageN (VGG, ResNet; global average pool), block1 … block12 (ViT; "
+            f"class token after the block); {ALL_LAYERS}: the default layer in X_bioaug and "
+            "every intermediate layer in X_bioaug_<layer>. An unknown layer is an error "
+            f"listing the model's layers. Default: the layer the model's backbone declares "
+            f"({defaults})")
 
 
 def describe_layer(prov: dict) -> str:
@@ -82,7 +87,11 @@ def describe_layer(prov: dict) -> str:
     provenance; empty for raw pixels."""
     if prov.get("kind") == "raw":
         return ""
-    return f" at layer {prov.get('layer')} ({prov.get('layer_source', 'given')})"
+    text = f" at layer {prov.get('layer')} ({prov.get('layer_source', 'given')})"
+    probed = list(prov.get("layers", []))
+    if probed:
+        text += f", and layers {', '.join(probed)} in X_bioaug_<layer>"
+    return text
 
 
 def aggregate_path(out: Path, level: str) -> Path:

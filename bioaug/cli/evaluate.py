@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "p-values when plate/well/compound/concentration/batch columns exist, and a linear "
         "probe with per-class accuracy. With --profile (or on a `bioaug profile` output) "
         "profiling is reported before and after correction. Writes report.json, report.md "
-        "and PNGs into --out.")
+        "and PNGs into --out. An .h5ad from `bioaug embed --layer all` is scored at every layer: "
+        "a metric-per-layer table (printed and in report.md) and layers.png.")
     p.add_argument("h5ad", help="AnnData file made by `bioaug embed` / `bioaug profile`, or a "
                    "profile table (.parquet, .csv)")
     p.add_argument("--label", default="moa", help="obs column with the classes (default moa; "
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bioaug.evaluate import evaluate, format_table, summary_rows
-    from bioaug.evaluate.report import before_after_rows
+    from bioaug.evaluate.report import before_after_rows, format_layer_table
     from bioaug.evaluate.retrieval import DEFAULT_NULL_SIZE
 
     report = evaluate(args.h5ad, label=args.label, rep=args.rep, out=args.out, seed=args.seed,
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
                       null_size=DEFAULT_NULL_SIZE if args.null_size is None
                       else args.null_size)
     print(format_table(summary_rows(report)))
+    layers = format_layer_table(report)
+    if layers:
+        print("\nper layer:")
+        print(layers)
     side = before_after_rows(report)
     if side:
         print("\nprofiling before → after correction:")

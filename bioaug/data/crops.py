@@ -64,13 +64,19 @@ from bioaug.data.fields import parse_shard, shard_plates
 from bioaug.data.images import read_field
 from bioaug.data.prepare import (
     PrepareOptions,
-    options_error,
     resize_crops,
     scale_intensity,
     to_uint16,
 )
 from bioaug.data.store import Store, StoreWriter
-from bioaug.errors import BioaugError, ConfigError, DataError, did_you_mean, unknown_choice
+from bioaug.errors import (
+    BioaugError,
+    ConfigError,
+    DataError,
+    did_you_mean,
+    unknown_choice,
+    validation_error,
+)
 from bioaug.io import sha256_file
 from bioaug.progress import progress
 
@@ -116,7 +122,7 @@ class CropOptions(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise options_error(exc, cls) from None
+            raise validation_error(exc, cls, flags=True) from None
 
     def to_config(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.model_dump().items()}

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bioaug.errors import ConfigError, DataError, unknown_choice
+from bioaug.errors import ConfigError, DataError, unknown_choice, validation_error
 from bioaug.io import atomic_write_json, check_output
 from bioaug.progress import progress
 
@@ -139,9 +139,7 @@ def load_card(name_or_path: str | os.PathLike) -> DatasetCard:
     try:
         return DatasetCard.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"{loc}: {err['msg']}", where=p) from exc
+        raise validation_error(exc, DatasetCard, what="invalid dataset card", where=p) from None
 
 
 def join_url(base: str, rel: str) -> str:

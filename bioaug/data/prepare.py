@@ -77,7 +77,7 @@ from bioaug.data.images import (
 from bioaug.data.parallel import Runner
 from bioaug.data.segmentation import find_nuclei, otsu_threshold
 from bioaug.data.store import Store, StoreWriter
-from bioaug.errors import ConfigError, DataError, did_you_mean
+from bioaug.errors import ConfigError, DataError, validation_error
 from bioaug.io import atomic_write_json, sha256_file
 from bioaug.progress import progress
 
@@ -257,7 +257,7 @@ class PrepareOptions(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise options_error(exc, cls) from None
+            raise validation_error(exc, cls, flags=True) from None
 
     @property
     def out_size(self) -> int:
@@ -265,27 +265,6 @@ class PrepareOptions(BaseModel):
 
     def to_config(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.model_dump().items()}
-
-
-def options_error(exc: ValidationError, model: type[BaseModel]) -> ConfigError:
-    """A pydantic error as the project's message: ``--flag: what is wrong (got …)``."""
-    lines = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        key = loc[0] if loc else ""
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        if err.get("type") == "extra_forbidden":
-            lines.append(f"unknown option '{key}'{did_you_mean(key, model.model_fields)}")
-        elif key:
-            ctx = err.get("ctx") or {}
-            bound = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
-                     "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
-            kind = bound.get(str(err.get("type")))
-            text = f"must be {kind[0]} {ctx[kind[1]]}" if kind and kind[1] in ctx else msg.lower()
-            lines.append(f"{key} (--{key.replace('_', '-')}) {text}, got {err.get('input')!r}")
-        else:
-            lines.append(msg)
-    return ConfigError("; ".join(lines))
 
 
 # -- worker functions (run in-process or in a pool) --------------------------------------

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bioaug.errors import DataError
+from bioaug.errors import DataError, validation_error
 from bioaug.io import atomic_write_json, provenance
 
 FORMAT = "bioaug-store"
@@ -102,19 +102,9 @@ def validate_header(header: dict[str, Any], where: str | os.PathLike) -> StoreHe
     try:
         return StoreHeader.model_validate(header)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            key = ".".join(str(x) for x in err.get("loc", ()))
-            msg = str(err.get("msg", "")).removeprefix("Value error, ")
-            if err.get("type") == "missing":
-                parts.append(f"'{key}' is missing")
-            elif err.get("type") == "literal_error" and key == "dtype":
-                parts.append(f"dtype {err.get('input')!r} is not one of {', '.join(DTYPES)}")
-            else:
-                parts.append(f"{key + ': ' if key else ''}{msg}")
-        raise DataError("invalid store header: " + "; ".join(parts), where=where,
-                        hint="the store is damaged or was not written by bioaug; rebuild it"
-                        ) from None
+        raise validation_error(exc, StoreHeader, what="invalid store header", where=where,
+                               error=DataError, hint="the store is damaged or was not written "
+                               "by bioaug; rebuild it") from None
 
 
 @dataclass

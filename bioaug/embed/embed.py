@@ -8,6 +8,9 @@ Sources of features (exactly one kind per call):
   (projector head output). Without a ``layer``, each checkpoint is embedded at the layer
   its backbone declares (:func:`bioaug.models.default_embed_layer`); the layer used and
   whether it was given or the backbone's default are recorded in ``uns["bioaug"]``.
+  Any intermediate layer the backbone lists (``probe_layers()``: ``stage1`` … of VGG and
+  ResNet, pooled; ``block1`` … of ViTs, the class token) may be given too, and ``"all"``
+  writes every one of them beside the default layer (see *Layer probing* below).
 * **backbone** by name: ``"resnet101_supervised"`` is the supervised ImageNet ResNet-101
   baseline of Bendidi et al. (2023) (weights read from disk only, crops resized to 224 px,
   the ImageNet scale; ``backbone_kwargs`` overrides, e.g. ``{"input_size": None}``); any
@@ -28,6 +31,12 @@ checkpoints ``obsm["X_bioaug_0"]``, ``["X_bioaug_1"]``… per model, ``obsm["X_b
 the concatenation of the per-model L2-normalised embeddings (the fusion of complementary
 invariances of Ericsson et al., BMVC 2022) and ``obsm["X_bioaug"]`` = the first model's.
 ``uns["bioaug"]`` holds the provenance.
+
+Layer probing (an intermediate layer often embeds cells better than the last: Kraus et
+al. 2024, "ViTally Consistent"): with ``layer="all"``, ``obsm["X_bioaug"]`` is the
+backbone's default layer as without it, and ``obsm["X_bioaug_<layer>"]`` holds each probe
+layer (``X_bioaug_stage1`` …), all from one pass of the model; ``uns["bioaug"]["layers"]``
+lists them in depth order. ``bioaug evaluate`` then scores every layer in one report.
 
 Large screens: ``shard=(i, n)`` embeds only the ``i``-th of ``n`` contiguous, equal blocks
 of items (``uns["bioaug"]["shard"]`` records which), so a cluster array job can embed a
@@ -58,13 +67,15 @@ import torch.nn.functional as F
 
 from bioaug.data.store import Store
 from bioaug.device import pick_device
-from bioaug.errors import CheckpointError, ConfigError, DataError, unknown_choice
+from bioaug.errors import CheckpointError, ConfigError, DataError, did_you_mean, unknown_choice
 from bioaug.io import atomic_write_json, preallocate, provenance, sha256_file, sha256_text
-from bioaug.methods.base import EMBED_LAYERS
+from bioaug.methods.base import ALL_LAYERS, EMBED_LAYERS, backbone_features, probe_layers
 from bioaug.progress import progress
 
 LAYERS = tuple(EMBED_LAYERS)
 PREPROCESS = ("resize", "center_crop", "none")
+#: obsm key of probe layer ``layer`` (``X_bioaug_stage2``) with ``layer="all"``.
+LAYER_KEY = "X_bioaug_{}"
 #: Metadata columns stored as categoricals (BBBC021 and natural-image stores).
 CATEGORICAL_COLUMNS = ("plate", "well", "site", "replicate", "batch", "compound",
                        "concentration", "moa", "label", "split")
@@ -303,7 +314,6 @@ def _checkpoint_embedder(path: str | os.PathLike, index: int, store: Store,
     from bioaug.train.checkpoint import load_trained
 
     trained = load_trained(path, device=device)
-    layer, source = resolve_layer(layer, trained.backbone_name)
     if trained.n_channels != store.n_channels:
         raise CheckpointError(
             f"the model was trained on {trained.n_channels}-channel images "
@@ -315,10 +325,9 @@ def _checkpoint_embedder(path: str | os.PathLike, index: int, store: Store,
         warnings.warn(f"{trained.path}: trained on channels {trained.channels}, the store has "
                       f"{store.channels} (same count; embedding anyway)", stacklevel=3)
     method = trained.method
-    with torch.inference_mode():
-        size = trained.crop_size or store.image_size[0]
-        probe = method.embed(torch.zeros(2, store.n_channels, size, size, device=device),
-                             layer=layer)
+    names, source = _layer_plan(layer, trained.backbone_name, probe_layers(method.backbone))
+    method.check_layers(names)
+    size = trained.crop_size or store.image_size[0]
     info = {"run": str(Path(path)), "checkpoint": str(trained.path),
             "checkpoint_sha256": trained.checkpoint_sha256, "method": trained.method_name,
             "backbone": trained.backbone_name, "epoch": trained.epoch, "step": trained.step,
@@ -326,9 +335,57 @@ def _checkpoint_embedder(path: str | os.PathLike, index: int, store: Store,
             "crop_size": trained.crop_size, "protocol_text": trained.protocol_text,
             "preprocess": preprocess if trained.crop_size and
             tuple(store.image_size) != (trained.crop_size,) * 2 else "none",
-            "out_dim": int(probe.shape[1]), "layer": layer, "layer_source": source}
-    return Embedder(str(index), lambda x: method.embed(x, layer=layer), int(probe.shape[1]),
-                    trained.crop_size, preprocess, info)
+            "layer": names[0], "layer_source": source}
+    probe = torch.zeros(2, store.n_channels, size, size, device=device)
+    return _layers_embedder(str(index), lambda x: method.embed_many(x, names), names, probe,
+                            trained.crop_size, preprocess, info)
+
+
+def _layer_plan(layer: str | None, backbone: str, probe: list[str]) -> tuple[list[str], str]:
+    """(layers to write, source): the main layer first (``obsm["X_bioaug"]``), then, for
+    ``"all"``, every probe layer of the backbone."""
+    if layer != ALL_LAYERS:
+        main, source = resolve_layer(layer, backbone)
+        return [main], source
+    if not probe:
+        raise ConfigError(f"backbone '{backbone}' lists no intermediate layers to probe; "
+                          f"--layer {ALL_LAYERS} needs one that does",
+                          hint=f"give one of the layers {', '.join(EMBED_LAYERS)}")
+    main, source = resolve_layer(None, backbone)
+    return [main, *probe], source
+
+
+def _layers_embedder(key: str, many: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+                     names: list[str], probe: torch.Tensor, size: int | None,
+                     preprocess: str, info: dict[str, Any]) -> Embedder:
+    """One embedder for ``names`` (one forward pass; their features side by side); the
+    width of each is recorded in ``info["layer_dims"]``, the first one's in ``out_dim``."""
+    with torch.inference_mode():
+        dims = {name: int(f.shape[1]) for name, f in many(probe).items()}
+    info["out_dim"] = dims[names[0]]
+    if len(names) > 1:
+        info["layers"] = list(names[1:])
+        info["layer_dims"] = dims
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        feats = many(x)
+        return torch.cat([feats[n].flatten(1) for n in names], dim=1)
+
+    return Embedder(key, forward, sum(dims.values()), size, preprocess, info)
+
+
+def split_layers(e: Embedder, feats: np.ndarray) -> dict[str, np.ndarray]:
+    """obsm entries of one embedder: ``X_bioaug`` and, for ``"all"``, ``X_bioaug_<layer>``."""
+    dims = e.info.get("layer_dims")
+    if not dims:
+        return {"X_bioaug": feats}
+    out: dict[str, np.ndarray] = {}
+    start = 0
+    for i, (name, width) in enumerate(dims.items()):
+        out["X_bioaug" if i == 0 else LAYER_KEY.format(name)] = \
+            np.ascontiguousarray(feats[:, start:start + width])
+        start += width
+    return out
 
 
 def _backbone_embedder(name: str, store: Store, device: torch.device,
@@ -336,9 +393,8 @@ def _backbone_embedder(name: str, store: Store, device: torch.device,
                        layer: str | None = None) -> Embedder:
     from bioaug.models import build_backbone
 
-    layer, source = resolve_layer(layer, name)
     kw = dict(kwargs or {})
-    info: dict[str, Any] = {"backbone": name, "layer": layer, "layer_source": source}
+    info: dict[str, Any] = {"backbone": name}
     if name == "resnet101_supervised":
         kw.setdefault("input_size", SUPERVISED_INPUT_SIZE)
         info["weights"] = "ImageNet (torchvision), frozen"
@@ -351,30 +407,26 @@ def _backbone_embedder(name: str, store: Store, device: torch.device,
         info["weights_sha256"] = sha256_file(model.source)
         info["weights_file"] = str(model.source)
     info["kwargs"] = {k: v for k, v in kw.items() if v is not None}
-    forward = _layer_forward(model, name, layer)
-    dim = int(model.out_dim)
-    if layer != "backbone":  # the flattened map's width depends on the item size
-        with torch.inference_mode():
-            dim = int(forward(torch.zeros(2, store.n_channels, *store.image_size,
-                                          device=device)).shape[1])
-    info["out_dim"] = dim
-    return Embedder(name, forward, dim, None, "none", info)
+    names, source = _layer_plan(layer, name, probe_layers(model))
+    info.update(layer=names[0], layer_source=source)
+    _check_backbone_layers(model, name, names)
+    probe = torch.zeros(2, store.n_channels, *store.image_size, device=device)
+    return _layers_embedder(name, lambda x: backbone_features(model, x, names), names, probe,
+                            None, "none", info)
 
 
-def _layer_forward(model: torch.nn.Module, name: str,
-                   layer: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A named backbone's features at ``layer`` (``backbone`` or ``feature_map``)."""
-    from bioaug.methods.base import feature_map_embedding
-
-    if layer == "backbone":
-        return model
-    if layer == "feature_map":
-        if not hasattr(model, "feature_map"):
-            raise ConfigError(f"backbone '{name}' has no feature map to embed; use "
-                              "layer 'backbone'")
-        return lambda x: feature_map_embedding(model, x)
-    raise ConfigError(f"layer '{layer}' needs a checkpoint (a named --backbone gives the "
-                      "'backbone' and 'feature_map' layers only)")
+def _check_backbone_layers(model: torch.nn.Module, name: str, layers: list[str]) -> None:
+    """ConfigError for a layer a named backbone (without a projector) does not have."""
+    valid = ["backbone", *(["feature_map"] if hasattr(model, "feature_map") else []),
+             *probe_layers(model)]
+    for layer in layers:
+        if layer == "projection":
+            raise ConfigError("layer 'projection' needs a checkpoint (a named --backbone has "
+                              f"no projector; its layers: {', '.join(valid)})")
+        if layer not in valid:
+            raise ConfigError(f"unknown layer '{layer}'{did_you_mean(layer, valid)} for "
+                              f"backbone '{name}'; its layers: {', '.join(valid)}"
+                              + (f", or '{ALL_LAYERS}'" if probe_layers(model) else ""))
 
 
 def _raw_embedder(store: Store, raw_size: int) -> Embedder:
@@ -422,7 +474,6 @@ def _provenance(store: Store, kind: str, embedders: Sequence[Embedder],
                 run: dict[str, Any]) -> dict[str, Any]:
     """``uns["bioaug"]`` of an embedding: the source, layer, store and models."""
     header_file = store.path / "header.json"
-    fused = len(embedders) > 1
     return {
         "kind": kind,
         **_layer_record(embedders),
@@ -433,33 +484,55 @@ def _provenance(store: Store, kind: str, embedders: Sequence[Embedder],
         "label_column": store.label_column,
         "n_items": len(store),
         "models": {e.key: e.info for e in embedders},
-        "obsm": {"X_bioaug": "model 0" if fused else "the embedding",
-                 **({"X_bioaug_fused": "concatenation of L2-normalised X_bioaug_i"}
-                    if fused else {})},
+        "obsm": _obsm_record(embedders),
         "provenance": run,
     }
 
 
-def _check_layer(layer: str | None, kind: str) -> None:
-    """ConfigError for a layer that is unknown, or that the source of features lacks."""
+def _check_layer(layer: str | None, kind: str, n_models: int = 1) -> None:
+    """ConfigError, before any model is loaded, for a layer the source of features cannot
+    have (the backbone's own layers are checked once it is built)."""
     if layer is None:
         return
-    if layer not in LAYERS:
+    if not isinstance(layer, str):
+        raise ConfigError(f"layer must be a name, got {layer!r}")
+    if kind == "raw" and layer not in LAYERS:
         raise ConfigError(unknown_choice("layer", layer, LAYERS))
-    allowed = {"checkpoint": LAYERS, "backbone": ("backbone", "feature_map"),
-               "raw": ("backbone",)}[kind]
-    if layer not in allowed:
+    if kind == "raw" and layer != "backbone":
         raise ConfigError(f"layer '{layer}' needs a checkpoint (--raw gives the 'backbone' "
-                          "layer only; a named --backbone 'backbone' or 'feature_map')")
+                          "layer only; a named --backbone 'backbone', 'feature_map' or its "
+                          "stages / blocks)")
+    if layer == ALL_LAYERS and n_models > 1:
+        raise ConfigError(f"--layer {ALL_LAYERS} takes one checkpoint, got {n_models}",
+                          hint="probe each model's layers in its own `bioaug embed`")
 
 
-def _layer_record(embedders: Sequence[Embedder]) -> dict[str, str]:
-    """``layer`` (one per model, ``,``-joined when they differ) and where it came from."""
+def _layer_record(embedders: Sequence[Embedder]) -> dict[str, Any]:
+    """``layer`` (one per model, ``,``-joined when they differ), where it came from, and
+    the probe layers written beside it (``layers``, with ``layer="all"``)."""
     layers = [str(e.info.get("layer", "backbone")) for e in embedders]
     sources = [str(e.info.get("layer_source", "raw pixels")) for e in embedders]
     one = len(set(layers)) == 1
-    return {"layer": layers[0] if one else ",".join(layers),
-            "layer_source": sources[0] if len(set(sources)) == 1 else ",".join(sources)}
+    record: dict[str, Any] = {
+        "layer": layers[0] if one else ",".join(layers),
+        "layer_source": sources[0] if len(set(sources)) == 1 else ",".join(sources)}
+    probed = embedders[0].info.get("layers") if len(embedders) == 1 else None
+    if probed:
+        record["layers"] = list(probed)
+    return record
+
+
+def _obsm_record(embedders: Sequence[Embedder]) -> dict[str, str]:
+    """``uns["bioaug"]["obsm"]``: what each obsm key holds."""
+    if len(embedders) > 1:
+        return {"X_bioaug": "model 0",
+                "X_bioaug_fused": "concatenation of L2-normalised X_bioaug_i"}
+    info = embedders[0].info
+    record = {"X_bioaug": "the embedding" + (f" (layer {info['layer']})"
+                                             if info.get("layers") else "")}
+    for name in info.get("layers") or []:
+        record[LAYER_KEY.format(name)] = f"layer {name}"
+    return record
 
 
 def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
@@ -469,15 +542,76 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
           backbone_kwargs: dict[str, Any] | None = None, raw_size: int = DEFAULT_RAW_SIZE,
           seed: int = 0, work_dir: str | os.PathLike | None = None,
           shard: tuple[int, int] | str | None = None) -> Any:
-    """Embed every item of store ``data``; returns an AnnData (one row per item).
+    """Embed every item of a crop store; one row per item, as AnnData.
 
-    Give ``checkpoints`` (one or more run dirs / checkpoint files), or ``backbone`` (e.g.
-    ``"resnet101_supervised"``), or ``raw=True``. With ``aggregate="well"|"treatment"`` the
-    aggregated profiles (:func:`bioaug.embed.aggregate`) are returned instead of the cells.
-    ``work_dir`` makes the job resumable (see :func:`run_embedders`); the caller removes it
-    once the result is saved. ``shard=(i, n)`` (or ``"i/n"``) embeds only the ``i``-th of
-    ``n`` blocks of items (see :func:`shard_items`). See the module docstring for the obsm
-    keys and preprocessing; :func:`bioaug.embed` documents every parameter.
+    The features come from exactly one source: trained ``checkpoints``, a named
+    ``backbone``, or ``raw`` pixels. Results follow scanpy's conventions, so the object
+    goes straight into ``sc.pp.neighbors(adata, use_rep="X_bioaug")``.
+
+    Parameters
+    ----------
+    checkpoints
+        One or more training run directories or ``checkpoint.pt`` files. With several,
+        each model's embedding is in ``obsm["X_bioaug_<i>"]`` and their fusion (the
+        concatenation of L2-normalised embeddings, Ericsson et al., BMVC 2022) in
+        ``obsm["X_bioaug_fused"]``.
+    data
+        The crop store (a path made by ``bioaug data prepare``, or an open ``Store``).
+    layer
+        ``"backbone"`` (pooled encoder output, the usual evaluation layer),
+        ``"feature_map"`` (the last convolutional map before pooling, flattened) or
+        ``"projection"`` (projection-head output, checkpoints only), any stage or block
+        the backbone lists (``"stage3"``, ``"block6"``), or ``"all"`` (every layer, in
+        ``obsm["X_bioaug_<layer>"]``; see "Which layer?" in docs/evaluation.md). ``None`` (default):
+        the layer each model's backbone declares (:func:`bioaug.models.default_embed_layer`);
+        ``uns["bioaug"]["layer"]`` and ``["layer_source"]`` record the choice.
+    batch_size
+        Items per forward pass; memory is bounded by it.
+    backbone
+        A registered backbone name instead of checkpoints: ``"resnet101_supervised"`` is
+        the supervised ImageNet baseline (weights read from disk), any other is embedded
+        with seeded random weights.
+    raw
+        Embed raw pixels (each channel area-averaged to ``raw_size`` × ``raw_size``).
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``.
+    aggregate
+        ``"well"`` (mean of cells per plate and well) or ``"treatment"`` (median of well
+        means per compound and concentration): return these profiles instead of cells.
+        Checked against the store's columns before any work.
+    preprocess
+        How items reach a checkpoint's training crop size: ``"resize"`` (default),
+        ``"center_crop"`` or ``"none"``.
+    backbone_kwargs
+        Extra arguments for the named ``backbone`` (e.g. ``{"weights": "r101.pth"}``).
+    raw_size
+        Side of the area-averaged raw-pixel image.
+    seed
+        Seed of a random-weight backbone.
+    work_dir
+        A folder for resumable progress; an interrupted call continues from the last
+        committed batch. The caller removes it once the result is saved.
+    shard
+        ``(i, n)`` or ``"i/n"``: embed only the ``i``-th of ``n`` contiguous blocks of
+        items, for array jobs; join the shards with :func:`bioaug.embed.merge_files`.
+
+    Returns
+    -------
+    AnnData
+        ``obs``: the store's metadata (categoricals); ``obsm["X_bioaug"]``: the embedding;
+        ``uns["bioaug"]``: provenance (models, store, settings, shard).
+
+    Raises
+    ------
+    bioaug.errors.BioaugError
+        For any mistake in the inputs (one clear message), including NaN or infinite
+        pixels or features, named by item.
+
+    Examples
+    --------
+    >>> import bioaug, scanpy as sc  # doctest: +SKIP
+    >>> cells = bioaug.embed("runs/moco", "stores/bbbc021")  # doctest: +SKIP
+    >>> sc.pp.neighbors(cells, use_rep="X_bioaug")  # doctest: +SKIP
     """
     if data is None:
         raise ConfigError("embed needs a store: data=PATH (made by `bioaug data prepare`)")
@@ -489,7 +623,8 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
                           f"name or raw pixels (got {sources})",
                           hint="e.g. --checkpoint RUN_DIR, --backbone resnet101_supervised "
                                "or --raw")
-    _check_layer(layer, kind="checkpoint" if ckpts else "backbone" if backbone else "raw")
+    _check_layer(layer, kind="checkpoint" if ckpts else "backbone" if backbone else "raw",
+                 n_models=len(ckpts))
     if preprocess not in PREPROCESS:
         raise ConfigError(unknown_choice("preprocessing", preprocess, PREPROCESS))
     if isinstance(batch_size, bool) or int(batch_size) < 1:
@@ -533,7 +668,8 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
     import anndata as ad
 
     adata = ad.AnnData(obs=obs_from_store(store).iloc[items.start:items.stop])
-    adata.obsm["X_bioaug"] = feats[0]
+    for key, values in split_layers(embedders[0], feats[0]).items():
+        adata.obsm[key] = values
     if len(feats) > 1:
         for i, f in enumerate(feats):
             adata.obsm[f"X_bioaug_{i}"] = f

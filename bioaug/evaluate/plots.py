@@ -147,3 +147,32 @@ def plot_per_class(accuracy: dict[str, float | None], path: Path, *, title: str,
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_layers(scores: dict[str, dict[str, float | None]], path: Path, *, title: str,
+                titles: dict[str, str] | None = None, default: str | None = None) -> Path:
+    """Metric per layer: one line per metric over the layers in depth order.
+
+    ``scores`` maps layer → metric → value (None where the metric is absent). The
+    ``default`` layer (the one in ``X_bioaug``), when it is not itself one of the probed
+    depths, is drawn as a dotted horizontal line in its metric's colour.
+    """
+    depth = [layer for layer in scores if layer != default]
+    metrics = [m for m in next(iter(scores.values()))
+               if any(scores[layer].get(m) is not None for layer in scores)]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.55 * len(depth)), 4.2))
+    for metric, colour in zip(metrics, _palette(len(metrics)), strict=True):
+        name = (titles or {}).get(metric, metric)
+        values = [np.nan if scores[layer].get(metric) is None else scores[layer][metric]
+                  for layer in depth]
+        ax.plot(range(len(depth)), values, marker="o", color=colour, label=name)
+        if default is not None and scores[default].get(metric) is not None:
+            ax.axhline(float(scores[default][metric]), color=colour, linestyle=":",
+                       linewidth=1)
+    ax.set_xticks(range(len(depth)), depth, rotation=45 if len(depth) > 6 else 0)
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("score")
+    ax.set_title(title + (f"\n(dotted: default layer {default})" if default else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+    return _save(fig, path)

@@ -5,6 +5,13 @@ checks it, runs every applicable stage and, given ``out``, writes ``report.json`
 ``report.md`` and PNG pictures there. Every metric carries the number of items and classes it
 was computed on. The evaluation is dataset-agnostic: the BBBC021 profiling block runs only
 when the plate / well / compound / concentration / batch columns are present.
+
+An embedding written with ``bioaug embed --layer all`` holds one representation per layer
+(``X_bioaug`` the default layer, ``X_bioaug_<layer>`` each probed stage or block, listed in
+``uns["bioaug"]["layers"]``): evaluating ``X_bioaug`` then also scores every layer, and the
+report gains ``layers`` (metric per layer, metric names from the registry), a table in
+``report.md`` and ``layers.png`` (an intermediate layer often embeds best: Kraus et al.
+2024, "ViTally Consistent").
 """
 
 from __future__ import annotations
@@ -200,7 +207,9 @@ def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
     Returns
     -------
     The :class:`~bioaug.evaluate.result.EvaluationReport`; ``report.metrics()`` gives the
-    registered metrics by name.
+    registered metrics by name. When ``rep`` is ``X_bioaug`` of a ``--layer all``
+    embedding, every probed layer is scored too (``report.layers``, ``layers.png``;
+    :func:`score_layers`).
     """
     t_start = time.perf_counter()
     check_options(profiling_mode=profiling_mode, test_size=test_size, seed=seed,
@@ -275,6 +284,16 @@ def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create --out {out_dir}: {exc.strerror or exc}") from None
+    layer_reps = embedding_layers(adata, rep)
+    if len(layer_reps) > 1:
+        t0 = time.perf_counter()
+        report.layers = score_layers(adata, layer_reps, report, dict(
+            label=label, seed=seed, profiling_mode=profiling_mode, linear_group=linear_group,
+            test_size=test_size, max_dims=max_dims, n_neighbors=n_neighbors,
+            silhouette_sample=silhouette_sample, max_train=max_train,
+            leiden_max_tries=leiden_max_tries, exclude=exclude, profile=profile,
+            null_size=null_size))
+        timings["layers"] = time.perf_counter() - t0
     if out_dir is not None and plot:
         t0 = time.perf_counter()
         report.figures = _figures(x, obs, y, report, out_dir, seed=seed, max_dims=max_dims,
@@ -286,6 +305,64 @@ def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
     if out_dir is not None:
         write_report(report, out_dir)
     return report
+
+
+def embedding_layers(adata: Any, rep: str = "X_bioaug") -> dict[str, str]:
+    """Layer → obsm key of a ``--layer all`` embedding (the default layer first, then the
+    probed layers in depth order); empty unless ``rep`` is ``X_bioaug`` and ``uns``
+    lists probed layers that obsm holds."""
+    prov = adata.uns.get("bioaug") if hasattr(adata, "uns") else None
+    if rep != "X_bioaug" or not isinstance(prov, dict):
+        return {}
+    probed = [str(v) for v in np.atleast_1d(prov.get("layers", [])) if str(v)]
+    reps = {str(prov.get("layer") or "default"): "X_bioaug"}
+    reps.update({layer: f"X_bioaug_{layer}" for layer in probed
+                 if f"X_bioaug_{layer}" in adata.obsm and layer not in reps})
+    return reps if len(reps) > 1 else {}
+
+
+def score_layers(adata: Any, reps: dict[str, str], report: EvaluationReport,
+                 options: dict[str, Any]) -> dict[str, Any]:
+    """Every layer of ``reps`` evaluated with the same ``options`` (the first, ``rep``
+    itself, is ``report``; the others are ``X_bioaug_<layer>``, which score alone): ``{"default", "reps", "metrics": [names], "scores":
+    {layer: {metric: value}}}``; metrics no layer has are left out."""
+    reports = {}
+    for i, (layer, key) in enumerate(reps.items()):
+        if i == 0:
+            reports[layer] = report
+            continue
+        with warnings.catch_warnings():  # the leakage warnings were given for rep already
+            warnings.simplefilter("ignore", UserWarning)
+            reports[layer] = evaluate(adata, rep=key, out=None, plot=False, **options)
+    values = {layer: metric_values(r) for layer, r in reports.items()}
+    names = [m for m in next(iter(values.values()))
+             if any(v[m] is not None for v in values.values())]
+    return {"default": next(iter(reps)), "reps": dict(reps), "metrics": names,
+            "scores": {layer: {m: v[m] for m in names} for layer, v in values.items()}}
+
+
+def layer_rows(report: Any) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the per-layer table: a row per layer (the default first, marked),
+    a column per registered metric (titles from :data:`~bioaug.evaluate.metrics.METRICS`)."""
+    block = report.get("layers") if hasattr(report, "get") else None
+    if not block:
+        return [], []
+    header = ["layer", *(metric_title(m) for m in block["metrics"])]
+    rows = [[f"{layer} ({block['reps'][layer]})" if layer == block["default"] else layer,
+             *(_fmt(block["scores"][layer][m]) for m in block["metrics"])]
+            for layer in block["scores"]]
+    return header, rows
+
+
+def format_layer_table(report: Any) -> str:
+    """Fixed-width text form of :func:`layer_rows` (empty for a single layer)."""
+    header, rows = layer_rows(report)
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+                     for r in [header, *rows])
 
 
 def write_report(report: EvaluationReport, out_dir: str | os.PathLike) -> None:
@@ -479,6 +556,12 @@ def _figures(x: np.ndarray, obs: pd.DataFrame, y: np.ndarray, report: dict[str, 
         lin["per_class"], out_dir / "per_class_accuracy.png",
         title=f"Per-class linear accuracy ({lin['n_test']} test items)",
         overall=lin["accuracy"]).name
+    block = report.get("layers")
+    if block:
+        figs["layers"] = plots.plot_layers(
+            block["scores"], out_dir / "layers.png", default=block["default"],
+            titles={m: metric_title(m) for m in block["metrics"]},
+            title=f"Metric per layer ({len(block['scores']) - 1} probed layers)").name
     prof = report.get("profiling")
     if prof and prof.get("nsc"):
         acc = {k: v["accuracy"] for k, v in prof["nsc"]["per_class"].items()}
@@ -576,6 +659,20 @@ def _training_lines(prov: Any) -> list[str]:
     return lines + [f"- **warning**: {w}" for w in prov.get("leakage_warnings") or []]
 
 
+def _layer_lines(report: Any) -> list[str]:
+    """The ``## Layers`` section of ``report.md`` (nothing for a single layer)."""
+    header, rows = layer_rows(report)
+    if not rows:
+        return []
+    block = report["layers"]
+    return ["", "## Layers", "",
+            f"Each layer of the embedding scored the same way; `{block['default']}` is the "
+            "default layer (`X_bioaug`, the sections below), the others "
+            "`X_bioaug_<layer>`.", "",
+            "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def report_markdown(report: Any) -> str:
     """The human-readable report (``report.md``)."""
     inp = report["input"]
@@ -591,6 +688,7 @@ def report_markdown(report: Any) -> str:
         "## Summary", "", "| metric | value | computed on |", "|---|---:|---|",
     ]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in summary_rows(report)]
+    lines += _layer_lines(report)
     c = report["clustering"]
     rep = c["representation"]
     lines += ["", "## Clustering", "",

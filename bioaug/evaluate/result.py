@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bioaug.errors import DataError
+from bioaug.errors import DataError, validation_error
 from bioaug.evaluate.metrics import metric_values
 
 
@@ -200,10 +200,8 @@ class EvaluationReport(Block):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise DataError(f"not a bioaug evaluation report: {loc}: {err['msg']}",
-                            where=where) from None
+            raise validation_error(exc, cls, what="not a bioaug evaluation report",
+                                   where=where, error=DataError) from None
 
     @classmethod
     def read(cls, path: str | Path) -> EvaluationReport:

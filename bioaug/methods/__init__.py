@@ -40,6 +40,7 @@ __all__ = [
     "MethodConfig",
     "Recipe",
     "build_method",
+    "lookup_method",
     "method_config",
     "method_names",
     "register_method",
@@ -49,15 +50,22 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 
-def method_config(name: str, **hparams: Any) -> MethodConfig:
-    """The validated hyperparameters of method ``name`` (defaults filled in)."""
-    return validate_config(name, lookup_method(name).Config, _given(hparams))
+def method_config(method: str | type[Method], **hparams: Any) -> MethodConfig:
+    """The validated hyperparameters of ``method`` (a name or the class
+    :func:`lookup_method` returned), defaults filled in."""
+    cls = _method_class(method)
+    return validate_config(cls.name, cls.Config, _given(hparams))
 
 
-def build_method(name: str, backbone: nn.Module, **hparams: Any) -> Method:
-    """Build method ``name`` around ``backbone`` with validated ``hparams``."""
-    cls = lookup_method(name)
-    return cls(backbone, validate_config(name, cls.Config, _given(hparams)))
+def build_method(method: str | type[Method], backbone: nn.Module, **hparams: Any) -> Method:
+    """Build ``method`` (a name or its class) around ``backbone`` with validated ``hparams``."""
+    cls = _method_class(method)
+    return cls(backbone, method_config(cls, **hparams))
+
+
+def _method_class(method: str | type[Method]) -> type[Method]:
+    """The class of ``method``: looked up by name once, or given already."""
+    return method if isinstance(method, type) else lookup_method(method)
 
 
 def _given(hparams: dict[str, Any]) -> dict[str, Any]:

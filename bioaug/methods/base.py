@@ -31,16 +31,19 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from bioaug.errors import ConfigError, did_you_mean
+from bioaug.errors import ConfigError, did_you_mean, validation_error
 from bioaug.methods.recipe import Recipe
 
 __all__ = [
+    "ALL_LAYERS",
     "EMBED_LAYERS",
     "Method",
     "MethodConfig",
+    "backbone_features",
     "cosine_schedule",
     "feature_map_embedding",
     "momentum_update",
+    "probe_layers",
     "remaining_init_fraction",
     "validate_config",
 ]
@@ -56,6 +59,33 @@ EMBED_LAYERS: dict[str, str] = {
     "feature_map": "last convolutional map before pooling, flattened (keeps the layout)",
     "projection": "projector head output",
 }
+
+#: ``layer="all"`` (``bioaug embed --layer all``): every probe layer of the backbone.
+ALL_LAYERS = "all"
+
+
+def probe_layers(backbone: nn.Module) -> list[str]:
+    """The intermediate layers ``backbone`` can be probed at (its ``probe_layers()``: VGG
+    and ResNet stages, ViT blocks), in depth order; empty for a backbone without any.
+
+    Intermediate layers often embed better than the last (Kraus et al. 2024, "ViTally
+    Consistent"); see :mod:`bioaug.models.probe`.
+    """
+    layers = getattr(backbone, "probe_layers", None)
+    return list(layers()) if callable(layers) else []
+
+
+def backbone_features(backbone: nn.Module, x: torch.Tensor,
+                      layers: list[str]) -> dict[str, torch.Tensor]:
+    """Features of ``x`` at each of ``layers`` — ``backbone``, ``feature_map`` or a probe
+    layer — with the probe layers taken from one forward pass of the backbone."""
+    named = {"backbone": lambda: backbone(x),
+             "feature_map": lambda: feature_map_embedding(backbone, x)}
+    out = {layer: named[layer]() for layer in layers if layer in named}
+    probed = [layer for layer in layers if layer not in named]
+    if probed:
+        out.update(backbone.probe_many(x, probed))
+    return {layer: out[layer] for layer in layers}
 
 
 def feature_map_embedding(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -78,22 +108,7 @@ def validate_config(method: str, config_cls: type[MethodConfig], hparams: dict[s
     try:
         return config_cls(**hparams)
     except ValidationError as exc:
-        fields = config_cls.model_fields
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "<config>"
-            if err["type"] == "extra_forbidden":
-                problems.append(
-                    f"unknown hyperparameter '{key}'{did_you_mean(key, fields)}; "
-                    f"known: {', '.join(fields)}"
-                )
-                continue
-            top = str(err["loc"][0]) if err["loc"] else ""
-            allowed = _describe_field(fields[top]) if top in fields else ""
-            problems.append(
-                f"{key} = {err.get('input')!r}: {err['msg']}" + (f" (valid: {allowed})" if allowed else "")
-            )
-        raise ConfigError(f"method '{method}': " + "; ".join(problems)) from None
+        raise validation_error(exc, config_cls, what=f"method '{method}'") from None
 
 
 def _describe_field(field: Any) -> str:
@@ -302,21 +317,40 @@ class Method(nn.Module):
         """Projector output for backbone features (what ``layer='projection'`` returns)."""
         return self.projector(features)
 
+    def layers(self) -> list[str]:
+        """Every layer :meth:`embed` takes: :data:`EMBED_LAYERS`, then the backbone's
+        probe layers (stages or blocks, see :func:`probe_layers`) in depth order."""
+        return [*self.embed_layers, *probe_layers(self.backbone)]
+
+    def check_layers(self, layers: list[str]) -> None:
+        """ConfigError naming the first layer this model lacks, listing the valid ones."""
+        valid = self.layers()
+        for layer in layers:
+            if layer not in valid:
+                name = getattr(self.backbone, "name", type(self.backbone).__name__)
+                raise ConfigError(
+                    f"unknown embedding layer '{layer}'{did_you_mean(str(layer), valid)} for "
+                    f"backbone '{name}'; its layers: {', '.join(valid)}"
+                    + (f", or '{ALL_LAYERS}'" if probe_layers(self.backbone) else ""))
+
     def embed(self, x: torch.Tensor, layer: str = "backbone") -> torch.Tensor:
-        """Features of images ``x`` at ``layer`` (a key of :data:`EMBED_LAYERS`).
+        """Features of images ``x`` at ``layer`` (a key of :data:`EMBED_LAYERS` or a probe
+        layer of the backbone, see :meth:`layers`).
 
         Does not change train/eval mode nor gradient tracking: callers embedding a data set
         put the method in eval mode and use ``torch.inference_mode()``.
         """
-        if layer not in self.embed_layers:
-            raise ConfigError(
-                f"unknown embedding layer '{layer}'{did_you_mean(layer, self.embed_layers)}; "
-                f"known: {', '.join(self.embed_layers)}"
-            )
-        if layer == "feature_map":
-            return feature_map_embedding(self.backbone, x)
-        features = self.backbone(x)
-        return features if layer == "backbone" else self.project(features)
+        return self.embed_many(x, [layer])[layer]
+
+    def embed_many(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """Features of ``x`` at each of ``layers`` (probe layers from one forward pass)."""
+        self.check_layers(layers)
+        wanted = [layer for layer in layers if layer != "projection"]
+        out = backbone_features(self.backbone, x, wanted)
+        if "projection" in layers:
+            features = out["backbone"] if "backbone" in out else self.backbone(x)
+            out["projection"] = self.project(features)
+        return {layer: out[layer] for layer in layers}
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Same as :meth:`training_loss` (so DDP wrapping works through ``__call__``)."""

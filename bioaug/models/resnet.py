@@ -6,15 +6,21 @@ global-average-pooled feature vector (512 for ResNet-18, 2048 for ResNet-50).
 ``cifar_stem=True`` swaps the 7×7 stride-2 convolution and max-pool for a single 3×3
 stride-1 convolution, the usual adaptation for 32×32 images (as in SimCLR's CIFAR-10
 experiments, Chen et al. 2020).
+
+Stages, for probing (:mod:`bioaug.models.probe`): ``stage1`` … ``stage4`` are torchvision's
+``layer1`` … ``layer4`` (after the stem), each global-average pooled; ``stage4`` pooled is
+the ``backbone`` output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torchvision.models import resnet as tv_resnet
+
+from bioaug.models.probe import check_probe_layers, global_average_pool, numbered_layers
 
 __all__ = ["ResNetBackbone", "resnet18", "resnet50"]
 
@@ -53,6 +59,33 @@ class ResNetBackbone(nn.Module):
         n = self.net
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
         return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
+    def _stages(self) -> list[nn.Module]:
+        n = self.net
+        return [n.layer1, n.layer2, n.layer3, n.layer4]
+
+    def probe_layers(self) -> list[str]:
+        """The residual stages this encoder can be probed at, in depth order."""
+        return numbered_layers("stage", len(self._stages()))
+
+    def probe(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """Stage ``layer``'s map, global-average pooled: ``(B, channels)``."""
+        return self.probe_many(x, [layer])[layer]
+
+    def probe_many(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Several stages' pooled maps from one forward pass (stops after the deepest)."""
+        names = self.probe_layers()
+        check_probe_layers(self.name, layers, names)
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        out: dict[str, torch.Tensor] = {}
+        for name, stage in zip(names, self._stages(), strict=True):
+            x = stage(x)
+            if name in layers:
+                out[name] = global_average_pool(x)
+            if len(out) == len(set(layers)):
+                break
+        return out
 
 
 def resnet18(*, in_channels: int, cifar_stem: bool = False) -> ResNetBackbone:

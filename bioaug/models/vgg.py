@@ -11,6 +11,11 @@ scales every channel count (``width=0.25`` gives 16 … 128 channels) for small 
 ``vgg_mnist`` is a small VGG-style encoder for 28×28 images (MNIST-like digits), as used
 for the MNIST experiments of Bendidi et al. 2023 ("No Free Lunch in Self-Supervised
 Representation Learning"): three conv-BN-ReLU stages and global average pooling.
+
+Stages, for probing (:mod:`bioaug.models.probe`): a stage is the convolutions up to and
+including a max-pool (or up to the end); ``stage1`` … ``stage5`` for VGG13,
+``stage1`` … ``stage3`` for ``vgg_mnist``, each global-average pooled. The last stage,
+pooled, is the ``backbone`` output.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch
 from torch import nn
 
 from bioaug.errors import ConfigError
+from bioaug.models.probe import check_probe_layers, global_average_pool, numbered_layers
 
 __all__ = ["VGG", "VGG13_CONFIG", "VGG_MNIST_CONFIG", "vgg13_bn", "vgg_mnist"]
 
@@ -57,10 +63,12 @@ class VGG(nn.Module):
         layers: list[nn.Module] = []
         channels = in_channels
         n_pools = 0
+        stage_ends: list[int] = []
         for item in config:
             if item == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
                 n_pools += 1
+                stage_ends.append(len(layers))
                 continue
             out = _scaled(int(item), width)
             layers += [
@@ -70,6 +78,10 @@ class VGG(nn.Module):
             ]
             channels = out
         self.features = nn.Sequential(*layers)
+        if not stage_ends or stage_ends[-1] != len(layers):
+            stage_ends.append(len(layers))
+        #: End index (exclusive) in ``features`` of each stage.
+        self.stage_ends: tuple[int, ...] = tuple(stage_ends)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.out_dim: int = channels
         #: Smallest crop side the max-pools can take (each halves the size).
@@ -91,6 +103,34 @@ class VGG(nn.Module):
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last convolutional map before global pooling, ``(B, out_dim, h, w)``."""
+        self._check_input(x)
+        return self.features(x)
+
+    def probe_layers(self) -> list[str]:
+        """The stages this encoder can be probed at, in depth order."""
+        return numbered_layers("stage", len(self.stage_ends))
+
+    def probe(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """Stage ``layer``'s map, global-average pooled: ``(B, channels)``."""
+        return self.probe_many(x, [layer])[layer]
+
+    def probe_many(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Several stages' pooled maps from one forward pass (stops after the deepest)."""
+        names = self.probe_layers()
+        check_probe_layers(self.name, layers, names)
+        self._check_input(x)
+        out: dict[str, torch.Tensor] = {}
+        start = 0
+        for name, end in zip(names, self.stage_ends, strict=True):
+            x = self.features[start:end](x)
+            start = end
+            if name in layers:
+                out[name] = global_average_pool(x)
+            if len(out) == len(set(layers)):
+                break
+        return out
+
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ConfigError(
                 f"backbone '{self.name}' expects (B, {self.in_channels}, H, W) input, "
@@ -104,7 +144,6 @@ class VGG(nn.Module):
                 hint="use a larger crop_size in the protocol, or a smaller backbone "
                 "(vgg_mnist takes 28×28)",
             )
-        return self.features(x)
 
 
 def vgg13_bn(*, in_channels: int, width: float = 1.0) -> VGG:

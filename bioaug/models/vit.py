@@ -22,17 +22,25 @@ protocol's 48 px global and 24 px local views alike.
 ``forward`` returns the class token after the final layer norm (``(B, out_dim)``), DINO's
 embedding; ``feature_map`` the patch tokens after the final norm as a ``(B, out_dim, h, w)``
 grid.
+
+Blocks, for probing (:mod:`bioaug.models.probe`): ``block1`` … ``block12``, each the class
+token after that block with the final layer norm applied (as DINO's
+``get_intermediate_layers`` normalises; Kraus et al. 2024, "ViTally Consistent", find an
+intermediate block often embeds cells best). The class token, not the mean of the patch
+tokens, so ``block12`` is the ``backbone`` output.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from bioaug.errors import ConfigError
+from bioaug.models.probe import check_probe_layers, numbered_layers
 
 __all__ = ["VIT_SIZES", "ViTBackbone", "vit_small", "vit_tiny"]
 
@@ -77,6 +85,30 @@ class ViTBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tokens(x)[:, 0]
+
+    def probe_layers(self) -> list[str]:
+        """The transformer blocks this encoder can be probed at, in depth order."""
+        return numbered_layers("block", len(self.vit.blocks))
+
+    def probe(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """The class token after block ``layer``, final norm applied: ``(B, out_dim)``."""
+        return self.probe_many(x, [layer])[layer]
+
+    def probe_many(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Several blocks' class tokens from one forward pass (stops after the deepest)."""
+        names = self.probe_layers()
+        check_probe_layers(self.name, layers, names)
+        self._check(x)
+        v = self.vit
+        x = v.norm_pre(v.patch_drop(v._pos_embed(v.patch_embed(x))))
+        out: dict[str, torch.Tensor] = {}
+        for name, block in zip(names, v.blocks, strict=True):
+            x = block(x)
+            if name in layers:
+                out[name] = v.norm(x)[:, 0]
+            if len(out) == len(set(layers)):
+                break
+        return out
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """Patches per side for a ``height × width`` crop (padded up to whole patches)."""

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bioaug.errors import ConfigError, did_you_mean, unknown_choice
+from bioaug.errors import ConfigError, unknown_choice, validation_error, validation_problems
 from bioaug.io import read_yaml_mapping
 from bioaug.profile.steps import STEPS
 
@@ -139,13 +139,8 @@ class ProfileConfig(BaseModel):
             try:
                 STEP_PARAMS[name](**params)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                key = ".".join(str(p) for p in err["loc"])
-                allowed = list(STEP_PARAMS[name].model_fields)
-                raise ValueError(f"steps[{i}].{name}.{key}: {err['msg']}"
-                                 + (did_you_mean(key, allowed) if err["type"] ==
-                                    "extra_forbidden" else "")
-                                 + f" (parameters: {', '.join(allowed)})") from None
+                raise ValueError("; ".join(validation_problems(
+                    exc, STEP_PARAMS[name], prefix=("steps", i, name)))) from None
             out.append(StepSpec(name=name, params=params))
         return out
 
@@ -192,14 +187,7 @@ def make_profile_config(values: dict[str, Any], source: str = "<profile recipe>"
     try:
         return ProfileConfig(**values)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key{did_you_mean(loc, ProfileConfig.model_fields)}; keys: " + \
-                ", ".join(ProfileConfig.model_fields)
-        raise ConfigError(f"{loc}: {msg}" if loc and not msg.startswith("steps[") else msg,
-                          where=source) from None
+        raise validation_error(exc, ProfileConfig, where=source) from None
 
 
 def read_profile_config(path: str | os.PathLike) -> ProfileConfig:

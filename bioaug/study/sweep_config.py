@@ -38,7 +38,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bioaug.errors import BioaugError, ConfigError, did_you_mean
+from bioaug.errors import BioaugError, ConfigError, validation_error
 from bioaug.io import sha256_text
 from bioaug.study import keypath
 
@@ -136,19 +136,6 @@ class SweepPoint:
         return ", ".join([*parts, f"seed={self.seed}"])
 
 
-def _pydantic_message(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            key = str(err["loc"][-1])
-            msg = (f"unknown key{did_you_mean(key, SweepConfig.model_fields)}; known: "
-                   f"{', '.join(SweepConfig.model_fields)}")
-        lines.append(f"{loc}: {msg}")
-    return "; ".join(lines)
-
-
 def parse_sweep_config(data: Any, source: str = "<sweep>") -> SweepConfig:
     """Validate a sweep mapping (already loaded from YAML)."""
     if not isinstance(data, Mapping):
@@ -160,7 +147,7 @@ def parse_sweep_config(data: Any, source: str = "<sweep>") -> SweepConfig:
     try:
         return SweepConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(_pydantic_message(exc), where=source) from None
+        raise validation_error(exc, SweepConfig, where=source) from None
 
 
 def resolve_paths(cfg: SweepConfig, base_dir: Path) -> SweepConfig:

@@ -7,7 +7,7 @@ store, processes and the method (MoCo's queue).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -16,18 +16,20 @@ from bioaug.data.store import Store
 from bioaug.errors import ConfigError, DataError, ProtocolError, unknown_choice
 from bioaug.train.config import TrainConfig
 
+if TYPE_CHECKING:
+    from bioaug.methods.base import Method
 
-def check_names(config: TrainConfig) -> None:
-    """Unknown method or backbone → ConfigError listing the known ones."""
-    from bioaug.methods import method_names
+
+def check_names(config: TrainConfig) -> type[Method]:
+    """The method's class; an unknown method or backbone → ConfigError listing the known."""
+    from bioaug.methods import lookup_method
     from bioaug.models import backbone_names
 
-    if config.method not in method_names():
-        raise ConfigError(unknown_choice("method", config.method, method_names()),
-                          where="method")
+    method = lookup_method(config.method)
     if config.backbone not in backbone_names():
         raise ConfigError(unknown_choice("backbone", config.backbone, backbone_names()),
                           where="backbone")
+    return method
 
 
 def load_run_protocol(config: TrainConfig) -> tuple[Any, str]:
@@ -53,7 +55,9 @@ def _size_pair(size: Any) -> tuple[int, int]:
 
 
 def check_protocol_vs_store(protocol: Any, store: Store, config: TrainConfig) -> None:
-    """Channel names declared by the protocol must be the store's, in order."""
+    """Channel names declared by the protocol must be the store's, in order (case aside)."""
+    from bioaug.augment import same_channels
+
     names = getattr(protocol, "channels", None)
     if names is None:
         return
@@ -63,7 +67,7 @@ def check_protocol_vs_store(protocol: Any, store: Store, config: TrainConfig) ->
             f"the protocol is for {len(names)} channels {names} but the store {store.path} has "
             f"{store.n_channels} channels {store.channels}", where=config.protocol,
             hint="use a protocol written for this data, or remove `channels:` from it")
-    if names != store.channels:
+    if not same_channels(names, store.channels):
         raise ProtocolError(
             f"the protocol's channels {names} are not the store's channels {store.channels} "
             f"({store.path})", where=config.protocol,
@@ -96,14 +100,18 @@ def check_batch(config: TrainConfig, n_items: int, world_size: int) -> None:
                         hint=f"use --batch-size ≤ {n_items} or a larger store")
 
 
-def build_run_model(config: TrainConfig, in_channels: int, n_items: int) -> nn.Module:
-    """Backbone + method, seeded, sized for the dataset (queue vs batch checked here)."""
+def build_run_model(config: TrainConfig, in_channels: int, n_items: int, *,
+                    method_cls: type[Method] | None = None) -> nn.Module:
+    """Backbone + method, seeded, sized for the dataset (queue vs batch checked here).
+
+    ``method_cls`` is the class :func:`check_names` returned (looked up by name otherwise).
+    """
     from bioaug.methods import build_method
     from bioaug.models import build_backbone
 
     torch.manual_seed(config.seed)
     backbone = build_backbone(config.backbone, in_channels, **config.backbone_options())
-    method = build_method(config.method, backbone, **config.method_kwargs)
+    method = build_method(method_cls or config.method, backbone, **config.method_kwargs)
     method.configure_for_dataset(n_items, config.batch_size)
     return method
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from bioaug.device import DEVICE_CHOICES
-from bioaug.errors import ConfigError, did_you_mean
+from bioaug.errors import ConfigError, validation_error
 from bioaug.io import read_yaml_mapping
 from bioaug.train.batches import batches_help, parse_batches
 from bioaug.train.pairs import CONTROL, POSITIVES, TREATMENT_COLUMNS, parse_control
@@ -225,30 +225,13 @@ class TrainConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> ConfigError:
-    lines = []
-    known = list(TrainConfig.model_fields)
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "<root>"
-        if err["type"] == "extra_forbidden":
-            key = str(err["loc"][-1])
-            lines.append(f"{path}: unknown option{did_you_mean(key, known)}")
-        elif err["type"] == "missing":
-            lines.append(f"{path}: required (give --{path.replace('_', '-')} or `{path}:` in "
-                         "the run config)")
-        else:
-            lines.append(f"{path}: {err['msg']} (got {err.get('input')!r})")
-    return ConfigError("invalid training configuration:\n  " + "\n  ".join(lines),
-                       where=source, hint=f"known options: {', '.join(known)}"
-                       if any(e["type"] == "extra_forbidden" for e in exc.errors()) else None)
-
-
 def make_config(values: dict[str, Any], source: str = "<config>") -> TrainConfig:
     """Validate a dict into a :class:`TrainConfig`; errors become a :class:`ConfigError`."""
     try:
         return TrainConfig(**values)
     except ValidationError as exc:
-        raise _format_validation_error(exc, source) from None
+        raise validation_error(exc, TrainConfig, what="invalid training configuration",
+                               where=source) from None
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:

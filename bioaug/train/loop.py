@@ -142,11 +142,11 @@ def resolve_run(config: TrainConfig) -> ResolvedConfig:
     and the number of processes, then fills the unset options from the method's recipe
     (:func:`bioaug.train.resolve.resolve`). What ``bioaug train --print-config`` shows.
     """
-    checks.check_names(config)
+    method_cls = checks.check_names(config)
     store = Store.open(config.data)
     checks.check_batch(config, len(store), env_world_size())
     build_sampling(store.obs, config, where=store.path)  # --positives/--batches columns
-    return resolve(config, len(store))
+    return resolve(config, len(store), method_cls=method_cls)
 
 
 def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -188,10 +188,10 @@ class _Run:
         if self.device.type == "cpu":
             # Batched views reallocate large buffers every step; keep them in the process.
             tune_cpu_allocator()
-        checks.check_names(cfg)
+        method_cls = checks.check_names(cfg)
         self.store = Store.open(cfg.data)
         checks.check_batch(cfg, len(self.store), self.info.world_size)
-        self.resolved = resolve(cfg, len(self.store))
+        self.resolved = resolve(cfg, len(self.store), method_cls=method_cls)
         self.cfg = cfg = self.resolved.config
         self.protocol, self.protocol_text = checks.load_run_protocol(cfg)
         checks.check_protocol_vs_store(self.protocol, self.store, cfg)
@@ -208,7 +208,8 @@ class _Run:
         if cfg.knn_data is not None and self.info.is_main:
             self.knn = KnnMonitor(cfg.knn_data, channels=self.store.channels, k=cfg.knn_k,
                                   max_items=cfg.knn_max_items, seed=cfg.seed)
-        self.method = checks.build_run_model(cfg, self.store.n_channels, len(self.store))
+        self.method = checks.build_run_model(cfg, self.store.n_channels, len(self.store),
+                                             method_cls=method_cls)
         checks.check_views(self.pipeline, self.method, cfg)
         self.previous = self._check_run_dir()
         self.method.to(self.device)

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bioaug.methods import method_config
+from bioaug.methods import Method, method_config
 from bioaug.methods.recipe import Recipe
 from bioaug.methods.registry import lookup_method
 from bioaug.train.config import RECIPE_FIELDS, SOURCE_RECIPE, TrainConfig
@@ -86,7 +86,8 @@ def _yaml_line(key: str, value: Any) -> str:
     return yaml.safe_dump({key: value}, default_flow_style=True, width=10**6).strip()[1:-1]
 
 
-def resolve(config: TrainConfig, n_items: int) -> ResolvedConfig:
+def resolve(config: TrainConfig, n_items: int, *,
+            method_cls: type[Method] | None = None) -> ResolvedConfig:
     """Fill ``config``'s unset options from the method's recipe, for ``n_items`` per epoch.
 
     Parameters
@@ -95,6 +96,9 @@ def resolve(config: TrainConfig, n_items: int) -> ResolvedConfig:
         The run configuration (optimiser options ``None`` = the method's recipe).
     n_items
         Items in the training store (one epoch); at least one global batch.
+    method_cls
+        The method's class when the caller looked it up already
+        (:func:`bioaug.train.checks.check_names`); otherwise looked up from ``config``.
 
     Returns
     -------
@@ -103,7 +107,7 @@ def resolve(config: TrainConfig, n_items: int) -> ResolvedConfig:
         Unknown methods, invalid hyperparameters and impossible sizes (MoCo's queue) are a
         :class:`~bioaug.errors.ConfigError`.
     """
-    cls = lookup_method(config.method)
+    cls = method_cls or lookup_method(config.method)
     recipe: Recipe = cls.recipe
     sources = config.sources()
     update: dict[str, Any] = {}
@@ -120,7 +124,7 @@ def resolve(config: TrainConfig, n_items: int) -> ResolvedConfig:
         update["warmup_epochs"] = round(warm, 6)
         sources["warmup_epochs"] = (f"{SOURCE_RECIPE} ({recipe.warmup_fraction:.0%} of the "
                                     f"run, at most {recipe.warmup_max_epochs:g} epochs)")
-    hparams = method_config(config.method, **config.method_kwargs)
+    hparams = method_config(cls, **config.method_kwargs)
     update["method_kwargs"] = hparams.model_dump(mode="json")
     for key in update["method_kwargs"]:
         if config.method_kwargs.get(key) is None:  # None counts as not given

@@ -247,3 +247,11 @@ def test_cuda_multicrop_gives_the_cpu_views(x: torch.Tensor) -> None:
     gpu = pipe.apply(x.cuda(), params.to("cuda"))
     for a, b in zip(cpu, gpu, strict=True):
         torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=0)
+
+
+def test_channel_names_match_by_one_rule() -> None:
+    from bioaug.augment import same_channels
+
+    assert same_channels(["DAPI", "Actin"], ["dapi", "ACTIN"])
+    assert not same_channels(["DAPI", "Actin"], ["Actin", "DAPI"])
+    assert not same_channels(["DAPI"], ["DAPI", "Actin"])

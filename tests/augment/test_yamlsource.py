@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bioaug.augment.yamlsource import format_path, load_yaml
+from bioaug.augment.yamlsource import load_yaml
+from bioaug.errors import format_path
 
 
 def test_line_map_of_nested_keys() -> None:

@@ -158,3 +158,39 @@ def test_embed_shards_and_merge_equal_one_run(store_and_run, tmp_path, capsys):
               "--out", str(tmp_path / "y.h5ad")], "wells may span shards")):
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+
+
+def test_embed_layer_all_writes_every_stage(store_and_run, tmp_path, capsys):
+    store, run = store_and_run
+    out = tmp_path / "layers.h5ad"
+    assert main(["embed", "--checkpoint", str(run), "--data", str(store), "--out", str(out),
+                 "--layer", "all", "--device", "cpu", "--aggregate", "well"]) == 0
+    printed = capsys.readouterr().out
+    assert "at layer backbone (default of backbone vgg13_bn), and layers stage1, stage2, " \
+           "stage3, stage4, stage5 in X_bioaug_<layer>" in printed
+    cells = ad.read_h5ad(out)
+    assert list(cells.uns["bioaug"]["layers"]) == [f"stage{i}" for i in range(1, 6)]
+    assert cells.obsm["X_bioaug_stage2"].shape == (48, 16)
+    assert "X_bioaug_stage3" in ad.read_h5ad(tmp_path / "layers.well.h5ad").obsm
+
+
+def test_embed_stage_and_unknown_layer(store_and_run, tmp_path, capsys):
+    store, run = store_and_run
+    out = tmp_path / "s3.h5ad"
+    assert main(["embed", "--checkpoint", str(run), "--data", str(store), "--out", str(out),
+                 "--layer", "stage3", "--device", "cpu"]) == 0
+    assert ad.read_h5ad(out).obsm["X_bioaug"].shape == (48, 32)
+    capsys.readouterr()
+    assert main(["embed", "--checkpoint", str(run), "--data", str(store), "--out",
+                 str(tmp_path / "bad.h5ad"), "--layer", "block3", "--device", "cpu"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "unknown embedding layer 'block3' for backbone 'vgg13_bn'" in err
+    assert "stage1, stage2, stage3, stage4, stage5, or 'all'" in err
+
+
+def test_embed_help_describes_layer_probing(capsys):
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "block1 … block12 (ViT; class token after the block)" in text
+    assert "all: the default layer in X_bioaug" in text

@@ -58,3 +58,22 @@ def test_evaluate_exclude_of_a_missing_label_is_an_error_before_work(tmp_path, c
     err = capsys.readouterr().err
     assert "--exclude 'c7': no item has label = 'c7'" in err and "values: c0, c1, c2" in err
     assert not (tmp_path / "rep" / "report.json").exists()
+
+
+def test_evaluate_scores_every_layer_of_a_layer_all_embedding(tmp_path, capsys):
+    path = tmp_path / "cells.h5ad"
+    write_blobs(path)
+    a = ad.read_h5ad(path)
+    a.obsm["X_bioaug_stage1"] = np.random.default_rng(1).normal(size=(90, 4)).astype(np.float32)
+    a.obsm["X_bioaug_stage2"] = a.obsm["X_bioaug"][:, :5]
+    a.uns["bioaug"] = {"layer": "backbone", "layers": ["stage1", "stage2"]}
+    a.write_h5ad(path)
+    assert main(["evaluate", str(path), "--label", "label", "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("per layer:"):].splitlines()
+    assert table[1].split()[:3] == ["layer", "Leiden", "AMI"]
+    assert [line.split()[0] for line in table[2:5]] == ["backbone", "stage1", "stage2"]
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert list(report["layers"]["scores"]) == ["backbone", "stage1", "stage2"]
+    assert report["figures"]["layers"] == "layers.png"
+    assert (tmp_path / "rep" / "layers.png").is_file()

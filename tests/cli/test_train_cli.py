@@ -82,7 +82,7 @@ def test_run_config_file_and_override(store, protocol, tmp_path, capsys):
 
 def test_missing_required_options(capsys, tmp_path):
     _fails(capsys, ["train", "--protocol", "x", "--out", str(tmp_path)],
-           "data: required (give --data")
+           "data: required")
 
 
 def test_unknown_method_and_backbone_list_the_known_ones(store, protocol, tmp_path, capsys):
@@ -118,7 +118,7 @@ def test_batch_size_problems(store, protocol, tmp_path, capsys):
 
 def test_bad_option_values(store, protocol, tmp_path, capsys):
     base = tiny_cli_args(store, protocol, tmp_path / "r")
-    _fails(capsys, [*base, "--lr", "-1"], "lr: Input should be greater than 0")
+    _fails(capsys, [*base, "--lr", "-1"], "lr: must be more than 0.0 (got -1.0)")
     _fails(capsys, [*base, "--method-kwargs", "temprature=0.1"], "temprature",
            "did you mean 'temperature'")
     _fails(capsys, [*base, "--force"], "--force only applies with --resume")

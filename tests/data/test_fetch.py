@@ -315,7 +315,7 @@ def test_card_file_names_stay_inside_out(server: http.server.HTTPServer, tmp_pat
     for bad, why in (("../../x", "climbs out"), ("/etc/x", "absolute path"),
                      ("C:/x", "absolute path"), ("", "must not be empty")):
         card = _card(tmp_path, server, [{"name": bad, "url": "x"}])
-        with pytest.raises(ConfigError, match=f"files.0.name: .*{why}"):
+        with pytest.raises(ConfigError, match=fr"files\[0\]\.name: .*{why}"):
             fetch_dataset("bbbc021", tmp_path / "out", card=card)
     card = _card(tmp_path, server, [], name="../../x")
     with pytest.raises(ConfigError, match="name: String should match pattern"):

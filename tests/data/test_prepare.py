@@ -316,7 +316,7 @@ def test_resize_crops_averages_blocks_and_takes_many_channels() -> None:
 
 
 def test_resize_zero_is_rejected_not_ignored(twin: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"resize \(--resize\) must be at least 4, got 0"):
+    with pytest.raises(ConfigError, match=r"resize \(--resize\): must be at least 4 \(got 0\)"):
         prepare_bbbc021(twin, tmp_path / "s", resize=0)
 
 

@@ -124,10 +124,10 @@ def _damaged(tmp_path: Path, **change: object) -> Path:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"shape": None}, "'shape' is missing"),
-    ({"channels": None}, "'channels' is missing"),
-    ({"dtype": None}, "'dtype' is missing"),
-    ({"dtype": "int7"}, "dtype 'int7' is not one of"),
+    ({"shape": None}, "shape: required"),
+    ({"channels": None}, "channels: required"),
+    ({"dtype": None}, "dtype: required"),
+    ({"dtype": "int7"}, "dtype: must be one of 'uint8', 'uint16'"),
     ({"channels": ["a", "b"]}, "channels lists 2 name"),
     ({"shape": [2, 3, 4]}, "shape"),
     ({"shape": [2, 3, 0, 16]}, "height ≥ 1"),

@@ -141,6 +141,10 @@ def test_fusing_models_of_different_channels_is_an_error(tiny_run, tmp_path):
     ({"raw": True, "layer": "feature_map"}, "needs a checkpoint"),
     ({"backbone": "vgg13_bn", "layer": "projection"}, "needs a checkpoint"),
     ({"raw": True, "layer": "head"}, "unknown layer 'head'"),
+    ({"raw": True, "layer": "all"}, "unknown layer 'all'"),
+    ({"backbone": "vgg13_bn", "layer": "stage9"},
+     r"unknown layer 'stage9'.* for backbone 'vgg13_bn'; its layers: backbone, feature_map, "
+     r"stage1, stage2, stage3, stage4, stage5, or 'all'"),
     ({"raw": True, "preprocess": "crop"}, "unknown preprocessing 'crop'"),
     ({"raw": True, "batch_size": 0}, "batch_size must be a positive integer"),
 ])
@@ -309,8 +313,8 @@ def test_public_embed_has_the_real_signature(tiny_store):
     for name, p in public.parameters.items():
         assert p.default == stage.parameters[name].default, name
         assert p.kind == stage.parameters[name].kind, name
-        if name not in ("checkpoints", "data"):
-            assert f"    {name}\n" in fresh.embed.__doc__, f"{name} is not documented"
+        if name not in ("checkpoints", "data"):  # one source of the docs: the stage's
+            assert f"    {name}\n" in stage_embed.__doc__, f"{name} is not documented"
     # importing the package `bioaug.embed` hides the function in a session; it is callable
     package = importlib.import_module("bioaug.embed")
     first = fresh.embed(raw=True, data=tiny_store)
@@ -359,3 +363,51 @@ def test_named_backbone_baseline_uses_its_default_layer(tiny_store):
                    layer="backbone")
     assert pooled.obsm["X_bioaug"].shape == (48, 16)
     assert pooled.uns["bioaug"]["layer_source"] == "given"
+
+
+def test_layer_all_writes_every_stage_beside_the_default(tiny_run, tiny_store):
+    cells = embed(tiny_run, tiny_store, layer="all", device="cpu")
+    default = embed(tiny_run, tiny_store, device="cpu")
+    stages = [f"stage{i}" for i in range(1, 6)]
+    prov = cells.uns["bioaug"]
+    assert prov["layers"] == stages and prov["layer"] == "backbone"
+    assert prov["layer_source"] == "default of backbone vgg13_bn"
+    assert list(cells.obsm) == ["X_bioaug", *(f"X_bioaug_{s}" for s in stages)]
+    assert {k: v.shape[1] for k, v in cells.obsm.items()} == {
+        "X_bioaug": 64, "X_bioaug_stage1": 8, "X_bioaug_stage2": 16, "X_bioaug_stage3": 32,
+        "X_bioaug_stage4": 64, "X_bioaug_stage5": 64}
+    np.testing.assert_allclose(cells.obsm["X_bioaug"], default.obsm["X_bioaug"], atol=1e-6)
+    np.testing.assert_allclose(cells.obsm["X_bioaug_stage5"], cells.obsm["X_bioaug"], atol=1e-5)
+    assert prov["obsm"]["X_bioaug_stage3"] == "layer stage3"
+
+
+def test_one_stage_of_vgg13(tiny_run, tiny_store):
+    cells = embed(tiny_run, tiny_store, layer="stage2", device="cpu")
+    every = embed(tiny_run, tiny_store, layer="all", device="cpu")
+    assert cells.obsm["X_bioaug"].shape == (48, 16)
+    assert (cells.uns["bioaug"]["layer"], cells.uns["bioaug"]["layer_source"]) == \
+        ("stage2", "given")
+    np.testing.assert_allclose(cells.obsm["X_bioaug"], every.obsm["X_bioaug_stage2"], atol=1e-6)
+
+
+def test_a_vit_block_of_a_named_backbone(tiny_store):
+    kwargs = {"img_size": 40, "patch_size": 8}
+    cells = embed(backbone="vit_tiny", data=tiny_store, layer="block3", device="cpu",
+                  backbone_kwargs=kwargs)
+    every = embed(backbone="vit_tiny", data=tiny_store, layer="all", device="cpu",
+                  backbone_kwargs=kwargs)
+    assert cells.obsm["X_bioaug"].shape == (48, 192)
+    assert every.uns["bioaug"]["layers"] == [f"block{i}" for i in range(1, 13)]
+    np.testing.assert_allclose(cells.obsm["X_bioaug"], every.obsm["X_bioaug_block3"], atol=1e-5)
+
+
+def test_unknown_checkpoint_layer_lists_that_backbones_layers(tiny_run, tiny_store):
+    with pytest.raises(ConfigError, match=r"unknown embedding layer 'block3' for backbone "
+                                          r"'vgg13_bn'; its layers: backbone, feature_map, "
+                                          r"projection, stage1, .*stage5, or 'all'"):
+        embed(tiny_run, tiny_store, layer="block3", device="cpu")
+
+
+def test_layer_all_takes_one_checkpoint(tiny_run, tiny_run_b, tiny_store):
+    with pytest.raises(ConfigError, match="--layer all takes one checkpoint, got 2"):
+        embed([tiny_run, tiny_run_b], tiny_store, layer="all", device="cpu")

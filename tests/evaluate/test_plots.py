@@ -27,3 +27,12 @@ def test_plot_embedding_writes_a_png(tmp_path):
     coords, idx = plots.umap_coords(x)
     path = plots.plot_embedding(coords, y[idx], tmp_path / "u.png", title="t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_layers_writes_a_png(tmp_path):
+    scores = {"backbone": {"leiden_ami": 0.5, "nsc": None},
+              "stage1": {"leiden_ami": 0.3, "nsc": None},
+              "stage2": {"leiden_ami": 0.7, "nsc": None}}
+    path = plots.plot_layers(scores, tmp_path / "layers.png", title="t", default="backbone",
+                             titles={"leiden_ami": "Leiden AMI"})
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -88,3 +88,24 @@ def test_configure_for_dataset_checks_batch(tiny_backbone, n_items, batch, match
     method = build_method("byol", tiny_backbone, proj_hidden_dim=4, proj_output_dim=4, pred_hidden_dim=4)
     with pytest.raises(ConfigError, match=match):
         method.configure_for_dataset(n_items, batch)
+
+
+def test_embed_takes_the_backbones_probe_layers_and_lists_them_when_unknown():
+    from bioaug.models.vgg import vgg_mnist
+
+    torch.manual_seed(0)
+    method = build_method("simclr", vgg_mnist(in_channels=1, width=0.25), proj_hidden_dim=4,
+                          proj_output_dim=4).eval()
+    assert method.layers() == ["backbone", "feature_map", "projection", "stage1", "stage2",
+                               "stage3"]
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        many = method.embed_many(x, ["stage2", "projection", "backbone"])
+        assert many["stage2"].shape == (3, 16)
+        torch.testing.assert_close(many["projection"], method.embed(x, "projection"))
+        torch.testing.assert_close(many["stage3"] if "stage3" in many else
+                                   method.embed(x, "stage3"), method.embed(x, "backbone"))
+    with pytest.raises(ConfigError, match=r"'stage4'.*backbone 'vgg_mnist'; its layers: "
+                                          r"backbone, feature_map, projection, stage1, stage2, "
+                                          r"stage3, or 'all'"):
+        method.embed(x, "stage4")

@@ -103,7 +103,7 @@ def test_schema_errors(tmp_path):
 
 def test_bad_train_setting_fails_before_running(tmp_path):
     path = write(tmp_path, train={"epochz": 1})
-    with pytest.raises(ConfigError, match=r"epochz: unknown option.*did you mean 'epochs'"):
+    with pytest.raises(ConfigError, match=r"epochz: unknown key.*did you mean 'epochs'"):
         Sweep.create(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -21,8 +21,10 @@ def test_protocol_without_channels_fits_any_store(tiny_store, tiny_protocol, tmp
     store = Store.open(tiny_store)
     check_protocol_vs_store(SimpleNamespace(channels=None), store, cfg)
     check_protocol_vs_store(SimpleNamespace(channels=["DAPI", "Actin"]), store, cfg)
+    # one rule with build_pipeline: case does not count, order does
+    check_protocol_vs_store(SimpleNamespace(channels=["DAPI", "actin"]), store, cfg)
     with pytest.raises(ProtocolError, match="not the store's channels"):
-        check_protocol_vs_store(SimpleNamespace(channels=["DAPI", "actin"]), store, cfg)
+        check_protocol_vs_store(SimpleNamespace(channels=["Actin", "DAPI"]), store, cfg)
 
 
 def test_crop_override_applies_to_every_view(tiny_store, tiny_protocol, tmp_path):

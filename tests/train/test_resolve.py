@@ -87,7 +87,7 @@ def test_describe_is_a_run_file():
 
 
 def test_bad_method_hyperparameters_are_caught_when_resolving():
-    with pytest.raises(ConfigError, match="unknown hyperparameter 'temprature'"):
+    with pytest.raises(ConfigError, match="temprature: unknown key"):
         resolve(_cfg(method="simclr", method_kwargs={"temprature": 0.1}), n_items=1000)
     with pytest.raises(ConfigError, match="unknown method 'simclr2'"):
         resolve(_cfg(method="simclr2"), n_items=1000)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any
 
 from bioaug.augment.ops.base import GROUPS, OPS, ChannelSupport, Op, ops_by_group, register_op
 from bioaug.augment.ops.params import OpParams
@@ -37,16 +36,4 @@ def _discover() -> None:
 _discover()
 
 
-def make_op(name: str, crop_size: int | None = None, **params: Any) -> Op:
-    """Build op ``name`` from keyword parameters, validated as in a protocol file.
-
-    Pass ``p`` explicitly. Bad names or values raise :class:`~bioaug.errors.ProtocolError`.
-    """
-    from bioaug.augment.schema import parse_step
-
-    step = parse_step({name: params}, path=f"{name}", source="make_op")
-    return OPS[step.op](step.params, crop_size=crop_size)
-
-
-__all__ = ["GROUPS", "OPS", "ChannelSupport", "Op", "OpParams", "make_op", "ops_by_group",
-           "register_op"]
+__all__ = ["GROUPS", "OPS", "ChannelSupport", "Op", "OpParams", "ops_by_group", "register_op"]
