@@ -26,3 +26,16 @@ def bbbc021_csv_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bioaug.data.bbbc021 import write_bundled_metadata
 
     return write_bundled_metadata(tmp_path_factory.mktemp("bbbc021_csv"))
+
+
+@pytest.fixture(scope="session")
+def readme_updater():
+    """``tools/update_readme.py`` as a module (the generator of the docs' registry tables)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_readme",
+                                                  REPO / "tools" / "update_readme.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

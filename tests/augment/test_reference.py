@@ -45,18 +45,9 @@ def test_groups_overview_lists_every_op_once_in_registry_order() -> None:
     assert rows[0].startswith("| geometry |") and rows[-1] == "| escape hatch | `albumentations` |"
 
 
-def test_the_docs_overview_is_generated_from_the_registry() -> None:
-    import importlib.util
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("update_readme",
-                                                  repo / "tools" / "update_readme.py")
-    assert spec is not None and spec.loader is not None
-    updater = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(updater)
-    doc = (repo / "docs" / "protocols.md").read_text(encoding="utf-8")
-    assert updater.render_protocol_doc(doc) == doc, \
+def test_the_docs_overview_is_generated_from_the_registry(readme_updater, repo_root) -> None:
+    doc = (repo_root / "docs" / "protocols.md").read_text(encoding="utf-8")
+    assert readme_updater.render_protocol_doc(doc) == doc, \
         "docs/protocols.md is stale: run `python tools/update_readme.py`"
 
 

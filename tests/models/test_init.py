@@ -82,16 +82,7 @@ def test_a_feature_map_default_needs_a_feature_map():
             assert hasattr(model, "feature_map"), name
 
 
-def test_the_docs_table_of_default_layers_is_generated_from_the_registry():
-    import importlib.util
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("update_readme",
-                                                  repo / "tools" / "update_readme.py")
-    assert spec is not None and spec.loader is not None
-    updater = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(updater)
-    doc = (repo / "docs" / "evaluation.md").read_text(encoding="utf-8")
-    assert updater.render_evaluation_doc(doc) == doc, \
+def test_the_docs_table_of_default_layers_is_generated_from_the_registry(readme_updater, repo_root):
+    doc = (repo_root / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    assert readme_updater.render_evaluation_doc(doc) == doc, \
         "docs/evaluation.md is stale: run `python tools/update_readme.py`"
