@@ -333,9 +333,12 @@ def _checkpoint_embedder(path: str | os.PathLike, index: int, store: Store,
             "backbone": trained.backbone_name, "epoch": trained.epoch, "step": trained.step,
             "finished": trained.finished, "channels": list(trained.channels),
             "crop_size": trained.crop_size, "protocol_text": trained.protocol_text,
+            "sampling": trained.sampling,
             "preprocess": preprocess if trained.crop_size and
             tuple(store.image_size) != (trained.crop_size,) * 2 else "none",
             "layer": names[0], "layer_source": source}
+    if trained.sampling:  # which cells were positives: read by evaluate's leakage check
+        info["sampling"] = trained.sampling
     probe = torch.zeros(2, store.n_channels, size, size, device=device)
     return _layers_embedder(str(index), lambda x: method.embed_many(x, names), names, probe,
                             trained.crop_size, preprocess, info)

@@ -108,6 +108,8 @@ class Trained:
     crop_size: int | None = None
     image_size: tuple[int, int] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: which cells formed positive pairs and batches (``--positives``, ``--batches``)
+    sampling: dict[str, Any] | None = None
 
     @property
     def out_dim(self) -> int:
@@ -165,4 +167,5 @@ def load_trained(run_dir_or_file: str | os.PathLike, device: str | torch.device 
         crop_size=data.get("crop_size"),
         image_size=tuple(image_size) if image_size else None,
         provenance=dict(data.get("provenance") or {}),
+        sampling=data.get("sampling"),
     )

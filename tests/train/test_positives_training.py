@@ -59,6 +59,15 @@ def test_same_treatment_trains_end_to_end(twin_store, twin_protocol, tmp_path, m
                                 "positive_columns": ["compound", "concentration"]}
     assert ckpt["config"]["positives"] == "same_treatment"
     assert np.isfinite(ckpt["last_loss"])
+    # the embedding carries the record, so evaluate needs no run folder to warn of leakage
+    import anndata
+
+    from bioaug.embed import embed
+    from bioaug.embed.io import write_h5ad
+
+    write_h5ad(embed(tmp_path / "run", twin_store), tmp_path / "cells.h5ad")
+    models = anndata.read_h5ad(tmp_path / "cells.h5ad").uns["bioaug"]["models"]
+    assert dict(next(iter(models.values()))["sampling"])["positives"] == "same_treatment"
     # the second view came from other cells: most partners differ from their anchors
     differ = [(~torch.isclose(x, p).flatten(1).all(1)).float().mean() for x, p in seen]
     assert float(sum(differ) / len(differ)) > 0.8
