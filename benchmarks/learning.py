@@ -393,7 +393,7 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
     layer = args.layer or default_embed_layer(ds.backbone)
     steps, batch = ds.steps or args.steps, ds.batch_size or args.batch_size
     tag = run_tag(ds, steps, batch) + layer_tag(layer)
-    for seed in range(args.seeds):
+    for seed in range(args.seed_from, args.seeds):
         rows.append({"dataset": ds.name, "method": "-", "impl": "raw pixels", "seed": seed,
                      **cached(res_dir / f"raw-s{seed}.json", lambda s=seed: scores(raw, y, s, ds.cells))})
 
@@ -405,7 +405,7 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
         rows.append({"dataset": ds.name, "method": "-", "impl": "random-init backbone",
                      "seed": seed, **cached(res_dir / f"random-s{seed}{width_tag(ds)}{layer_tag(layer)}.json",
                                            random_init)})
-    for seed in range(args.seeds):  # seed-major: an interrupted run has every method
+    for seed in range(args.seed_from, args.seeds):  # seed-major: an interrupted run has every method
         for method in ds.methods or args.methods:
             def bio(m: str = method, s: int = seed) -> dict[str, Any]:
                 run = bioaug_run(ds, m, s, steps, batch, work)
@@ -539,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="options of another --backbone, e.g. patch_size=4 img_size=28")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with "
                    "--quick)")
+    p.add_argument("--seed-from", type=int, default=0, help="start at this seed (to share the "
+                   "seeds of one table between processes that use the same --work)")
     p.add_argument("--eval-items", type=int, default=10000,
                    help="score at most this many items (seeded subset of larger stores)")
     p.add_argument("--no-reference", action="store_true", help="skip the lightly reference")
