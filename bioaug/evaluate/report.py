@@ -472,9 +472,15 @@ def _training_sampling(adata: Any) -> list[dict[str, Any]]:
         if not isinstance(info, dict):
             continue
         record = info.get("sampling") or _sampling_from_run(info.get("checkpoint"))
-        if record and (record.get("obs_columns") or record.get("positive_columns")):
+        # read back from .h5ad, the column lists are arrays: test their length
+        if record and any(_size(record.get(k)) for k in ("obs_columns", "positive_columns")):
             out.append({"model": str(key), **{k: _plain(v) for k, v in record.items()}})
     return out
+
+
+def _size(value: Any) -> int:
+    """Length of a list or array (0 for None)."""
+    return 0 if value is None else len(value)
 
 
 def _sampling_from_run(checkpoint: Any) -> dict[str, Any] | None:

@@ -199,7 +199,7 @@ def test_bad_input_is_one_clear_line(screen: Path, tmp_path: Path) -> None:
         ({"load_data": screen, "shard": "half"}, ConfigError, "expected I/N"),
         ({"load_data": screen, "shard": "0/9"}, ConfigError, "only 3 plate"),
         ({"load_data": screen, "plates": ["plate 3"]}, DataError, "unknown plate 'plate 3'"),
-        ({"load_data": screen, "crop_size": 4}, ConfigError, "crop_size (--crop-size) must be"),
+        ({"load_data": screen, "crop_size": 4}, ConfigError, "crop_size (--crop-size): must be at least 8"),
         ({"load_data": screen, "x_col": "MyX"}, DataError, "name columns of a --locations"),
         ({"load_data": root}, DataError, "is a directory"),
     ]
