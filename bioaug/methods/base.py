@@ -111,18 +111,6 @@ def validate_config(method: str, config_cls: type[MethodConfig], hparams: dict[s
         raise validation_error(exc, config_cls, what=f"method '{method}'") from None
 
 
-def _describe_field(field: Any) -> str:
-    parts = []
-    for meta in field.metadata:
-        for attr, sym in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
-            value = getattr(meta, attr, None)
-            if value is not None:
-                parts.append(f"{sym} {value}")
-    ann = getattr(field.annotation, "__name__", None) or str(field.annotation)
-    text = " and ".join(parts)
-    return f"{ann} {text}".strip() if text else ann
-
-
 def cosine_schedule(progress: float, start: float, end: float) -> float:
     """Cosine ramp from ``start`` (progress 0) to ``end`` (progress 1).
 
