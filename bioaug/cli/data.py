@@ -15,11 +15,16 @@ PREPARE_DATASETS = ("bbbc021", "images", "crops", *NATURAL)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """``bioaug data ACTION``: one parser per action of :data:`ACTIONS`."""
     p = sub.add_parser("data", help="fetch, inspect and prepare datasets",
                        description="Fetch, inspect and prepare datasets into crop stores.")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
     dsub.required = True
+    for add in ACTIONS:
+        add(dsub)
 
+
+def _add_info(dsub: argparse._SubParsersAction) -> None:
     info = dsub.add_parser("info", help="summarise a store or a BBBC021 folder",
                            description="Summarise a store (`bioaug data info STORE`) or a "
                            "BBBC021 folder (`bioaug data info bbbc021 --root DIR`; the two "
@@ -30,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--examples", type=int, default=5, help="missing files to list")
     info.set_defaults(func=cmd_info)
 
+
+def _add_fetch(dsub: argparse._SubParsersAction) -> None:
     fetch = dsub.add_parser("fetch", help="download a dataset from its dataset card",
                             description="Download a dataset listed in datasets/*.yaml, "
                             "resuming partial downloads, verifying checksums where the card "
@@ -46,19 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("--json", action="store_true", help="print a JSON summary")
     fetch.set_defaults(func=cmd_fetch)
 
-    prep = dsub.add_parser("prepare", help="build a crop store from a dataset",
-                           description="Build a store: single-cell crops of a screen "
-                           "(illumination correction and percentile scaling per plate and "
-                           "channel, nuclei or given cell centres, crops) from BBBC021 or any "
-                           "CellProfiler LoadData CSV (`images`), or a natural-image "
-                           "benchmark. Interrupted builds resume when run again.")
-    prep.add_argument("dataset", help=", ".join(PREPARE_DATASETS))
-    prep.add_argument("--root", help="dataset folder (not needed for digits); for images: "
-                      "the folder relative image paths are resolved against (default: the "
-                      "LoadData CSV's folder)")
-    prep.add_argument("--out", required=True, help="the store directory to write")
-    prep.add_argument("--overwrite", action="store_true",
-                      help="replace an existing store (never anything that is not a store)")
+
+def _add_screen_arguments(prep: argparse.ArgumentParser) -> None:
+    """The flags of screens: cells and crops (bbbc021, images) and the LoadData columns."""
     g = prep.add_argument_group("cells and crops (bbbc021, images)")
     add_prepare_options(g)
     g.add_argument("--workers", type=int, default=1,
@@ -89,22 +86,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     gi.add_argument("--masks-column", metavar="NAME",
                     help="a FileName_<NAME> channel or column of label masks; cells are "
                     "their objects")
+
+
+def _add_prepare(dsub: argparse._SubParsersAction) -> None:
+    prep = dsub.add_parser("prepare", help="build a crop store from a dataset",
+                           description="Build a store: single-cell crops of a screen "
+                           "(illumination correction and percentile scaling per plate and "
+                           "channel, nuclei or given cell centres, crops) from BBBC021 or any "
+                           "CellProfiler LoadData CSV (`images`), or a natural-image "
+                           "benchmark. Interrupted builds resume when run again.")
+    prep.add_argument("dataset", help=", ".join(PREPARE_DATASETS))
+    prep.add_argument("--root", help="dataset folder (not needed for digits); for images: "
+                      "the folder relative image paths are resolved against (default: the "
+                      "LoadData CSV's folder)")
+    prep.add_argument("--out", required=True, help="the store directory to write (not a "
+                      "name ending in .partial: OUT.partial holds a build in progress)")
+    prep.add_argument("--overwrite", action="store_true",
+                      help="replace an existing store (never anything that is not a store)")
+    _add_screen_arguments(prep)
     g2 = prep.add_argument_group("natural images")
     g2.add_argument("--size", type=int, help="image side (imagenet100: 64, digits: 28)")
     add_crops_arguments(prep)
     prep.set_defaults(func=cmd_prepare)
 
+
+def _add_merge(dsub: argparse._SubParsersAction) -> None:
     merge = dsub.add_parser("merge", help="join stores prepared separately (shards)",
                             description="Join stores with the same channels, crop size, pixel "
-                            "type and preparation settings (e.g. the shards of `prepare "
-                            "--shard I/N`) into one; shards are put in order, provenance is "
-                            "kept. Written atomically: an interrupted merge leaves only "
-                            "OUT.partial, and resumes when run again.")
+                            "type and preparation settings into one. The shards of `prepare "
+                            "--shard I/N` are put in order and must all be given (0 … N-1); "
+                            "provenance is kept. Written atomically: an interrupted merge "
+                            "leaves only OUT.partial, and resumes when run again.")
     merge.add_argument("stores", nargs="+", metavar="STORE", help="stores to join")
     merge.add_argument("--out", required=True, help="the merged store to write")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing store")
     merge.set_defaults(func=cmd_merge)
 
+
+def _add_synth(dsub: argparse._SubParsersAction) -> None:
     syn = dsub.add_parser("synth", help="write a synthetic screen (BBBC021 or Cell Painting)",
                           description="Write a synthetic screen: `bbbc021`, a twin in the "
                           "published BBBC021 layout (real plate design, MoA-dependent "
@@ -118,7 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     syn.add_argument("--sites", type=int, help="fields per well (2)")
     syn.add_argument("--wells", type=int, help="wells per plate (bbbc021: 12, cellpainting: 9)")
     syn.add_argument("--size", help="field size HxW (bbbc021: 256x320, real 1024x1280; "
-                     "cellpainting: 256x256)")
+                     "cellpainting: 256x256); a field must fit in memory")
     syn.add_argument("--cells-per-field", type=int,
                      help="mean cells per field (bbbc021: 15, cellpainting: 12)")
     syn.add_argument("--seed", type=int, default=0)
@@ -296,10 +315,12 @@ SCREENS = {"bbbc021": _prepare_bbbc021, "images": _prepare_images}
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from bioaug.data.store import check_out_name
     from bioaug.errors import unknown_choice
-
-    _check_workers(args.workers)
     from bioaug.io import check_output
+
+    check_out_name(args.out)
+    _check_workers(args.workers)
 
     check_output(args.out, "store", replace=args.overwrite,
                  inputs=[args.root, getattr(args, "load_data", None),
@@ -407,13 +428,13 @@ def _prepare_crops(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from bioaug.data.merge import merge_stores
+    from bioaug.data.store import check_out_name
 
+    check_out_name(args.out)
     store = merge_stores(args.stores, args.out, overwrite=args.overwrite)
     order = store.header.get("merge", {})
     print(f"wrote {store.path}: {len(store)} items from {len(args.stores)} stores"
           + (f" (shards of {order['shards']})" if order.get("ordered_by") == "shard" else ""))
-    if order.get("shards_missing"):
-        print("note: shards not given: " + ", ".join(map(str, order["shards_missing"])))
     return 0
 
 
@@ -453,6 +474,13 @@ SYNTH = {"bbbc021": _synth_bbbc021, "cellpainting": _synth_cellpainting}
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from bioaug.data.store import check_out_name
+
+    check_out_name(args.out)
     _check_workers(args.workers)
     print(SYNTH[args.dataset](args))
     return 0
+
+
+#: The actions of ``bioaug data``, in the order ``--help`` lists them.
+ACTIONS = (_add_info, _add_fetch, _add_prepare, _add_merge, _add_synth)

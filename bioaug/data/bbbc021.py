@@ -38,6 +38,7 @@ import pandas as pd
 from bioaug.data import images
 from bioaug.data.fields import plate_sort_key
 from bioaug.data.images import FieldError, read_plane  # noqa: F401  (re-exported)
+from bioaug.data.tables import check_header, read_text
 from bioaug.errors import DataError
 
 IMAGE_CSV = "BBBC021_v1_image.csv"
@@ -82,17 +83,13 @@ FIELD_COLUMNS: tuple[str, ...] = (
 def read_table(path: str | os.PathLike, required: Sequence[str], *, kind: str) -> pd.DataFrame:
     """Read a CSV as strings, whatever its quoting and line endings; check its columns.
 
-    Column names are stripped of whitespace. Missing columns raise a :class:`DataError`
-    naming each of them and the columns that were found.
+    Column names are stripped of whitespace. An empty file, another separator than commas
+    and a column named twice are errors (:mod:`bioaug.data.tables`); so are missing
+    columns, each named with the columns that were found.
     """
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read the {kind} table: {exc.strerror or exc}", where=p) from exc
-    text = raw.decode("utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
-        raise DataError(f"the {kind} table is empty", where=p)
+    text = read_text(p, kind)
+    check_header(text, p, kind)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
                          skipinitialspace=True)

@@ -47,10 +47,11 @@ joins the shards into exactly the store of one full run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,15 +61,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bioaug.data.cropping import resize_crops
 from bioaug.data.fields import parse_shard, shard_plates
 from bioaug.data.images import read_field
-from bioaug.data.prepare import (
-    PrepareOptions,
-    resize_crops,
-    scale_intensity,
-    to_uint16,
-)
-from bioaug.data.store import Store, StoreWriter
+from bioaug.data.prepare import PrepareOptions
+from bioaug.data.scaling import scale_intensity, to_uint16
+from bioaug.data.store import PROGRESS, Store, StoreWriter, check_out_name, clear_partial
+from bioaug.data.tables import check_header, read_text
 from bioaug.errors import (
     BioaugError,
     ConfigError,
@@ -413,7 +412,7 @@ def _table_sources(table: pd.DataFrame, root: Path, where: Path
 def read_cell_table(path: Path, *, layout: str | None = None, root: str | os.PathLike | None
                     = None, **_: Any) -> CropSource:
     """A CSV naming one image file per cell, or one per cell and channel."""
-    table = read_table(path)
+    table = read_table(path, "cell file")
     if table.empty:
         raise DataError("the table lists no cells", where=path)
     base = Path(root) if root is not None else path.parent
@@ -505,15 +504,20 @@ def resolve_channels(given: Sequence[str] | None, known: Sequence[str] | None, n
     return names, list(range(n))
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A CSV table, empty cells as missing values and text as text."""
+def read_table(path: str | os.PathLike, kind: str = "cell") -> pd.DataFrame:
+    """A CSV table (``kind``: what it is, for messages), empty cells as missing values and
+    text as text; an empty file, another separator than commas or a column named twice is
+    a clear error (:func:`bioaug.data.tables.check_header`)."""
     p = Path(path)
     if not p.is_file():
         raise DataError("file is missing", where=p)
+    text = read_text(p, kind, strict=True)
+    check_header(text, p, kind)
     try:
-        return pd.read_csv(p, keep_default_na=False, na_values=[""], low_memory=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read the table ({exc})", where=p) from None
+        return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""],
+                           low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"cannot read the {kind} table ({exc})", where=p) from None
 
 
 def obs_name(column: str) -> str:
@@ -608,7 +612,7 @@ def _plan(images: str | os.PathLike, obs: str | os.PathLike | None, *,
                         n_channels=len(channels) if channels else None)
     names, take = resolve_channels(channels, source.channels, source.n_channels, source.where)
     where = Path(obs) if obs is not None else source.where
-    table = read_table(obs) if obs is not None else source.obs
+    table = read_table(obs, "obs") if obs is not None else source.obs
     index_column = find_column(table, index_column, "--index-column", where) \
         if table is not None and index_column else index_column
     table, rows = match_obs(table, source.n, index_column, where)
@@ -695,6 +699,7 @@ def prepare_crops(images: str | os.PathLike, out: str | os.PathLike, *,
     -------
     The finished, opened store.
     """
+    check_out_name(out)
     opt = CropOptions.make(**options)
     shard = parse_shard(shard)
     plan = _plan(images, obs, channels=channels, layout=layout, key=key,
@@ -731,7 +736,8 @@ def _write_plates(writer: StoreWriter, plan: _Plan, names: list[str], opt: CropO
     except BioaugError:
         writer.close()
         if not writer.done_units:  # nothing to resume: leave no half-built store behind
-            shutil.rmtree(writer.partial, ignore_errors=True)
+            with contextlib.suppress(OSError, DataError):  # the first error is the one to show
+                clear_partial(writer.partial, ours=(PROGRESS,), what="store build")
         raise
     finally:
         bar.close()

@@ -126,6 +126,41 @@ def channel_columns(df: pd.DataFrame, where: Path | None = None
     return out, [k for n, k in illums.items() if n not in out]
 
 
+#: Per-image columns that describe the image a ``FileName_`` / ``URL_`` column names, and
+#: mean nothing without one.
+COMPANION_KINDS: tuple[str, ...] = ("PathName", "Frame", "Series", "ChannelNumber")
+
+
+def check_image_columns(df: pd.DataFrame, where: Path | None = None) -> None:
+    """Every per-image column belongs to an image, and paths are given one way.
+
+    A ``PathName_<Name>`` (or ``Frame_`` / ``Series_`` / ``ChannelNumber_``) column without
+    ``FileName_<Name>`` or ``URL_<Name>`` would drop that image without a word; a
+    ``FileName_<Name>`` without ``PathName_<Name>`` while other images have one would look
+    for its files in another folder. Both are a :class:`DataError` naming the column.
+    """
+    named = set(image_names(df))
+    for c in df.columns:
+        m = IMAGE_COLUMN_RE.match(c)
+        if m and m.group("kind") in COMPANION_KINDS and m.group("key") not in named:
+            key = m.group("key")
+            raise DataError(f"column {c} has no FileName_{key} (or URL_{key}) column: image "
+                            f"'{key}' would be left out", where=where,
+                            hint=f"add FileName_{key} (the file names), or remove {c}; images "
+                            f"named: {', '.join(sorted(named)) or 'none'}")
+    files = [k for k in named if _column(df, "FileName", k) is not None]
+    with_path = [k for k in files if _column(df, "PathName", k) is not None]
+    without = [k for k in files if k not in with_path]
+    if with_path and without:
+        k = sorted(without)[0]
+        raise DataError(f"column {_column(df, 'FileName', k)} has no PathName_{k} column, but "
+                        f"{', '.join('PathName_' + x for x in sorted(with_path)[:3])} "
+                        f"{'are' if len(with_path) > 1 else 'is'} given: its files would be "
+                        "looked for in another folder", where=where,
+                        hint=f"add PathName_{k} (the folder of each file), or give every "
+                        "image's folder the same way")
+
+
 def _column(df: pd.DataFrame, kind: str, ch: str) -> str | None:
     for c in (f"{kind}_{ch}", f"Image_{kind}_{ch}"):
         if c in df.columns:
@@ -348,6 +383,50 @@ def _pick_channels(specs: dict[str, ChannelColumns], channels: Sequence[str] | N
     return chosen, mask_ch, mask_col
 
 
+def _lines(positions: np.ndarray, limit: int = 5) -> str:
+    """``"3, 7 and 9"`` / ``"3, 7, 9, 11, 12 … (8 lines)"``: CSV lines of row positions."""
+    lines = [str(int(k) + 2) for k in positions]
+    if len(lines) > limit:
+        return ", ".join(lines[:limit]) + f" … ({len(lines)} lines)"
+    return lines[0] if len(lines) == 1 else ", ".join(lines[:-1]) + " and " + lines[-1]
+
+
+def _check_plates(obs: pd.DataFrame, df: pd.DataFrame, where: Path) -> None:
+    """An empty ``Metadata_Plate`` would make a plate of its own: name its lines."""
+    if "plate" not in obs.columns:
+        return
+    empty = np.flatnonzero(obs["plate"].fillna("").astype(str).str.strip().eq("").to_numpy())
+    if empty.size:
+        col = next(c for c in df.columns
+                   if _strip(c).startswith("Metadata_") and obs_name(c) == "plate")
+        raise DataError(f"line{'s' if empty.size > 1 else ''} {_lines(empty)}: {col} is empty",
+                        where=where, hint="give every field its plate (scaling and "
+                        "illumination are per plate)")
+
+
+def check_unique_fields(fields: pd.DataFrame, planes: dict[str, list[PlaneSource | None]],
+                        where: Path) -> None:
+    """Two rows naming the same image files would give every cell twice: name their
+    lines (the first few pairs)."""
+    first: dict[tuple[Any, ...], int] = {}
+    pairs: list[tuple[int, int]] = []
+    for k, idx in enumerate(fields.index):
+        key = tuple(planes[ch][idx] for ch in planes)
+        if any(v is None for v in key):
+            continue
+        line = int(fields["line"].iat[k])
+        if key in first:
+            pairs.append((first[key], line))
+        else:
+            first[key] = line
+    if pairs:
+        shown = "; ".join(f"lines {a} and {b}" for a, b in pairs[:3])
+        more = f" ({len(pairs)} repeated rows)" if len(pairs) > 3 else ""
+        raise DataError(f"rows name the same image files: {shown}{more}; each field must be "
+                        "listed once, or its cells are cropped twice", where=where,
+                        hint="remove the repeated rows")
+
+
 def _metadata_obs(df: pd.DataFrame, where: Path, label: str | None, batch: str | None,
                   group: str | None) -> tuple[pd.DataFrame, list[str | None]]:
     """The ``obs`` of every field (see the module docstring) and the resolved columns."""
@@ -369,6 +448,7 @@ def _metadata_obs(df: pd.DataFrame, where: Path, label: str | None, batch: str |
         obs["batch"] = obs[obs_name(srcs[1])]
     if srcs[2] is not None:
         obs["compound"] = obs[obs_name(srcs[2])]
+    _check_plates(obs, df, where)
     if "plate" not in obs.columns:
         obs.insert(0, "plate", where.stem)
     for c in ("plate", "well"):
@@ -422,6 +502,48 @@ def _collect_files(fields: pd.DataFrame, planes: dict[str, list[PlaneSource | No
     return files
 
 
+def _read_load_data(path: str | os.PathLike, root: str | os.PathLike | None
+                    ) -> tuple[pd.DataFrame, Path, Path]:
+    """The LoadData table (its image columns checked), its path and the image root."""
+    where = Path(path)
+    if where.is_dir():
+        raise DataError(f"{where} is a directory; give the LoadData CSV file",
+                        hint="e.g. --load-data screen/load_data.csv")
+    df = read_table(where, (), kind="LoadData")
+    base = Path(root) if root is not None else where.resolve().parent
+    if root is not None and not base.is_dir():
+        raise DataError(f"--root {base} is not a directory")
+    return df, where, base
+
+
+def _mask_planes(df: pd.DataFrame, specs: dict[str, ChannelColumns], mask_ch: str | None,
+                 mask_col: str | None, base: Path, where: Path) -> list[Any] | None:
+    """The label mask of every row: a mask channel's planes, or a plain column's paths."""
+    if mask_ch is not None:
+        return _plane_paths(df, specs[mask_ch].key, base, where)
+    if mask_col is not None:
+        return [(str(base / v.strip().replace("\\", "/")) if v.strip() else None)
+                for v in df[mask_col]]
+    return None
+
+
+def _cell_centres(locations: str | os.PathLike | None, df: pd.DataFrame, fields: pd.DataFrame,
+                  x_col: str | None, y_col: str | None, masks_column: str | None,
+                  report: dict[str, Any], provenance: dict[str, Any]
+                  ) -> tuple[dict[Any, np.ndarray] | None, dict[Any, np.ndarray] | None]:
+    """Cell centres and their lines from a locations table (``None`` without one)."""
+    if locations is None:
+        if x_col is not None or y_col is not None:
+            raise DataError("--x-col/--y-col name columns of a --locations table; give one")
+        return None, None
+    centres, lines, unmatched_rows = read_locations(locations, df, fields.index, x_col, y_col)
+    report["locations_unmatched_rows"] = unmatched_rows
+    provenance["locations_sha256"] = sha256_file(locations)
+    if masks_column is not None:
+        raise DataError("give either --locations or --masks-column, not both")
+    return centres, lines
+
+
 def load_data_fieldset(path: str | os.PathLike, *, root: str | os.PathLike | None = None,
                        channels: Sequence[str] | None = None, label: str | None = None,
                        batch: str | None = None, group: str | None = None,
@@ -433,22 +555,17 @@ def load_data_fieldset(path: str | os.PathLike, *, root: str | os.PathLike | Non
     """Parse a LoadData CSV (see the module docstring) into a :class:`FieldSet`.
 
     ``illum``: ``given`` / ``compute`` / ``none`` (default: ``given`` when the CSV has
-    ``Illum<Ch>`` columns, else ``compute``).
+    ``Illum<Ch>`` columns, else ``compute``). Image columns that name no image, rows naming
+    the same files and empty plates are errors naming the column or the lines.
     """
-    where = Path(path)
-    if where.is_dir():
-        raise DataError(f"{where} is a directory; give the LoadData CSV file",
-                        hint="e.g. --load-data screen/load_data.csv")
-    df = read_table(where, (), kind="LoadData")
-    base = Path(root) if root is not None else where.resolve().parent
-    if root is not None and not base.is_dir():
-        raise DataError(f"--root {base} is not a directory")
+    df, where, base = _read_load_data(path, root)
     specs, unmatched = channel_columns(df, where)
     if not specs:
         raise DataError("the LoadData table has no FileName_<Channel> columns",
                         where=where, hint=f"found columns: {', '.join(df.columns)}; a LoadData "
                         "CSV names each channel's file in FileName_<Channel> (and its folder "
                         "in PathName_<Channel>)")
+    check_image_columns(df, where)
     chosen, mask_ch, mask_col = _pick_channels(specs, channels, masks_column, df, where)
     nuc = (_channel_named(nuclei_channel, specs, chosen, "--nuclei-channel", where)
            if nuclei_channel is not None else None)
@@ -460,25 +577,14 @@ def load_data_fieldset(path: str | os.PathLike, *, root: str | os.PathLike | Non
     fields = pd.DataFrame({"plate": obs["plate"], "line": np.arange(len(df)) + 2},
                           index=df.index)
     fields = select_plates(fields, list(plates) if plates else None, where)
-    obs = obs.loc[fields.index]
-    mask_planes = (_plane_paths(df, specs[mask_ch].key, base, where) if mask_ch is not None
-                   else [(str(base / v.strip().replace("\\", "/")) if v.strip() else None)
-                         for v in df[mask_col]] if mask_col is not None else None)
-    files = _collect_files(fields, planes, illum_planes, mask_planes)
-    # -- cells from a locations table ---------------------------------------------------
-    centres = lines = None
+    check_unique_fields(fields, planes, where)
+    files = _collect_files(fields, planes, illum_planes,
+                           _mask_planes(df, specs, mask_ch, mask_col, base, where))
     report: dict[str, Any] = {}
     provenance = {"source": str(where.resolve()), "load_data_sha256": sha256_file(where),
                   "image_root": str(base)}
-    if locations is not None:
-        centres, lines, unmatched_rows = read_locations(locations, df, fields.index, x_col,
-                                                        y_col)
-        report["locations_unmatched_rows"] = unmatched_rows
-        provenance["locations_sha256"] = sha256_file(locations)
-    elif x_col is not None or y_col is not None:
-        raise DataError("--x-col/--y-col name columns of a --locations table; give one")
-    if locations is not None and masks_column is not None:
-        raise DataError("give either --locations or --masks-column, not both")
+    centres, lines = _cell_centres(locations, df, fields, x_col, y_col, masks_column, report,
+                                   provenance)
     label_name = obs_name(label_src) if label_src is not None else None
     nuclei_index = _nuclei_index(chosen, nuc)
     extra: dict[str, Any] = {"columns": {"label": label_name, "batch": batch_src,
@@ -488,8 +594,8 @@ def load_data_fieldset(path: str | os.PathLike, *, root: str | os.PathLike | Non
     if numbers:
         extra["channel_numbers"] = numbers
     return FieldSet(
-        dataset="images", channels=list(chosen), fields=fields, obs=obs, sources=files.sources,
-        missing=files.missing, where=where, label_column=label_name,
+        dataset="images", channels=list(chosen), fields=fields, obs=obs.loc[fields.index],
+        sources=files.sources, missing=files.missing, where=where, label_column=label_name,
         columns=[*obs.columns, "center_x", "center_y", "nucleus_area"],
         nuclei_channel=nuclei_index, centres=centres, centre_lines=lines,
         centres_file=Path(locations) if locations is not None else None, masks=files.masks,
@@ -592,5 +698,6 @@ def read_locations(path: str | os.PathLike, load_data: pd.DataFrame, index: pd.I
     return centres, line_map, unmatched
 
 
-__all__ = ["NUCLEAR_NAMES", "READERS", "ChannelColumns", "channel_columns", "channel_name",
+__all__ = ["COMPANION_KINDS", "NUCLEAR_NAMES", "READERS", "ChannelColumns",
+           "channel_columns", "channel_name", "check_image_columns", "check_unique_fields",
            "load_data_fieldset", "obs_name", "read_locations", "resolve_illum", "url_path"]

@@ -4,8 +4,10 @@
 into its own store; :func:`merge_stores` joins such stores. They must agree on everything
 that makes items comparable — channels (names and order), item size, pixel type, label
 column, obs columns and every preparation setting but the plate list — and may not share
-a plate. Stores that all carry a shard of the same N are put in shard order, so the merged
-store equals one full preparation item for item; others keep the order given.
+a plate. Each shard records its index and count (``"shard": [I, N]`` in its header); shards
+are merged only as a complete set — all N of one count, each once, and no store that is not
+a shard beside them — and are put in shard order, so the merged store equals one full
+preparation item for item. Stores prepared without ``--shard`` keep the order given.
 
 The merge is a store build like any other: written into ``OUT.partial`` one input at a
 time (a killed merge resumes at the next input) and renamed to ``OUT`` only when
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bioaug.data.store import HEADER, Store, StoreWriter
+from bioaug.data.store import HEADER, Store, StoreWriter, check_out_name
 from bioaug.errors import DataError
 from bioaug.io import sha256_file
 from bioaug.progress import progress
@@ -73,21 +75,58 @@ def check_mergeable(stores: Sequence[Store]) -> None:
             seen[p] = s.path
 
 
+def shard_of(store: Store) -> tuple[int, int] | None:
+    """The ``(I, N)`` a store was prepared as (``--shard I/N``); ``None`` for a whole one."""
+    x = store.header.get("shard")
+    if isinstance(x, list) and len(x) == 2 and all(isinstance(v, int) for v in x):
+        return int(x[0]), int(x[1])
+    return None
+
+
+_SHARD_HINT = ("merge all N shards of one preparation (`prepare … --shard 0/N` … "
+               "`--shard N-1/N`), or stores prepared without --shard")
+
+
+def check_shards(stores: Sequence[Store]) -> int | None:
+    """The shard count N when the stores are the shards of one preparation; ``None`` when
+    none is a shard. A :class:`DataError` when only some are shards, their counts differ, a
+    shard is given twice or shards are missing (named)."""
+    shards = [shard_of(s) for s in stores]
+    given = [(s, x) for s, x in zip(stores, shards, strict=True) if x is not None]
+    if not given:
+        return None
+    (first, (i0, n)) = given[0]
+    whole = [s for s, x in zip(stores, shards, strict=True) if x is None]
+    if whole:
+        raise DataError(f"cannot merge: {first.path} is shard {i0}/{n} but {whole[0].path} "
+                        "is not a shard", hint=_SHARD_HINT)
+    seen: dict[int, Path] = {}
+    for s, (i, m) in given:
+        if m != n:
+            raise DataError(f"cannot merge: shard {i}/{m} is one of {m} shards but "
+                            f"{first.path} is shard {i0}/{n}", where=s.path, hint=_SHARD_HINT)
+        if i in seen:
+            raise DataError(f"cannot merge: shard {i}/{n} is given twice ({seen[i]} and "
+                            f"{s.path})", where=s.path, hint="give each shard once")
+        seen[i] = s.path
+    missing = [i for i in range(n) if i not in seen]
+    if missing:
+        raise DataError(f"cannot merge: shard{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(f'{i}/{n}' for i in missing)} "
+                        f"{'are' if len(missing) > 1 else 'is'} missing (given "
+                        f"{len(seen)} of {n}: {', '.join(f'{i}/{n}' for i in sorted(seen))})",
+                        hint="prepare the missing shards with the same options, then merge "
+                        "all of them")
+    return n
+
+
 def _order(stores: list[Store]) -> tuple[list[Store], dict[str, Any]]:
-    shards = [s.header.get("shard") for s in stores]
-    info: dict[str, Any] = {"ordered_by": "as given"}
-    if all(isinstance(x, list) and len(x) == 2 for x in shards) and \
-            len({x[1] for x in shards}) == 1:  # type: ignore[index]
-        n = int(shards[0][1])  # type: ignore[index]
-        idx = [int(x[0]) for x in shards]  # type: ignore[index]
-        if len(set(idx)) != len(idx):
-            dup = next(i for i in idx if idx.count(i) > 1)
-            raise DataError(f"cannot merge: shard {dup}/{n} is given twice",
-                            where=stores[idx.index(dup)].path)
-        stores = [s for _, s in sorted(zip(idx, stores, strict=True), key=lambda t: t[0])]
-        info = {"ordered_by": "shard", "shards": n,
-                "shards_missing": [i for i in range(n) if i not in idx]}
-    return stores, info
+    """Shards in shard order (after :func:`check_shards`); other stores as given."""
+    n = check_shards(stores)
+    if n is None:
+        return stores, {"ordered_by": "as given"}
+    ordered = sorted(stores, key=lambda s: shard_of(s)[0])  # type: ignore[index]
+    return ordered, {"ordered_by": "shard", "shards": n}
 
 
 def _merge_normalization(stores: Sequence[Store]) -> dict[str, Any]:
@@ -127,27 +166,11 @@ def _merge_reports(stores: Sequence[Store]) -> dict[str, Any] | None:
     return out
 
 
-def merge_stores(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-                 overwrite: bool = False, chunk: int = 4096) -> Store:
-    """Join stores into ``out`` (see the module docstring).
-
-    Parameters
-    ----------
-    inputs
-        Store directories (at least one), e.g. the shards of one preparation.
-    out
-        The merged store to write; never one of the inputs.
-    overwrite
-        Replace an existing store at ``out``.
-    chunk
-        Items copied at a time (memory stays bounded by one chunk).
-
-    Returns
-    -------
-    The merged, opened store.
-    """
+def _check_inputs(inputs: Sequence[str | os.PathLike], out: str | os.PathLike) -> None:
+    """At least one input, none given twice, and ``out`` neither one of them nor in one."""
     if not inputs:
         raise DataError("give the stores to merge")
+    check_out_name(out)
     target = Path(out).resolve()
     for p in inputs:
         src = Path(p).resolve()
@@ -157,17 +180,11 @@ def merge_stores(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                             hint="choose a new --out")
     if len({Path(p).resolve() for p in inputs}) != len(inputs):
         raise DataError("a store is given twice", hint="list each store once")
-    stores = [Store.open(p) for p in inputs]
-    check_mergeable(stores)
-    stores, order = _order(stores)
-    ref = stores[0]
-    config = {k: v for k, v in (ref.header.get("config") or {}).items()
-              if k not in PER_SHARD_KEYS}
-    plates = [p for s in stores for p in _plates(s)]
-    config.update({"plates": plates, "shard": None})
-    writer = StoreWriter(out, channels=ref.channels, image_size=ref.image_size,
-                         dtype=str(ref.dtype), config=config, overwrite=overwrite)
-    columns = list(ref.obs.columns)
+
+
+def _copy_stores(stores: Sequence[Store], writer: StoreWriter, chunk: int) -> None:
+    """Copy every store not yet done into ``writer``, one unit per store."""
+    columns = list(stores[0].obs.columns)
     bar = progress(total=sum(len(s) for s in stores), desc="merge", unit="item")
     try:
         for k, s in enumerate(stores):
@@ -183,6 +200,39 @@ def merge_stores(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     finally:
         bar.close()
         writer.close()
+
+
+def merge_stores(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+                 overwrite: bool = False, chunk: int = 4096) -> Store:
+    """Join stores into ``out`` (see the module docstring).
+
+    Parameters
+    ----------
+    inputs
+        Store directories (at least one): the shards of one preparation (all of them), or
+        stores prepared without ``--shard``.
+    out
+        The merged store to write; never one of the inputs.
+    overwrite
+        Replace an existing store at ``out``.
+    chunk
+        Items copied at a time (memory stays bounded by one chunk).
+
+    Returns
+    -------
+    The merged, opened store.
+    """
+    _check_inputs(inputs, out)
+    stores = [Store.open(p) for p in inputs]
+    check_mergeable(stores)
+    stores, order = _order(stores)
+    ref = stores[0]
+    config = {k: v for k, v in (ref.header.get("config") or {}).items()
+              if k not in PER_SHARD_KEYS}
+    config.update({"plates": [p for s in stores for p in _plates(s)], "shard": None})
+    writer = StoreWriter(out, channels=ref.channels, image_size=ref.image_size,
+                         dtype=str(ref.dtype), config=config, overwrite=overwrite)
+    _copy_stores(stores, writer, chunk)
     merged_from = [{"path": str(s.path), "items": len(s), "plates": _plates(s),
                     "shard": s.header.get("shard"),
                     "header_sha256": sha256_file(s.path / HEADER),
@@ -192,12 +242,11 @@ def merge_stores(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
     report = _merge_reports(stores)
     if report is not None:
         extra["report"] = report
-    for key in ("columns",):
-        if key in ref.header:
-            extra[key] = ref.header[key]
+    if "columns" in ref.header:
+        extra["columns"] = ref.header["columns"]
     return writer.finalize(label_column=ref.label_column,
                            normalization=_merge_normalization(stores), extra=extra,
                            provenance_extra={"merged_from": merged_from})
 
 
-__all__ = ["PER_SHARD_KEYS", "check_mergeable", "merge_stores"]
+__all__ = ["PER_SHARD_KEYS", "check_mergeable", "check_shards", "merge_stores", "shard_of"]

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bioaug.data.store import Store, StoreWriter
+from bioaug.data.store import Store, StoreWriter, check_out_name
 from bioaug.errors import ConfigError, DataError, unknown_choice
 from bioaug.progress import progress
 
@@ -236,6 +236,33 @@ def read_imagenet100(root: Path, size: int = 64, chunk: int = 10000,
 
 
 # -- digits -------------------------------------------------------------------------------
+#: Images in scikit-learn's digits set.
+N_DIGITS = 1797
+#: Bytes per stored pixel while the digits are upscaled and written: the uint8 images,
+#: their train/test copies and the bytes handed to the store, plus slack.
+DIGITS_BYTES_PER_PIXEL = 4
+
+
+def digits_memory(size: int, chunk: int = 0) -> int:
+    """Bytes needed to prepare the digits at ``size`` × ``size`` (``chunk`` is not used:
+    the set is read at once)."""
+    return N_DIGITS * DIGITS_BYTES_PER_PIXEL * int(size) ** 2
+
+
+def _upscale(imgs: np.ndarray, size: int) -> np.ndarray:
+    """``(n, 8, 8)`` uint8 images → ``(n, size, size)`` uint8, bilinear, one at a time (the
+    float copy of one image is all that is held besides the result)."""
+    if size == imgs.shape[1]:
+        return imgs
+    import cv2
+
+    out = np.empty((len(imgs), size, size), dtype=np.uint8)
+    for i, im in enumerate(imgs):
+        big = cv2.resize(im.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+        out[i] = np.rint(big).clip(0, 255).astype(np.uint8)
+    return out
+
+
 def read_digits(root: Path | None = None, size: int = 28, test_fraction: float = 0.2,
                 seed: int = 0, **_: Any) -> Iterator[Split]:
     from sklearn.datasets import load_digits
@@ -244,13 +271,7 @@ def read_digits(root: Path | None = None, size: int = 28, test_fraction: float =
     if not 0 < test_fraction < 1:
         raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
     d = load_digits()
-    imgs = np.rint(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    if size != 8:
-        import cv2
-
-        imgs = np.stack([cv2.resize(im.astype(np.float32), (size, size),
-                                    interpolation=cv2.INTER_LINEAR) for im in imgs])
-        imgs = np.rint(imgs).clip(0, 255).astype(np.uint8)
+    imgs = _upscale(np.rint(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8), size)
     idx = np.arange(len(imgs))
     tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed,
                               stratify=d.target)
@@ -259,20 +280,47 @@ def read_digits(root: Path | None = None, size: int = 28, test_fraction: float =
         yield Split(split, imgs[sel][:, None], d.target[sel].astype(np.int64), classes)
 
 
+def imagenet100_memory(size: int, chunk: int = 10000) -> int:
+    """Bytes needed to decode and store ``chunk`` ImageNet-100 images at ``size``: the
+    decoded crops, their stacked copy and the bytes handed to the store, plus slack."""
+    return int(chunk) * 3 * 4 * int(size) ** 2
+
+
 @dataclass(frozen=True)
 class NaturalDataset:
+    """A reader, its channels, whether it needs ``--root``, and (for readers whose images
+    are resized to ``--size``) the bytes a size needs: ``memory(size, chunk)``."""
+
     reader: Callable[..., Iterator[Split]]
     channels: tuple[str, ...]
     needs_root: bool = True
+    memory: Callable[[int, int], int] | None = None
 
 
 DATASETS: dict[str, NaturalDataset] = {
     "cifar10": NaturalDataset(read_cifar10, ("R", "G", "B")),
     "cifar100": NaturalDataset(read_cifar100, ("R", "G", "B")),
     "mnist": NaturalDataset(read_mnist, ("gray",)),
-    "imagenet100": NaturalDataset(read_imagenet100, ("R", "G", "B")),
-    "digits": NaturalDataset(read_digits, ("gray",), needs_root=False),
+    "imagenet100": NaturalDataset(read_imagenet100, ("R", "G", "B"),
+                                  memory=imagenet100_memory),
+    "digits": NaturalDataset(read_digits, ("gray",), needs_root=False, memory=digits_memory),
 }
+
+
+def check_size_memory(name: str, size: int, chunk: int = 10000,
+                      available: int | None = None) -> None:
+    """A clear error, before anything is read, when ``name`` at ``--size`` cannot fit in
+    the memory available (datasets that are not resized are not checked)."""
+    from bioaug.data.memory import available_memory, check_memory, largest_fitting
+
+    estimate = DATASETS[name].memory
+    free = available_memory() if available is None else available
+    if estimate is None or free is None:
+        return
+    largest = largest_fitting(lambda s: estimate(s, chunk), free)
+    check_memory(estimate(size, chunk), f"{name} at --size {size}", available=free,
+                 largest=(f"the largest --size that fits is about {largest}" if largest
+                          else "not even --size 1 fits"))
 
 
 def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.PathLike, *,
@@ -284,6 +332,7 @@ def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.Pat
     """
     if name not in DATASETS:
         raise ConfigError(unknown_choice("dataset", name, DATASETS))
+    check_out_name(out)
     ds = DATASETS[name]
     if ds.needs_root:
         if root is None:
@@ -294,6 +343,8 @@ def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.Pat
     kw = {k: v for k, v in kw.items() if v is not None}
     if "size" in kw and int(kw["size"]) < 1:
         raise ConfigError(f"size must be at least 1, got {kw['size']}")
+    if "size" in kw:
+        check_size_memory(name, int(kw["size"]), chunk)
     writer: StoreWriter | None = None
     classes: list[str] = []
     counts: dict[str, int] = {}

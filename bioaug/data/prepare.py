@@ -33,6 +33,11 @@ or channels):
    when shrinking). Stored as uint16 (``round(x · 65535)``; [0, 1] floats keep 16-bit
    precision, half the size of float32, and uint8 would lose the dim end of the range).
 
+The image maths of these steps live in their own modules — :mod:`bioaug.data.illumination`
+(2), :mod:`bioaug.data.scaling` (3), :mod:`bioaug.data.segmentation` (4),
+:mod:`bioaug.data.cropping` (5) — and the per-field work of the two passes (1; 2–5) in
+:mod:`bioaug.data.fieldpass`; this module orchestrates them plate by plate.
+
 Each plate is one store unit: an interrupted run resumes at the first unfinished plate,
 never duplicating crops. ``shard=(I, N)`` prepares the I-th of N contiguous blocks of
 plates into its own store (a cluster array job); :func:`bioaug.data.merge.merge_stores`
@@ -55,7 +60,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from scipy import ndimage
 
 from bioaug.data.bbbc021 import (
     CHANNELS,
@@ -64,158 +68,37 @@ from bioaug.data.bbbc021 import (
     locate_fields,
 )
 from bioaug.data.bbbc021 import select_plates as bbbc021_select_plates
+from bioaug.data.cropping import crop_cells, resize_crops
+from bioaug.data.fieldpass import CropTask, crop_field, scan_chunk
 from bioaug.data.fields import FieldSet, parse_shard, plate_sort_key, shard_plates
+from bioaug.data.illumination import (
+    ILLUM_METHODS,
+    block_factor,
+    illumination_from_blocks,
+    illumination_function,
+)
 from bioaug.data.images import (
     FieldError,
     PlaneSource,
-    label_centres,
     read_field,
     read_illumination,
-    read_labels,
     split_source,
 )
 from bioaug.data.parallel import Runner
-from bioaug.data.segmentation import find_nuclei, otsu_threshold
-from bioaug.data.store import Store, StoreWriter
+from bioaug.data.scaling import (
+    N_SAMPLES,
+    percentile_bounds,
+    sample_positions,
+    scale_intensity,
+)
+from bioaug.data.segmentation import find_nuclei, nuclei_threshold
+from bioaug.data.store import Store, StoreWriter, check_out_name
 from bioaug.errors import ConfigError, DataError, validation_error
 from bioaug.io import atomic_write_json, sha256_file
 from bioaug.progress import progress
 
-N_SAMPLES = 4096
-#: Seed of the sampled pixel positions: fixed, so that names never change a store.
-SAMPLE_SEED = 0
-#: What each illumination mode does (recorded in the store header).
-ILLUM_METHODS: dict[str, str] = {
-    "given": "the illumination functions given with the data (Illum<Ch> columns); fields "
-             "divided by them",
-    "compute": "smoothed mean image per plate and channel, normalised to mean 1; fields "
-               "divided by it",
-    "none": "no illumination correction",
-}
-EDGE_MODES = ("skip", "reflect")
 OBS_COLUMNS = ("plate", "well", "site", "replicate", "batch", "compound", "concentration",
                "moa", "center_x", "center_y", "image_number", "nucleus_area")
-
-
-# -- pure image functions ---------------------------------------------------------------
-def illumination_function(mean_image: np.ndarray, sigma_frac: float = 0.1,
-                          reduce: int = 8) -> np.ndarray:
-    """Smoothed mean image normalised to mean 1, per channel: ``(C, H, W)`` float32.
-
-    Smoothing runs on a ``reduce``× block-averaged copy (sigma scaled accordingly) and is
-    interpolated back, which is fast at any field size.
-    """
-    mean_image = np.asarray(mean_image, dtype=np.float64)
-    _, h, w = mean_image.shape
-    f = block_factor(h, w, reduce)
-    return illumination_from_blocks(block_sum(mean_image, f) / (f * f), (h, w), f, sigma_frac)
-
-
-def block_factor(h: int, w: int, reduce: int = 8) -> int:
-    """The block size used to reduce a field before smoothing (at least 16 blocks a side)."""
-    return max(1, min(reduce, h // 16, w // 16))
-
-
-def block_sum(image: np.ndarray, f: int) -> np.ndarray:
-    """Sums over ``f``×``f`` blocks (the remainder rows/columns are left out): float64."""
-    c, h, w = image.shape
-    hs, ws = h // f, w // f
-    return image[:, :hs * f, :ws * f].reshape(c, hs, f, ws, f).sum((2, 4), dtype=np.float64)
-
-
-def illumination_from_blocks(small: np.ndarray, shape: tuple[int, int], f: int,
-                             sigma_frac: float = 0.1) -> np.ndarray:
-    """:func:`illumination_function` from the block means of the mean image."""
-    h, w = shape
-    hs, ws = small.shape[1:]
-    sigma = max(sigma_frac * max(h, w) / f, 0.5)
-    # odd (point) reflection continues the gradient across the border, so a vignette is
-    # not flattened at the edges as plain mirroring would do
-    pad = int(np.ceil(4 * sigma)) + 1
-    padded = np.pad(small, ((0, 0), (pad, pad), (pad, pad)), mode="reflect", reflect_type="odd")
-    smooth = ndimage.gaussian_filter(padded, (0, sigma, sigma), mode="nearest")
-    ay = _interp_matrix(h, hs, f, pad)
-    ax = _interp_matrix(w, ws, f, pad)
-    full = np.einsum("ij,cjk,lk->cil", ay, smooth, ax, optimize=True)
-    floor = 1e-3 * np.maximum(full.mean(axis=(1, 2), keepdims=True), 1e-12)
-    full = np.maximum(full, floor)
-    full /= full.mean(axis=(1, 2), keepdims=True)
-    return full.astype(np.float32)
-
-
-def _interp_matrix(n_out: int, n_in: int, f: int, pad: int) -> np.ndarray:
-    """Linear interpolation from block centres (``f`` pixels, ``pad`` cells of padding)."""
-    pos = (np.arange(n_out) - (f - 1) / 2.0) / f + pad
-    lo = np.clip(np.floor(pos).astype(np.int64), 0, n_in + 2 * pad - 2)
-    t = pos - lo
-    m = np.zeros((n_out, n_in + 2 * pad))
-    m[np.arange(n_out), lo] = 1 - t
-    m[np.arange(n_out), lo + 1] = t
-    return m
-
-
-def scale_intensity(image: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Map ``lo`` → 0 and ``hi`` → 1 per channel, clipped: float32 in [0, 1]."""
-    lo = np.asarray(lo, dtype=np.float32)[:, None, None]
-    span = np.maximum(np.asarray(hi, dtype=np.float32)[:, None, None] - lo, 1e-6)
-    out = (image.astype(np.float32) - lo) / span
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
-def crop_cells(image: np.ndarray, centres: np.ndarray, size: int, edge: str = "skip"
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Crops ``(n, C, size, size)`` centred on ``centres`` (y, x); returns crops and kept idx."""
-    if edge not in EDGE_MODES:
-        raise ConfigError(f"unknown edge mode '{edge}'; use one of {', '.join(EDGE_MODES)}")
-    c, h, w = image.shape
-    half = size // 2
-    iy = np.rint(centres[:, 0]).astype(np.int64) if len(centres) else np.zeros(0, np.int64)
-    ix = np.rint(centres[:, 1]).astype(np.int64) if len(centres) else np.zeros(0, np.int64)
-    y0, x0 = iy - half, ix - half
-    if edge == "skip":
-        keep = np.flatnonzero((y0 >= 0) & (x0 >= 0) & (y0 + size <= h) & (x0 + size <= w))
-        src, oy, ox = image, 0, 0
-    else:
-        keep = np.arange(len(centres))
-        src = np.pad(image, ((0, 0), (size, size), (size, size)), mode="reflect" if
-                     min(h, w) > size else "symmetric")
-        oy = ox = size
-    out = np.empty((len(keep), c, size, size), dtype=image.dtype)
-    for j, i in enumerate(keep):
-        out[j] = src[:, y0[i] + oy:y0[i] + oy + size, x0[i] + ox:x0[i] + ox + size]
-    return out, keep
-
-
-def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
-    """Resize ``(n, C, s, s)`` float crops to ``size`` (area averaging down, bilinear up)."""
-    import cv2
-
-    n, c, s, _ = crops.shape
-    if s == size or n == 0:
-        return crops
-    interp = cv2.INTER_AREA if size < s else cv2.INTER_LINEAR
-    flat = crops.reshape(n * c, s, s).transpose(1, 2, 0)
-    out = np.empty((size, size, n * c), dtype=np.float32)
-    # OpenCV takes a limited number of channels per call: 4 for area averaging.
-    step = 4 if interp == cv2.INTER_AREA else 128
-    for start in range(0, n * c, step):
-        part = np.ascontiguousarray(flat[:, :, start:start + step], dtype=np.float32)
-        r = cv2.resize(part, (size, size), interpolation=interp)
-        out[:, :, start:start + step] = r.reshape(size, size, -1)
-    return out.transpose(2, 0, 1).reshape(n, c, size, size)
-
-
-def to_uint16(x: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(x, 0.0, 1.0) * 65535.0).astype(np.uint16)
-
-
-def sample_positions(shape: tuple[int, int], n: int = N_SAMPLES, seed: int = SAMPLE_SEED
-                     ) -> np.ndarray:
-    """``n`` distinct flat pixel positions of an ``H×W`` field, sorted: a function of the
-    seed and the field size only (never of a plate, folder or file name)."""
-    h, w = int(shape[0]), int(shape[1])
-    rng = np.random.default_rng([int(seed), h, w])
-    return np.sort(rng.choice(h * w, size=min(n, h * w), replace=False))
 
 
 # -- options ----------------------------------------------------------------------------
@@ -267,90 +150,6 @@ class PrepareOptions(BaseModel):
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.model_dump().items()}
 
 
-# -- worker functions (run in-process or in a pool) --------------------------------------
-_ILLUM_CACHE: dict[str, np.ndarray] = {}
-
-
-def _illum(path: str) -> np.ndarray:
-    arr = _ILLUM_CACHE.get(path)
-    if arr is None:
-        if len(_ILLUM_CACHE) >= 4:  # a plate may have a few given functions
-            _ILLUM_CACHE.pop(next(iter(_ILLUM_CACHE)))
-        arr = _ILLUM_CACHE[path] = np.load(path)
-    return arr
-
-
-def _scan_chunk(task: tuple[list[tuple[Any, tuple[PlaneSource, ...]]], tuple[int, int] | None,
-                            np.ndarray | None, tuple[str, ...]]) -> dict[str, Any]:
-    """Pass 1 over some fields: block-reduced sum image, pixel samples, errors."""
-    items, shape, positions, dtypes = task
-    total: np.ndarray | None = None
-    samples: list[np.ndarray] = []
-    errors: list[tuple[Any, str, str]] = []
-    good: list[Any] = []
-    for idx, paths in items:
-        try:
-            img = read_field(paths, expected_shape=shape, dtypes=dtypes)
-        except FieldError as exc:
-            errors.append((idx, exc.reason, exc.format()))
-            continue
-        if shape is None:
-            shape = img.shape[1:]
-        # the mean image is only ever used block-reduced: accumulate it that way
-        blocks = block_sum(img, block_factor(*img.shape[1:]))
-        total = blocks if total is None else total + blocks
-        flat = img.reshape(img.shape[0], -1)
-        samples.append(flat[:, positions] if positions is not None else flat[:, ::97])
-        good.append(idx)
-    return {"sum": total, "samples": samples, "errors": errors, "good": good, "shape": shape}
-
-
-@dataclass(frozen=True)
-class _CropTask:
-    index: Any
-    sources: tuple[PlaneSource, ...]
-    shape: tuple[int, int]
-    illum_path: str
-    lo: list[float]
-    hi: list[float]
-    threshold: float | None
-    opt: PrepareOptions
-    nuclei_channel: int
-    dtypes: tuple[str, ...]
-    centres: np.ndarray | None = None
-    mask: PlaneSource | None = None
-
-
-def _crop_field(t: _CropTask) -> dict[str, Any]:
-    """Pass 2 on one field: correct, scale, find (or take) the cells, crop."""
-    try:
-        img = read_field(t.sources, expected_shape=t.shape, dtypes=t.dtypes)
-        if t.mask is not None:
-            labels = read_labels(t.mask)
-            if labels.shape != tuple(t.shape):
-                raise FieldError(f"label mask is {labels.shape[1]}×{labels.shape[0]} (W×H) but "
-                                 f"the field is {t.shape[1]}×{t.shape[0]}", reason="shape",
-                                 where=split_source(t.mask)[0])
-    except FieldError as exc:
-        return {"index": t.index, "error": (exc.reason, exc.format())}
-    corrected = img.astype(np.float32) / _illum(t.illum_path)
-    scaled = scale_intensity(corrected, np.asarray(t.lo), np.asarray(t.hi))
-    if t.mask is not None:
-        centres, areas = label_centres(labels)
-    elif t.centres is not None:
-        centres = np.asarray(t.centres, dtype=np.float64).reshape(-1, 2)
-        areas = np.full(len(centres), -1, dtype=np.int64)
-    else:
-        centres, areas = find_nuclei(scaled[t.nuclei_channel], float(t.threshold or 0.0),
-                                     sigma=t.opt.nucleus_sigma, min_area=t.opt.min_area,
-                                     max_area=t.opt.max_area)
-    crops, keep = crop_cells(scaled, centres, t.opt.crop_size, t.opt.edge)
-    if t.opt.resize and t.opt.resize != t.opt.crop_size:
-        crops = resize_crops(crops, t.opt.resize)
-    return {"index": t.index, "crops": to_uint16(crops), "centres": centres[keep],
-            "areas": areas[keep], "found": len(centres)}
-
-
 # -- the driver ---------------------------------------------------------------------------
 @dataclass
 class PlateReport:
@@ -368,6 +167,108 @@ class PlateReport:
         self.skipped.setdefault(reason, []).append(message)
 
 
+def _select_fields(fs: FieldSet, shard: tuple[int, int] | None, strict: bool
+                   ) -> tuple[list[str], pd.DataFrame]:
+    """The plates of this shard and their fields; an error when none has its files (or,
+    with ``strict``, when any lacks one)."""
+    plate_names = shard_plates(sorted(fs.fields["plate"].astype(str).unique(),
+                                      key=plate_sort_key), shard)
+    fields = fs.fields[fs.fields["plate"].astype(str).isin(plate_names)]
+    if fields.empty:
+        raise DataError("no fields to prepare", where=fs.where)
+    lacking = [fs.missing[i] for i in fields.index if i in fs.missing]
+    if lacking and strict:
+        raise DataError(f"{len(lacking)} of {len(fields)} fields lack image files, e.g. "
+                        f"{'; '.join(lacking[:3])}", where=fs.where,
+                        hint=(fs.missing_hint + ", or " if fs.missing_hint else "") +
+                        "drop --strict to skip them")
+    if len(lacking) == len(fields):
+        raise DataError(f"none of the {len(fields)} fields has all its image files "
+                        f"(e.g. {'; '.join(lacking[:2])})", where=fs.where, hint=fs.missing_hint)
+    return plate_names, fields
+
+
+def _illum_mode(fs: FieldSet, options: PrepareOptions) -> str:
+    """The illumination correction to apply (``given`` needs functions with the data)."""
+    illum = options.illum or fs.illum_mode
+    if illum == "given" and fs.illum is None:
+        raise DataError(f"--illum given: {fs.dataset} comes without illumination functions",
+                        where=fs.where, hint="use --illum compute (a smoothed mean image per "
+                        "plate and channel) or --illum none")
+    return illum
+
+
+def _open_writer(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions,
+                 plate_names: list[str], shard: tuple[int, int] | None, illum: str,
+                 overwrite: bool) -> StoreWriter:
+    """The store writer (resuming an interrupted build of the same settings), with a
+    folder for the plate reports and no illumination files left by an interrupted run."""
+    config = {"dataset": fs.dataset, **options.to_config(), **fs.config,
+              "channels": list(fs.channels), "detection": fs.detection, "plates": plate_names,
+              "shard": list(shard) if shard else None, "illum": illum}
+    writer = StoreWriter(out, channels=list(fs.channels),
+                         image_size=(options.out_size, options.out_size), dtype="uint16",
+                         config=config, overwrite=overwrite)
+    (writer.partial / "plates").mkdir(exist_ok=True)
+    for stale in writer.partial.glob("illum-*.npy"):
+        stale.unlink()
+    return writer
+
+
+def _prepare_plates(fs: FieldSet, fields: pd.DataFrame, plate_names: list[str],
+                    options: PrepareOptions, writer: StoreWriter, workers: int,
+                    strict: bool) -> list[dict[str, Any]]:
+    """Prepare each plate not done yet as one store unit; every plate's report."""
+    reports_dir = writer.partial / "plates"
+    by_plate = {str(p): g for p, g in fields.groupby(fields["plate"].astype(str), sort=False)}
+    todo = [p for p in plate_names if p not in writer.done_units]
+    runner = Runner(workers)
+    bar = progress(total=int(sum(len(by_plate[p]) for p in todo)), desc="prepare",
+                   unit="field")
+    try:
+        for plate in todo:
+            rep = _prepare_plate(fs, plate, by_plate[plate], options, writer, runner, strict, bar)
+            atomic_write_json(reports_dir / f"{_safe_name(plate)}.json", rep.__dict__)
+            writer.commit(plate)
+    finally:
+        bar.close()
+        runner.close()
+        writer.close()
+    return [json.loads((reports_dir / f"{_safe_name(p)}.json").read_text(encoding="utf-8"))
+            for p in plate_names]
+
+
+def _summary(fs: FieldSet, n_fields: int, reports: Sequence[dict[str, Any]],
+             skipped: dict[str, int]) -> dict[str, Any]:
+    """The header's ``report``: fields used and skipped (with examples), nuclei, crops."""
+    examples = [m for r in reports for msgs in r["skipped"].values() for m in msgs[:2]]
+    return {
+        "fields_listed": n_fields,
+        "fields_used": int(sum(r["fields_used"] for r in reports)),
+        "fields_skipped": skipped,
+        "skipped_examples": examples[:10],
+        "nuclei_found": int(sum(r["nuclei"] for r in reports)),
+        "crops": int(sum(r["crops"] for r in reports)),
+        "empty_plates": [r["plate"] for r in reports if r["crops"] == 0],
+        **fs.report,
+    }
+
+
+def _normalization(illum: str, options: PrepareOptions,
+                   reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The header's ``normalization``: the illumination correction and the scaling bounds
+    of every plate."""
+    return {
+        "illumination": {"mode": illum, "method": ILLUM_METHODS[illum],
+                         **({"sigma_fraction_of_field": options.illum_sigma}
+                            if illum == "compute" else {})},
+        "scaling": {"method": "per plate and channel percentiles to [0, 1], clipped",
+                    "percentiles": list(options.percentiles),
+                    "per_plate": {r["plate"]: {"lo": r["lo"], "hi": r["hi"]} for r in reports}},
+        "store_scale": "uint16 = round(value * 65535)",
+    }
+
+
 def prepare_fields(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions, *,
                    workers: int = 1, strict: bool = False, overwrite: bool = False,
                    shard: tuple[int, int] | str | None = None) -> Store:
@@ -378,7 +279,8 @@ def prepare_fields(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions
     fs
         The fields, from an adapter (:func:`prepare_bbbc021`, :func:`prepare_images`).
     out
-        The store directory to write (``OUT.partial`` while building).
+        The store directory to write (``OUT.partial`` while building; a name ending in
+        ``.partial`` is refused).
     options
         Pixel processing: crop size, edge handling, percentiles, nucleus sizes.
     workers
@@ -396,85 +298,20 @@ def prepare_fields(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions
     """
     if int(workers) < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    check_out_name(out)
     shard = parse_shard(shard)
-    plate_names = shard_plates(sorted(fs.fields["plate"].astype(str).unique(),
-                                      key=plate_sort_key), shard)
-    fields = fs.fields[fs.fields["plate"].astype(str).isin(plate_names)]
-    if fields.empty:
-        raise DataError("no fields to prepare", where=fs.where)
-    n_missing = sum(1 for i in fields.index if i in fs.missing)
-    if n_missing and strict:
-        examples = [fs.missing[i] for i in fields.index if i in fs.missing][:3]
-        raise DataError(f"{n_missing} of {len(fields)} fields lack image files, e.g. "
-                        f"{'; '.join(examples)}", where=fs.where,
-                        hint=(fs.missing_hint + ", or " if fs.missing_hint else "") +
-                        "drop --strict to skip them")
-    if n_missing == len(fields):
-        examples = [fs.missing[i] for i in fields.index][:2]
-        raise DataError(f"none of the {len(fields)} fields has all its image files "
-                        f"(e.g. {'; '.join(examples)})", where=fs.where, hint=fs.missing_hint)
-    illum = options.illum or fs.illum_mode
-    if illum == "given" and fs.illum is None:
-        raise DataError(f"--illum given: {fs.dataset} comes without illumination functions",
-                        where=fs.where, hint="use --illum compute (a smoothed mean image per "
-                        "plate and channel) or --illum none")
-    config = {"dataset": fs.dataset, **options.to_config(), **fs.config,
-              "channels": list(fs.channels), "detection": fs.detection, "plates": plate_names,
-              "shard": list(shard) if shard else None, "illum": illum}
-    writer = StoreWriter(out, channels=list(fs.channels),
-                         image_size=(options.out_size, options.out_size), dtype="uint16",
-                         config=config, overwrite=overwrite)
-    reports_dir = writer.partial / "plates"
-    reports_dir.mkdir(exist_ok=True)
-    for stale in writer.partial.glob("illum-*.npy"):  # left by an interrupted run
-        stale.unlink()
-    by_plate = {str(p): g for p, g in fields.groupby(fields["plate"].astype(str), sort=False)}
-    todo = [p for p in plate_names if p not in writer.done_units]
-    n_todo = int(sum(len(by_plate[p]) for p in todo))
-    runner = Runner(workers)
-    bar = progress(total=n_todo, desc="prepare", unit="field")
-    try:
-        for plate in todo:
-            rep = _prepare_plate(fs, plate, by_plate[plate], options, writer, runner, strict, bar)
-            atomic_write_json(reports_dir / f"{_safe_name(plate)}.json", rep.__dict__)
-            writer.commit(plate)
-    finally:
-        bar.close()
-        runner.close()
-        writer.close()
-    reports = [json.loads((reports_dir / f"{_safe_name(p)}.json").read_text(encoding="utf-8"))
-               for p in plate_names]
-    total_crops = sum(r["crops"] for r in reports)
+    plate_names, fields = _select_fields(fs, shard, strict)
+    illum = _illum_mode(fs, options)
+    writer = _open_writer(fs, out, options, plate_names, shard, illum, overwrite)
+    reports = _prepare_plates(fs, fields, plate_names, options, writer, workers, strict)
     skipped, first = skip_tally(reports)
-    if total_crops == 0:
+    if sum(r["crops"] for r in reports) == 0:
         raise _no_cells_error(fs, options, reports, skipped, first, len(fields))
-    examples: list[str] = []
-    for r in reports:
-        for msgs in r["skipped"].values():
-            examples += msgs[:2]
-    report = {
-        "fields_listed": len(fields),
-        "fields_used": int(sum(r["fields_used"] for r in reports)),
-        "fields_skipped": skipped,
-        "skipped_examples": examples[:10],
-        "nuclei_found": int(sum(r["nuclei"] for r in reports)),
-        "crops": int(total_crops),
-        "empty_plates": [r["plate"] for r in reports if r["crops"] == 0],
-        **fs.report,
-    }
-    normalization = {
-        "illumination": {"mode": illum, "method": ILLUM_METHODS[illum],
-                         **({"sigma_fraction_of_field": options.illum_sigma}
-                            if illum == "compute" else {})},
-        "scaling": {"method": "per plate and channel percentiles to [0, 1], clipped",
-                    "percentiles": list(options.percentiles),
-                    "per_plate": {r["plate"]: {"lo": r["lo"], "hi": r["hi"]} for r in reports}},
-        "store_scale": "uint16 = round(value * 65535)",
-    }
-    extra = {"dataset": fs.dataset, "report": report, "shard": list(shard) if shard else None,
-             **fs.extra}
-    shutil.rmtree(reports_dir)  # everything they hold is in the header now
-    return writer.finalize(label_column=fs.label_column, normalization=normalization,
+    extra = {"dataset": fs.dataset, "report": _summary(fs, len(fields), reports, skipped),
+             "shard": list(shard) if shard else None, **fs.extra}
+    shutil.rmtree(writer.partial / "plates")  # everything they hold is in the header now
+    return writer.finalize(label_column=fs.label_column,
+                           normalization=_normalization(illum, options, reports),
                            extra=extra, provenance_extra=fs.provenance)
 
 
@@ -558,82 +395,130 @@ def _plate_shape(fs: FieldSet, present: list[Any], dtypes: tuple[str, ...]
     return int(n_channels), (int(hw[0]), int(hw[1]))
 
 
-def _prepare_plate(fs: FieldSet, plate: str, pf: pd.DataFrame, opt: PrepareOptions,
-                   writer: StoreWriter, runner: Runner, strict: bool, bar: Any) -> PlateReport:
-    rep = PlateReport(plate=plate, fields=len(pf))
+def _record_errors(errors: list[tuple[Any, str, str]], rep: PlateReport, strict: bool) -> None:
+    """Skip the unusable fields a scan found (with ``strict``, the first one is fatal)."""
+    for _i, reason, msg in errors:
+        if strict:
+            raise DataError(msg, hint="drop --strict to skip unusable fields")
+        rep.skip(reason, msg)
+
+
+@dataclass
+class _PlateScan:
+    """Pass 1 over a plate: the block sums of its mean image, and the pixel samples of
+    each usable field (``good``, in the table's order)."""
+
+    total: np.ndarray
+    samples: list[np.ndarray]
+    good: list[Any]
+
+
+def _scan_plate(fs: FieldSet, present: list[Any], n_channels: int, shape: tuple[int, int],
+                positions: np.ndarray, runner: Runner, rep: PlateReport,
+                strict: bool) -> _PlateScan:
+    """Pass 1: read every field once (in chunks, in parallel) for the mean image and the
+    pixel samples; unusable fields are skipped."""
+    per = max(1, min(16, -(-len(present) // max(runner.workers * 2, 1))))
+    chunks = [present[s:s + per] for s in range(0, len(present), per)]
+    f = block_factor(*shape)
+    scan = _PlateScan(np.zeros((n_channels, shape[0] // f, shape[1] // f)), [], [])
+    tasks = [([(i, fs.sources[i]) for i in ch], shape, positions, tuple(fs.dtypes))
+             for ch in chunks]
+    for res in runner.map(scan_chunk, tasks):
+        _record_errors(res["errors"], rep, strict)
+        if res["sum"] is not None:
+            scan.total += res["sum"]
+        scan.samples += res["samples"]
+        scan.good += res["good"]
+    return scan
+
+
+def _plate_bounds(fs: FieldSet, opt: PrepareOptions, scan: _PlateScan, funcs: list[np.ndarray],
+                  which: dict[Any, int], positions: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """The plate's scaling bounds per channel (percentiles of the corrected samples) and,
+    when nuclei are detected, its threshold."""
+    ill_at = [u.reshape(u.shape[0], -1)[:, positions] for u in funcs]
+    corr = np.concatenate([x / ill_at[which[i]]
+                           for x, i in zip(scan.samples, scan.good, strict=True)], axis=1)
+    lo, hi = percentile_bounds(corr, opt.percentiles)
+    threshold = None
+    if fs.detection == "nuclei":
+        k = fs.nuclei_channel
+        threshold = nuclei_threshold(corr[k], lo[k], hi[k])
+    return lo, hi, threshold
+
+
+def _save_functions(writer: StoreWriter, funcs: list[np.ndarray]) -> list[Path]:
+    """The plate's illumination functions as ``.npy`` files the crop workers load."""
+    # fresh names per run: workers cache the loaded functions by path
+    paths = [writer.partial / f"illum-{os.urandom(6).hex()}.npy" for _ in funcs]
+    for path, u in zip(paths, funcs, strict=True):
+        np.save(path, u)
+    return paths
+
+
+def _crop_tasks(fs: FieldSet, good: list[Any], shape: tuple[int, int], opt: PrepareOptions,
+                paths: list[Path], which: dict[Any, int], rep: PlateReport) -> Any:
+    """Pass 2's tasks, one per usable field, in the table's order."""
+    return (CropTask(index=i, sources=fs.sources[i], shape=shape,
+                      illum_path=str(paths[which[i]]), lo=rep.lo, hi=rep.hi,
+                      threshold=rep.threshold, opt=opt, nuclei_channel=fs.nuclei_channel,
+                      dtypes=tuple(fs.dtypes),
+                      centres=(fs.centres.get(i, np.zeros((0, 2)))
+                               if fs.centres is not None else None),
+                      mask=fs.masks.get(i) if fs.masks is not None else None)
+            for i in good)
+
+
+def _usable_fields(fs: FieldSet, pf: pd.DataFrame, rep: PlateReport, strict: bool
+                   ) -> tuple[list[Any], tuple[int, tuple[int, int]] | None]:
+    """The plate's fields whose files exist, and its channels and field size (``None``
+    when no field can be read; then why each cannot is recorded)."""
     for idx in pf.index:
         if idx in fs.missing:
             rep.skip("missing", f"{fs.missing[idx]}: file is missing")
     present = [i for i in pf.index if i in fs.sources]
     if not present:
-        bar.update(len(pf))
-        return rep
+        return present, None
     dt = tuple(fs.dtypes)
     found = _plate_shape(fs, present, dt)
     if found is None:
         # every field is unusable: let the scan record why
-        res = _scan_chunk(([(i, fs.sources[i]) for i in present], None, None, dt))
-        for _i, reason, msg in res["errors"]:
-            if strict:
-                raise DataError(msg)
-            rep.skip(reason, msg)
+        res = scan_chunk(([(i, fs.sources[i]) for i in present], None, None, dt))
+        _record_errors(res["errors"], rep, strict)
+    return present, found
+
+
+def _prepare_plate(fs: FieldSet, plate: str, pf: pd.DataFrame, opt: PrepareOptions,
+                   writer: StoreWriter, runner: Runner, strict: bool, bar: Any) -> PlateReport:
+    """One plate: scan, illumination, scaling bounds, then its crops into the store."""
+    rep = PlateReport(plate=plate, fields=len(pf))
+    present, found = _usable_fields(fs, pf, rep, strict)
+    if found is None:
         bar.update(len(pf))
         return rep
     n_channels, shape = found
     for i in present:
         _check_centres(fs, i, shape)
-    # pass 1: mean image and pixel samples
     positions = sample_positions(shape)
-    per = max(1, min(16, -(-len(present) // max(runner.workers * 2, 1))))
-    chunks = [present[s:s + per] for s in range(0, len(present), per)]
-    f = block_factor(*shape)
-    total = np.zeros((n_channels, shape[0] // f, shape[1] // f))
-    samples: list[np.ndarray] = []
-    good: list[Any] = []
-    tasks = [([(i, fs.sources[i]) for i in ch], shape, positions, dt) for ch in chunks]
-    for res in runner.map(_scan_chunk, tasks):
-        for _i, reason, msg in res["errors"]:
-            if strict:
-                raise DataError(msg, hint="drop --strict to skip unusable fields")
-            rep.skip(reason, msg)
-        if res["sum"] is not None:
-            total += res["sum"]
-        samples += res["samples"]
-        good += res["good"]
-    if good:
-        mean_blocks = total / (len(good) * f * f)
-        funcs, which = _plate_illumination(fs, opt, good, mean_blocks, shape, rep, strict)
-        samples = [x for x, i in zip(samples, good, strict=True) if i in which]
-        good = [i for i in good if i in which]
-    if not good:
+    scan = _scan_plate(fs, present, n_channels, shape, positions, runner, rep, strict)
+    if scan.good:
+        f = block_factor(*shape)
+        mean_blocks = scan.total / (len(scan.good) * f * f)
+        funcs, which = _plate_illumination(fs, opt, scan.good, mean_blocks, shape, rep, strict)
+        scan.samples = [x for x, i in zip(scan.samples, scan.good, strict=True) if i in which]
+        scan.good = [i for i in scan.good if i in which]
+    if not scan.good:
         bar.update(len(pf))
         return rep
-    ill_at = [u.reshape(u.shape[0], -1)[:, positions] for u in funcs]
-    corr = np.concatenate([x / ill_at[which[i]] for x, i in zip(samples, good, strict=True)],
-                          axis=1)
-    lo = np.percentile(corr, opt.percentiles[0], axis=1)
-    hi = np.percentile(corr, opt.percentiles[1], axis=1)
-    threshold = None
-    if fs.detection == "nuclei":
-        k = fs.nuclei_channel
-        scaled_nuc = np.clip((corr[k] - lo[k]) / max(hi[k] - lo[k], 1e-6), 0, 1)
-        threshold = otsu_threshold(scaled_nuc)
-    rep.lo, rep.hi, rep.threshold = lo.tolist(), hi.tolist(), threshold
-    # fresh names per run: workers cache the loaded functions by path
-    paths = [writer.partial / f"illum-{os.urandom(6).hex()}.npy" for _ in funcs]
-    for path, u in zip(paths, funcs, strict=True):
-        np.save(path, u)
-    # pass 2: crops, streamed into the store in the table's order
-    tasks2 = (_CropTask(index=i, sources=fs.sources[i], shape=shape,
-                        illum_path=str(paths[which[i]]), lo=lo.tolist(), hi=hi.tolist(),
-                        threshold=threshold, opt=opt, nuclei_channel=fs.nuclei_channel,
-                        dtypes=dt, centres=(fs.centres.get(i, np.zeros((0, 2)))
-                                            if fs.centres is not None else None),
-                        mask=fs.masks.get(i) if fs.masks is not None else None)
-              for i in good)
-    bar.update(len(pf) - len(good))
+    lo, hi, rep.threshold = _plate_bounds(fs, opt, scan, funcs, which, positions)
+    rep.lo, rep.hi = lo.tolist(), hi.tolist()
+    paths = _save_functions(writer, funcs)
+    bar.update(len(pf) - len(scan.good))
     try:
-        _crop_plate(fs, good, tasks2, writer, runner, rep, strict, bar)
+        _crop_plate(fs, scan.good, _crop_tasks(fs, scan.good, shape, opt, paths, which, rep),
+                    writer, runner, rep, strict, bar)
     finally:
         for path in paths:
             path.unlink(missing_ok=True)
@@ -645,7 +530,7 @@ def _crop_plate(fs: FieldSet, good: list[Any], tasks: Any, writer: StoreWriter,
     """Pass 2 of a plate: crop its fields and add them to the store in the table's order."""
     columns = fs.obs_columns
     field_obs = fs.obs.loc[good].to_dict("index")
-    for res in runner.map(_crop_field, tasks):
+    for res in runner.map(crop_field, tasks):
         bar.update(1)
         i = res["index"]
         if "error" in res:
@@ -799,6 +684,7 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
     -------
     The finished, opened store.
     """
+    check_out_name(out)
     opt = PrepareOptions.make(crop_size=crop_size, resize=resize, edge=edge,
                               percentiles=tuple(percentiles), illum_sigma=illum_sigma,
                               min_area=min_area, max_area=max_area, illum=illum)
@@ -862,6 +748,7 @@ def prepare_images(load_data: str | os.PathLike, out: str | os.PathLike, *,
     """
     from bioaug.data.loaddata import load_data_fieldset
 
+    check_out_name(out)
     opt = PrepareOptions.make(**options)
     if int(workers) < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
@@ -874,6 +761,9 @@ def prepare_images(load_data: str | os.PathLike, out: str | os.PathLike, *,
                           shard=shard)
 
 
-__all__ = ["CONTROL", "OBS_COLUMNS", "PrepareOptions", "bbbc021_fieldset", "crop_cells",
-           "find_nuclei", "illumination_function", "prepare_bbbc021", "prepare_fields",
-           "prepare_images", "resize_crops", "scale_intensity"]
+#: Names importable from here; the image maths live in :mod:`bioaug.data.illumination`,
+#: :mod:`bioaug.data.scaling`, :mod:`bioaug.data.cropping` and :mod:`bioaug.data.segmentation`.
+__all__ = ["CONTROL", "N_SAMPLES", "OBS_COLUMNS", "PrepareOptions", "bbbc021_fieldset",
+           "crop_cells", "find_nuclei", "illumination_function", "prepare_bbbc021",
+           "prepare_fields", "prepare_images", "resize_crops", "sample_positions",
+           "scale_intensity"]

@@ -1,7 +1,8 @@
 """Nuclei in a field: thresholding, splitting touching nuclei, and agreement between two sets.
 
 - :func:`otsu_threshold`: Otsu's threshold of a sample of pixel values (Otsu 1979, *A
-  threshold selection method from gray-level histograms*, IEEE Trans. SMC 9:62).
+  threshold selection method from gray-level histograms*, IEEE Trans. SMC 9:62);
+  :func:`nuclei_threshold`: that of a plate's scaled nuclei-channel samples.
 - :func:`find_nuclei`: Gaussian smoothing, a global threshold, connected components,
   touching nuclei split by a distance-transform watershed (:func:`split_touching`; the
   "shape" declumping of CellProfiler's IdentifyPrimaryObjects, Carpenter et al. 2006),
@@ -37,6 +38,13 @@ def otsu_threshold(values: np.ndarray) -> float:
     if values.size == 0 or np.ptp(values) == 0:
         return float(values.max(initial=0.0)) + 1e-6
     return float(threshold_otsu(values))
+
+
+def nuclei_threshold(samples: np.ndarray, lo: float, hi: float) -> float:
+    """One threshold per plate: Otsu's of the nuclei channel's sampled values, scaled as the
+    fields are (``lo`` → 0, ``hi`` → 1, clipped); stable on fields with few cells."""
+    scaled = np.clip((np.asarray(samples) - lo) / max(hi - lo, 1e-6), 0, 1)
+    return otsu_threshold(scaled)
 
 
 def find_nuclei(dapi: np.ndarray, threshold: float, *, sigma: float = 2.0, min_area: int = 50,
@@ -120,7 +128,6 @@ def split_touching(labels: np.ndarray, n: int, min_area: int, max_area: int,
             n += 1
             region[pieces == k] = n
     return labels, n
-
 
 
 def label_objects(mask: np.ndarray) -> np.ndarray:

@@ -17,6 +17,10 @@ started again truncates whatever was written after the last commit and skips the
 already done, so resuming never duplicates an item. :meth:`StoreWriter.finalize` writes
 the header and renames ``STORE.partial`` to ``STORE``: a directory named ``STORE`` is
 always complete.
+
+Names ending in ``.partial`` are therefore never outputs (:func:`check_out_name`), and a
+scratch folder is deleted only when it is recognisably one (:func:`clear_partial`): a
+folder holding a complete store (its ``header.json``) is never deleted, whatever its name.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bioaug.errors import DataError, validation_error
+from bioaug.errors import ConfigError, DataError, validation_error
 from bioaug.io import atomic_write_json, provenance
 
 FORMAT = "bioaug-store"
@@ -42,9 +46,15 @@ HEADER = "header.json"
 IMAGES = "images.raw"
 OBS = "obs.csv"
 PROGRESS = "progress.json"
+#: Suffix of the scratch folder an output is written in until it is complete.
+PARTIAL_SUFFIX = ".partial"
+#: File that marks a scratch folder made by :func:`begin_partial` (one bioaug may delete).
+PARTIAL_MARKER = ".bioaug-partial"
 #: Everything a finished store directory holds; anything else was put there by someone else.
 STORE_FILES = frozenset({HEADER, IMAGES, OBS})
 DTYPES = ("uint8", "uint16", "float16", "float32")
+#: Axis order of ``images.raw``: items, channels, height, width.
+LAYOUT = "NCHW"
 #: Scale that maps each stored dtype to float in [0, 1].
 DTYPE_SCALE = {"uint8": 255.0, "uint16": 65535.0, "float16": 1.0, "float32": 1.0}
 
@@ -63,6 +73,79 @@ def to_float(array: np.ndarray) -> np.ndarray:
 def is_store(path: str | os.PathLike) -> bool:
     p = Path(path)
     return (p / HEADER).is_file() and (p / IMAGES).is_file()
+
+
+# -- scratch folders (OUT.partial) -----------------------------------------------------------
+def check_out_name(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """``path`` as a Path; a name ending in ``.partial`` is a :class:`ConfigError`.
+
+    ``OUT.partial`` is where ``OUT`` is written until it is complete, so an output of that
+    name would be taken for scratch space by a later build of ``OUT``.
+    """
+    p = Path(path)
+    if p.name.endswith(PARTIAL_SUFFIX):
+        stem = p.name[:-len(PARTIAL_SUFFIX)] or "out"
+        raise ConfigError(f"{flag} {p}: names ending in '{PARTIAL_SUFFIX}' are reserved for "
+                          "outputs still being written", hint=f"choose another name, e.g. "
+                          f"{flag} {p.with_name(stem)}")
+    return p
+
+
+def partial_dir(path: str | os.PathLike) -> Path:
+    """The scratch folder ``OUT.partial`` that ``OUT`` is written in."""
+    p = Path(path)
+    return p.with_name(p.name + PARTIAL_SUFFIX)
+
+
+def check_partial(partial: Path, ours: Sequence[str] = (PARTIAL_MARKER,),
+                  what: str = "write") -> bool:
+    """Whether the scratch folder ``partial`` exists; a :class:`DataError` when it is not
+    scratch space: a complete store, a file or link, or a non-empty folder holding none of
+    ``ours`` (the files an interrupted ``what`` leaves; a build stopped just after writing
+    its header still holds them beside it)."""
+    if not partial.exists() and not partial.is_symlink():
+        return False
+    ours_found = partial.is_dir() and any((partial / m).exists() for m in ours)
+    if (partial / HEADER).is_file() and not ours_found:
+        target = partial.with_name(partial.name[:-len(PARTIAL_SUFFIX)])
+        raise DataError(f"{partial} holds a complete store ({HEADER}); refusing to delete or "
+                        "reuse it", hint=f"it is not scratch space: rename it (e.g. to "
+                        f"{target.name} if that is free) or move it away, then run again")
+    if partial.is_symlink() or not partial.is_dir() or (
+            any(partial.iterdir()) and not ours_found):
+        raise DataError(f"{partial} exists and is not an interrupted {what}; refusing to "
+                        "delete it", hint="move it away, then run again")
+    return True
+
+
+def clear_partial(partial: Path, ours: Sequence[str] = (PARTIAL_MARKER,),
+                  what: str = "write") -> None:
+    """Delete the scratch folder an interrupted write left, after :func:`check_partial`."""
+    if check_partial(partial, ours, what):
+        shutil.rmtree(partial)
+
+
+def begin_partial(out: str | os.PathLike, what: str = "write") -> Path:
+    """A fresh, marked scratch folder for ``out`` (what an interrupted write left is
+    cleared first, see :func:`clear_partial`)."""
+    partial = partial_dir(out)
+    clear_partial(partial, what=what)
+    partial.mkdir(parents=True)
+    (partial / PARTIAL_MARKER).touch()
+    return partial
+
+
+def replace_dir(partial: Path, out: Path) -> None:
+    """Move the finished scratch folder to ``out``. An earlier ``out`` is moved aside under a
+    hidden name of its own and deleted only once the new one is in place."""
+    (partial / PARTIAL_MARKER).unlink(missing_ok=True)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.urandom(4).hex()}")
+        os.replace(out, old)
+        os.replace(partial, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(partial, out)
 
 
 class StoreHeader(BaseModel):
@@ -107,6 +190,126 @@ def validate_header(header: dict[str, Any], where: str | os.PathLike) -> StoreHe
                                "by bioaug; rebuild it") from None
 
 
+def _no_store_hint(p: Path) -> str:
+    """What to do when there is no store at ``p`` (its scratch folder may say why)."""
+    partial = partial_dir(p)
+    if (partial / HEADER).is_file():
+        return (f"{partial} holds a complete store under a scratch name; rename it to "
+                f"{p.name} (or give that path)")
+    if partial.exists():
+        return f"a build was interrupted: {partial} exists; run the same command again to " \
+               "resume it"
+    return "build one with `bioaug data prepare`"
+
+
+def _read_header(p: Path) -> dict[str, Any]:
+    """The header of the store at ``p``: a complete store of a version this bioaug reads."""
+    if not p.exists():
+        raise DataError(f"no store at {p}", hint=_no_store_hint(p))
+    if not p.is_dir() or not (p / HEADER).is_file():
+        raise DataError(f"{p} is not a bioaug store (no {HEADER})",
+                        hint="a store is a directory made by `bioaug data prepare`")
+    try:
+        header = json.loads((p / HEADER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read the store header: {exc}", where=p / HEADER) from exc
+    if not isinstance(header, dict):
+        raise DataError(f"{p} is not a bioaug store (the header is not a JSON object)",
+                        where=p / HEADER)
+    if header.get("format") != FORMAT:
+        raise DataError(f"{p} is not a bioaug store (format {header.get('format')!r})",
+                        where=p / HEADER)
+    try:
+        newer = int(header.get("version", 0)) > VERSION
+    except (TypeError, ValueError):
+        newer = False  # reported by validate_header
+    if newer:
+        raise DataError(f"store version {header.get('version')} is newer than this bioaug "
+                        f"reads (≤{VERSION})", where=p / HEADER, hint="upgrade bioaug")
+    if not header.get("complete", False):
+        raise DataError("the store is incomplete (its build did not finish)", where=p,
+                        hint="run the command that built it again to resume")
+    return header
+
+
+def _rebuild_hint(p: Path, header: dict[str, Any], name: str) -> str:
+    """How to get a store's lost file ``name`` back."""
+    dataset = (header.get("config") or {}).get("dataset") or header.get("dataset")
+    command = f"`bioaug data prepare {dataset} … --out {p} --overwrite`" if dataset \
+        else "the command that built it (with --overwrite)"
+    return f"restore {p / name} from a copy, or rebuild the store with {command}"
+
+
+def _check_images(p: Path, header: dict[str, Any], shape: tuple[int, ...],
+                  dtype: np.dtype) -> None:
+    """``images.raw`` exists and holds exactly the bytes the header's shape and dtype need."""
+    f = p / IMAGES
+    if not f.is_file():
+        raise DataError(f"{IMAGES} is missing from the store {p}: the header is there but "
+                        "not the pixels", where=p, hint=_rebuild_hint(p, header, IMAGES))
+    expected = int(np.prod(shape)) * dtype.itemsize
+    size = f.stat().st_size
+    if size != expected:
+        raise DataError(f"{IMAGES} has {size} bytes but the header's shape {list(shape)} "
+                        f"and dtype {dtype} need {expected}", where=p,
+                        hint="the store is damaged; rebuild it")
+
+
+def _read_obs(p: Path, header: dict[str, Any]) -> pd.DataFrame:
+    """The store's ``obs.csv`` (text columns as text); a missing or unreadable one is a
+    :class:`DataError` (a store of no items may hold an empty one)."""
+    f = p / OBS
+    if not f.is_file():
+        raise DataError(f"{OBS} is missing from the store {p}", where=p,
+                        hint=_rebuild_hint(p, header, OBS))
+    text_columns = {c: str for c, kind in (header.get("obs_dtypes") or {}).items()
+                    if kind == "str"}
+    try:
+        return pd.read_csv(f, keep_default_na=False, na_values=[""], low_memory=False,
+                           dtype=text_columns or None)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"cannot read {OBS}: {exc}", where=p,
+                        hint=_rebuild_hint(p, header, OBS)) from None
+
+
+def recorded_image_size(header: dict[str, Any]) -> tuple[int, int] | None:
+    """The item size (H, W) a header records besides its shape: ``image_size``, else the
+    crop side of the preparation (``resize`` or ``crop_size``); ``None`` when neither."""
+    size = header.get("image_size")
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return int(size[0]), int(size[1])
+    config = header.get("config") or {}
+    side = config.get("resize") or config.get("crop_size")
+    if isinstance(side, int) and not isinstance(side, bool) and side > 0:
+        return side, side
+    return None
+
+
+def check_layout(header: dict[str, Any], shape: tuple[int, ...], where: Path) -> None:
+    """The header's shape is (items, channels, height, width) of what it records elsewhere:
+    its layout, the channels of its preparation and its item size. A shape with the right
+    byte count but another order or split (``[N, C, W, H]``, ``[N, C, H/2, 2W]``) is a
+    :class:`DataError`."""
+    layout = header.get("layout", LAYOUT)
+    config_channels = (header.get("config") or {}).get("channels")
+    size = recorded_image_size(header)
+    problem = None
+    if layout != LAYOUT:
+        problem = f"its layout is {layout!r}; stores are {LAYOUT}"
+    elif isinstance(config_channels, list) and len(config_channels) != shape[1]:
+        problem = (f"the preparation recorded {len(config_channels)} channel(s) "
+                   f"({', '.join(map(str, config_channels))}) but the shape has {shape[1]}")
+    elif size is not None and tuple(shape[2:]) != size:
+        problem = (f"the items are {size[0]}×{size[1]} (H×W) as recorded, but the shape "
+                   f"says {shape[2]}×{shape[3]}")
+    if problem:
+        raise DataError(f"the header's shape {list(shape)} does not fit the store's layout "
+                        f"(items, channels, height, width): {problem}", where=where,
+                        hint="the store is damaged or its header was edited; rebuild it")
+
+
 @dataclass
 class Store:
     """A read-only, memory-mapped crop store (see the module docstring for the layout)."""
@@ -118,53 +321,20 @@ class Store:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Store:
+        """Open the complete store at ``path``; anything else is a clear :class:`DataError`."""
         p = Path(path)
-        if not p.exists():
-            partial = p.with_name(p.name + ".partial")
-            hint = (f"a build was interrupted: {partial} exists; run the same command again "
-                    "to resume it") if partial.exists() else "build one with `bioaug data prepare`"
-            raise DataError(f"no store at {p}", hint=hint)
-        if not p.is_dir() or not (p / HEADER).is_file():
-            raise DataError(f"{p} is not a bioaug store (no {HEADER})",
-                            hint="a store is a directory made by `bioaug data prepare`")
-        try:
-            header = json.loads((p / HEADER).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"cannot read the store header: {exc}", where=p / HEADER) from exc
-        if not isinstance(header, dict):
-            raise DataError(f"{p} is not a bioaug store (the header is not a JSON object)",
-                            where=p / HEADER)
-        if header.get("format") != FORMAT:
-            raise DataError(f"{p} is not a bioaug store (format {header.get('format')!r})",
-                            where=p / HEADER)
-        try:
-            newer = int(header.get("version", 0)) > VERSION
-        except (TypeError, ValueError):
-            newer = False  # reported by validate_header below
-        if newer:
-            raise DataError(f"store version {header.get('version')} is newer than this bioaug "
-                            f"reads (≤{VERSION})", where=p / HEADER, hint="upgrade bioaug")
-        if not header.get("complete", False):
-            raise DataError("the store is incomplete (its build did not finish)", where=p,
-                            hint="run the command that built it again to resume")
+        header = _read_header(p)
         checked = validate_header(header, p / HEADER)
         shape = tuple(checked.shape)
         dtype = np.dtype(checked.dtype)
-        expected = int(np.prod(shape)) * dtype.itemsize
-        size = (p / IMAGES).stat().st_size if (p / IMAGES).exists() else -1
-        if size != expected:
-            raise DataError(f"{IMAGES} has {size} bytes but the header's shape {list(shape)} "
-                            f"and dtype {dtype} need {expected}", where=p,
-                            hint="the store is damaged; rebuild it")
+        _check_images(p, header, shape, dtype)
         images = (np.memmap(p / IMAGES, dtype=dtype, mode="r", shape=shape) if shape[0] > 0
                   else np.zeros(shape, dtype=dtype))
-        text_columns = {c: str for c, kind in (header.get("obs_dtypes") or {}).items()
-                        if kind == "str"}
-        obs = pd.read_csv(p / OBS, keep_default_na=False, na_values=[""], low_memory=False,
-                          dtype=text_columns or None)
+        obs = _read_obs(p, header)
         if len(obs) != shape[0]:
             raise DataError(f"{OBS} has {len(obs)} rows but the store holds {shape[0]} images",
                             where=p, hint="the store is damaged; rebuild it")
+        check_layout(header, shape, p / HEADER)
         return cls(path=p, header=header, images=images, obs=obs)
 
     # -- basic facts -----------------------------------------------------------------
@@ -243,8 +413,8 @@ class StoreWriter:
                  config: dict[str, Any] | None = None, overwrite: bool = False) -> None:
         if dtype not in DTYPES:
             raise DataError(f"unsupported store dtype '{dtype}'; use one of {', '.join(DTYPES)}")
-        self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.path = check_out_name(path)
+        self.partial = partial_dir(self.path)
         self.channels = list(channels)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.dtype = np.dtype(dtype)
@@ -253,6 +423,21 @@ class StoreWriter:
             * self.dtype.itemsize
         self._signature = {"channels": self.channels, "image_size": list(self.image_size),
                            "dtype": dtype, "config": self.config}
+        self._check_target(overwrite)
+        if overwrite:
+            clear_partial(self.partial, ours=(PROGRESS,), what="store build")
+        else:
+            check_partial(self.partial, ours=(PROGRESS,), what="store build")
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self._progress = self._load_progress()
+        self._restore_to_last_commit()
+        self._img = open(self.partial / IMAGES, "ab")  # noqa: SIM115 — closed in close()
+        self._rows: list[dict[str, Any]] = []
+        self._pending = 0
+        self._columns: list[str] | None = self._progress.get("columns")
+
+    def _check_target(self, overwrite: bool) -> None:
+        """``path`` is free, or (with ``overwrite``) a store holding nothing else."""
         if self.path.exists() and not overwrite:
             raise DataError(f"{self.path} already exists",
                             hint="pass --overwrite to replace it, or choose another --out")
@@ -267,20 +452,6 @@ class StoreWriter:
                                 f"({', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}); "
                                 "refusing to replace it", hint="move them out, or choose "
                                 "another --out")
-        if self.partial.exists() and overwrite:
-            if self.partial.is_dir() and ((self.partial / PROGRESS).is_file()
-                                          or not any(self.partial.iterdir())):
-                shutil.rmtree(self.partial)
-            else:
-                raise DataError(f"{self.partial} exists and is not an interrupted store "
-                                "build; refusing to delete it", hint="move it away")
-        self.partial.mkdir(parents=True, exist_ok=True)
-        self._progress = self._load_progress()
-        self._restore_to_last_commit()
-        self._img = open(self.partial / IMAGES, "ab")  # noqa: SIM115 — closed in close()
-        self._rows: list[dict[str, Any]] = []
-        self._pending = 0
-        self._columns: list[str] | None = self._progress.get("columns")
 
     # -- progress bookkeeping -------------------------------------------------------
     def _load_progress(self) -> dict[str, Any]:
@@ -380,6 +551,8 @@ class StoreWriter:
             "channels": self.channels,
             "label_column": label_column,
             "normalization": normalization or {},
+            "layout": LAYOUT,
+            "image_size": list(self.image_size),
             "units": self._progress["units"],
             "obs_dtypes": self._progress.get("obs_dtypes") or {},
             "config": self.config,
@@ -389,13 +562,7 @@ class StoreWriter:
         }
         atomic_write_json(self.partial / HEADER, header)
         (self.partial / PROGRESS).unlink(missing_ok=True)
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old-{os.urandom(4).hex()}")
-            os.replace(self.path, old)
-            os.replace(self.partial, self.path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.partial, self.path)
+        replace_dir(self.partial, self.path)
         return Store.open(self.path)
 
     def close(self) -> None:

@@ -49,7 +49,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import shutil
 import uuid
 from dataclasses import dataclass
 from importlib import resources
@@ -75,6 +74,7 @@ from bioaug.data.bbbc021 import (
     plate_sort_key,
 )
 from bioaug.data.parallel import Runner, check_workers
+from bioaug.data.store import begin_partial, check_out_name, replace_dir
 from bioaug.errors import ConfigError
 from bioaug.io import atomic_write_text
 from bioaug.progress import progress
@@ -235,6 +235,150 @@ def _random_points(rng: np.random.Generator, counts: np.ndarray, radius: np.ndar
     return pts, mask
 
 
+def _col(a: Any) -> np.ndarray:
+    """Per-cell values as float32 ``(n, 1, 1)``, to broadcast over a patch."""
+    return np.asarray(a, dtype=np.float32)[:, None, None]
+
+
+@dataclass(frozen=True)
+class _CellFrame:
+    """Coordinates and masks of ``n`` cells on their patches, each ``(n, P, P)`` float32.
+
+    ``u``, ``v``: the cell's own axes; ``body``, ``d_edge``: the soft cell body and the
+    distance to its outline; ``nuc``: the soft nucleus; ``r_n``, ``psi``: polar
+    coordinates round the first nuclear lobe ``c0`` (``(n, 2)``).
+    """
+
+    u: np.ndarray
+    v: np.ndarray
+    body: np.ndarray
+    d_edge: np.ndarray
+    nuc: np.ndarray
+    c0: np.ndarray
+    r_n: np.ndarray
+    psi: np.ndarray
+
+
+def _cell_axes(p: dict[str, np.ndarray], patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel in the rotated frame of its cell (centre offset ``dx``, ``dy``)."""
+    f32 = np.float32
+    g = np.arange(patch, dtype=f32) - f32((patch - 1) / 2.0)
+    X = g[None, None, :] - _col(p["dx"])
+    Y = g[None, :, None] - _col(p["dy"])
+    c, s = _col(np.cos(p["theta"])), _col(np.sin(p["theta"]))
+    return c * X + s * Y, -s * X + c * Y
+
+
+def _cell_body(p: dict[str, np.ndarray], u: np.ndarray, v: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The soft body (a harmonic-modulated ellipse) and the signed distance to its edge."""
+    ca = _col(p["cell_r"] * np.sqrt(p["aspect"]))
+    cb = _col(p["cell_r"] / np.sqrt(p["aspect"]))
+    un, vn = u / ca, v / cb
+    rho = np.sqrt(un * un + vn * vn)
+    phi = np.arctan2(vn, un)
+    R = np.ones_like(rho)
+    for j, k in enumerate(range(2, 10)):
+        R += _col(p["harm_amp"][:, j]) * np.cos(k * phi + _col(p["harm_phase"][:, j]))
+    d_edge = (R - rho) * _col(p["cell_r"])
+    return _sig(d_edge / np.float32(1.2)), d_edge
+
+
+def _nucleus(p: dict[str, np.ndarray], u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The soft nucleus: the union of up to three elliptical lobes."""
+    nuc = np.zeros_like(u)
+    nr = p["nuc_r"]
+    cn, sn = _col(np.cos(p["nuc_theta"])), _col(np.sin(p["nuc_theta"]))
+    for j in range(3):
+        if not p["lobe_w"][:, j].any():
+            continue
+        r_l = nr * p["lobe_scale"][:, j]
+        du = u - _col(p["lobe_off"][:, j, 0])
+        dv = v - _col(p["lobe_off"][:, j, 1])
+        a_ = du * cn + dv * sn
+        b_ = -du * sn + dv * cn
+        na, nb = _col(r_l * np.sqrt(p["nuc_aspect"])), _col(r_l / np.sqrt(p["nuc_aspect"]))
+        rn = np.sqrt((a_ / na) ** 2 + (b_ / nb) ** 2)
+        lobe = _sig((1 - rn) * _col(r_l) / np.float32(0.9))
+        nuc = np.maximum(nuc, _col(p["lobe_w"][:, j]) * lobe)
+    return nuc
+
+
+def _cell_frame(p: dict[str, np.ndarray], patch: int) -> _CellFrame:
+    u, v = _cell_axes(p, patch)
+    body, d_edge = _cell_body(p, u, v)
+    c0 = p["lobe_off"][:, 0]
+    du0, dv0 = u - _col(c0[:, 0]), v - _col(c0[:, 1])
+    return _CellFrame(u=u, v=v, body=body, d_edge=d_edge, nuc=_nucleus(p, u, v), c0=c0,
+                      r_n=np.sqrt(du0 * du0 + dv0 * dv0), psi=np.arctan2(dv0, du0))
+
+
+def _render_dapi(p: dict[str, np.ndarray], f: _CellFrame, texture: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """DNA: textured nucleus, foci, holes, micronuclei; mitotic chromatin as a ring round
+    a monopolar spindle or a condensed blob."""
+    f32, n, nr, u, v = np.float32, len(p["cell_r"]), p["nuc_r"], f.u, f.v
+    dapi = f.nuc * (1 + _col(p["dapi_tex"]) * texture)
+    pts, m = _random_points(rng, p["dapi_foci"], 0.7 * nr, f.c0, 12)
+    dapi += f.nuc * _blobs(u, v, pts, np.full(m.shape, 1.1), 1.5 * m)
+    pts, m = _random_points(rng, p["dapi_holes"], 0.6 * nr, f.c0, 6)
+    dapi *= 1 - 0.6 * np.minimum(_blobs(u, v, pts, np.full(m.shape, 1.8), m), 1)
+    ang = rng.uniform(0, 2 * np.pi, (n, 3))
+    rad = (nr[:, None] * rng.uniform(1.5, 2.2, (n, 3)))
+    mic = np.stack([f.c0[:, 0, None] + rad * np.cos(ang), f.c0[:, 1, None] + rad * np.sin(ang)],
+                   -1)
+    mm = (np.arange(3)[None, :] < np.minimum(p["micronuclei"], 3)[:, None]).astype(f32)
+    dapi += _blobs(u, v, mic, np.full(mm.shape, 1.6), 0.9 * mm)
+    mono = _col(p["monopolar"])
+    ring = np.exp(-(((f.r_n - _col(0.55 * nr)) / f32(1.6)) ** 2)) * \
+        (0.6 + 0.4 * np.cos(7 * f.psi) ** 2)
+    blob = _sig((1 - f.r_n / _col(0.55 * nr)) * f32(6.0)) * (1 + 0.3 * texture)
+    mit_dapi = mono * ring + (1 - mono) * blob
+    mit = _col(p["mitotic"])
+    return (1 - mit) * dapi + mit * mit_dapi
+
+
+def _render_tubulin(p: dict[str, np.ndarray], f: _CellFrame,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Microtubules: radial filaments round the nucleus, a perinuclear ring, fragments, an
+    aggresome; mitotic cells show an aster."""
+    f32, n, nr, r_n, psi, body = np.float32, len(p["cell_r"]), p["nuc_r"], f.r_n, f.psi, f.body
+    wob = _col(p["tub_wobble"]) * np.sin(r_n / f32(6.0) + _col(p["tub_phase"]))
+    fil = (0.5 + 0.5 * np.cos(_col(p["tub_nfil"]) * psi + _col(p["tub_phase"]) + wob))
+    fil = fil ** _col(p["tub_sharp"])
+    tc = _col(np.minimum(p["tub_contrast"], 0.98))
+    fil = (1 - tc) + tc * fil * 2.0
+    tub = body * (0.35 + _col(p["tub_perinuc"]) * np.exp(-r_n / _col(0.55 * p["cell_r"]))) * fil
+    tub *= 1 - 0.85 * f.nuc  # microtubules lie above/below the nucleus, dimmer there
+    tub += _col(p["tub_ring"]) * body * np.exp(-(((r_n - _col(1.25 * nr)) / f32(2.0)) ** 2))
+    pts, m = _random_points(rng, p["tub_frag"], 0.8 * p["cell_r"], np.zeros((n, 2)), 16)
+    tub += body * _blobs(f.u, f.v, pts, np.full(m.shape, 1.2), 0.8 * m)
+    side = rng.uniform(0, 2 * np.pi, n)
+    c0 = f.c0
+    agg = np.stack([c0[:, 0] + 1.4 * nr * np.cos(side), c0[:, 1] + 1.4 * nr * np.sin(side)], -1)
+    tub += _col(p["tub_aggr"]) * _blobs(f.u, f.v, agg[:, None], np.full((n, 1), 3.5),
+                                        np.ones((n, 1)))
+    aster = np.exp(-(r_n**2) / f32(2 * 2.5**2)) * 2 \
+        + np.exp(-r_n / f32(7.0)) * (0.5 + 0.5 * np.cos(9 * psi)) ** 4
+    mono, mit = _col(p["monopolar"]), _col(p["mitotic"])
+    mit_tub = body * 0.3 + mono * aster + (1 - mono) * body * 0.3
+    return (1 - mit) * tub + mit * mit_tub
+
+
+def _render_actin(p: dict[str, np.ndarray], f: _CellFrame,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Actin: stress fibres along the long axis, a cortical ring, puncta."""
+    n = len(p["cell_r"])
+    fib = (0.5 + 0.5 * np.cos(2 * np.pi * f.v / _col(p["act_period"])
+                              + _col(p["act_phase"]))) ** 2
+    cortex = np.exp(-((f.d_edge / np.float32(2.0)) ** 2))
+    act = f.body * (0.25 + _col(p["act_fibres"]) * fib) + _col(p["act_cortex"]) * cortex
+    pts, m = _random_points(rng, p["act_puncta"], 0.8 * p["cell_r"], np.zeros((n, 2)), 16)
+    act += f.body * _blobs(f.u, f.v, pts, np.full(m.shape, 1.4), 1.6 * m)
+    mit = _col(p["mitotic"])
+    return (1 - mit) * act + mit * (f.body * 0.2 + 1.2 * cortex)
+
+
 def render_cells(p: dict[str, np.ndarray], patch: int, rng: np.random.Generator,
                  texture: np.ndarray | None = None) -> np.ndarray:
     """Render cells into ``(n, 3, patch, patch)`` float32 patches (DAPI, Tubulin, Actin).
@@ -242,93 +386,16 @@ def render_cells(p: dict[str, np.ndarray], patch: int, rng: np.random.Generator,
     Each cell's channels sum to its ``amount`` (stain conservation). ``texture`` is
     ``(n, patch, patch)`` smooth noise for chromatin (drawn here when not given).
     """
-    n = len(p["cell_r"])
     f32 = np.float32
-    half = (patch - 1) / 2.0
-    g = np.arange(patch, dtype=f32) - f32(half)
-    col = lambda a: np.asarray(a, dtype=f32)[:, None, None]  # noqa: E731
-    X = g[None, None, :] - col(p["dx"])
-    Y = g[None, :, None] - col(p["dy"])
-    c, s = col(np.cos(p["theta"])), col(np.sin(p["theta"]))
-    u = c * X + s * Y
-    v = -s * X + c * Y
-    # body outline: harmonic-modulated ellipse
-    ca = col(p["cell_r"] * np.sqrt(p["aspect"]))
-    cb = col(p["cell_r"] / np.sqrt(p["aspect"]))
-    un, vn = u / ca, v / cb
-    rho = np.sqrt(un * un + vn * vn)
-    phi = np.arctan2(vn, un)
-    R = np.ones_like(rho)
-    for j, k in enumerate(range(2, 10)):
-        R += col(p["harm_amp"][:, j]) * np.cos(k * phi + col(p["harm_phase"][:, j]))
-    d_edge = (R - rho) * col(p["cell_r"])
-    body = _sig(d_edge / f32(1.2))
-    # nuclei
-    nuc = np.zeros_like(u)
-    nr = p["nuc_r"]
-    nt = p["nuc_theta"]
-    cn, sn = col(np.cos(nt)), col(np.sin(nt))
-    for j in range(3):
-        if not p["lobe_w"][:, j].any():
-            continue
-        r_l = nr * p["lobe_scale"][:, j]
-        du = u - col(p["lobe_off"][:, j, 0])
-        dv = v - col(p["lobe_off"][:, j, 1])
-        a_ = du * cn + dv * sn
-        b_ = -du * sn + dv * cn
-        na, nb = col(r_l * np.sqrt(p["nuc_aspect"])), col(r_l / np.sqrt(p["nuc_aspect"]))
-        rn = np.sqrt((a_ / na) ** 2 + (b_ / nb) ** 2)
-        nuc = np.maximum(nuc, col(p["lobe_w"][:, j]) * _sig((1 - rn) * col(r_l) / f32(0.9)))
-    c0 = p["lobe_off"][:, 0]
-    du0, dv0 = u - col(c0[:, 0]), v - col(c0[:, 1])
-    r_n = np.sqrt(du0 * du0 + dv0 * dv0)
-    psi = np.arctan2(dv0, du0)
+    n = len(p["cell_r"])
+    frame = _cell_frame(p, patch)
     if texture is None:
         texture = ndimage.gaussian_filter(rng.standard_normal((n, patch, patch)).astype(f32),
                                           (0, 1.3, 1.3)) * f32(3.0)
-    # -- DAPI
-    dapi = nuc * (1 + col(p["dapi_tex"]) * texture)
-    pts, m = _random_points(rng, p["dapi_foci"], 0.7 * nr, c0, 12)
-    dapi += nuc * _blobs(u, v, pts, np.full(m.shape, 1.1), 1.5 * m)
-    pts, m = _random_points(rng, p["dapi_holes"], 0.6 * nr, c0, 6)
-    dapi *= 1 - 0.6 * np.minimum(_blobs(u, v, pts, np.full(m.shape, 1.8), m), 1)
-    ang = rng.uniform(0, 2 * np.pi, (n, 3))
-    rad = (nr[:, None] * rng.uniform(1.5, 2.2, (n, 3)))
-    mic = np.stack([c0[:, 0, None] + rad * np.cos(ang), c0[:, 1, None] + rad * np.sin(ang)], -1)
-    mm = (np.arange(3)[None, :] < np.minimum(p["micronuclei"], 3)[:, None]).astype(f32)
-    dapi += _blobs(u, v, mic, np.full(mm.shape, 1.6), 0.9 * mm)
-    # mitotic chromatin: a ring round a monopolar spindle, or a condensed blob
-    mono = col(p["monopolar"])
-    ring = np.exp(-(((r_n - col(0.55 * nr)) / f32(1.6)) ** 2)) * (0.6 + 0.4 * np.cos(7 * psi) ** 2)
-    blob = _sig((1 - r_n / col(0.55 * nr)) * f32(6.0)) * (1 + 0.3 * texture)
-    mit_dapi = mono * ring + (1 - mono) * blob
-    mit = col(p["mitotic"])
-    dapi = (1 - mit) * dapi + mit * mit_dapi
-    # -- Tubulin
-    wob = col(p["tub_wobble"]) * np.sin(r_n / f32(6.0) + col(p["tub_phase"]))
-    fil = (0.5 + 0.5 * np.cos(col(p["tub_nfil"]) * psi + col(p["tub_phase"]) + wob))
-    fil = fil ** col(p["tub_sharp"])
-    tc = col(np.minimum(p["tub_contrast"], 0.98))
-    fil = (1 - tc) + tc * fil * 2.0
-    tub = body * (0.35 + col(p["tub_perinuc"]) * np.exp(-r_n / col(0.55 * p["cell_r"]))) * fil
-    tub *= 1 - 0.85 * nuc  # microtubules lie above/below the nucleus, dimmer there
-    tub += col(p["tub_ring"]) * body * np.exp(-(((r_n - col(1.25 * nr)) / f32(2.0)) ** 2))
-    pts, m = _random_points(rng, p["tub_frag"], 0.8 * p["cell_r"], np.zeros((n, 2)), 16)
-    tub += body * _blobs(u, v, pts, np.full(m.shape, 1.2), 0.8 * m)
-    side = rng.uniform(0, 2 * np.pi, n)
-    agg = np.stack([c0[:, 0] + 1.4 * nr * np.cos(side), c0[:, 1] + 1.4 * nr * np.sin(side)], -1)
-    tub += col(p["tub_aggr"]) * _blobs(u, v, agg[:, None], np.full((n, 1), 3.5), np.ones((n, 1)))
-    aster = np.exp(-(r_n**2) / f32(2 * 2.5**2)) * 2 \
-        + np.exp(-r_n / f32(7.0)) * (0.5 + 0.5 * np.cos(9 * psi)) ** 4
-    mit_tub = body * 0.3 + mono * aster + (1 - mono) * body * 0.3
-    tub = (1 - mit) * tub + mit * mit_tub
-    # -- Actin
-    fib = (0.5 + 0.5 * np.cos(2 * np.pi * v / col(p["act_period"]) + col(p["act_phase"]))) ** 2
-    cortex = np.exp(-((d_edge / f32(2.0)) ** 2))
-    act = body * (0.25 + col(p["act_fibres"]) * fib) + col(p["act_cortex"]) * cortex
-    pts, m = _random_points(rng, p["act_puncta"], 0.8 * p["cell_r"], np.zeros((n, 2)), 16)
-    act += body * _blobs(u, v, pts, np.full(m.shape, 1.4), 1.6 * m)
-    act = (1 - mit) * act + mit * (body * 0.2 + 1.2 * cortex)
+    # the channels draw from ``rng`` in this order
+    dapi = _render_dapi(p, frame, texture, rng)
+    tub = _render_tubulin(p, frame, rng)
+    act = _render_actin(p, frame, rng)
     out = np.stack([dapi, tub, act], 1)
     np.maximum(out, 0, out=out)
     total = out.sum((2, 3), keepdims=True)
@@ -647,19 +714,39 @@ def _synth_field(t: dict[str, Any]) -> dict[str, str]:
     return files
 
 
-def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
-                  size: tuple[int, int] = (256, 320), cells_per_field: int = 15,
-                  seed: int = 0, wells_per_plate: int = 12, unannotated_wells: int = 1,
-                  workers: int = 1, overwrite: bool = False) -> Path:
-    """Write a BBBC021 twin in the published layout (see the module docstring).
+#: Peak bytes per field pixel while one field is rendered and written (padded float32
+#: planes, noise, vignette), measured with tracemalloc on 1024×1280 fields, rounded up.
+FIELD_BYTES_PER_PIXEL = 96
+#: Padding on each side of a field while its cells are rendered (the largest cell patch).
+FIELD_PAD = 2 * 160 + 1
 
-    ``plates`` real plates are chosen to cover all 12 MoAs and DMSO (six plates cover
-    them; fewer cover as many as they can), ``wells_per_plate`` wells each, ``sites`` fields
-    per well of ``size`` (H, W) pixels holding about ``cells_per_field`` cells, rendered by
-    ``workers`` processes (each field has its own seed: the output does not depend on
-    ``workers``). The folder is written as ``OUT.partial`` and renamed when complete.
-    """
-    out = Path(out)
+
+def field_memory(size: tuple[int, int], workers: int = 1) -> int:
+    """Bytes needed to render fields of ``size`` (H, W) in ``workers`` processes at once."""
+    h, w = size
+    return int(workers) * FIELD_BYTES_PER_PIXEL * (h + 2 * FIELD_PAD) * (w + 2 * FIELD_PAD)
+
+
+def check_field_memory(size: tuple[int, int], workers: int = 1,
+                       available: int | None = None) -> None:
+    """A clear error before rendering when fields of ``size`` cannot fit in memory."""
+    from bioaug.data.memory import available_memory, check_memory, largest_fitting
+
+    free = available_memory() if available is None else available
+    if free is None:
+        return
+    side = largest_fitting(lambda x: field_memory((x, x), workers), free, low=32)
+    largest = (f"the largest square field that fits is about {side}x{side}" if side
+               else "not even a 32x32 field fits")
+    if workers > 1:
+        largest += "; fewer --workers fit larger fields"
+    each = f" in each of {workers} workers" if workers > 1 else ""
+    check_memory(field_memory(size, workers), f"a {size[0]}x{size[1]} field (--size){each}",
+                 largest=largest, available=free)
+
+
+def _check_twin_arguments(sites: int, cells_per_field: int, wells_per_plate: int,
+                          seed: int, workers: int) -> None:
     if sites < 1 or sites > 9:
         raise ConfigError(f"sites must be between 1 and 9, got {sites}")
     if cells_per_field < 1:
@@ -669,7 +756,11 @@ def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     check_workers(workers)
-    size = (int(size[0]), int(size[1]))
+
+
+def _check_twin_out(out: Path, overwrite: bool) -> None:
+    """``out`` is new, empty, or (with ``overwrite``) a BBBC021 folder."""
+    check_out_name(out)
     if (out / IMAGE_CSV).exists() and not overwrite:
         raise ConfigError(f"{out} already holds a BBBC021 folder",
                           hint="pass --overwrite to replace it, or choose another --out")
@@ -677,39 +768,59 @@ def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
                                                            or any(out.iterdir())):
         raise ConfigError(f"{out} exists and is not a BBBC021 folder; refusing to replace it",
                           hint="choose a new or empty --out")
-    rng = np.random.default_rng(seed)
+
+
+def _twin_design(plates: int, wells_per_plate: int, unannotated_wells: int,
+                 rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The wells to render (one row each), the MoA table and the chosen plates."""
     wells, moa_table = load_design()
     chosen = choose_plates(wells, plates, rng)
     design = pd.concat([choose_wells(wells[wells["plate"] == p], wells_per_plate, rng,
                                      unannotated_wells) for p in chosen])
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    return design, moa_table, chosen
+
+
+def _plate_tasks(tmp: Path, pi: int, plate: str, pw: pd.DataFrame, nuis: PlateNuisance,
+                 moa_table: pd.DataFrame, *, seed: int, sites: int, size: tuple[int, int],
+                 cells_per_field: int) -> list[dict[str, Any]]:
+    """One task per field of plate number ``pi`` (its folder is made here)."""
+    (tmp / pw["path"].iloc[0]).mkdir(parents=True, exist_ok=True)
+    # cell density: a plate factor times a factor per well, independent of the MoA
+    drng = np.random.default_rng([seed, 3, pi])
+    density = density_factors(1, DENSITY_SIGMA["plate"], drng) * \
+        density_factors(len(pw), DENSITY_SIGMA["well"], drng)
+    tasks = []
+    for wi, w in enumerate(pw.itertuples(index=False)):
+        moa = w.moa if isinstance(w.moa, str) else None
+        for site in range(1, sites + 1):
+            tasks.append({
+                "folder": str(tmp / w.path), "plate": plate, "well": w.well,
+                "prefix": w.prefix, "site": site, "compound": w.compound, "moa": moa,
+                "strength": strength_of(w.compound, w.concentration, moa_table),
+                "nuisance": nuis, "size": size,
+                "cells": cells_per_field * float(density[wi]),
+                "seed": [seed, 2, pi, wi, site],
+                "row": {"table": int(w.table), "path": w.path, "replicate": int(w.replicate),
+                        "concentration": float(w.concentration)}})
+    return tasks
+
+
+def _field_tasks(tmp: Path, chosen: list[str], design: pd.DataFrame, moa_table: pd.DataFrame,
+                 rng: np.random.Generator, **kw: Any) -> list[dict[str, Any]]:
+    """Every field to render, plate by plate, with its week's and plate's nuisance."""
     weeks = sorted(design["path"].str.split("/").str[0].unique(), key=plate_sort_key)
     week_gain = {w: rng.lognormal(0, 0.25, 3) for w in weeks}
     tasks: list[dict[str, Any]] = []
     for pi, plate in enumerate(chosen):
         pw = design[design["plate"] == plate]
         week = pw["path"].iloc[0].split("/")[0]
-        nuis = plate_nuisance(week_gain[week], np.random.default_rng([seed, 1, pi]))
-        (tmp / pw["path"].iloc[0]).mkdir(parents=True, exist_ok=True)
-        # cell density: a plate factor times a factor per well, independent of the MoA
-        drng = np.random.default_rng([seed, 3, pi])
-        density = density_factors(1, DENSITY_SIGMA["plate"], drng) * \
-            density_factors(len(pw), DENSITY_SIGMA["well"], drng)
-        for wi, w in enumerate(pw.itertuples(index=False)):
-            moa = w.moa if isinstance(w.moa, str) else None
-            for site in range(1, sites + 1):
-                tasks.append({
-                    "folder": str(tmp / w.path), "plate": plate, "well": w.well,
-                    "prefix": w.prefix, "site": site, "compound": w.compound, "moa": moa,
-                    "strength": strength_of(w.compound, w.concentration, moa_table),
-                    "nuisance": nuis, "size": size,
-                    "cells": cells_per_field * float(density[wi]),
-                    "seed": [seed, 2, pi, wi, site],
-                    "row": {"table": int(w.table), "path": w.path,
-                            "replicate": int(w.replicate),
-                            "concentration": float(w.concentration)}})
+        nuis = plate_nuisance(week_gain[week], np.random.default_rng([kw["seed"], 1, pi]))
+        tasks += _plate_tasks(tmp, pi, plate, pw, nuis, moa_table, **kw)
+    return tasks
+
+
+def _render_fields(tasks: list[dict[str, Any]], workers: int) -> pd.DataFrame:
+    """Render and write every field; the image table's rows, in task order."""
     rows: list[dict[str, Any]] = []
     image_no: dict[int, int] = {}
     bar = progress(total=len(tasks), desc="synth", unit="field")
@@ -728,13 +839,42 @@ def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
             })
             bar.update(1)
     bar.close()
-    image_rows = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _write_twin_tables(tmp: Path, image_rows: pd.DataFrame, design: pd.DataFrame,
+                       moa_table: pd.DataFrame) -> None:
+    """The two BBBC021 CSVs: the image table, and the MoA rows of the treatments used."""
     atomic_write_text(tmp / IMAGE_CSV, image_csv_text(image_rows))
     present = set(zip(design["compound"], design["concentration"].round(6), strict=True))
     moa_rows = moa_table[[(c, round(x, 6)) in present for c, x in
                           zip(moa_table["compound"], moa_table["concentration"], strict=True)]]
     atomic_write_text(tmp / MOA_CSV, moa_csv_text(moa_rows))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+
+
+def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
+                  size: tuple[int, int] = (256, 320), cells_per_field: int = 15,
+                  seed: int = 0, wells_per_plate: int = 12, unannotated_wells: int = 1,
+                  workers: int = 1, overwrite: bool = False) -> Path:
+    """Write a BBBC021 twin in the published layout (see the module docstring).
+
+    ``plates`` real plates are chosen to cover all 12 MoAs and DMSO (six plates cover
+    them; fewer cover as many as they can), ``wells_per_plate`` wells each, ``sites`` fields
+    per well of ``size`` (H, W) pixels holding about ``cells_per_field`` cells, rendered by
+    ``workers`` processes (each field has its own seed: the output does not depend on
+    ``workers``). The folder is written as ``OUT.partial`` and renamed when complete; a
+    field too large for the memory available is refused before anything is written.
+    """
+    out = Path(out)
+    _check_twin_arguments(sites, cells_per_field, wells_per_plate, seed, workers)
+    size = (int(size[0]), int(size[1]))
+    _check_twin_out(out, overwrite)
+    check_field_memory(size, workers)
+    rng = np.random.default_rng(seed)
+    design, moa_table, chosen = _twin_design(plates, wells_per_plate, unannotated_wells, rng)
+    tmp = begin_partial(out, what="synthetic screen")
+    tasks = _field_tasks(tmp, chosen, design, moa_table, rng, seed=seed, sites=sites,
+                         size=size, cells_per_field=cells_per_field)
+    _write_twin_tables(tmp, _render_fields(tasks, workers), design, moa_table)
+    replace_dir(tmp, out)
     return out

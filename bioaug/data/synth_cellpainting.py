@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from bioaug.data.store import begin_partial, check_out_name, replace_dir
 from bioaug.errors import ConfigError, DataError
 from bioaug.io import atomic_write_json, atomic_write_text, provenance
 
@@ -172,6 +172,98 @@ def _check(name: str, value: int, low: int) -> int:
     return int(value)
 
 
+#: Peak bytes per field pixel while one field is rendered (five float32 planes and their
+#: float64 noise), measured with tracemalloc on 1024×1280 fields, rounded up.
+FIELD_BYTES_PER_PIXEL = 216
+#: Padding on each side of a field while its cells are rendered (half a cell patch).
+FIELD_PAD = 24
+
+
+def field_memory(size: tuple[int, int]) -> int:
+    """Bytes needed to render one field of ``size`` (H, W)."""
+    h, w = size
+    return FIELD_BYTES_PER_PIXEL * (h + 2 * FIELD_PAD) * (w + 2 * FIELD_PAD)
+
+
+def check_field_memory(size: tuple[int, int], available: int | None = None) -> None:
+    """A clear error before rendering when a field of ``size`` cannot fit in memory."""
+    from bioaug.data.memory import available_memory, check_memory, largest_fitting
+
+    free = available_memory() if available is None else available
+    if free is None:
+        return
+    side = largest_fitting(lambda x: field_memory((x, x)), free, low=64)
+    check_memory(field_memory(size), f"a {size[0]}x{size[1]} field (--size)",
+                 largest=(f"the largest square field that fits is about {side}x{side}"
+                          if side else "not even a 64x64 field fits"), available=free)
+
+
+def _check_out(root: Path, overwrite: bool) -> None:
+    """``root`` is new, or (with ``overwrite``) a Cell Painting twin."""
+    check_out_name(root)
+    if root.exists():
+        if not (root / MARKER).is_file():
+            raise DataError(f"{root} exists and is not a Cell Painting twin; refusing to "
+                            "write over it", hint="choose a new --out")
+        if not overwrite:
+            raise DataError(f"{root} already exists", hint="pass --overwrite to replace it")
+
+
+def _field_row(plate: str, p: int, well: str, site: int, compound: str,
+               moa: str) -> dict[str, Any]:
+    """The metadata columns of one field's LoadData row."""
+    return {"Metadata_Plate": plate, "Metadata_Well": well, "Metadata_Site": site,
+            "Metadata_Batch": f"Batch{p + 1}", "Metadata_Compound": compound,
+            "Metadata_Concentration": 0.0 if moa == CONTROL else 1.0, "Metadata_MoA": moa}
+
+
+def _write_field(folder: Path, row: dict[str, Any], field: np.ndarray, labels: np.ndarray,
+                 masks: bool) -> None:
+    """One field's TIFFs (and nuclei mask); their names go into ``row``."""
+    plate, well, site = row["Metadata_Plate"], row["Metadata_Well"], row["Metadata_Site"]
+    for c, ch in enumerate(CHANNELS):
+        name = f"{plate}_{well}_s{site}_{ch}.tif"
+        _write_tiff(folder / name, field[c])
+        row[f"FileName_{ch}"] = name
+        row[f"PathName_{ch}"] = f"images/{plate}"
+    if masks:
+        import cv2
+
+        name = f"{plate}_{well}_s{site}_nuclei.png"
+        cv2.imwrite(str(folder / name), labels)
+        row["NucleiMask"] = f"images/{plate}/{name}"
+
+
+def _synth_plate(partial: Path, p: int, first_image: int, *, wells_per_plate: int,
+                 sites: int, size: tuple[int, int], cells_per_field: int, seed: int,
+                 masks: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Write plate ``p``'s fields; its LoadData rows and its cells (true centres)."""
+    plate = f"CP{p + 1:02d}"
+    prng = np.random.default_rng(_seed(seed, "plate", p))
+    gain = prng.lognormal(0, 0.2, 5).astype(np.float32)
+    vign = np.stack([_vignette(size, prng) for _ in CHANNELS])
+    background = prng.uniform(300, 700, 5).astype(np.float32)
+    folder = partial / "images" / plate
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    cells: list[dict[str, Any]] = []
+    for k in range(wells_per_plate):
+        compound, moa = TREATMENTS[k % len(TREATMENTS)]
+        well = f"{ROWS[k // 24]}{k % 24 + 1:02d}"
+        for site in range(1, sites + 1):
+            rng = np.random.default_rng(_seed(seed, plate, well, site))
+            n = int(rng.poisson(cells_per_field)) or 1
+            field, centres, labels = render_field(moa, size, n, gain, vign, background, rng)
+            row = _field_row(plate, p, well, site, compound, moa)
+            _write_field(folder, row, field, labels, masks)
+            rows.append(row)
+            cells += [{"ImageNumber": first_image + len(rows), "ObjectNumber": j + 1,
+                       "Metadata_Plate": plate, "Metadata_Well": well, "Metadata_Site": site,
+                       "Nuclei_Location_Center_X": cx, "Nuclei_Location_Center_Y": cy}
+                      for j, (cy, cx) in enumerate(centres)]
+    return rows, cells
+
+
 def synth_cellpainting(out: str | os.PathLike, *, plates: int = 2, wells_per_plate: int = 9,
                        sites: int = 2, size: tuple[int, int] = (256, 256),
                        cells_per_field: int = 12, seed: int = 0, masks: bool = False,
@@ -189,7 +281,8 @@ def synth_cellpainting(out: str | os.PathLike, *, plates: int = 2, wells_per_pla
     sites
         Fields per well.
     size
-        Field size ``(H, W)`` in pixels (at least 64 × 64).
+        Field size ``(H, W)`` in pixels (at least 64 × 64, and small enough that a field
+        fits in the memory available).
     cells_per_field
         Cells per field (fewer when they do not fit 24 px apart).
     seed
@@ -204,83 +297,33 @@ def synth_cellpainting(out: str | os.PathLike, *, plates: int = 2, wells_per_pla
     The folder written.
     """
     plates = _check("plates", plates, 1)
-    wells_per_plate = _check("wells", wells_per_plate, 1)
-    sites = _check("sites", sites, 1)
-    cells_per_field = _check("cells_per_field", cells_per_field, 1)
-    seed = _check("seed", seed, 0)
+    kw: dict[str, Any] = {
+        "wells_per_plate": _check("wells", wells_per_plate, 1), "sites": _check("sites", sites, 1),
+        "cells_per_field": _check("cells_per_field", cells_per_field, 1),
+        "seed": _check("seed", seed, 0), "masks": bool(masks)}
     h, w = (int(size[0]), int(size[1]))
     if h < 64 or w < 64:
         raise ConfigError(f"--size must be at least 64x64, got {h}x{w}")
-    if wells_per_plate > 24 * 16:
+    if kw["wells_per_plate"] > 24 * 16:
         raise ConfigError(f"--wells: a plate has at most 384 wells, got {wells_per_plate}")
     root = Path(out)
-    if root.exists():
-        if not (root / MARKER).is_file():
-            raise DataError(f"{root} exists and is not a Cell Painting twin; refusing to "
-                            "write over it", hint="choose a new --out")
-        if not overwrite:
-            raise DataError(f"{root} already exists", hint="pass --overwrite to replace it")
-    partial = root.with_name(root.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
+    _check_out(root, overwrite)
+    check_field_memory((h, w))
+    partial = begin_partial(root, what="synthetic screen")
     rows: list[dict[str, Any]] = []
     cells: list[dict[str, Any]] = []
-    image_number = 0
     for p in range(plates):
-        plate = f"CP{p + 1:02d}"
-        prng = np.random.default_rng(_seed(seed, "plate", p))
-        gain = prng.lognormal(0, 0.2, 5).astype(np.float32)
-        vign = np.stack([_vignette((h, w), prng) for _ in CHANNELS])
-        background = prng.uniform(300, 700, 5).astype(np.float32)
-        folder = partial / "images" / plate
-        folder.mkdir(parents=True, exist_ok=True)
-        for k in range(wells_per_plate):
-            compound, moa = TREATMENTS[k % len(TREATMENTS)]
-            well = f"{ROWS[k // 24]}{k % 24 + 1:02d}"
-            for site in range(1, sites + 1):
-                image_number += 1
-                rng = np.random.default_rng(_seed(seed, plate, well, site))
-                n = int(rng.poisson(cells_per_field)) or 1
-                field, centres, labels = render_field(moa, (h, w), n, gain, vign, background,
-                                                      rng)
-                row: dict[str, Any] = {
-                    "Metadata_Plate": plate, "Metadata_Well": well, "Metadata_Site": site,
-                    "Metadata_Batch": f"Batch{p + 1}", "Metadata_Compound": compound,
-                    "Metadata_Concentration": 0.0 if moa == CONTROL else 1.0,
-                    "Metadata_MoA": moa}
-                for c, ch in enumerate(CHANNELS):
-                    name = f"{plate}_{well}_s{site}_{ch}.tif"
-                    _write_tiff(folder / name, field[c])
-                    row[f"FileName_{ch}"] = name
-                    row[f"PathName_{ch}"] = f"images/{plate}"
-                if masks:
-                    import cv2
-
-                    name = f"{plate}_{well}_s{site}_nuclei.png"
-                    cv2.imwrite(str(folder / name), labels)
-                    row["NucleiMask"] = f"images/{plate}/{name}"
-                rows.append(row)
-                for j, (cy, cx) in enumerate(centres):
-                    cells.append({"ImageNumber": image_number, "ObjectNumber": j + 1,
-                                  "Metadata_Plate": plate, "Metadata_Well": well,
-                                  "Metadata_Site": site, "Nuclei_Location_Center_X": cx,
-                                  "Nuclei_Location_Center_Y": cy})
+        plate_rows, plate_cells = _synth_plate(partial, p, len(rows), size=(h, w), **kw)
+        rows += plate_rows
+        cells += plate_cells
     atomic_write_text(partial / "load_data.csv", pd.DataFrame(rows).to_csv(index=False))
     atomic_write_text(partial / "cells.csv", pd.DataFrame(cells).to_csv(index=False))
     atomic_write_json(partial / MARKER, {
         "twin": "cellpainting", "channels": list(CHANNELS),
-        "arguments": {"plates": plates, "wells_per_plate": wells_per_plate, "sites": sites,
-                      "size": [h, w], "cells_per_field": cells_per_field, "seed": seed,
-                      "masks": bool(masks)},
+        "arguments": {"plates": plates, **{k: kw[k] for k in ("wells_per_plate", "sites")},
+                      "size": [h, w], **{k: kw[k] for k in ("cells_per_field", "seed", "masks")}},
         "fields": len(rows), "cells": len(cells), "provenance": provenance()})
-    if root.exists():
-        old = root.with_name(root.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(root, old)
-        os.replace(partial, root)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, root)
+    replace_dir(partial, root)
     return root
 
 

@@ -173,6 +173,10 @@ def test_cellpainting_synth_prepare_shards_merge(tmp_path: Path,
     assert merged["items"] == whole["items"] and merged["channels"] == ["DNA", "ER", "RNA",
                                                                        "AGP", "Mito"]
     assert merged["classes"] == whole["classes"]
+    code, _, err = _run(capsys, "data", "merge", str(tmp_path / "s0"), "--out",
+                        str(tmp_path / "half"))
+    assert code == 2 and "shard 1/2 is missing (given 1 of 2: 0/2)" in err
+    assert not (tmp_path / "half").exists() and "Traceback" not in err
 
 
 def test_prepare_flags_come_from_the_options_model(capsys: pytest.CaptureFixture[str]) -> None:
@@ -275,3 +279,50 @@ def test_prepare_images_illum_flag(tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as e:
         main([*common, "--out", str(tmp_path / "t"), "--illum", "divide"])
     assert e.value.code == 2 and "invalid choice: 'divide'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["data", "synth", "bbbc021", "--size", "100000x100000"], "the largest square field that "
+                                                              "fits is about"),
+    (["data", "synth", "cellpainting", "--size", "100000x100000"], "the largest square field "
+                                                                   "that fits is about"),
+    (["data", "prepare", "digits", "--size", "100000"], "the largest --size that fits is about"),
+])
+def test_sizes_that_cannot_fit_in_memory_exit_2(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                argv: list[str], message: str) -> None:
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "out"))
+    assert code == 2 and err.startswith("bioaug: error:") and "Traceback" not in err
+    assert "of memory (" in err and "bytes) is available" in err and message in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_partial_names_are_refused_and_complete_stores_kept(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    for argv in (["data", "prepare", "digits", "--size", "8"],
+                 ["data", "synth", "cellpainting"],
+                 ["data", "merge", str(tmp_path / "any")],
+                 ["data", "prepare", "crops", "--images", str(tmp_path / "x.npy")]):
+        code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "d.partial"))
+        assert code == 2 and "names ending in '.partial' are reserved" in err, argv
+        assert "--out " + str(tmp_path / "d") in err
+    code, _, _ = _run(capsys, "data", "prepare", "digits", "--size", "8", "--out",
+                      str(tmp_path / "made"))
+    kept = (tmp_path / "made").rename(tmp_path / "d.partial")  # as written by an older bioaug
+    before = (kept / "images.raw").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        code, _, err = _run(capsys, "data", "prepare", "digits", "--size", "8", "--out",
+                            str(tmp_path / "d"), *extra)
+        assert code == 2 and "holds a complete store (header.json); refusing" in err
+    assert (kept / "images.raw").read_bytes() == before and not (tmp_path / "d").exists()
+
+
+def test_an_empty_obs_table_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8), np.uint16))
+    (tmp_path / "obs.csv").write_text("")
+    code, _, err = _run(capsys, "data", "prepare", "crops", "--images", str(tmp_path / "x.npy"),
+                        "--obs", str(tmp_path / "obs.csv"), "--out", str(tmp_path / "s"))
+    assert code == 2 and "the obs table is empty" in err and "Traceback" not in err

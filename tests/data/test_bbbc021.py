@@ -233,3 +233,16 @@ def test_bundled_tables_are_the_published_files(tmp_path: Path) -> None:
         assert len(data) == published[name]["size"]
         assert hashlib.sha256(data).hexdigest() == published[name]["sha256"]
     assert "Broad Bioimage Benchmark Collection" in card["source"]["credit"]
+
+
+def test_semicolons_and_repeated_columns_in_the_tables_are_named(twin_copy: Path) -> None:
+    moa = twin_copy / bbbc021.MOA_CSV
+    text = moa.read_text()
+    moa.write_text(text.replace(",", ";"))
+    with pytest.raises(DataError, match="the MoA table is semicolon-separated; use commas"):
+        load_metadata(twin_copy)
+    header, rest = text.split("\n", 1)
+    moa.write_text(header + ',"moa"\n' + "\n".join(line + ",x" for line in rest.splitlines()))
+    with pytest.raises(DataError, match=r"the MoA table names column moa twice \(columns 3 "
+                                        r"and 4\)"):
+        load_metadata(twin_copy)

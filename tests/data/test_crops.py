@@ -384,3 +384,32 @@ def test_real_ifc_cellcycle(tmp_path: Path) -> None:
     assert len(again.header["provenance"]["images_sha256"]) == 64
     img = store.read(slice(None))
     assert img.min() == 0 and img.max() == 65535
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", r"the obs table is empty \(no header line, no rows\)"),
+    ("\n\n", r"the obs table is empty"),
+    ("label;plate\na;p\n", r"the obs table is semicolon-separated; use commas"),
+    ("label,plate,label\na,p,b\n", r"the obs table names column label twice \(columns 1 and 3\)"),
+])
+def test_an_empty_or_misread_obs_table_is_one_clear_line(tmp_path: Path, content: str,
+                                                         message: str) -> None:
+    np.save(tmp_path / "x.npy", _crops(n=1))
+    (tmp_path / "obs.csv").write_text(content)
+    with pytest.raises(DataError, match=message) as e:
+        prepare_crops(tmp_path / "x.npy", tmp_path / "s", obs=tmp_path / "obs.csv")
+    assert str(tmp_path / "obs.csv") in e.value.format()
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+
+
+def test_an_empty_table_of_cell_files_is_named(tmp_path: Path) -> None:
+    (tmp_path / "cells.csv").write_text("")
+    with pytest.raises(DataError, match="the cell file table is empty"):
+        prepare_crops(tmp_path / "cells.csv", tmp_path / "s")
+
+
+def test_out_names_ending_in_partial_are_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", _crops(n=2))
+    with pytest.raises(ConfigError, match=r"names ending in '\.partial' are reserved"):
+        prepare_crops(tmp_path / "x.npy", tmp_path / "s.partial")
+    assert not (tmp_path / "s.partial").exists()

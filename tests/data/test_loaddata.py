@@ -555,3 +555,75 @@ def test_real_fields_with_given_illumination_functions(tmp_path: Path) -> None:
     assert len(computed) == len(given) and computed.obs.equals(given.obs)
     diff = np.abs(given.read(slice(None)).astype(np.int32) - computed.read(slice(None)))
     assert diff.max() <= 1  # the same function, summed in another order
+
+
+def _raw_rewrite(screen: Path, tmp_path: Path, change) -> Path:
+    """The LoadData CSV with its lines changed as text (what pandas cannot write)."""
+    lines = screen.read_text(encoding="utf-8").splitlines()
+    out = tmp_path / "raw.csv"
+    out.write_text("\n".join(change(lines)) + "\n", encoding="utf-8")
+    return out
+
+
+def test_image_columns_without_their_image_are_named(screen: Path, tmp_path: Path) -> None:
+    no_er_files = _rewrite(screen, tmp_path, lambda d: d.drop(columns=["FileName_ER"]))
+    with pytest.raises(DataError, match=r"column PathName_ER has no FileName_ER \(or URL_ER\) "
+                                        r"column: image 'ER' would be left out") as e:
+        load_data_fieldset(no_er_files)
+    assert "images named: DNA, Mito" in e.value.format()
+    frame_only = _rewrite(screen, tmp_path, lambda d: d.assign(Frame_GFP=0))
+    with pytest.raises(DataError, match=r"column Frame_GFP has no FileName_GFP"):
+        load_data_fieldset(frame_only)
+    no_er_path = _rewrite(screen, tmp_path, lambda d: d.drop(columns=["PathName_ER"]))
+    with pytest.raises(DataError, match=r"column FileName_ER has no PathName_ER column, but "
+                                        r"PathName_DNA, PathName_Mito are given"):
+        load_data_fieldset(no_er_path)
+    no_paths = _rewrite(screen, tmp_path, lambda d: d.drop(columns=[
+        f"PathName_{ch}" for ch in CHANNELS]))
+    assert load_data_fieldset(no_paths).channels == list(CHANNELS)  # one way for all: fine
+
+
+def test_a_column_named_twice_is_named(screen: Path, tmp_path: Path) -> None:
+    header_at = {name: i for i, name in enumerate(screen.read_text().splitlines()[0].split(","))}
+    k = header_at["FileName_DNA"]
+
+    def repeat(lines: list[str]) -> list[str]:
+        return [line + "," + (line.split(",")[k] if i else "FileName_DNA")
+                for i, line in enumerate(lines)]
+
+    with pytest.raises(DataError, match=rf"the LoadData table names column FileName_DNA twice "
+                                        rf"\(columns {k + 1} and {len(header_at) + 1}\)"):
+        load_data_fieldset(_raw_rewrite(screen, tmp_path, repeat))
+
+
+def test_rows_naming_the_same_files_are_refused_with_their_lines(screen: Path,
+                                                                 tmp_path: Path) -> None:
+    twice = _rewrite(screen, tmp_path, lambda d: pd.concat([d, d.iloc[[0, 3]]]))
+    with pytest.raises(DataError, match=r"rows name the same image files: lines 2 and 8; "
+                                        r"lines 5 and 9; each field must be listed once"):
+        prepare_images(twice, tmp_path / "s", crop_size=CROP)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+    # the same file in two planes of one field is not a repeated field
+    ome = load_data_fieldset(screen, plates=["ome"])
+    assert len(ome.sources) == 2
+
+
+def test_an_empty_plate_names_its_lines(screen: Path, tmp_path: Path) -> None:
+    def blank(d: pd.DataFrame) -> pd.DataFrame:
+        d = d.astype({"Metadata_Plate": object})
+        d.loc[[1, 4], "Metadata_Plate"] = ""
+        return d
+
+    with pytest.raises(DataError, match=r"lines 3 and 6: Metadata_Plate is empty"):
+        load_data_fieldset(_rewrite(screen, tmp_path, blank))
+
+
+def test_semicolon_separated_tables_say_so(screen: Path, tmp_path: Path) -> None:
+    semi = _rewrite(screen, tmp_path, lambda d: d)
+    pd.read_csv(screen).to_csv(semi, sep=";", index=False)
+    with pytest.raises(DataError, match="the LoadData table is semicolon-separated; use commas"):
+        prepare_images(semi, tmp_path / "s", crop_size=CROP)
+    cells = tmp_path / "cells.csv"
+    pd.read_csv(screen.parent / "cells.csv").to_csv(cells, sep=";", index=False)
+    with pytest.raises(DataError, match="the locations table is semicolon-separated"):
+        load_data_fieldset(screen, locations=cells)

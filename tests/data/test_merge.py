@@ -54,7 +54,7 @@ def test_shards_then_merge_equal_one_full_prepare(shards: dict[str, Store],
     src = merged.header["provenance"]["merged_from"]
     assert [m["shard"] for m in src] == [[0, 2], [1, 2]]
     assert [m["plates"] for m in src] == [["CP01"], ["CP02", "CP03"]]
-    assert merged.header["merge"]["shards_missing"] == []
+    assert merged.header["merge"] == {"ordered_by": "shard", "shards": 2}
 
 
 def test_bbbc021_shards_merge_too(twin: Path, tmp_path: Path) -> None:
@@ -120,3 +120,47 @@ def test_stores_that_cannot_be_merged(shards: dict[str, Store], cp: Path,
     with pytest.raises(DataError, match="never writes over its own input"):
         merge_stores([s0, copy], copy / "inside")
     assert Store.open(s0) is not None
+
+
+def test_an_incomplete_set_of_shards_is_refused_naming_the_missing_ones(
+        shards: dict[str, Store], cp: Path, tmp_path: Path) -> None:
+    for given, missing in (([shards["0"]], "shard 1/2 is missing (given 1 of 2: 0/2)"),
+                           ([shards["1"]], "shard 0/2 is missing (given 1 of 2: 1/2)")):
+        with pytest.raises(DataError, match=re.escape(missing)):
+            merge_stores([s.path for s in given], tmp_path / "m")
+        assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()
+    kw = {"crop_size": CROP, "label": "moa", "batch": "batch", "group": "compound"}
+    third = prepare_images(cp / "load_data.csv", tmp_path / "t", shard="2/3", **kw)
+    with pytest.raises(DataError, match=re.escape("shards 0/3, 1/3 are missing")):
+        merge_stores([third.path], tmp_path / "m")
+    with pytest.raises(DataError, match=re.escape(f"shard 2/3 is one of 3 shards but "
+                                                  f"{shards['0'].path} is shard 0/2")):
+        merge_stores([shards["0"].path, third.path], tmp_path / "m")
+
+
+def test_shards_and_whole_stores_are_not_merged_together(shards: dict[str, Store], cp: Path,
+                                                         tmp_path: Path) -> None:
+    kw = {"crop_size": CROP, "label": "moa", "batch": "batch", "group": "compound"}
+    whole = prepare_images(cp / "load_data.csv", tmp_path / "w", plates=["CP02", "CP03"], **kw)
+    with pytest.raises(DataError, match=re.escape(f"is shard 0/2 but {whole.path} is not a "
+                                                  "shard")):
+        merge_stores([shards["0"].path, whole.path], tmp_path / "m")
+    part = prepare_images(cp / "load_data.csv", tmp_path / "p", plates=["CP01"], **kw)
+    merged = merge_stores([whole.path, part.path], tmp_path / "m")  # neither is a shard
+    assert merged.header["merge"] == {"ordered_by": "as given"}
+    assert merged.obs["plate"].drop_duplicates().tolist() == ["CP02", "CP03", "CP01"]
+
+
+def test_merge_never_writes_a_partial_name_nor_over_a_complete_store(
+        shards: dict[str, Store], tmp_path: Path) -> None:
+    from bioaug.errors import ConfigError
+
+    inputs = [shards["0"].path, shards["1"].path]
+    with pytest.raises(ConfigError, match=r"names ending in '\.partial' are reserved"):
+        merge_stores(inputs, tmp_path / "m.partial")
+    kept = shutil.copytree(shards["0"].path, tmp_path / "n.partial")
+    before = (kept / "images.raw").read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(DataError, match="holds a complete store"):
+            merge_stores(inputs, tmp_path / "n", overwrite=overwrite)
+    assert (kept / "images.raw").read_bytes() == before and len(Store.open(kept)) > 0

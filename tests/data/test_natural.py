@@ -189,3 +189,38 @@ def test_size_below_one_is_a_clear_error(tmp_path: Path, size: int) -> None:
     with pytest.raises(ConfigError, match=f"size must be at least 1, got {size}"):
         prepare_natural("digits", None, tmp_path / "d", size=size)
     assert not (tmp_path / "d").exists()
+
+
+def test_a_size_too_large_for_memory_is_refused_before_reading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bioaug.data import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**30)
+    with pytest.raises(ConfigError) as e:
+        prepare_natural("digits", None, tmp_path / "d", size=100000)
+    text = e.value.format()
+    # 1797 digits × 4 bytes per pixel: 1 GiB holds 386² pixels each
+    assert f"digits at --size 100000 needs about 65.4 TiB of memory " \
+        f"({1797 * 4 * 100000**2:,} bytes) but 1.0 GiB" in text
+    assert "the largest --size that fits is about 386" in text
+    with pytest.raises(ConfigError, match="the largest --size that fits is about 94"):
+        prepare_natural("imagenet100", tmp_path, tmp_path / "i", size=1000, chunk=10000)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "i").exists()
+
+
+def test_upscaled_digits_are_the_bilinear_resize_rounded(tmp_path: Path) -> None:
+    import cv2
+    from sklearn.datasets import load_digits
+
+    s = prepare_natural("digits", None, tmp_path / "d", size=20)
+    first = np.rint(load_digits().images[0] * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    want = np.rint(cv2.resize(first.astype(np.float32), (20, 20),
+                              interpolation=cv2.INTER_LINEAR)).clip(0, 255).astype(np.uint8)
+    assert s.obs["split"].iloc[0] == "train" and s.obs["label"].iloc[0] == "0"
+    np.testing.assert_array_equal(s.read(0)[0], want)
+
+
+def test_out_names_ending_in_partial_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"names ending in '\.partial' are reserved"):
+        prepare_natural("digits", None, tmp_path / "d.partial", size=8)
+    assert not any(tmp_path.iterdir())

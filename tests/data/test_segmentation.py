@@ -147,3 +147,14 @@ def test_total_adds_counts() -> None:
     assert t.offsets == (1.0, 2.0)
     with pytest.raises(ConfigError, match="radii"):
         total([a, match_centres(np.zeros((1, 2)), np.zeros((1, 2)), radius=3.0)])
+
+
+def test_nuclei_threshold_is_otsu_of_the_scaled_samples() -> None:
+    from bioaug.data.segmentation import nuclei_threshold, otsu_threshold
+
+    samples = np.concatenate([np.full(50, 110.0), np.full(50, 190.0)])
+    # scaled with lo=100, hi=200: two classes at 0.1 and 0.9, Otsu between them
+    t = nuclei_threshold(samples, 100.0, 200.0)
+    assert 0.1 <= t < 0.9
+    assert t == otsu_threshold(np.concatenate([np.full(50, 0.1), np.full(50, 0.9)]))
+    assert nuclei_threshold(np.array([500.0]), 100.0, 200.0) == 1.0 + 1e-6  # clipped, constant

@@ -9,8 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bioaug.data.store import Store, StoreWriter, to_float, write_store
-from bioaug.errors import DataError
+from bioaug.data.store import (
+    Store,
+    StoreWriter,
+    begin_partial,
+    clear_partial,
+    to_float,
+    write_store,
+)
+from bioaug.errors import ConfigError, DataError
 
 
 def _obs(n: int) -> pd.DataFrame:
@@ -162,3 +169,120 @@ def test_overwrite_never_deletes_a_run_inside_a_store(tmp_path: Path) -> None:
     shutil.rmtree(s.path / "run")
     write_store(s.path, np.ones((1, 1, 2, 2), np.uint8), _obs(1), channels=["g"], overwrite=True)
     assert (tmp_path / "s.old").is_dir()
+
+
+def _complete_store_named(tmp_path: Path, name: str) -> Path:
+    """A complete store moved to ``name`` (as one written before such names were refused)."""
+    s = write_store(tmp_path / "made", np.arange(8, dtype=np.uint8).reshape(2, 1, 2, 2),
+                    _obs(2), channels=["g"])
+    return s.path.rename(tmp_path / name)
+
+
+def test_out_names_ending_in_partial_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"names ending in '\.partial' are reserved") as e:
+        write_store(tmp_path / "s.partial", np.zeros((1, 1, 2, 2), np.uint8), _obs(1),
+                    channels=["g"])
+    assert f"--out {tmp_path / 's'}" in e.value.format()
+    assert not (tmp_path / "s.partial").exists()
+    assert not (tmp_path / "s.partial.partial").exists()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_complete_store_named_like_scratch_space_is_never_deleted(tmp_path: Path,
+                                                                   overwrite: bool) -> None:
+    kept = _complete_store_named(tmp_path, "s.partial")
+    before = (kept / "images.raw").read_bytes()
+    with pytest.raises(DataError, match=r"holds a complete store \(header\.json\); refusing"):
+        write_store(tmp_path / "s", np.zeros((3, 1, 2, 2), np.uint8), _obs(3), channels=["g"],
+                    overwrite=overwrite)
+    assert (kept / "images.raw").read_bytes() == before
+    assert len(Store.open(kept)) == 2 and not (tmp_path / "s").exists()
+    with pytest.raises(DataError, match="no store at") as e:
+        Store.open(tmp_path / "s")
+    assert "holds a complete store under a scratch name; rename it to s" in e.value.format()
+
+
+def test_scratch_folders_are_deleted_only_when_they_are_ours(tmp_path: Path) -> None:
+    kept = _complete_store_named(tmp_path, "t.partial")
+    with pytest.raises(DataError, match="holds a complete store"):
+        clear_partial(kept)
+    mine = begin_partial(tmp_path / "u")
+    (mine / "half.tif").write_bytes(b"x")
+    assert begin_partial(tmp_path / "u") == mine and list(mine.iterdir()) == [
+        mine / ".bioaug-partial"]  # an interrupted write of ours is cleared
+    theirs = tmp_path / "v.partial"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="is not an interrupted write; refusing to delete it"):
+        begin_partial(tmp_path / "v")
+    assert (theirs / "notes.txt").exists() and kept.is_dir()
+
+
+def test_a_build_stopped_after_writing_its_header_resumes(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import bioaug.data.store as store_module
+
+    write = store_module.atomic_write_json
+
+    def stop_after_header(path: Path, obj: object) -> None:
+        write(path, obj)
+        if path.name == "header.json":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module, "atomic_write_json", stop_after_header)
+    with pytest.raises(KeyboardInterrupt):
+        write_store(tmp_path / "s", np.ones((2, 1, 2, 2), np.uint8), _obs(2), channels=["g"])
+    monkeypatch.undo()
+    partial = tmp_path / "s.partial"
+    assert (partial / "header.json").is_file() and (partial / "progress.json").is_file()
+    s = write_store(tmp_path / "s", np.ones((2, 1, 2, 2), np.uint8), _obs(2), channels=["g"])
+    assert len(s) == 2 and not partial.exists()
+
+
+def test_a_missing_pixel_file_is_named_with_what_to_do(tmp_path: Path) -> None:
+    s = write_store(tmp_path / "s", np.zeros((2, 1, 2, 2), np.uint8), _obs(2), channels=["g"])
+    (s.path / "images.raw").unlink()
+    with pytest.raises(DataError, match=r"images\.raw is missing from the store") as e:
+        Store.open(s.path)
+    text = e.value.format()
+    assert str(s.path) in text and "-1 bytes" not in text
+    assert "restore" in text and "rebuild the store" in text
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, r"obs\.csv is missing from the store"),
+    ("", r"obs\.csv has 0 rows but the store holds 2 images"),
+    ('label,i\n"c0,1\n', r"cannot read obs\.csv"),
+])
+def test_a_missing_or_empty_obs_table_is_a_clear_error(tmp_path: Path, content: str | None,
+                                                       message: str) -> None:
+    s = write_store(tmp_path / "s", np.zeros((2, 1, 2, 2), np.uint8), _obs(2), channels=["g"])
+    if content is None:
+        (s.path / "obs.csv").unlink()
+    else:
+        (s.path / "obs.csv").write_text(content)
+    with pytest.raises(DataError, match=message):
+        Store.open(s.path)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"shape": [2, 3, 2, 8]}, "the items are 4×4 (H×W) as recorded, but the shape says 2×8"),
+    ({"shape": [2, 3, 8, 2], "image_size": None, "config": {"crop_size": 4}},
+     "the items are 4×4 (H×W) as recorded, but the shape says 8×2"),
+    ({"layout": "NHWC"}, "its layout is 'NHWC'; stores are NCHW"),
+    ({"config": {"channels": ["a", "b", "c", "d"]}}, "recorded 4 channel(s) (a, b, c, d)"),
+])
+def test_a_shape_of_the_right_size_but_the_wrong_layout_is_refused(tmp_path: Path,
+                                                                   change: dict,
+                                                                   message: str) -> None:
+    path = _damaged(tmp_path, **change)
+    with pytest.raises(DataError, match=re.escape(message)) as e:
+        Store.open(path)
+    assert "does not fit the store's layout (items, channels, height, width)" in str(e.value)
+    assert "header.json" in e.value.format()
+
+
+def test_headers_record_the_layout_and_item_size(tmp_path: Path) -> None:
+    s = write_store(tmp_path / "s", np.zeros((2, 3, 4, 5), np.uint8), _obs(2),
+                    channels=["a", "b", "c"])
+    assert s.header["layout"] == "NCHW" and s.header["image_size"] == [4, 5]

@@ -28,7 +28,7 @@ from bioaug.data.synth import (
     strength_of,
     synth_bbbc021,
 )
-from bioaug.errors import ConfigError
+from bioaug.errors import ConfigError, DataError
 
 from .conftest import TWIN_KW
 
@@ -219,3 +219,36 @@ def test_density_varies_with_mean_one() -> None:
     assert f.mean() == pytest.approx(1.0, abs=0.02)
     assert 0.25 < f.std() < 0.35 and f.min() >= 0.4 and f.max() <= 2.5
     np.testing.assert_array_equal(density_factors(5, 0.0, np.random.default_rng(1)), 1.0)
+
+
+def test_a_field_too_large_for_memory_is_refused_before_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bioaug.data import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**30)
+    with pytest.raises(ConfigError) as e:
+        synth_bbbc021(tmp_path / "t", size=(100000, 100000))
+    text = e.value.format()
+    # 96 bytes per pixel of the field padded by 321 px a side; 1 GiB holds 3344² of those
+    assert "a 100000x100000 field (--size) needs about" in text
+    assert f"({96 * 100642 * 100642:,} bytes) but 1.0 GiB (1,073,741,824 bytes)" in text
+    assert "the largest square field that fits is about 2702x2702" in text
+    with pytest.raises(ConfigError, match=r"in each of 4 workers.*\n.*fewer --workers"):
+        synth_bbbc021(tmp_path / "t", size=(4000, 4000), workers=4)
+    assert not (tmp_path / "t").exists() and not (tmp_path / "t.partial").exists()
+
+
+def test_out_names_ending_in_partial_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"names ending in '\.partial' are reserved"):
+        synth_bbbc021(tmp_path / "t.partial", **TWIN_KW)
+    assert not (tmp_path / "t.partial").exists()
+
+
+def test_a_complete_store_named_like_the_scratch_folder_survives(tmp_path: Path) -> None:
+    from bioaug.data.store import write_store
+
+    kept = write_store(tmp_path / "made", np.ones((1, 1, 2, 2), np.uint8), [{"a": 1}],
+                       channels=["g"]).path.rename(tmp_path / "t.partial")
+    with pytest.raises(DataError, match="holds a complete store"):
+        synth_bbbc021(tmp_path / "t", **TWIN_KW)
+    assert (kept / "images.raw").read_bytes() == b"\x01" * 4

@@ -101,3 +101,37 @@ def test_store_opens(cp: Path, tmp_path: Path) -> None:
     s = prepare_images(cp / "load_data.csv", tmp_path / "s", crop_size=CROP,
                        locations=cp / "cells.csv", plates=["CP02"])
     assert set(Store.open(s.path).obs["plate"]) == {"CP02"}
+
+
+def test_a_field_too_large_for_memory_is_refused_before_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bioaug.data import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**30)
+    with pytest.raises(ConfigError) as e:
+        synth_cellpainting(tmp_path / "t", size=(100000, 100000))
+    text = e.value.format()
+    # 216 bytes per pixel of the field padded by 24 px a side; 1 GiB holds 2229² of those
+    assert f"a 100000x100000 field (--size) needs about 2.0 TiB of memory " \
+        f"({216 * 100048 * 100048:,} bytes) but 1.0 GiB (1,073,741,824 bytes)" in text
+    assert "the largest square field that fits is about 2181x2181" in text
+    assert not (tmp_path / "t").exists() and not (tmp_path / "t.partial").exists()
+
+
+def test_partial_names_and_folders_that_are_not_scratch_space(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"names ending in '\.partial' are reserved"):
+        synth_cellpainting(tmp_path / "t.partial", **KW)
+    (tmp_path / "t.partial").mkdir()
+    (tmp_path / "t.partial" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not an interrupted synthetic screen; refusing"):
+        synth_cellpainting(tmp_path / "t", **KW)
+    assert (tmp_path / "t.partial" / "notes.txt").read_text() == "mine"
+
+
+def test_replacing_a_twin_keeps_a_sibling_named_old(tmp_path: Path) -> None:
+    out = synth_cellpainting(tmp_path / "t", **{**KW, "plates": 1, "sites": 1})
+    (tmp_path / "t.old").mkdir()
+    (tmp_path / "t.old" / "notes.txt").write_text("mine")
+    synth_cellpainting(out, overwrite=True, **{**KW, "plates": 1, "sites": 1})
+    assert (tmp_path / "t.old" / "notes.txt").read_text() == "mine"
+    assert (out / "load_data.csv").is_file() and not (tmp_path / "t.partial").exists()
