@@ -102,9 +102,10 @@ def aggregate_path(out: Path, level: str) -> Path:
 def _check_outputs(out_arg: str, levels: list[str], inputs: list[str | None],
                    overwrite: bool) -> tuple[Path, list[Path]]:
     """The main output and the aggregate outputs, each checked before any work."""
+    from bioaug.embed.io import check_h5ad_path
     from bioaug.io import check_output
 
-    out = check_output(out_arg, "h5ad", inputs=inputs, replace=overwrite)
+    out = check_h5ad_path(check_output(out_arg, "h5ad", inputs=inputs, replace=overwrite))
     extra = [check_output(aggregate_path(out, level), "h5ad", inputs=inputs,
                           replace=overwrite, flag=f"--aggregate {level} output")
              for level in dict.fromkeys(levels)]

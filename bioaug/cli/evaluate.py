@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bioaug.evaluate.report import PROFILING_MODES
+from bioaug.evaluate.inputs import PROFILING_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,14 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="leave items of this label out of clustering and the probe, e.g. "
                         "DMSO (repeatable)")
     p.add_argument("--null-size", type=int, default=None, metavar="N",
-                   help="permutations of the mAP null distribution (default 1000)")
+                   help="permutations of the mAP null distribution (default 1000); drawn in "
+                   "chunks, so memory stays bounded at any N while the time grows with it")
     p.add_argument("--no-plots", action="store_true", help="skip the pictures")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bioaug.evaluate import evaluate, format_table, summary_rows
-    from bioaug.evaluate.report import before_after_rows, format_layer_table
+    from bioaug.evaluate.render import before_after_rows, format_layer_table
     from bioaug.evaluate.retrieval import DEFAULT_NULL_SIZE
 
     report = evaluate(args.h5ad, label=args.label, rep=args.rep, out=args.out, seed=args.seed,
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
                       null_size=DEFAULT_NULL_SIZE if args.null_size is None
                       else args.null_size)
     print(format_table(summary_rows(report)))
+    missing = report.input.n_items_without_label
+    if missing:
+        print(f"{missing} item(s) without a '{args.label}' left out of the label-based metrics")
     layers = format_layer_table(report)
     if layers:
         print("\nper layer:")

@@ -9,6 +9,7 @@ from typing import Any
 from bioaug.profile.config import NONE, STANDARD, ProfileConfig, parse_steps
 from bioaug.profile.standard import MIN_PLATE_CONTROLS
 from bioaug.profile.steps import STEPS
+from bioaug.profile.table import FORMATS
 
 #: Flags that set parameters of explicitly named steps.
 STEP_FLAGS = ("sphere", "sphere_method", "scope", "batch_key")
@@ -64,7 +65,8 @@ def _register_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse", metavar="PROFILES.h5ad", default=None,
                    help="correct these (new) plates the way an earlier `bioaug profile` output "
                    "was: its recipe, its global transforms and feature selection as fitted, "
-                   "per-plate steps fitted on each new plate's controls")
+                   "per-plate steps fitted on each new plate's controls. The features (--rep) "
+                   "must be those it was fitted on: the same layer, feature count and model")
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic steps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out made "
                    "by bioaug profile")
@@ -77,8 +79,10 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
         description="Write an .h5ad of profiles (or cells) as a table in pycytominer's "
         "layout: Metadata_<column> for every obs column, then one column per feature.")
     p.add_argument("h5ad", help="profiles .h5ad (e.g. from `bioaug profile`)")
-    p.add_argument("--format", choices=["parquet", "csv"], default=None,
-                   help="table format (default: from the --out suffix)")
+    p.add_argument("--format", choices=list(FORMATS), default=None,
+                   help="table format (default: from the --out suffix; when given, the "
+                   "--out suffix must agree: "
+                   + ", ".join(f"{k} {' or '.join(v)}" for k, v in FORMATS.items()) + ")")
     p.add_argument("--out", default=None, help="table to write (default: next to the input, "
                    "with the format's suffix)")
     p.add_argument("--rep", default="X_bioaug", help="obsm key of the features")
@@ -133,6 +137,23 @@ def _check_no_step_flags(args: argparse.Namespace, steps: str) -> None:
                                "global")
 
 
+#: Flags that set the recipe, which --reuse takes from the earlier profiles instead.
+RECIPE_FLAGS = ("config", "steps", "correct_at", "output", "aggregate", "control", "plate",
+                *STEP_FLAGS)
+
+
+def _check_no_recipe_flags(args: argparse.Namespace) -> None:
+    """--reuse applies the earlier profiles' recipe: a flag that sets the recipe would be
+    ignored, so it is refused (--rep, which features to read, is honoured)."""
+    from bioaug.errors import ConfigError
+
+    given = [f"--{n.replace('_', '-')}" for n in RECIPE_FLAGS if getattr(args, n, None)]
+    if given:
+        raise ConfigError(f"--reuse takes the recipe of the earlier profiles; leave out "
+                          f"{', '.join(given)}",
+                          hint="profile without --reuse to give a recipe of your own")
+
+
 def summary_lines(info: dict[str, Any]) -> list[str]:
     """The printed summary of a profile's provenance: counts, steps and why."""
     records = info["steps"].values() if isinstance(info["steps"], dict) else info["steps"]
@@ -160,29 +181,22 @@ def _check_out(out: Path, inputs: list[Path], overwrite: bool, kind: str) -> Non
 
 def run_profile(args: argparse.Namespace) -> int:
     from bioaug.embed import write_h5ad
-    from bioaug.evaluate.report import load_adata
+    from bioaug.embed.io import check_h5ad_path
+    from bioaug.evaluate.inputs import load_adata
     from bioaug.profile import profile
 
     reuse = None
     if args.reuse:
-        from bioaug.errors import ConfigError
-
-        if args.config or args.steps:
-            raise ConfigError("--reuse takes the recipe of the earlier profiles; leave out "
-                              "--config and --steps")
+        _check_no_recipe_flags(args)
         reuse, _ = load_adata(args.reuse)
         config = None
     else:
         config = recipe_from_args(args)
-    out = Path(args.out)
-    if out.suffix != ".h5ad":
-        from bioaug.errors import ConfigError
-
-        raise ConfigError(f"--out {out} must end in .h5ad")
+    out = check_h5ad_path(args.out)
     _check_out(out, [Path(args.h5ad), *([Path(args.reuse)] if args.reuse else [])],
                args.overwrite, "h5ad")
     adata, path = load_adata(args.h5ad)
-    result = profile(adata, config, seed=args.seed, where=path, reuse=reuse)
+    result = profile(adata, config, rep=args.rep, seed=args.seed, where=path, reuse=reuse)
     write_h5ad(result, out)
     for line in summary_lines(result.uns["bioaug"]["profile"]):
         print(line)
@@ -191,12 +205,12 @@ def run_profile(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from bioaug.evaluate.report import load_adata
-    from bioaug.profile.table import FORMATS, write_table
+    from bioaug.evaluate.inputs import load_adata
+    from bioaug.profile.table import FORMATS, format_of, write_table
 
     src = Path(args.h5ad)
-    fmt = args.format
-    out = Path(args.out) if args.out else src.with_suffix(FORMATS[fmt or "parquet"][0])
+    out = Path(args.out) if args.out else src.with_suffix(FORMATS[args.format or "parquet"][0])
+    fmt = format_of(out, args.format)  # the suffix and the format agree, before any work
     _check_out(out, [src], args.overwrite, "table")
     adata, _ = load_adata(src)
     write_table(adata, out, fmt, rep=args.rep)

@@ -54,6 +54,13 @@ def group_median(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return out
 
 
+def as_categorical(values: pd.Series) -> pd.Series:
+    """``values`` as a categorical of strings; missing values (NaN, None) stay missing, never
+    a category named "nan" or "None"."""
+    missing = values.isna().to_numpy()
+    return values.astype(str).where(~missing).astype("category")
+
+
 def _first_per_group(obs: pd.DataFrame, codes: np.ndarray, columns: Sequence[str]
                      ) -> pd.DataFrame:
     cols = [c for c in columns if c in obs.columns]
@@ -166,7 +173,7 @@ def aggregate(adata: Any, level: str = "well", rep: str | Sequence[str] | None =
     table.index = [f"{prefix}{i}" for i in range(len(table))]
     for c in table.columns:
         if c not in ("n_cells", "n_wells"):
-            table[c] = table[c].astype(str).astype("category")
+            table[c] = as_categorical(table[c])
     out = ad.AnnData(obs=table)
     for k, v in reps.items():
         out.obsm[k] = v

@@ -65,12 +65,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bioaug.data.store import Store
+from bioaug.data.store import HEADER, OBS, Store
 from bioaug.device import pick_device
 from bioaug.errors import CheckpointError, ConfigError, DataError, did_you_mean, unknown_choice
 from bioaug.io import atomic_write_json, preallocate, provenance, sha256_file, sha256_text
 from bioaug.methods.base import ALL_LAYERS, EMBED_LAYERS, backbone_features, probe_layers
 from bioaug.progress import progress
+from bioaug.seeds import check_seed
 
 LAYERS = tuple(EMBED_LAYERS)
 PREPROCESS = ("resize", "center_crop", "none")
@@ -476,12 +477,13 @@ def _check_fusable(infos: list[dict[str, Any]]) -> None:
 def _provenance(store: Store, kind: str, embedders: Sequence[Embedder],
                 run: dict[str, Any]) -> dict[str, Any]:
     """``uns["bioaug"]`` of an embedding: the source, layer, store and models."""
-    header_file = store.path / "header.json"
+    header_file, obs_file = store.path / HEADER, store.path / OBS
     return {
         "kind": kind,
         **_layer_record(embedders),
         "store": str(store.path),
         "store_header_sha256": sha256_file(header_file) if header_file.is_file() else None,
+        "store_obs_sha256": sha256_file(obs_file) if obs_file.is_file() else None,
         "store_channels": store.channels,
         "store_image_size": list(store.image_size),
         "label_column": store.label_column,
@@ -538,136 +540,92 @@ def _obsm_record(embedders: Sequence[Embedder]) -> dict[str, str]:
     return record
 
 
-def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
-          data: str | os.PathLike | Store | None = None, *, layer: str | None = None,
-          batch_size: int = 256, backbone: str | None = None, raw: bool = False,
-          device: str = "auto", aggregate: str | None = None, preprocess: str = "resize",
-          backbone_kwargs: dict[str, Any] | None = None, raw_size: int = DEFAULT_RAW_SIZE,
-          seed: int = 0, work_dir: str | os.PathLike | None = None,
-          shard: tuple[int, int] | str | None = None) -> Any:
-    """Embed every item of a crop store; one row per item, as AnnData.
+@dataclass(frozen=True)
+class Source:
+    """Where the features come from: exactly one of trained ``checkpoints``, a named
+    ``backbone`` or ``raw`` pixels, with the options of that source."""
 
-    The features come from exactly one source: trained ``checkpoints``, a named
-    ``backbone``, or ``raw`` pixels. Results follow scanpy's conventions, so the object
-    goes straight into ``sc.pp.neighbors(adata, use_rep="X_bioaug")``.
+    checkpoints: tuple[str | os.PathLike, ...] = ()
+    backbone: str | None = None
+    raw: bool = False
+    layer: str | None = None
+    preprocess: str = "resize"
+    backbone_kwargs: dict[str, Any] | None = None
+    raw_size: int = DEFAULT_RAW_SIZE
+    seed: int = 0
 
-    Parameters
-    ----------
-    checkpoints
-        One or more training run directories or ``checkpoint.pt`` files. With several,
-        each model's embedding is in ``obsm["X_bioaug_<i>"]`` and their fusion (the
-        concatenation of L2-normalised embeddings, Ericsson et al., BMVC 2022) in
-        ``obsm["X_bioaug_fused"]``.
-    data
-        The crop store (a path made by ``bioaug data prepare``, or an open ``Store``).
-    layer
-        ``"backbone"`` (pooled encoder output, the usual evaluation layer),
-        ``"feature_map"`` (the last convolutional map before pooling, flattened) or
-        ``"projection"`` (projection-head output, checkpoints only), any stage or block
-        the backbone lists (``"stage3"``, ``"block6"``), or ``"all"`` (every layer, in
-        ``obsm["X_bioaug_<layer>"]``; see "Which layer?" in docs/evaluation.md). ``None`` (default):
-        the layer each model's backbone declares (:func:`bioaug.models.default_embed_layer`);
-        ``uns["bioaug"]["layer"]`` and ``["layer_source"]`` record the choice.
-    batch_size
-        Items per forward pass; memory is bounded by it.
-    backbone
-        A registered backbone name instead of checkpoints: ``"resnet101_supervised"`` is
-        the supervised ImageNet baseline (weights read from disk), any other is embedded
-        with seeded random weights.
-    raw
-        Embed raw pixels (each channel area-averaged to ``raw_size`` × ``raw_size``).
-    device
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``.
-    aggregate
-        ``"well"`` (mean of cells per plate and well) or ``"treatment"`` (median of well
-        means per compound and concentration): return these profiles instead of cells.
-        Checked against the store's columns before any work.
-    preprocess
-        How items reach a checkpoint's training crop size: ``"resize"`` (default),
-        ``"center_crop"`` or ``"none"``.
-    backbone_kwargs
-        Extra arguments for the named ``backbone`` (e.g. ``{"weights": "r101.pth"}``).
-    raw_size
-        Side of the area-averaged raw-pixel image.
-    seed
-        Seed of a random-weight backbone.
-    work_dir
-        A folder for resumable progress; an interrupted call continues from the last
-        committed batch. The caller removes it once the result is saved.
-    shard
-        ``(i, n)`` or ``"i/n"``: embed only the ``i``-th of ``n`` contiguous blocks of
-        items, for array jobs; join the shards with :func:`bioaug.embed.merge_files`.
+    @property
+    def kind(self) -> str:
+        """``checkpoint``, ``backbone`` or ``raw`` (a key of :data:`SOURCES`)."""
+        return "checkpoint" if self.checkpoints else "backbone" if self.backbone else "raw"
 
-    Returns
-    -------
-    AnnData
-        ``obs``: the store's metadata (categoricals); ``obsm["X_bioaug"]``: the embedding;
-        ``uns["bioaug"]``: provenance (models, store, settings, shard).
+    def check(self) -> None:
+        """ConfigError, before any model is loaded, for a request that cannot be served."""
+        given = sum([bool(self.checkpoints), self.backbone is not None, bool(self.raw)])
+        if given != 1:
+            raise ConfigError("give exactly one source of features: checkpoint(s), a "
+                              f"backbone name or raw pixels (got {given})",
+                              hint="e.g. --checkpoint RUN_DIR, --backbone "
+                                   "resnet101_supervised or --raw")
+        _check_layer(self.layer, kind=self.kind, n_models=len(self.checkpoints))
+        if self.preprocess not in PREPROCESS:
+            raise ConfigError(unknown_choice("preprocessing", self.preprocess, PREPROCESS))
+        check_seed(self.seed, "seed")
 
-    Raises
-    ------
-    bioaug.errors.BioaugError
-        For any mistake in the inputs (one clear message), including NaN or infinite
-        pixels or features, named by item.
 
-    Examples
-    --------
-    >>> import bioaug, scanpy as sc  # doctest: +SKIP
-    >>> cells = bioaug.embed("runs/moco", "stores/bbbc021")  # doctest: +SKIP
-    >>> sc.pp.neighbors(cells, use_rep="X_bioaug")  # doctest: +SKIP
-    """
-    if data is None:
-        raise ConfigError("embed needs a store: data=PATH (made by `bioaug data prepare`)")
-    store = data if isinstance(data, Store) else Store.open(data)
-    ckpts = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
-    sources = sum([bool(ckpts), backbone is not None, bool(raw)])
-    if sources != 1:
-        raise ConfigError("give exactly one source of features: checkpoint(s), a backbone "
-                          f"name or raw pixels (got {sources})",
-                          hint="e.g. --checkpoint RUN_DIR, --backbone resnet101_supervised "
-                               "or --raw")
-    _check_layer(layer, kind="checkpoint" if ckpts else "backbone" if backbone else "raw",
-                 n_models=len(ckpts))
-    if preprocess not in PREPROCESS:
-        raise ConfigError(unknown_choice("preprocessing", preprocess, PREPROCESS))
+def _checkpoint_embedders(src: Source, store: Store, device: torch.device) -> list[Embedder]:
+    embedders = [_checkpoint_embedder(p, i, store, src.layer, src.preprocess, device)
+                 for i, p in enumerate(src.checkpoints)]
+    _check_fusable([e.info for e in embedders])
+    return embedders
+
+
+def _named_backbone_embedders(src: Source, store: Store, device: torch.device
+                              ) -> list[Embedder]:
+    assert src.backbone is not None
+    return [_backbone_embedder(src.backbone, store, device, src.backbone_kwargs, src.seed,
+                               src.layer)]
+
+
+def _raw_embedders(src: Source, store: Store, device: torch.device) -> list[Embedder]:
+    return [_raw_embedder(store, src.raw_size)]
+
+
+#: source kind → the embedders it builds for a store on a device.
+SOURCES: dict[str, Callable[[Source, Store, torch.device], list[Embedder]]] = {
+    "checkpoint": _checkpoint_embedders, "backbone": _named_backbone_embedders,
+    "raw": _raw_embedders}
+
+
+def _plan_items(store: Store, batch_size: int, shard: tuple[int, int] | str | None,
+                aggregate: str | None) -> tuple[range, tuple[int, int] | None]:
+    """(the items to embed, the shard as ``(i, n)`` or None), checked before any work."""
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(store) == 0:
         raise DataError(f"the store {store.path} holds no items")
     items = range(len(store))
-    if shard is not None:
-        shard = parse_shard(shard)
+    parsed = parse_shard(shard) if shard is not None else None
+    if parsed is not None:
         if aggregate is not None:
             raise ConfigError("a shard cannot be aggregated: wells may span shards",
                               hint="merge the shards first (`bioaug embed merge … "
                                    "--aggregate well`)")
-        items = shard_items(len(store), shard)
+        items = shard_items(len(store), parsed)
         if len(items) == 0:
-            raise ConfigError(f"shard {shard[0]}/{shard[1]} holds no items: the store has "
+            raise ConfigError(f"shard {parsed[0]}/{parsed[1]} holds no items: the store has "
                               f"only {len(store)}", hint="use fewer shards than items")
     if aggregate is not None:
         from bioaug.embed.aggregate import check_aggregatable
 
         check_aggregatable(store.obs.columns, aggregate, where=store.path)
-    check_finite_pixels(store, items)
-    dev = pick_device(device)
+    return items, parsed
 
-    if ckpts:
-        embedders = [_checkpoint_embedder(p, i, store, layer, preprocess, dev)
-                     for i, p in enumerate(ckpts)]
-        _check_fusable([e.info for e in embedders])
-        kind = "checkpoint"
-    elif backbone is not None:
-        embedders = [_backbone_embedder(backbone, store, dev, backbone_kwargs, seed, layer)]
-        kind = "backbone"
-    else:
-        embedders = [_raw_embedder(store, raw_size)]
-        kind = "raw"
 
-    feats = run_embedders(store, embedders, batch_size=int(batch_size), device=dev,
-                          work_dir=work_dir, items=items)
-    feats = [np.array(f, dtype=np.float32) for f in feats]  # memory maps → memory
-
+def _to_anndata(store: Store, items: range, embedders: Sequence[Embedder],
+                feats: list[np.ndarray], kind: str, run: dict[str, Any],
+                shard: tuple[int, int] | None) -> Any:
+    """The AnnData of embedded ``items``: obs, the obsm keys, the provenance."""
     import anndata as ad
 
     adata = ad.AnnData(obs=obs_from_store(store).iloc[items.start:items.stop])
@@ -678,14 +636,87 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
             adata.obsm[f"X_bioaug_{i}"] = f
         adata.obsm["X_bioaug_fused"] = np.concatenate([l2_normalise(f) for f in feats],
                                                       axis=1).astype(np.float32)
-    adata.uns["bioaug"] = _provenance(store, kind, embedders,
-                                      provenance(stage="embed", device=str(dev),
-                                                 batch_size=int(batch_size)))
+    adata.uns["bioaug"] = _provenance(store, kind, embedders, run)
     if shard is not None:
         adata.uns["bioaug"]["shard"] = {"index": shard[0], "count": shard[1],
                                         "start": items.start, "stop": items.stop}
-    if aggregate is not None:
-        from bioaug.embed.aggregate import aggregate as _aggregate
-
-        return _aggregate(adata, aggregate)
     return adata
+
+
+def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
+          data: str | os.PathLike | Store | None = None, *, layer: str | None = None,
+          batch_size: int = 256, backbone: str | None = None, raw: bool = False,
+          device: str = "auto", aggregate: str | None = None, preprocess: str = "resize",
+          backbone_kwargs: dict[str, Any] | None = None, raw_size: int = DEFAULT_RAW_SIZE,
+          seed: int = 0, work_dir: str | os.PathLike | None = None,
+          shard: tuple[int, int] | str | None = None) -> Any:
+    """Embed every item of a crop store; one row per item, as AnnData (scanpy's layout:
+    ``sc.pp.neighbors(adata, use_rep="X_bioaug")`` works on it as it is).
+
+    Parameters
+    ----------
+    checkpoints
+        Training run directories or ``checkpoint.pt`` files; with several, each model's
+        embedding is ``obsm["X_bioaug_<i>"]`` and their fusion (concatenated L2-normalised
+        embeddings, Ericsson et al., BMVC 2022) ``obsm["X_bioaug_fused"]``.
+    data
+        The crop store (a path made by ``bioaug data prepare``, or an open ``Store``).
+    layer
+        ``"backbone"``, ``"feature_map"``, ``"projection"`` (checkpoints only), a stage or
+        block the backbone lists (``"stage3"``), or ``"all"`` (every layer, in
+        ``obsm["X_bioaug_<layer>"]``). None: the layer the backbone declares; recorded in
+        ``uns["bioaug"]["layer"]`` and ``["layer_source"]``.
+    batch_size
+        Items per forward pass; memory is bounded by it.
+    backbone
+        A registered backbone instead of checkpoints: ``"resnet101_supervised"`` (ImageNet
+        weights from disk), any other with seeded random weights.
+    raw
+        Embed raw pixels (each channel area-averaged to ``raw_size`` × ``raw_size``).
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``.
+    aggregate
+        ``"well"`` or ``"treatment"``: return those profiles instead of cells (the columns
+        are checked before any work).
+    preprocess
+        How items reach a checkpoint's crop size: ``"resize"``, ``"center_crop"``, ``"none"``.
+    backbone_kwargs
+        Extra arguments of the named ``backbone`` (e.g. ``{"weights": "r101.pth"}``).
+    raw_size
+        Side of the area-averaged raw-pixel image.
+    seed
+        Seed of a random-weight backbone (0 … 2**32 - 1, :func:`bioaug.seeds.check_seed`).
+    work_dir
+        A folder for resumable progress (the caller removes it once the result is saved).
+    shard
+        ``(i, n)`` or ``"i/n"``: only the ``i``-th of ``n`` contiguous blocks of items;
+        join the shards with :func:`bioaug.embed.merge_files`.
+
+    Returns
+    -------
+    AnnData: ``obs`` the store's metadata, ``obsm["X_bioaug"]`` the embedding,
+    ``uns["bioaug"]`` the provenance. Mistakes raise a
+    :class:`bioaug.errors.BioaugError` (NaN pixels or features named by item).
+    """
+    if data is None:
+        raise ConfigError("embed needs a store: data=PATH (made by `bioaug data prepare`)")
+    store = data if isinstance(data, Store) else Store.open(data)
+    source = Source(tuple([checkpoints] if isinstance(checkpoints, (str, os.PathLike))
+                          else checkpoints), backbone, bool(raw), layer, preprocess,
+                    backbone_kwargs, raw_size, seed)
+    source.check()
+    items, parsed = _plan_items(store, batch_size, shard, aggregate)
+    check_finite_pixels(store, items)
+    dev = pick_device(device)
+    embedders = SOURCES[source.kind](source, store, dev)
+    feats = run_embedders(store, embedders, batch_size=int(batch_size), device=dev,
+                          work_dir=work_dir, items=items)
+    adata = _to_anndata(store, items, embedders,
+                        [np.array(f, dtype=np.float32) for f in feats],  # maps → memory
+                        source.kind, provenance(stage="embed", device=str(dev),
+                                                batch_size=int(batch_size)), parsed)
+    if aggregate is None:
+        return adata
+    from bioaug.embed.aggregate import aggregate as _aggregate
+
+    return _aggregate(adata, aggregate)

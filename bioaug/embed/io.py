@@ -9,7 +9,24 @@ from typing import Any
 
 import numpy as np
 
+from bioaug.errors import ConfigError
 from bioaug.io import atomic_path, ensure_free_space
+
+#: The suffix of every AnnData file bioaug writes (HDF5, anndata's ``.h5ad`` layout).
+H5AD_SUFFIX = ".h5ad"
+
+
+def check_h5ad_path(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """``path`` as a :class:`Path` when it ends in ``.h5ad``; ConfigError otherwise (an
+    AnnData is written as HDF5, whatever the name says, so the name must say so)."""
+    target = Path(path)
+    if target.suffix.lower() != H5AD_SUFFIX:
+        raise ConfigError(f"{flag} {target}: an AnnData file is written as HDF5 and its name "
+                          f"must end in {H5AD_SUFFIX}, not "
+                          f"{target.suffix or '(no suffix)'}",
+                          hint=f"e.g. {flag} {target.with_suffix(H5AD_SUFFIX).name}; for a "
+                               "Parquet or CSV table, run `bioaug export` on the .h5ad")
+    return target
 
 
 def sanitize_uns(value: Any) -> Any:
@@ -60,12 +77,12 @@ def _estimated_bytes(adata: Any) -> int:
 
 
 def write_h5ad(adata: Any, path: str | os.PathLike) -> Path:
-    """Write ``adata`` to ``path`` atomically (temp file + rename); returns the path.
+    """Write ``adata`` to ``path`` (``….h5ad``) atomically (temp file + rename); returns it.
 
     ``uns`` is sanitised first (see :func:`sanitize_uns`) so provenance with ``None`` or
     nested lists does not make h5py fail half-way.
     """
-    target = Path(path)
+    target = check_h5ad_path(path, "path")
     adata.uns = sanitize_uns(dict(adata.uns))
     # HDF5 cannot fail cleanly half-way through a file: check the space first
     ensure_free_space(target.parent, _estimated_bytes(adata), f"writing {target}")

@@ -49,10 +49,42 @@ def _identity(info: dict[str, Any]) -> str:
     return json.dumps(same, sort_keys=True, default=str)
 
 
+#: identity keys → what they mean, in the messages of a refused merge.
+_DESCRIPTIONS = {
+    "store_obs_sha256": "the store's obs table (obs.csv: its rows, labels or metadata)",
+    "store_header_sha256": "the store's header.json (another store, or one rebuilt)",
+    "store_channels": "the store's channels", "store_image_size": "the store's image size",
+    "n_items": "the store's number of items", "models": "the models or their settings",
+    "layer": "the embedding layer",
+    "kind": "the source of features (checkpoint, backbone, raw pixels)",
+}
+
+
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """What differs between two shards' provenance, described (identity keys only)."""
     ja, jb = json.loads(_identity(a)), json.loads(_identity(b))
     keys = sorted(set(ja) | set(jb))
-    return [k for k in keys if ja.get(k) != jb.get(k)]
+    return [f"{k} ({_DESCRIPTIONS[k]})" if k in _DESCRIPTIONS else k
+            for k in keys if ja.get(k) != jb.get(k)]
+
+
+def _obs_differences(a: Any, b: Any) -> list[str]:
+    """What differs between two shards' obs tables beyond their rows: the columns, their
+    types and the categories (a shard's categories are those of its whole store)."""
+    import pandas as pd
+
+    if list(a.columns) != list(b.columns):
+        return [f"obs columns ({', '.join(map(str, b.columns))} against "
+                f"{', '.join(map(str, a.columns))})"]
+    out = []
+    for col in a.columns:
+        ta, tb = a[col].dtype, b[col].dtype
+        both = isinstance(ta, pd.CategoricalDtype) and isinstance(tb, pd.CategoricalDtype)
+        if both and list(ta.categories) != list(tb.categories):
+            out.append(f"the values of obs column '{col}'")
+        elif not both and ta != tb:
+            out.append(f"the type of obs column '{col}' ({tb} against {ta})")
+    return out
 
 
 def _shard_info(adata: Any, source: str) -> tuple[dict[str, Any], dict[str, int]]:
@@ -67,6 +99,10 @@ def _shard_info(adata: Any, source: str) -> tuple[dict[str, Any], dict[str, int]
         raise DataError("not a shard (written without --shard I/N)", where=source,
                         hint="merge the files written by `bioaug embed … --shard I/N`")
     return info, {k: int(shard[k]) for k in ("index", "count", "start", "stop")}
+
+
+#: (provenance, shard position) of each shard, as :func:`_shard_info` reads them.
+Parsed = list[tuple[dict[str, Any], dict[str, int]]]
 
 
 def merge_shards(shards: Sequence[Any], sources: Sequence[str] | None = None) -> Any:
@@ -88,30 +124,44 @@ def merge_shards(shards: Sequence[Any], sources: Sequence[str] | None = None) ->
     Raises
     ------
     DataError
-        A shard is not a shard, comes from another store or model or setting, overlaps
-        another, or shards are missing.
+        A shard is not a shard; comes from another store, another version of the store's
+        obs table, another model or setting; overlaps another; or shards are missing. The
+        message names the two shards and what differs.
     """
-    import anndata as ad
-
     if not shards:
         raise ConfigError("nothing to merge: give the shard files")
     names = (list(sources) if sources is not None
              else [f"input {k + 1}" for k in range(len(shards))])
     parsed = [_shard_info(a, name) for a, name in zip(shards, names, strict=True)]
+    _check_same_embedding(shards, parsed, names)
+    order = _check_coverage(shards, parsed, names)
+    return _join(shards, parsed, names, order)
+
+
+def _check_same_embedding(shards: Sequence[Any], parsed: Parsed, names: list[str]) -> None:
+    """Every shard comes from the first one's store (header and obs table), models and
+    settings, and holds the same obsm keys."""
     first_info, first_shard = parsed[0]
-    count = first_shard["count"]
-    for (info, shard), name in zip(parsed[1:], names[1:], strict=True):
-        diffs = _differences(first_info, info)
-        if diffs or shard["count"] != count:
-            what = ", ".join(diffs) if diffs else f"shard count {shard['count']} vs {count}"
+    for k in range(1, len(shards)):
+        info, shard = parsed[k]
+        diffs = _differences(first_info, info) + _obs_differences(shards[0].obs, shards[k].obs)
+        if shard["count"] != first_shard["count"]:
+            diffs.append(f"shard count ({shard['count']} against {first_shard['count']})")
+        if diffs:
             raise DataError(f"not a shard of the same embedding as {names[0]}: differs in "
-                            f"{what}", where=name,
+                            f"{'; '.join(diffs)}", where=names[k],
                             hint="merge shards of one store embedded with the same models "
                                  "and options")
     for a, name in zip(shards, names, strict=True):
         if list(a.obsm.keys()) != list(shards[0].obsm.keys()):
             raise DataError(f"holds {list(a.obsm.keys())} but {names[0]} holds "
                             f"{list(shards[0].obsm.keys())}", where=name)
+
+
+def _check_coverage(shards: Sequence[Any], parsed: Parsed, names: list[str]) -> list[int]:
+    """The shards' indices in item order, after checking that each shard is given once and
+    that together they cover every item of the store, contiguously."""
+    count = parsed[0][1]["count"]
     order = sorted(range(len(shards)), key=lambda k: parsed[k][1]["start"])
     seen: dict[int, str] = {}
     for k in order:
@@ -120,7 +170,6 @@ def merge_shards(shards: Sequence[Any], sources: Sequence[str] | None = None) ->
             raise DataError(f"shard {idx}/{count} is given twice ({seen[idx]} and {names[k]})",
                             hint="give each shard once")
         seen[idx] = names[k]
-    n_items = int(first_info.get("n_items", 0))
     missing = [f"{i}/{count}" for i in range(count) if i not in seen]
     if missing:
         raise DataError(f"shards {', '.join(missing)} are missing (have {len(seen)} of "
@@ -134,8 +183,15 @@ def merge_shards(shards: Sequence[Any], sources: Sequence[str] | None = None) ->
                             f"at item {position}", where=names[k],
                             hint="the shards overlap or were edited; embed them again")
         position = sh["stop"]
+    n_items = int(parsed[0][0].get("n_items", 0))
     if position != n_items:
         raise DataError(f"the shards cover {position} items but the store has {n_items}")
+    return order
+
+
+def _join(shards: Sequence[Any], parsed: Parsed, names: list[str], order: list[int]) -> Any:
+    """The shards' rows in item order as one AnnData, with the merged provenance."""
+    import anndata as ad
 
     parts = [shards[k] for k in order]
     merged = ad.AnnData(obs=_concat_obs([p.obs for p in parts]))
@@ -143,7 +199,7 @@ def merge_shards(shards: Sequence[Any], sources: Sequence[str] | None = None) ->
         merged.obsm[key] = np.concatenate([np.asarray(p.obsm[key]) for p in parts], axis=0)
     info = dict(shards[order[0]].uns["bioaug"])
     info.pop("shard", None)
-    info["merged_shards"] = {"count": count,
+    info["merged_shards"] = {"count": parsed[0][1]["count"],
                              "files": [names[k] for k in order],
                              "provenance": [json.dumps(_plain(parsed[k][0].get("provenance")),
                                                        default=str) for k in order]}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from bioaug.callable_package import make_callable
 from bioaug.evaluate.metrics import METRICS, Metric, metric_names, metric_values
-from bioaug.evaluate.report import evaluate, format_table, summary_rows
+from bioaug.evaluate.render import format_table, summary_rows
+from bioaug.evaluate.report import evaluate
 from bioaug.evaluate.result import EvaluationReport
 
 __all__ = ["METRICS", "EvaluationReport", "Metric", "evaluate", "format_table", "metric_names",

@@ -123,19 +123,21 @@ def metric_values(report: Any, names: Sequence[str] | None = None) -> dict[str, 
     -------
     Metric name → value (None where the report does not have it).
     """
-    out: dict[str, float | None] = {}
     corrected = dig(report, ("profiling_corrected",)) is not None
-    for name in names if names is not None else metric_names(corrected):
-        base = name.removesuffix(CORRECTED_SUFFIX)
-        if base not in METRICS:
-            from bioaug.errors import ConfigError, unknown_choice
+    return {name: _scalar(dig(report, metric_path(name)))
+            for name in (names if names is not None else metric_names(corrected))}
 
-            raise ConfigError(unknown_choice("metric", name, metric_names(True)))
-        path = METRICS[base].path
-        if name != base:
-            path = ("profiling_corrected", *path[1:])
-        out[name] = _scalar(dig(report, path))
-    return out
+
+def metric_path(name: str) -> tuple[str, ...]:
+    """Key path of a metric in the report; a ``*_corrected`` name reads the same path in
+    ``profiling_corrected``. ConfigError for a name the registry does not have."""
+    base = name.removesuffix(CORRECTED_SUFFIX)
+    if base not in METRICS:
+        from bioaug.errors import ConfigError, unknown_choice
+
+        raise ConfigError(unknown_choice("metric", name, metric_names(True)))
+    path = METRICS[base].path
+    return ("profiling_corrected", *path[1:]) if name != base else path
 
 
 def metric_names(corrected: bool = False) -> list[str]:

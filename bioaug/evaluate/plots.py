@@ -176,3 +176,49 @@ def plot_layers(scores: dict[str, dict[str, float | None]], path: Path, *, title
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
     return _save(fig, path)
+
+
+def report_figures(x: np.ndarray, obs: Any, y: np.ndarray, report: Any, out_dir: Path, *,
+                   seed: int, max_dims: int, umap_points: int, label: str) -> dict[str, str]:
+    """The pictures of an evaluation report, drawn into ``out_dir``: name → file name.
+
+    UMAP coloured by the label (and the batch when there is one), the linear probe's
+    confusion matrix and per-class accuracy, the metric per layer of a ``--layer all``
+    embedding and the NSC accuracy per MoA.
+    """
+    from bioaug.evaluate.clustering import reduce_dims
+    from bioaug.evaluate.metrics import metric_title
+
+    figs: dict[str, str] = {}
+    coords, idx = umap_coords(reduce_dims(x, max_dims, seed)[0], max_points=umap_points,
+                              seed=seed)
+    n = len(idx)
+    figs["umap_label"] = plot_embedding(
+        coords, y[idx], out_dir / "umap_label.png",
+        title=f"UMAP coloured by {label} ({n} of {len(x)} items)").name
+    if "batch" in obs.columns:
+        figs["umap_batch"] = plot_embedding(
+            coords, obs["batch"].astype(str).to_numpy()[idx], out_dir / "umap_batch.png",
+            title=f"UMAP coloured by batch ({n} of {len(x)} items)").name
+    lin = report["linear"]
+    figs["confusion"] = plot_confusion(
+        np.asarray(lin["confusion_matrix"]), lin["classes"], out_dir / "confusion.png",
+        title=f"Linear probe, test split ({lin['n_test']} items)").name
+    figs["per_class"] = plot_per_class(
+        lin["per_class"], out_dir / "per_class_accuracy.png",
+        title=f"Per-class linear accuracy ({lin['n_test']} test items)",
+        overall=lin["accuracy"]).name
+    block = report.get("layers")
+    if block:
+        figs["layers"] = plot_layers(
+            block["scores"], out_dir / "layers.png", default=block["default"],
+            titles={m: metric_title(m) for m in block["metrics"]},
+            title=f"Metric per layer ({len(block['scores']) - 1} probed layers)").name
+    prof = report.get("profiling")
+    if prof and prof.get("nsc"):
+        acc = {k: v["accuracy"] for k, v in prof["nsc"]["per_class"].items()}
+        figs["nsc_per_class"] = plot_per_class(
+            acc, out_dir / "nsc_per_moa.png",
+            title=f"NSC 1-NN accuracy per MoA ({prof['nsc']['n_scored']} treatments)",
+            overall=prof["nsc"]["accuracy"]).name
+    return figs

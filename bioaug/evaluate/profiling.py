@@ -8,7 +8,9 @@ used since by every BBBC021 benchmark (Ando et al. 2017, Caicedo et al. 2018, WS
 2. **Treatment profile** = median over its wells of a (compound, concentration). A treatment
    is profiled over *all* its wells, whatever their batch.
 3. Each treatment is a query; its MoA is predicted as the MoA of its nearest other
-   treatment by **cosine** similarity (1-NN).
+   treatment by **cosine** similarity (1-NN). When several references tie for nearest,
+   each is an equally likely pick: the query counts as the fraction of them with its MoA
+   (so ties never favour the right answer; ``n_correct`` may then be fractional).
 4. **NSC** (not-same-compound): a neighbour may not be the same compound (another
    concentration of the query's compound would otherwise give the answer away). Queries and
    references are the annotated treatments; the DMSO control is excluded (103 on BBBC021).
@@ -85,40 +87,41 @@ def nearest_neighbour_moa(profiles: np.ndarray, labels: np.ndarray, compounds: n
                           with_map: bool = True) -> dict[str, Any]:
     """1-NN (cosine) label transfer excluding the same compound (and shared batches if given).
 
-    Returns per-query arrays: ``neighbour`` (index or -1 when no admissible reference),
-    ``correct`` (bool), ``ap`` (average precision of label retrieval or NaN).
+    References tied for nearest (cosine within ``retrieval.TIE_TOLERANCE``) are equally
+    likely picks: a query scores the fraction of them that share its label, and its AP is
+    the expectation over the orders of tied references.
+
+    Returns per-query arrays: ``neighbour`` (the first nearest reference, or -1 when there
+    is no admissible one), ``n_tied`` (references tied for nearest), ``correct`` (the
+    expected correctness, 0 … 1), ``ap`` (average precision of label retrieval or NaN).
     """
-    p = np.asarray(profiles, dtype=np.float64)
-    norms = np.linalg.norm(p, axis=1, keepdims=True)
-    p = p / np.where(norms > 0, norms, 1.0)
-    sim = p @ p.T
+    sim = retrieval.unit_rows(profiles) @ retrieval.unit_rows(profiles).T
     comp = np.asarray(compounds).astype(str)
     admissible = comp[:, None] != comp[None, :]  # also removes the query itself
     if batch_sets is not None:
-        n = len(batch_sets)
-        shares = np.zeros((n, n), dtype=bool)
-        for i in range(n):
-            for j in range(n):
-                shares[i, j] = bool(batch_sets[i] & batch_sets[j])
-        admissible &= ~shares
-    masked = np.where(admissible, sim, -np.inf)
-    neighbour = np.argmax(masked, axis=1)
-    has_ref = admissible.any(axis=1)
-    neighbour = np.where(has_ref, neighbour, -1)
+        admissible &= ~_shared_batches(batch_sets)
     labels = np.asarray(labels).astype(str)
-    correct = has_ref & (labels[np.maximum(neighbour, 0)] == labels)
-    ap = np.full(len(p), np.nan)
-    if with_map:
-        for q in range(len(p)):
-            refs = np.flatnonzero(admissible[q])
-            if not len(refs):
-                continue
-            order = refs[np.argsort(-sim[q, refs], kind="stable")]
-            hits = labels[order] == labels[q]
-            if hits.any():
-                prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-                ap[q] = float(prec[hits].mean())
-    return {"neighbour": neighbour, "correct": correct, "has_reference": has_ref, "ap": ap}
+    same = labels[:, None] == labels[None, :]
+    masked = np.where(admissible, sim, -np.inf)
+    has_ref = admissible.any(axis=1)
+    tied = admissible & (masked >= masked.max(axis=1, keepdims=True) - retrieval.TIE_TOLERANCE)
+    n_tied = tied.sum(axis=1)
+    correct = np.where(has_ref, (tied & same).sum(axis=1) / np.maximum(n_tied, 1), 0.0)
+    neighbour = np.where(has_ref, np.argmax(tied, axis=1), -1)
+    ap = (retrieval.ap_from_ranking(sim, admissible & same, admissible & ~same)[0]
+          if with_map else np.full(len(labels), np.nan))
+    return {"neighbour": neighbour, "n_tied": n_tied, "correct": correct,
+            "has_reference": has_ref, "ap": ap}
+
+
+def _shared_batches(batch_sets: list[frozenset[str]]) -> np.ndarray:
+    """(n × n) mask: do treatments i and j have a batch in common?"""
+    n = len(batch_sets)
+    shares = np.zeros((n, n), dtype=bool)
+    for i in range(n):
+        for j in range(n):
+            shares[i, j] = bool(batch_sets[i] & batch_sets[j])
+    return shares
 
 
 def _summarise(name: str, table: pd.DataFrame, labels: np.ndarray, res: dict[str, Any],
@@ -136,7 +139,8 @@ def _summarise(name: str, table: pd.DataFrame, labels: np.ndarray, res: dict[str
     return {
         "rule": name,
         "accuracy": float(correct[scored].mean()) if scored.any() else None,
-        "n_correct": int(correct.sum()),
+        "n_correct": float(correct[scored].sum()),
+        "n_tied_queries": int((res["n_tied"][scored] > 1).sum()),
         "n_treatments": len(labels),
         "n_scored": int(scored.sum()),
         "n_unscorable": int((~scored).sum()),

@@ -114,7 +114,10 @@ class RuleScores(Block):
 
     rule: str
     accuracy: float | None
-    n_correct: int
+    #: scored queries answered right; a query whose nearest references tie counts as the
+    #: fraction of them with its label, so this may be fractional
+    n_correct: float
+    n_tied_queries: int = 0
     n_treatments: int
     n_scored: int
     n_unscorable: int

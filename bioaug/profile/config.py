@@ -158,6 +158,10 @@ class ProfileConfig(BaseModel):
         """Whether the steps are the standard correction, still to be chosen for the data."""
         return self.steps == STANDARD
 
+    def corrects(self) -> bool:
+        """Whether the recipe changes the profiles (standard steps, or any step given)."""
+        return self.is_standard() or bool(self.step_specs())
+
     def step_specs(self) -> list[StepSpec]:
         """The explicit steps (empty for ``standard`` until it is chosen)."""
         return [] if isinstance(self.steps, str) else list(self.steps)

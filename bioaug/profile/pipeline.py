@@ -20,6 +20,7 @@ import pandas as pd
 from bioaug.embed.aggregate import (
     TREATMENT_KEYS,
     WELL_KEYS,
+    as_categorical,
     group_codes,
     group_mean,
     group_median,
@@ -33,7 +34,15 @@ from bioaug.profile.config import (
     make_profile_config,
     parse_control,
 )
+from bioaug.profile.corrected import (
+    CORRECTED_KEY,
+    corrected_steps,
+    corrections_record,
+    refuse_second_correction,
+)
+from bioaug.profile.identity import check_same_features, feature_identity
 from bioaug.profile.standard import StandardChoice, standard_steps
+from bioaug.seeds import check_seed
 
 #: Suffix of the obsm key holding the profiles before correction.
 UNCORRECTED = "_uncorrected"
@@ -291,6 +300,26 @@ def saved_transforms(profiled: Any) -> tuple[ProfileConfig, list[S.Fitted | None
     return config, fitted
 
 
+def fitted_features(profiled: Any) -> dict[str, Any] | None:
+    """The identity of the features the correction of ``profiled`` was fitted on (None
+    when not recorded; see :mod:`bioaug.profile.identity`)."""
+    prov = profiled.uns.get("bioaug", {}) if hasattr(profiled, "uns") else {}
+    rec = prov.get("profile") if isinstance(prov, dict) else None
+    features = rec.get("features") if isinstance(rec, dict) else None
+    return dict(features) if isinstance(features, dict) else None
+
+
+def _recipe(config: Any, reuse: Any
+            ) -> tuple[ProfileConfig, list[S.Fitted | None] | None, dict[str, Any] | None]:
+    """(recipe, saved transforms, identity of the features they were fitted on)."""
+    if reuse is None:
+        return as_profile_config(config), None, None
+    if config is not None:
+        raise DataError("give a recipe or earlier profiles to reuse, not both")
+    recipe, saved = saved_transforms(reuse)
+    return recipe, saved, fitted_features(reuse)
+
+
 def profile(adata: Any, config: Any = None, *, rep: str | None = None, seed: int = 0,
             where: str | None = None, reuse: Any = None) -> Any:
     """Profiles of an AnnData made by ``bioaug embed`` (see the module docstring).
@@ -303,51 +332,67 @@ def profile(adata: Any, config: Any = None, *, rep: str | None = None, seed: int
         The recipe (:class:`ProfileConfig`, YAML path, step names or dict); None: the
         standard correction, chosen for the data (see :func:`profile_cells`).
     rep
-        ``obsm`` key of the features (default: the recipe's ``rep``).
+        ``obsm`` key of the features (default: the recipe's ``rep``, or with ``reuse`` the
+        key the earlier profiles were made from).
     seed
-        Seed of the stochastic steps.
+        Seed of the stochastic steps (0 … 2**32 - 1).
     where
         File the data came from (for error messages).
     reuse
         A profiles AnnData made earlier: its recipe and fitted transforms correct these
-        (new) plates the same way (``config`` must then be None).
+        (new) plates the same way (``config`` must then be None). The features must be
+        those it was fitted on (layer, count, model): a DataError names what differs.
 
     Returns
     -------
-    A new AnnData at the recipe's output level.
+    A new AnnData at the recipe's output level; ``uns["bioaug"]["corrected"]`` records the
+    corrections its profiles carry. Profiles corrected already are refused unless the
+    recipe has no steps (:mod:`bioaug.profile.corrected`).
     """
-    import anndata as ad
-
-    from bioaug.io import provenance
-
-    saved = None
-    if reuse is not None:
-        if config is not None:
-            raise DataError("give a recipe or earlier profiles to reuse, not both")
-        config, saved = saved_transforms(reuse)
-    config = as_profile_config(config)
+    seed = check_seed(seed, "seed")
+    config, saved, fitted_on = _recipe(config, reuse)
     rep = rep or config.rep
     if rep not in adata.obsm:
         keys = list(adata.obsm.keys())
         raise DataError(f"representation '{rep}' not found{did_you_mean(rep, keys)}; obsm "
                         f"holds: {', '.join(keys) or '(nothing)'}", where=where,
                         hint="choose one with --rep")
+    features = feature_identity(adata, rep)
+    if reuse is not None:
+        check_same_features(fitted_on, features, where=where)
+    refuse_second_correction(adata, rep, config.corrects(), where=where,
+                             hint="profile the cells made by `bioaug embed` instead, or pass "
+                                  "--steps none to aggregate without correcting")
+    config = config.model_copy(update={"rep": rep})
     res = profile_cells(np.asarray(adata.obsm[rep]), adata.obs, config, seed=seed, where=where,
                         saved=saved)
+    return _profiles_adata(res, adata, rep, config, features, reused=reuse is not None)
+
+
+def _profiles_adata(res: Profiled, adata: Any, rep: str, config: ProfileConfig,
+                    features: dict[str, Any], *, reused: bool) -> Any:
+    """The profiles of ``res`` as an AnnData, with the provenance of ``adata`` extended."""
+    import anndata as ad
+
+    from bioaug.io import provenance
+
     obs = res.obs.copy()
     prefix = {"cell": "C", "well": "W", "treatment": "T"}[res.level]
     obs.index = [f"{prefix}{i}" for i in range(len(obs))]
     for c in obs.columns:
         if obs[c].dtype == object:
-            obs[c] = obs[c].astype(str).astype("category")
+            obs[c] = as_categorical(obs[c])
     out = ad.AnnData(obs=obs)
     out.obsm[rep] = res.x.astype(np.float32)
     out.obsm[rep + UNCORRECTED] = res.x_uncorrected.astype(np.float32)
     prov = dict(adata.uns.get("bioaug", {})) if hasattr(adata, "uns") else {}
     used = res.config or config
+    before = corrected_steps(adata, rep)
+    prov[CORRECTED_KEY] = corrections_record(
+        {rep: before + [r["step"] for r in res.steps], rep + UNCORRECTED: before})
     prov["profile"] = {
         "config": used.model_dump(mode="json"), "rep": rep, "level": res.level,
-        "steps_source": _steps_source(res, used, reuse is not None),
+        "features": features, "steps_source": _steps_source(res, used, reused),
         **({"standard": res.standard.to_record()} if res.standard is not None else {}),
         "n_input_items": int(adata.n_obs), "n_profiles": len(obs),
         "n_controls": res.n_controls,

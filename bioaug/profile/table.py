@@ -4,7 +4,9 @@
 pycytominer and copairs read; :func:`read_table` reads such a table (made by bioaug, or by
 CellProfiler + pycytominer) back into an AnnData, so the same evaluation scores both.
 Metadata columns lose their ``Metadata_`` prefix and are lower-cased on the way in
-(``Metadata_Plate`` → ``plate``); every other column must be a numeric feature.
+(``Metadata_Plate`` → ``plate``); every other column must be a numeric feature. A table of
+corrected profiles says so in a ``Metadata_bioaug_corrected`` column, so that reading it
+back keeps them from being corrected a second time (:mod:`bioaug.profile.corrected`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ import numpy as np
 import pandas as pd
 
 from bioaug.errors import ConfigError, DataError, did_you_mean
+from bioaug.profile.corrected import (
+    CORRECTED_KEY,
+    SEPARATOR,
+    TABLE_COLUMN,
+    corrected_steps,
+    corrections_record,
+    steps_of_column,
+)
 
 METADATA_PREFIX = "Metadata_"
 #: table format → the file suffixes that mean it.
@@ -24,13 +34,19 @@ FORMATS: dict[str, tuple[str, ...]] = {"parquet": (".parquet", ".pq"), "csv": ("
 
 
 def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
-    """The table format named, or the one the file suffix says."""
+    """The table format named, or the one the file suffix says; a format named must agree
+    with the suffix (a ``.parquet`` name never holds CSV)."""
+    suffix = Path(path).suffix.lower()
     if fmt is not None:
         if fmt not in FORMATS:
             raise ConfigError(f"unknown table format '{fmt}'{did_you_mean(fmt, FORMATS)}; "
                               f"formats: {', '.join(FORMATS)}")
+        if suffix not in FORMATS[fmt]:
+            raise ConfigError(f"{path}: a {fmt} table's name ends in "
+                              f"{' or '.join(FORMATS[fmt])}, not {suffix or '(no suffix)'}",
+                              hint="rename it, or leave out the format to take it from the "
+                                   "suffix")
         return fmt
-    suffix = Path(path).suffix.lower()
     for name, suffixes in FORMATS.items():
         if suffix in suffixes:
             return name
@@ -39,18 +55,30 @@ def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
 
 
 def to_frame(adata: Any, rep: str = "X_bioaug") -> pd.DataFrame:
-    """``Metadata_<obs column>`` columns then one column per feature (``<rep>_<i>``)."""
+    """``Metadata_<obs column>`` columns then one column per feature (``<rep>_<i>``); when
+    the features are corrected profiles, a :data:`~bioaug.profile.corrected.TABLE_COLUMN`
+    column names the corrections."""
     if rep not in adata.obsm:
         keys = list(adata.obsm.keys())
         raise DataError(f"representation '{rep}' not found{did_you_mean(rep, keys)}; obsm "
                         f"holds: {', '.join(keys) or '(nothing)'}", hint="choose one with --rep")
     x = np.asarray(adata.obsm[rep], dtype=np.float32)
-    meta = pd.DataFrame({f"{METADATA_PREFIX}{c}": (adata.obs[c].astype(str)
-                                                   if not pd.api.types.is_numeric_dtype(
-                                                       adata.obs[c]) else adata.obs[c])
+    meta = pd.DataFrame({f"{METADATA_PREFIX}{c}": _column(adata.obs[c])
                          for c in adata.obs.columns}).reset_index(drop=True)
+    steps = corrected_steps(adata, rep)
+    if steps:
+        meta[TABLE_COLUMN] = SEPARATOR.join(steps)
     feats = pd.DataFrame(x, columns=[f"{rep}_{i}" for i in range(x.shape[1])])
     return pd.concat([meta, feats], axis=1)
+
+
+def _column(values: pd.Series) -> pd.Series:
+    """A metadata column as written: numbers as they are, anything else as text, missing
+    values missing (an empty CSV cell, a Parquet null), never the text "nan" or "None"."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values
+    missing = values.isna().to_numpy()
+    return values.astype(str).astype(object).where(~missing, None)
 
 
 def write_table(adata: Any, path: str | os.PathLike, fmt: str | None = None,
@@ -79,9 +107,14 @@ def _need_parquet() -> None:
 
 
 def from_frame(frame: pd.DataFrame, rep: str = "X_bioaug", where: str | None = None) -> Any:
-    """An AnnData from a ``Metadata_*`` + features table."""
+    """An AnnData from a ``Metadata_*`` + features table (a
+    :data:`~bioaug.profile.corrected.TABLE_COLUMN` column becomes the record of the
+    corrections of its features, ``uns["bioaug"]["corrected"]``)."""
     import anndata as ad
 
+    marks = [c for c in frame.columns if str(c).lower() == TABLE_COLUMN.lower()]
+    steps = steps_of_column(frame[marks[0]], where) if marks else []
+    frame = frame.drop(columns=marks)
     meta_cols = [c for c in frame.columns if str(c).startswith(METADATA_PREFIX)]
     if not meta_cols:
         raise DataError("the table has no Metadata_* columns (pycytominer layout: "
@@ -110,7 +143,8 @@ def from_frame(frame: pd.DataFrame, rep: str = "X_bioaug", where: str | None = N
     obs.index = [str(i) for i in range(len(obs))]
     out = ad.AnnData(obs=obs)
     out.obsm[rep] = x.astype(np.float32)
-    out.uns["bioaug"] = {"kind": "table", "features": [str(c) for c in feat_cols][:10_000]}
+    out.uns["bioaug"] = {"kind": "table", "features": [str(c) for c in feat_cols][:10_000],
+                         CORRECTED_KEY: corrections_record({rep: steps})}
     return out
 
 

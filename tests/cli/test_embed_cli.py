@@ -194,3 +194,15 @@ def test_embed_help_describes_layer_probing(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "block1 … block12 (ViT; class token after the block)" in text
     assert "all: the default layer in X_bioaug" in text
+
+
+def test_embed_and_merge_write_only_h5ad_names(store_and_run, tmp_path, capsys):
+    store, _ = store_and_run
+    for argv in (["embed", "--raw", "--data", str(store), "--out", str(tmp_path / "x.parquet")],
+                 ["embed", "merge", str(tmp_path / "a.h5ad"), "--out",
+                  str(tmp_path / "x.parquet")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "x.parquet: an AnnData file is written as HDF5" in err
+        assert "must end in .h5ad, not .parquet" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())

@@ -77,3 +77,34 @@ def test_evaluate_scores_every_layer_of_a_layer_all_embedding(tmp_path, capsys):
     assert list(report["layers"]["scores"]) == ["backbone", "stage1", "stage2"]
     assert report["figures"]["layers"] == "layers.png"
     assert (tmp_path / "rep" / "layers.png").is_file()
+
+
+def test_evaluate_seed_beyond_32_bits_is_an_error_not_a_traceback(tmp_path, capsys):
+    path = write_blobs(tmp_path / "cells.h5ad")
+    assert main(["evaluate", str(path), "--label", "label", "--out", str(tmp_path / "rep"),
+                 "--no-plots", "--seed", str(2**32)]) == 2
+    err = capsys.readouterr().err
+    assert "seed: a seed must be an integer from 0 to 4294967295" in err
+    assert "Traceback" not in err and not (tmp_path / "rep").exists()
+
+
+def test_evaluate_help_says_the_null_is_drawn_in_chunks(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "drawn in chunks, so memory stays bounded at any N" in text
+
+
+def test_evaluate_says_how_many_items_have_no_label(tmp_path, capsys):
+    path = write_blobs(tmp_path / "cells.h5ad")
+    a = ad.read_h5ad(path)
+    a.obs["label"] = a.obs["label"].astype(object).where(np.arange(90) >= 4)  # 4 unlabelled
+    a.obs["label"] = a.obs["label"].astype("category")
+    a.write_h5ad(path)
+    assert main(["evaluate", str(path), "--label", "label", "--out", str(tmp_path / "rep"),
+                 "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "86 items, 3 classes" in out and "None" not in out
+    assert "4 item(s) without a 'label' left out of the label-based metrics" in out

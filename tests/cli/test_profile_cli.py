@@ -174,3 +174,74 @@ def test_export_and_evaluate_never_write_over_files_they_did_not_make(cells, tmp
                  "--no-plots"]) == 2
     assert "bioaug did not write" in capsys.readouterr().err
     assert sorted(p.name for p in store.iterdir()) == ["header.json", "obs.csv"]
+
+
+def test_export_format_and_suffix_must_agree(cells, tmp_path, capsys):
+    assert main(["export", str(cells), "--format", "csv", "--out",
+                 str(tmp_path / "x.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "a csv table's name ends in .csv, not .parquet" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+    assert main(["export", str(cells), "--out", str(tmp_path / "x.csv")]) == 0  # from suffix
+    assert (tmp_path / "x.csv").read_text().startswith("Metadata_")
+
+
+def test_corrected_profiles_and_their_tables_are_not_corrected_again(cells, tmp_path, capsys):
+    prof, table = tmp_path / "profiles.h5ad", tmp_path / "profiles.csv"
+    assert main(["profile", str(cells), "--out", str(prof), "--steps", "center"]) == 0
+    assert main(["export", str(prof), "--out", str(table)]) == 0
+    capsys.readouterr()
+    for argv in (["profile", str(prof), "--out", str(tmp_path / "again.h5ad")],
+                 ["profile", str(table), "--out", str(tmp_path / "again.h5ad")],
+                 ["evaluate", str(table), "--out", str(tmp_path / "rep"), "--no-plots",
+                  "--profile", "standardize"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "obsm['X_bioaug'] holds profiles corrected already (center)" in err, argv
+        assert "Traceback" not in err
+    assert not (tmp_path / "again.h5ad").exists() and not (tmp_path / "rep").exists()
+    # aggregating without a correction is allowed, and the output stays marked
+    assert main(["profile", str(prof), "--out", str(tmp_path / "again.h5ad"),
+                 "--steps", "none"]) == 0
+    again = ad.read_h5ad(tmp_path / "again.h5ad")
+    assert list(again.uns["bioaug"]["corrected"]["X_bioaug"]) == ["center"]
+
+
+def _cells_of(path, x, obs, checkpoint):
+    a = ad.AnnData(obs=obs)
+    a.obsm["X_bioaug"] = x.astype(np.float32)
+    a.obsm["X_other"] = x[:, ::-1].astype(np.float32)
+    a.uns["bioaug"] = {"kind": "checkpoint", "layer": "backbone",
+                       "models": {"0": {"checkpoint_sha256": checkpoint}}}
+    a.write_h5ad(path)
+    return path
+
+
+def test_profile_reuse_checks_the_features_and_honours_rep(tmp_path, capsys):
+    x, obs, _ = plates_with_batch_effect(n_plates=6, compounds_per_moa=3, cells=4, seed=0)
+    old = obs["plate"].isin(["P0", "P1", "P2", "P3"]).to_numpy()
+    first = _cells_of(tmp_path / "old.h5ad", x[old], obs[old], "a" * 64)
+    saved = tmp_path / "saved.h5ad"
+    assert main(["profile", str(first), "--out", str(saved), "--correct-at", "cell",
+                 "--steps", "center,sphere", "--sphere", "global"]) == 0
+    out = tmp_path / "new_profiles.h5ad"
+    cases = [
+        (_cells_of(tmp_path / "narrow.h5ad", x[~old][:, :4], obs[~old], "a" * 64), [],
+         "differ in n_features"),
+        (_cells_of(tmp_path / "other.h5ad", x[~old], obs[~old], "b" * 64), [],
+         "differ in model"),
+        (_cells_of(tmp_path / "new.h5ad", x[~old], obs[~old], "a" * 64), ["--rep", "X_other"],
+         "these are obsm['X_other'] (layer X_other"),
+        (tmp_path / "new.h5ad", ["--control", "moa=DMSO"],
+         "--reuse takes the recipe of the earlier profiles; leave out --control"),
+    ]
+    capsys.readouterr()
+    for cells, extra, message in cases:
+        assert main(["profile", str(cells), "--reuse", str(saved), "--out", str(out),
+                     *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+        assert not out.exists()
+    assert main(["profile", str(tmp_path / "new.h5ad"), "--reuse", str(saved), "--out",
+                 str(out), "--rep", "X_bioaug"]) == 0
+    assert "(reused from the earlier profiles)" in capsys.readouterr().out

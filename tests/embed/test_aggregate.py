@@ -66,3 +66,15 @@ def test_bad_level_and_missing_columns():
         aggregate(a, "well")
     with pytest.raises(DataError, match="'X_other' not found; obsm holds: X_bioaug"):
         aggregate(cells_adata(), "well", rep="X_other")
+
+
+@pytest.mark.parametrize("level", ["well", "treatment"])
+def test_missing_labels_stay_missing_when_aggregated(level):
+    cells = cells_adata()
+    moa = cells.obs["moa"].astype(object)
+    moa[cells.obs["compound"] == "b"] = np.nan  # compound b has no annotated MoA
+    cells.obs["moa"] = moa.astype("category")  # as bioaug embed writes it
+    out = aggregate(cells, level)
+    assert list(out.obs["moa"].cat.categories) == ["X"]
+    is_b = (out.obs["compound"] == "b").to_numpy()
+    assert out.obs["moa"].isna().to_numpy().tolist() == is_b.tolist()

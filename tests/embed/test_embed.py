@@ -50,6 +50,7 @@ def test_provenance(cells, tiny_run, tiny_store):
     assert model["crop_size"] == 32 and model["preprocess"] == "resize"
     assert "bbbc021-expert" in model["protocol_text"]
     assert prov["store_header_sha256"] == sha256_file(tiny_store / "header.json")
+    assert prov["store_obs_sha256"] == sha256_file(tiny_store / "obs.csv")
     assert prov["layer"] == "backbone" and prov["kind"] == "checkpoint"
     assert prov["layer_source"] == "default of backbone vgg13_bn"
     assert model["layer"] == "backbone"
@@ -147,6 +148,9 @@ def test_fusing_models_of_different_channels_is_an_error(tiny_run, tmp_path):
      r"stage1, stage2, stage3, stage4, stage5, or 'all'"),
     ({"raw": True, "preprocess": "crop"}, "unknown preprocessing 'crop'"),
     ({"raw": True, "batch_size": 0}, "batch_size must be a positive integer"),
+    ({"backbone": "vgg13_bn", "seed": 2**32}, r"^seed: a seed must be an integer from 0 to "
+                                              r"4294967295"),
+    ({"raw": True, "seed": -1}, "a seed must be an integer"),
 ])
 def test_bad_arguments(tiny_store, kwargs, message):
     with pytest.raises(ConfigError, match=message):

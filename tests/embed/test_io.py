@@ -68,3 +68,14 @@ def test_write_h5ad_checks_the_space_first(tmp_path, monkeypatch):
     with pytest.raises(BioaugError, match=r"disk full: writing .*cells\.h5ad needs about"):
         write_h5ad(a, tmp_path / "cells.h5ad")
     assert list(tmp_path.iterdir()) == []  # HDF5 never started a file
+
+
+@pytest.mark.parametrize("name", ["cells.parquet", "cells.csv", "cells"])
+def test_an_anndata_is_only_written_under_an_h5ad_name(tmp_path, name):
+    from bioaug.errors import ConfigError
+
+    a = ad.AnnData(obs={"x": ["a", "b"]})
+    a.obs_names = ["0", "1"]
+    with pytest.raises(ConfigError, match=r"must end in \.h5ad"):
+        write_h5ad(a, tmp_path / name)
+    assert not list(tmp_path.iterdir())

@@ -81,3 +81,30 @@ def test_a_shard_cannot_be_aggregated_or_empty(tiny_store):
         embed(raw=True, data=tiny_store, shard="0/2", aggregate="well")
     with pytest.raises(ConfigError, match="holds no items"):
         embed(raw=True, data=tiny_store, shard="0/100")
+
+
+def test_merge_refuses_shards_of_stores_with_other_obs(tiny_store, tmp_path):
+    import shutil
+
+    other = tmp_path / "relabelled"
+    shutil.copytree(tiny_store, other)  # the same header and pixels …
+    obs = pd.read_csv(other / "obs.csv")
+    obs.loc[obs["compound"] == "cmp00", "moa"] = "MoA 1"  # … but a compound re-annotated
+    obs.to_csv(other / "obs.csv", index=False)
+    first = write_h5ad(embed(raw=True, data=tiny_store, shard="0/2"), tmp_path / "a.h5ad")
+    second = write_h5ad(embed(raw=True, data=other, shard="1/2"), tmp_path / "b.h5ad")
+    with pytest.raises(DataError) as exc:
+        merge_files([first, second])
+    message = str(exc.value)
+    assert message.startswith(f"{second}: not a shard of the same embedding as {first}")
+    assert "store_obs_sha256 (the store's obs table (obs.csv" in message
+    # shards that record no obs hash are still compared by their obs columns and categories
+    parts = [embed(raw=True, data=tiny_store, shard="0/2"),
+             embed(raw=True, data=tiny_store, shard="1/2")]
+    for p in parts:
+        del p.uns["bioaug"]["store_obs_sha256"]
+    parts[1].obs["moa"] = parts[1].obs["moa"].cat.add_categories(["MoA 9"])
+    with pytest.raises(DataError, match=r"input 2: .*differs in the values of obs column 'moa'"):
+        merge_shards(parts)
+    assert merge_shards([embed(raw=True, data=tiny_store, shard=f"{i}/2")
+                         for i in range(2)]).n_obs == 48

@@ -133,3 +133,43 @@ def test_compound_varying_inside_a_well_is_an_error():
     obs.loc[obs.index[0], "compound"] = "other"
     with pytest.raises(DataError, match="'compound' is not constant within a well"):
         profiling.profile_scores(x, obs)
+
+
+def _design_with(vectors: dict[int, list[float]]) -> tuple[np.ndarray, pd.DataFrame]:
+    """The constructed design with treatment ``t``'s cells at ``vectors[t]``."""
+    _, obs = design_cells()
+    t = obs["well"].str.slice(1, 2).astype(int).to_numpy()
+    return np.asarray([vectors[i] for i in t], dtype=np.float32), obs
+
+
+def test_constant_embedding_scores_chance_not_perfection():
+    x, obs = _design_with({t: [1.0, 0.0] for t in range(len(DESIGN))})
+    out = profiling.profile_scores(x, obs, null_size=500)
+    # NSC: every admissible reference ties; a query scores the fraction with its MoA:
+    # T0, T1 (X): 1 of 5 (T3); T2, T4 (Y): 1 of 6; T3 (X): 2 of 6; T5, T6 (Z): 1 of 6
+    assert out["nsc"]["n_correct"] == pytest.approx(2 / 5 + 4 / 6 + 2 / 6)
+    assert out["nsc"]["accuracy"] == pytest.approx(1.4 / 7)
+    assert out["nsc"]["n_tied_queries"] == 7
+    # expected AP of m positives among t tied partners: m=1,t=5: 137/300; m=1,t=6: 49/120;
+    # m=2,t=6: 79/150 (T3)
+    assert out["nsc"]["map"] == pytest.approx((2 * 137 / 300 + 4 * 49 / 120 + 79 / 150) / 7)
+    moa = {g["group"]: g["mean_average_precision"] for g in out["moa"]["groups"]}
+    assert moa == pytest.approx({"X": (2 * 137 / 300 + 79 / 150) / 3, "Y": 49 / 120,
+                                 "Z": 49 / 120})
+    assert out["moa"]["fraction_retrieved"] == 0.0
+    # replicate: each treated well has 1 positive (its other well) among 3 (+ 2 DMSO wells)
+    assert out["replicate"]["map"] == pytest.approx(11 / 18)
+    assert out["replicate"]["fraction_retrieved"] == 0.0
+
+
+def test_two_valued_embedding_ties_count_fractionally():
+    # T0, T1, T2 at a = (1, 0); T3 … T6 (and DMSO) at b = (0, 1). Nearest admissible ties:
+    # T0, T1 → {T2} (Y): 0; T2 → {T0, T1} (X): 0; T3 → {T4, T5, T6}: 0;
+    # T4 → {T3, T5, T6}: 0; T5 → {T3, T4, T6}: 1/3 (T6); T6 → {T3, T4, T5}: 1/3 (T5)
+    a, b = [1.0, 0.0], [0.0, 1.0]
+    x, obs = _design_with({0: a, 1: a, 2: a, 3: b, 4: b, 5: b, 6: b, 7: b})
+    nsc = profiling.profile_scores(x, obs, null_size=100)["nsc"]
+    assert nsc["n_correct"] == pytest.approx(2 / 3)
+    assert nsc["accuracy"] == pytest.approx(2 / 21)
+    assert nsc["per_class"]["Z"]["accuracy"] == pytest.approx(1 / 3)
+    assert nsc["n_tied_queries"] == 7 - 2  # T0 and T1 have one nearest reference

@@ -175,8 +175,10 @@ def test_bad_options_fail_before_clustering(monkeypatch, tmp_path):
     with pytest.raises(DataError, match=r"--exclude 'c11': no item has label = 'c11' "
                                         r"\(did you mean 'c1'\?\); values: c0, c1"):
         evaluate(make_adata(x, obs), label="label", exclude=["c11"])
-    with pytest.raises(ConfigError, match="seed must be 0 or more"):
-        evaluate(make_adata(x, obs), label="label", seed=-5)
+    for seed in (-5, 2**32, 2**40):  # numpy's legacy seeding takes 0 … 2**32 - 1 only
+        with pytest.raises(ConfigError, match=rf"^seed: a seed must be an integer from 0 to "
+                                              rf"4294967295 .*not {seed}"):
+            evaluate(make_adata(x, obs), label="label", seed=seed)
     with pytest.raises(ConfigError, match="null_size must be 1 or more"):
         evaluate(make_adata(x, obs), label="label", null_size=0)
     (tmp_path / "f").write_text("x")
@@ -195,6 +197,14 @@ def test_bad_options_fail_before_clustering(monkeypatch, tmp_path):
     with pytest.raises(DataError):
         evaluate(make_adata(x, obs), label="label", out=tmp_path / "new", exclude=["c9"])
     assert not (tmp_path / "new").exists()
+
+
+def test_the_largest_seed_runs_every_stage(tmp_path):
+    x, y = blobs(20, 2, 4, spread=8.0)
+    obs = pd.DataFrame({"label": [f"c{i}" for i in y]})
+    report = evaluate(make_adata(x, obs), label="label", seed=2**32 - 1, out=tmp_path,
+                      umap_points=40)
+    assert report.seed == 2**32 - 1 and report.clustering.kmeans.ami > 0.9
 
 
 def test_unscorable_profiling_is_said_up_front_or_marked_in_the_report(monkeypatch, tmp_path):
@@ -239,7 +249,7 @@ def layered_adata() -> ad.AnnData:
 
 
 def test_every_layer_is_scored_in_one_report(tmp_path):
-    from bioaug.evaluate.report import format_layer_table, layer_rows
+    from bioaug.evaluate.render import format_layer_table, layer_rows
 
     report = evaluate(layered_adata(), label="label", out=tmp_path, umap_points=90)
     block = report.layers
@@ -261,7 +271,7 @@ def test_every_layer_is_scored_in_one_report(tmp_path):
 
 
 def test_other_reps_score_alone():
-    from bioaug.evaluate.report import embedding_layers
+    from bioaug.evaluate.inputs import embedding_layers
 
     a = layered_adata()
     assert embedding_layers(a, "X_bioaug_stage2") == {}

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from bioaug.evaluate import evaluate
-from bioaug.evaluate.report import leakage_warnings, report_markdown
+from bioaug.evaluate.leakage import leakage_warnings
+from bioaug.evaluate.render import report_markdown
 from tests.evaluate.conftest import bbbc021_like
 
 

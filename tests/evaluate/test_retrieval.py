@@ -115,3 +115,111 @@ def test_moa_retrieval_rules_agree_with_copairs(tmp_path):
                                            pos_diffby=["compound"], neg_sameby=[],
                                            neg_diffby=["moa"], progress_bar=False)
     np.testing.assert_allclose(res.ap, theirs["average_precision"], atol=1e-6)
+
+
+def test_tied_partners_score_the_expectation_over_their_orders():
+    # one tie of 4 partners, 2 positives: the 6 placements give AP 1, 5/6, 3/4, 7/12, 1/2,
+    # 5/12 (positives at ranks {1,2}, {1,3}, {1,4}, {2,3}, {2,4}, {3,4}): mean 49/72
+    sim = np.array([[0.0, 0.3, 0.3, 0.3, 0.3]])
+    pos = np.array([[False, True, False, True, False]])
+    neg = np.array([[False, False, True, False, True]])
+    assert R.ap_from_ranking(sim, pos, neg)[0][0] == pytest.approx(49 / 72)
+    # the positives' places in the table do not matter: a tie never favours them
+    assert R.ap_from_ranking(sim, neg, pos)[0][0] == pytest.approx(49 / 72)
+
+
+def test_two_valued_embedding_known_answer():
+    # profiles a = (1, 0) or b = (0, 1); query 0 (a, group g) has partners 1 (a, g: positive),
+    # 2 (a, h), 3 (b, g: positive), 4 (b, h), 5 (b, k). Ranked: {1, 2} tied at cosine 1,
+    # then {3, 4, 5} tied at 0. The first positive is at rank 1 or 2 (precision 1 or 1/2:
+    # 3/4 on average); the second at rank 3, 4 or 5 with one positive before it
+    # (precision 2/3, 2/4, 2/5: 47/90 on average). AP = (3/4 + 47/90) / 2 = 229/360.
+    a, b = [1.0, 0.0], [0.0, 1.0]
+    x = np.array([a, a, a, b, b, b])
+    meta = pd.DataFrame({"group": ["g", "g", "h", "g", "h", "k"]})
+    res = R.average_precision(x, meta, PairRule(same=("group",)), PairRule(diff=("group",)))
+    assert res.ap[0] == pytest.approx(229 / 360)
+    assert (res.n_pos[0], res.n_total[0]) == (2, 5)
+
+
+def test_constant_embedding_scores_chance_and_is_never_retrieved():
+    # 2 MoAs x 2 compounds: each query has 1 positive (same MoA, other compound) among 3
+    # partners, all tied: AP = (1/3)(1 + 1/2 + 1/3) = 11/18, the mean of the null
+    x = np.ones((4, 5))
+    meta = pd.DataFrame({"moa": ["m0", "m0", "m1", "m1"], "compound": ["c0", "c1", "c2", "c3"]})
+    res = R.average_precision(x, meta, PairRule(same=("moa",), diff=("compound",)),
+                              PairRule(diff=("moa",)))
+    np.testing.assert_allclose(res.ap, 11 / 18)
+    table = R.mean_average_precision(res, meta["moa"], null_size=2000, seed=0)
+    np.testing.assert_allclose(table["mean_average_precision"], 11 / 18)
+    assert not table["below_corrected_p"].any()
+    null = R.null_ap(1, 3, 20_000, np.random.default_rng(0))
+    assert null.mean() == pytest.approx(11 / 18, abs=0.01)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_untied_random_data_agrees_with_copairs(seed):
+    copairs_map = pytest.importorskip("copairs.map")
+    x, meta = _random_profiles(n_groups=8, per=3, n_ctrl=10, signal=0.5, seed=seed)
+    u = R.unit_rows(x)
+    sims = np.sort((u @ u.T)[np.triu_indices(len(x), 1)])
+    assert np.diff(sims).min() > R.TIE_TOLERANCE  # no ties in this data
+    res = R.average_precision(x, meta, *REPLICATE)
+    theirs = copairs_map.average_precision(
+        meta, x, pos_sameby=["treatment", "reference"], pos_diffby=[], neg_sameby=[],
+        neg_diffby=["treatment", "reference"], batch_size=1000, progress_bar=False)
+    queries = theirs["n_pos_pairs"] > 0
+    np.testing.assert_allclose(res.ap[queries], theirs.loc[queries, "average_precision"],
+                               atol=1e-6)
+
+
+def test_the_null_is_the_same_in_any_chunks():
+    x, meta = _random_profiles(n_groups=6, per=3, n_ctrl=9, signal=0.3, seed=4)
+    res = R.average_precision(x, meta, *REPLICATE)
+    whole = R.mean_average_precision(res, meta["treatment"], null_size=3000, seed=7)
+    pieces = R.mean_average_precision(res, meta["treatment"], null_size=3000, seed=7, chunk=7)
+    pd.testing.assert_frame_equal(whole, pieces)
+
+
+def test_null_memory_does_not_grow_with_null_size(monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setattr(R, "NULL_CHUNK_KEYS", 1 << 14)
+    x, meta = _random_profiles(n_groups=4, per=3, n_ctrl=40, signal=0.3, seed=5)
+    res = R.average_precision(x, meta, *REPLICATE)
+
+    def peak(null_size: int) -> int:
+        tracemalloc.start()
+        R.mean_average_precision(res, meta["treatment"], null_size=null_size, seed=0,
+                                 chunk=1000)
+        size = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return size
+
+    small, large = peak(2_000), peak(100_000)
+    # drawn at once, 100,000 samples x 42 partners of random keys alone are 34 MB
+    assert large < 2 * small + (1 << 20), (small, large)
+
+
+def _ap_over_every_order(sim: np.ndarray, pos: np.ndarray) -> float:
+    """The mean AP over every order of the tied partners, by enumeration."""
+    import itertools
+
+    levels = sorted(set(sim.tolist()), reverse=True)
+    groups = [[bool(p) for s, p in zip(sim, pos, strict=True) if s == v] for v in levels]
+    aps = []
+    for order in itertools.product(*(set(itertools.permutations(g)) for g in groups)):
+        rel = np.concatenate(order)
+        hits = np.flatnonzero(rel) + 1
+        aps.append(np.mean(np.arange(1, len(hits) + 1) / hits))
+    return float(np.mean(aps))
+
+
+def test_expected_ap_equals_the_enumeration_of_tied_orders():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        sim = rng.choice([0.1, 0.5, 0.9], size=7)
+        pos = rng.random(7) < 0.4
+        pos[rng.integers(7)] = True
+        ap = R.ap_from_ranking(sim[None], pos[None], ~pos[None])[0][0]
+        assert ap == pytest.approx(_ap_over_every_order(sim, pos), abs=1e-12)

@@ -130,3 +130,88 @@ def test_new_plates_are_corrected_the_same_way(tmp_path):
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(DataError, match="not a bioaug profile output"):
         profile(_adata(x, obs), reuse=_adata(x, obs))
+
+
+def test_profiles_without_a_moa_keep_it_missing():
+    x, obs, _ = plates_with_batch_effect(cells=2)
+    obs = obs.copy()
+    obs["moa"] = obs["moa"].where(obs["compound"] != "cmp0_0")  # not annotated
+    out = profile(_adata(x, obs), {"steps": ["center"]})
+    assert "None" not in out.obs["moa"].cat.categories
+    assert "nan" not in out.obs["moa"].cat.categories
+    missing = out.obs["moa"].isna().to_numpy()
+    assert missing.tolist() == (out.obs["compound"] == "cmp0_0").to_numpy().tolist()
+    assert missing.sum() == 2  # the compound's two wells
+
+
+def _embedded(x, obs, checkpoint="a" * 64, layer="backbone"):
+    """Cells as `bioaug embed` writes them: features and the model that made them."""
+    a = _adata(x, obs)
+    a.uns["bioaug"] = {"kind": "checkpoint", "layer": layer, "models": {
+        "0": {"checkpoint_sha256": checkpoint, "method": "simclr", "backbone": "vgg13_bn"}}}
+    return a
+
+
+def test_reuse_refuses_features_the_correction_was_not_fitted_on(tmp_path):
+    from bioaug.embed import write_h5ad
+
+    x, obs, _ = plates_with_batch_effect(n_plates=6, seed=0)
+    old = obs["plate"].isin(["P0", "P1", "P2", "P3"]).to_numpy()
+    recipe = {"correct_at": "cell", "steps": ["center", {"sphere": {"scope": "global"}}]}
+    write_h5ad(profile(_embedded(x[old], obs[old]), recipe), tmp_path / "first.h5ad")
+    saved = ad.read_h5ad(tmp_path / "first.h5ad")
+    assert dict(saved.uns["bioaug"]["profile"]["features"]) == {
+        "rep": "X_bioaug", "layer": "backbone", "n_features": 6,
+        "model": "model 0: checkpoint_sha256 " + "a" * 64 + ", method simclr, backbone vgg13_bn"}
+    new_x, new_obs = x[~old], obs[~old]
+    with pytest.raises(DataError, match=r"fitted on obsm\['X_bioaug'\] \(layer backbone, 6 "
+                                        r"features, .*\) but these are .*\(layer backbone, 4 "
+                                        r"features.*differ in n_features\n"):
+        profile(_embedded(new_x[:, :4], new_obs), reuse=saved)
+    with pytest.raises(DataError, match=r"differ in model\n"):
+        profile(_embedded(new_x, new_obs, checkpoint="b" * 64), reuse=saved)
+    with pytest.raises(DataError, match=r"differ in layer\n"):
+        profile(_embedded(new_x, new_obs, layer="stage3"), reuse=saved)
+    # rep is honoured: the same model's other features are refused, not silently swapped
+    other = _embedded(new_x, new_obs)
+    other.obsm["X_bioaug_fused"] = new_x.astype(np.float32)
+    with pytest.raises(DataError, match=r"these are obsm\['X_bioaug_fused'\].*differ in layer"):
+        profile(other, reuse=saved, rep="X_bioaug_fused")
+    assert profile(other, reuse=saved).n_obs == len(new_obs.groupby(["plate", "well"]))
+    # a probed layer of a `--layer all` embedding is that layer, whatever its obsm key
+    layered = _embedded(np.zeros((len(new_obs), 2)), new_obs, layer="stage5")
+    layered.uns["bioaug"]["layers"] = ["stage3"]
+    layered.obsm["X_bioaug_stage3"] = new_x.astype(np.float32)
+    with pytest.raises(DataError, match=r"layer stage3.*differ in layer\n"):
+        profile(layered, reuse=saved, rep="X_bioaug_stage3")
+
+
+def test_reuse_of_profiles_that_record_no_features_is_refused():
+    x, obs, _ = plates_with_batch_effect(cells=2, dims=12)
+    first = profile(_adata(x, obs), {"correct_at": "cell", "steps": ["center"]})
+    del first.uns["bioaug"]["profile"]["features"]  # profiles written without the record
+    with pytest.raises(DataError, match="do not record which features"):
+        profile(_adata(x, obs), reuse=first)
+
+
+def test_corrected_profiles_are_not_corrected_again():
+    x, obs, _ = plates_with_batch_effect(cells=2)
+    first = profile(_adata(x, obs), {"steps": ["center", "standardize"]})
+    assert list(first.uns["bioaug"]["corrected"]["X_bioaug"]) == ["center", "standardize"]
+    assert "X_bioaug_uncorrected" not in first.uns["bioaug"]["corrected"]
+    for recipe in (None, {"steps": ["center"]}):
+        with pytest.raises(DataError, match=r"obsm\['X_bioaug'\] holds profiles corrected "
+                                            r"already \(center → standardize\)"):
+            profile(first, recipe)
+    again = profile(first, {"steps": "none"})  # aggregating without correcting is fine
+    record = again.uns["bioaug"]["corrected"]
+    assert list(record["X_bioaug"]) == list(record["X_bioaug_uncorrected"]) == \
+        ["center", "standardize"]
+    np.testing.assert_allclose(again.obsm["X_bioaug"], first.obsm["X_bioaug"], rtol=1e-6)
+
+
+def test_profile_seed_follows_the_seed_rule():
+    x, obs, _ = plates_with_batch_effect(cells=2)
+    with pytest.raises(ConfigError, match=r"^seed: a seed must be an integer from 0 to "
+                                          r"4294967295"):
+        profile(_adata(x, obs), {"steps": ["center"]}, seed=2**32)

@@ -55,3 +55,50 @@ def test_bad_tables():
         write_table(_profiles(), "p.xlsx")
     with pytest.raises(DataError, match="'X_pca' not found"):
         to_frame(_profiles(), "X_pca")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_missing_metadata_stays_missing(tmp_path, suffix):
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    a = _profiles()
+    a.obs["moa"] = pd.Categorical(["DMSO", None, "y"])
+    frame = to_frame(a)
+    assert frame["Metadata_moa"].isna().tolist() == [False, True, False]
+    back = read_table(write_table(a, tmp_path / f"p{suffix}"))
+    assert back.obs["moa"].isna().tolist() == [False, True, False]
+
+
+def test_the_format_and_the_suffix_agree(tmp_path):
+    with pytest.raises(ConfigError, match=r"a csv table's name ends in \.csv, not \.parquet"):
+        write_table(_profiles(), tmp_path / "p.parquet", "csv")
+    with pytest.raises(ConfigError, match=r"ends in \.parquet or \.pq, not \.csv"):
+        write_table(_profiles(), tmp_path / "p.csv", "parquet")
+    assert not list(tmp_path.iterdir())
+    path = write_table(_profiles(), tmp_path / "p.csv")  # no format: the suffix says csv
+    assert pd.read_csv(path).shape == (3, 6)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_table_of_corrected_profiles_says_so(tmp_path, suffix):
+    from bioaug.profile import profile
+    from tests.profile.conftest import plates_with_batch_effect
+
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
+    x, obs, _ = plates_with_batch_effect(cells=2)
+    cells = ad.AnnData(obs=obs)
+    cells.obsm["X_bioaug"] = x.astype(np.float32)
+    assert "Metadata_bioaug_corrected" not in to_frame(cells).columns
+    profiles = profile(cells, {"steps": ["center", "standardize"]})
+    frame = to_frame(profiles)
+    assert set(frame["Metadata_bioaug_corrected"]) == {"center,standardize"}
+    assert "Metadata_bioaug_corrected" not in to_frame(profiles, "X_bioaug_uncorrected")
+    back = read_table(write_table(profiles, tmp_path / f"p{suffix}"))
+    assert "bioaug_corrected" not in back.obs.columns
+    assert list(back.uns["bioaug"]["corrected"]["X_bioaug"]) == ["center", "standardize"]
+    with pytest.raises(DataError, match=r"corrected already \(center → standardize\)"):
+        profile(back)
+    frame.loc[0, "Metadata_bioaug_corrected"] = "sphere"
+    with pytest.raises(DataError, match="names different corrections in different rows"):
+        from_frame(frame)
