@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from bioaug.augment import native
 from bioaug.augment.ops.base import Op, Shape
-from bioaug.augment.ops.geometry import compose, warp
+from bioaug.augment.ops.geometry import compose, warp, warp_views
 
 
 class FusedWarp:
@@ -46,8 +47,17 @@ class FusedWarp:
 
     def apply(self, x: Tensor, params: Sequence[Mapping[str, Tensor]],
               out: Tensor | None = None) -> Tensor:
-        """The warped batch; written into ``out`` when the resampler can (see :func:`warp`)."""
+        """The warped batch; written into ``out`` when the resampler can (see :func:`warp`).
+
+        On the CPU a bilinear run is resampled by the compiled kernel where it takes the
+        batch (:func:`warp_views`), otherwise by the torch code (:func:`warp`)."""
         total, size = self.matrix(tuple(x.shape[1:]), params, x.device)  # type: ignore[arg-type]
+        if self.mode == "bilinear" and native.available(x):
+            shape = (*x.shape[:2], *size)
+            target = out if out is not None and tuple(out.shape) == shape else \
+                torch.empty(shape, dtype=x.dtype)
+            if warp_views(x, [total], size, target[None]):
+                return target
         return warp(x, total, size, mode=self.mode, padding="border", out=out)
 
 

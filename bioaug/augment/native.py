@@ -4,14 +4,24 @@ On the CPU, the separable crop warp (:func:`bioaug.augment.ops.geometry.warp`) a
 Gaussian blur (:func:`bioaug.augment.ops.blur.separable_blur`) spend most of their time
 moving data between layouts: a torch pass along rows and a pass along columns need a
 gather or a transpose between them; ``stain_jitter``, ``color_jitter`` and the addition of
-``gaussian_noise`` are chains of whole-batch passes. These kernels (numba, compiled on
-first use and cached on disk) work one image plane at a time while it sits in the cache,
-with the same formulas in the same order as the torch code, so their outputs equal it up
-to float rounding (the tests hold them to 1e-6; the noise is identical). They release the
-GIL, so :func:`run` splits a batch between ``torch.get_num_threads()`` threads.
+``gaussian_noise`` are chains of whole-batch passes. Compiled kernels
+(:mod:`bioaug.augment.kernels`: numba, compiled on first use and cached on disk) work one
+image plane at a time while it sits in the cache, with the same formulas in the same order
+as the torch code, so their outputs equal it up to float rounding (the tests hold them to
+1e-6; the noise is identical). They release the GIL, so the batch is split between
+``torch.get_num_threads()`` threads (:func:`parallel`).
+
+This module is the only way in: one typed function per kernel (:func:`warp`,
+:func:`blur`, :func:`stain_jitter`, :func:`add_noise`, :func:`color_jitter`) checks the
+tensors it is given (the kernels themselves skip bounds checks) and runs the kernel. Ops
+reach them from :meth:`bioaug.augment.ops.base.Op.native_apply`; the warp also serves the
+fused crop / quarter-turn / flip stages of a pipeline, through the same function
+``random_resized_crop`` uses (:func:`bioaug.augment.ops.geometry.warp_views`).
 
 The torch code stays the reference and the path for every other device and dtype, and
-whenever numba is missing or ``BIOAUG_NATIVE=0`` is set.
+whenever numba is missing or ``BIOAUG_NATIVE=0`` is set. ``BIOAUG_KERNEL_DEBUG=1`` (read
+when the kernels are first compiled in a process) compiles them with bounds checks, so an
+index out of range raises ``IndexError`` instead of touching stray memory.
 """
 
 from __future__ import annotations
@@ -22,223 +32,51 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from types import ModuleType
+from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
 #: Set ``BIOAUG_NATIVE=0`` to use the torch code everywhere (for comparison or debugging).
 ENV = "BIOAUG_NATIVE"
+#: Set ``BIOAUG_KERNEL_DEBUG=1`` to compile the kernels with bounds checks (slower).
+DEBUG_ENV = "BIOAUG_KERNEL_DEBUG"
 #: Fewest images per thread worth a thread of their own (below that, handing work to a
 #: thread costs more than it saves).
 MIN_PER_THREAD = 32
 
+_OFF = ("0", "false", "no", "off")
+
 
 def wanted() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    """Whether the compiled kernels may be used (``BIOAUG_NATIVE`` is not switched off)."""
+    return os.environ.get(ENV, "1").strip().lower() not in _OFF
+
+
+def kernel_debug() -> bool:
+    """Whether ``BIOAUG_KERNEL_DEBUG`` asks for kernels compiled with bounds checks."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in (*_OFF, "")
 
 
 @functools.cache
-def _kernels() -> dict[str, Callable[..., None]] | None:
-    """Compile (or load from numba's cache) the kernels; ``None`` when numba is missing."""
+def _compiled() -> ModuleType | None:
+    """:mod:`bioaug.augment.kernels`, imported on first use; ``None`` without numba."""
     try:
-        import numba
+        import numba  # noqa: F401
     except ImportError:  # pragma: no cover - numba comes with scanpy
         return None
-    jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+    from bioaug.augment import kernels
 
-    @jit
-    def clip(v, zero, one):  # pragma: no cover
-        return min(max(v, zero), one)
+    return kernels
 
-    @jit
-    def hue_channel(h6, offset, mx, d, zero, one, two, six):  # pragma: no cover
-        # one channel of the hue rotation: max − (max − min)·T((h6 + offset) mod 6), with
-        # the trapezoid T(k) = clip(2 − |k − 2|, 0, 1); constants in the image's dtype
-        k = h6 + offset
-        k = k - np.floor(k / six) * six
-        return clip(mx - clip(two - abs(k - two), zero, one) * d, zero, one)
 
-    @jit
-    def warp(x, y0, y1, gy, wy, x0, x1, wx, swapped, out, start, stop):  # pragma: no cover
-        # out[v, b, c, r, s] = bilinear x[b, c] at view v's row taps r and column taps s;
-        # transposed where view v's map swaps the axes of sample b. Each input plane is
-        # read once for all views. Rows first (weights gy, wy of rows y0, y1; whole rows,
-        # which the compiler vectorises), then columns. Arithmetic stays in x's dtype.
-        n_cols = x.shape[3]
-        n_r, n_s = out.shape[3], out.shape[4]
-        row = np.empty(n_cols, dtype=x.dtype)
-        for b in range(start, stop):
-            for c in range(x.shape[1]):
-                plane = x[b, c]
-                for v in range(out.shape[0]):
-                    dst = out[v, b, c]
-                    for r in range(n_r):
-                        f, g = wy[v, b, r], gy[v, b, r]
-                        upper, lower = plane[y0[v, b, r]], plane[y1[v, b, r]]
-                        for k in range(n_cols):
-                            row[k] = g * upper[k] + f * lower[k]
-                        if swapped[v, b]:
-                            for s in range(n_s):
-                                p = row[x0[v, b, s]]
-                                dst[s, r] = p + wx[v, b, s] * (row[x1[v, b, s]] - p)
-                        else:
-                            line = dst[r]
-                            for s in range(n_s):
-                                p = row[x0[v, b, s]]
-                                line[s] = p + wx[v, b, s] * (row[x1[v, b, s]] - p)
-
-    @jit
-    def blur(x, taps, rows, out, start, stop):  # pragma: no cover
-        # separable blur of the samples rows[start:stop] with their own 1-D kernels
-        # taps[j]; borders reflect (mirror without repeating the edge), or are replicated
-        # when the kernel is wider than the image. out may be x.
-        n_h, n_w = x.shape[2], x.shape[3]
-        k = taps.shape[1]
-        r = k // 2
-        mirror = r < n_h and r < n_w
-        tmp = np.empty((n_h, n_w), dtype=x.dtype)
-        padded = np.empty(n_w + 2 * r, dtype=x.dtype)
-        src = np.empty(k, dtype=np.int64)
-        for j in range(start, stop):
-            b = rows[j]
-            t = taps[j]
-            for c in range(x.shape[1]):
-                plane, dst = x[b, c], out[b, c]
-                for i in range(n_h):  # vertical pass: rows i - r … i + r
-                    for q in range(k):
-                        p = i + q - r
-                        if p < 0:
-                            p = -p if mirror else 0
-                        elif p >= n_h:
-                            p = 2 * (n_h - 1) - p if mirror else n_h - 1
-                        src[q] = p
-                    line = tmp[i]
-                    first = plane[src[0]]
-                    for m in range(n_w):
-                        line[m] = t[0] * first[m]
-                    for q in range(1, k):
-                        other = plane[src[q]]
-                        for m in range(n_w):
-                            line[m] += t[q] * other[m]
-                for i in range(n_h):  # horizontal pass over a padded copy of the row
-                    line = tmp[i]
-                    for m in range(n_w):
-                        padded[r + m] = line[m]
-                    for m in range(r):
-                        padded[r - 1 - m] = line[m + 1] if mirror else line[0]
-                        padded[r + n_w + m] = line[n_w - 2 - m] if mirror else line[n_w - 1]
-                    res = dst[i]
-                    for m in range(n_w):
-                        res[m] = t[0] * padded[m]
-                    for q in range(1, k):
-                        for m in range(n_w):
-                            res[m] += t[q] * padded[m + q]
-
-    # the mean is a sum over the plane: allowing the compiler to reassociate it lets it
-    # vectorise (2.7× faster); the result differs from torch's mean in the last bits only
-    @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc", "nsz"})
-    def stain_jitter(x, brightness, contrast, gamma, rows, out, start, stop):  # pragma: no cover
-        # per channel of the samples rows[start:stop]: a = clip(b·x, 0, 1), then
-        # clip(k·a + (1 − k)·mean(a), 0, 1) ** g (no power when g is 1). out may be x.
-        n_px = x.shape[2] * x.shape[3]
-        zero, one = x.dtype.type(0.0), x.dtype.type(1.0)
-        for j in range(start, stop):
-            b = rows[j]
-            for c in range(x.shape[1]):
-                src, dst = x[b, c].reshape(n_px), out[b, c].reshape(n_px)
-                gain, k, g = brightness[j, c], contrast[j, c], gamma[j, c]
-                total = zero
-                for i in range(n_px):
-                    v = min(max(src[i] * gain, zero), one)
-                    dst[i] = v
-                    total += v
-                shift = (one - k) * x.dtype.type(total / n_px)
-                for i in range(n_px):
-                    dst[i] = min(max(dst[i] * k + shift, zero), one)
-                if g != one:
-                    for i in range(n_px):
-                        dst[i] = dst[i] ** g
-
-    # torch adds x + std·z with a fused multiply-add; allowing the contraction gives the
-    # same numbers bit for bit
-    @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath={"contract"})
-    def add_noise(x, z, std, rows, out, start, stop):  # pragma: no cover
-        # out[rows[j]] = clip(x[rows[j]] + std[j]·z[j], 0, 1); z has one channel or x's
-        n_px = x.shape[2] * x.shape[3]
-        zero, one = x.dtype.type(0.0), x.dtype.type(1.0)
-        shared = z.shape[1] == 1
-        for j in range(start, stop):
-            b, s = rows[j], std[j]
-            for c in range(x.shape[1]):
-                src, dst = x[b, c].reshape(n_px), out[b, c].reshape(n_px)
-                noise = z[j, 0 if shared else c].reshape(n_px)
-                for i in range(n_px):
-                    dst[i] = min(max(src[i] + s * noise[i], zero), one)
-
-    @jit
-    def color_jitter(x, order, factors, luma, rows, out, start, stop):  # pragma: no cover
-        # RGB samples rows[start:stop]: the adjustments order[j] (0 brightness, 1 contrast,
-        # 2 saturation, 3 hue) with factors[j], each clipped to [0, 1], as the torch
-        # functions of bioaug.augment.ops.color; identity factors are skipped. out may be x.
-        n_px = x.shape[2] * x.shape[3]
-        zero, one, two = x.dtype.type(0.0), x.dtype.type(1.0), x.dtype.type(2.0)
-        six, twelve = x.dtype.type(6.0), x.dtype.type(12.0)
-        tiny = np.finfo(x.dtype).tiny
-        lr, lg, lb = luma[0], luma[1], luma[2]
-        for j in range(start, stop):
-            b = rows[j]
-            src, dst = x[b].reshape(3, n_px), out[b].reshape(3, n_px)
-            red, green, blue = dst[0], dst[1], dst[2]
-            if dst.ctypes.data != src.ctypes.data:
-                dst[:] = src
-            for position in range(4):
-                which = order[j, position]
-                f = factors[j, which]
-                if which == 0 and f != one:
-                    for i in range(n_px):
-                        red[i] = clip(red[i] * f, zero, one)
-                        green[i] = clip(green[i] * f, zero, one)
-                        blue[i] = clip(blue[i] * f, zero, one)
-                elif which == 1 and f != one:
-                    total = 0.0  # float64: a long sum in order
-                    for i in range(n_px):
-                        total += lr * red[i] + lg * green[i] + lb * blue[i]
-                    shift = (one - f) * x.dtype.type(total / n_px)
-                    for i in range(n_px):
-                        red[i] = clip(f * red[i] + shift, zero, one)
-                        green[i] = clip(f * green[i] + shift, zero, one)
-                        blue[i] = clip(f * blue[i] + shift, zero, one)
-                elif which == 2 and f != one:
-                    g = one - f
-                    for i in range(n_px):
-                        y = lr * red[i] + lg * green[i] + lb * blue[i]
-                        red[i] = clip(f * red[i] + g * y, zero, one)
-                        green[i] = clip(f * green[i] + g * y, zero, one)
-                        blue[i] = clip(f * blue[i] + g * y, zero, one)
-                elif which == 3 and f != zero:
-                    # hue rotation in closed form, phases 5, 3, 1 for red, green, blue
-                    offset_r = six * f + x.dtype.type(5.0) + twelve
-                    offset_g = six * f + x.dtype.type(3.0) + twelve
-                    offset_b = six * f + one + twelve
-                    for i in range(n_px):
-                        r, gr, bl = red[i], green[i], blue[i]
-                        mx = max(max(r, gr), bl)
-                        d = mx - min(min(r, gr), bl)
-                        if mx == r:
-                            h6 = gr - bl
-                        elif mx == gr:
-                            h6 = bl - r + two * d
-                        else:
-                            h6 = r - gr + x.dtype.type(4.0) * d
-                        h6 = h6 / max(d, tiny)
-                        red[i] = hue_channel(h6, offset_r, mx, d, zero, one, two, six)
-                        green[i] = hue_channel(h6, offset_g, mx, d, zero, one, two, six)
-                        blue[i] = hue_channel(h6, offset_b, mx, d, zero, one, two, six)
-
-    return {"warp": warp, "blur": blur, "stain_jitter": stain_jitter, "add_noise": add_noise,
-            "color_jitter": color_jitter}
+def _module() -> ModuleType:
+    """:mod:`bioaug.augment.kernels` (check :func:`available` first)."""
+    kernels = _compiled()
+    if kernels is None:  # pragma: no cover - numba comes with scanpy
+        raise RuntimeError("the compiled kernels need numba; check native.available() first")
+    return kernels
 
 
 def available(*tensors: Tensor) -> bool:
@@ -251,7 +89,7 @@ def available(*tensors: Tensor) -> bool:
             return False
         if t.requires_grad:
             return False
-    return _kernels() is not None
+    return _compiled() is not None
 
 
 def writable(x: Tensor, inplace: bool) -> Tensor:
@@ -306,9 +144,121 @@ def parallel(fn: Callable[[int, int], None], n: int) -> None:
         f.result()
 
 
-def run(name: str, n: int, *args: Any) -> None:
-    """Call kernel ``name`` on items ``[0, n)`` (its last two arguments), split between
-    threads by :func:`parallel`."""
-    kernel = _kernels()[name]  # type: ignore[index]
-    arrays = [a.numpy() if isinstance(a, Tensor) else a for a in args]
+# -- the kernels, one typed entry each ------------------------------------------------------
+class WarpTaps(NamedTuple):
+    """Bilinear taps of axis-aligned maps for ``V`` views of a batch of ``B`` samples: rows
+    ``y0``, ``y1`` ``(V, B, H_out)`` with ``wy`` the weight of ``y1``, columns ``x0``, ``x1``
+    ``(V, B, W_out)`` with ``wx`` the weight of ``x1`` (indices int64, weights float), and
+    ``swapped`` ``(V, B)`` (bool): the map exchanges the axes (the result is transposed)."""
+
+    y0: Tensor
+    y1: Tensor
+    wy: Tensor
+    x0: Tensor
+    x1: Tensor
+    wx: Tensor
+    swapped: Tensor
+
+
+def warp(x: Tensor, taps: WarpTaps, out: Tensor) -> None:
+    """Resample ``x`` ``(B, C, H, W)`` into ``out`` ``(V, B, C, H_out, W_out)``, view ``v``
+    with the taps ``[v]`` (see :class:`WarpTaps`); each input plane is read once for all
+    views. The torch reference is :func:`bioaug.augment.ops.geometry._separable_warp`."""
+    v, b, c, h_out, w_out = out.shape
+    _check_target(out, x.dtype)
+    _check_shape("swapped", taps.swapped, (v, b))
+    for name, limit, size in (("y0", x.shape[2], h_out), ("y1", x.shape[2], h_out),
+                              ("x0", x.shape[3], w_out), ("x1", x.shape[3], w_out)):
+        _check_index(name, getattr(taps, name), limit, (v, b, size))
+    _check_shape("wy", taps.wy, (v, b, h_out))
+    _check_shape("wx", taps.wx, (v, b, w_out))
+    if x.shape[:2] != (b, c) or x.device.type != "cpu":
+        raise ValueError(f"warp: x {tuple(x.shape)} on {x.device} does not fit out "
+                         f"{tuple(out.shape)} (CPU)")
+    wy = taps.wy.to(x.dtype)
+    _launch(_module().warp, b, x.contiguous(), taps.y0, taps.y1,
+            1.0 - wy, wy, taps.x0, taps.x1, taps.wx.to(x.dtype), taps.swapped, out)
+
+
+def blur(out: Tensor, taps: Tensor, rows: Tensor) -> None:
+    """Blur the samples ``rows`` of ``out`` ``(B, C, H, W)`` in place, sample ``rows[j]``
+    with its own odd-length separable kernel ``taps[j]`` (reflected borders)."""
+    _check_target(out, out.dtype)
+    _check_index("rows", rows, out.shape[0], (rows.shape[0],))
+    _check_shape("taps", taps, (rows.shape[0], taps.shape[-1]))
+    _launch(_module().blur, rows.shape[0], out, taps.to(out.dtype).contiguous(), rows, out)
+
+
+def stain_jitter(out: Tensor, brightness: Tensor, contrast: Tensor, gamma: Tensor,
+                 rows: Tensor) -> None:
+    """``stain_jitter`` of the samples ``rows`` of ``out`` in place, with the factors
+    ``[j, c]`` of sample ``rows[j]`` and channel ``c`` (see
+    :func:`bioaug.augment.ops.stain_jitter.stain_jitter`)."""
+    _check_target(out, out.dtype)
+    _check_index("rows", rows, out.shape[0], (rows.shape[0],))
+    factors = [f.to(out.dtype).contiguous() for f in (brightness, contrast, gamma)]
+    for name, f in zip(("brightness", "contrast", "gamma"), factors, strict=True):
+        _check_shape(name, f, (rows.shape[0], out.shape[1]))
+    _launch(_module().stain_jitter, rows.shape[0], out, *factors, rows, out)
+
+
+def add_noise(out: Tensor, noise: Tensor, std: Tensor, rows: Tensor) -> None:
+    """``clip(x + std[j]·noise[j], 0, 1)`` into the samples ``rows[j]`` of ``out``, in place;
+    ``noise`` ``(len(rows), 1 or C, H, W)``."""
+    _check_target(out, out.dtype)
+    _check_index("rows", rows, out.shape[0], (rows.shape[0],))
+    n, c, h, w = rows.shape[0], out.shape[1], out.shape[2], out.shape[3]
+    _check_shape("noise", noise, (n, noise.shape[1] if noise.shape[1] == 1 else c, h, w))
+    _check_shape("std", std, (n,))
+    _launch(_module().add_noise, n, out, noise.to(out.dtype).contiguous(),
+            std.to(out.dtype).contiguous(), rows, out)
+
+
+def color_jitter(out: Tensor, order: Tensor, factors: Tensor, luma: Tensor,
+                 rows: Tensor) -> None:
+    """``color_jitter`` of the RGB samples ``rows`` of ``out`` in place: sample ``rows[j]``
+    gets the adjustments ``order[j]`` (0 brightness, 1 contrast, 2 saturation, 3 hue) with
+    ``factors[j]``; ``luma`` holds the three luma weights."""
+    _check_target(out, out.dtype)
+    if out.shape[1] != 3:
+        raise ValueError(f"color_jitter: needs 3 channels, got {out.shape[1]}")
+    _check_index("rows", rows, out.shape[0], (rows.shape[0],))
+    _check_index("order", order, 4, (rows.shape[0], 4))
+    _check_shape("factors", factors, (rows.shape[0], 4))
+    _check_shape("luma", luma, (3,))
+    _launch(_module().color_jitter, rows.shape[0], out,
+            order.contiguous(), factors.to(out.dtype).contiguous(), luma.to(out.dtype),
+            rows, out)
+
+
+def _launch(kernel: Callable[..., None], n: int, *tensors: Tensor) -> None:
+    """``kernel(*arrays, start, stop)`` over items ``[0, n)``, split by :func:`parallel`."""
+    arrays = [t.numpy() for t in tensors]
     parallel(lambda start, stop: kernel(*arrays, start, stop), n)
+
+
+def _check_target(out: Tensor, dtype: torch.dtype) -> None:
+    """``out`` is a contiguous CPU float32/float64 tensor of ``dtype`` (the input's)."""
+    if (out.device.type != "cpu" or out.dtype != dtype or not out.is_contiguous()
+            or dtype not in (torch.float32, torch.float64)):
+        raise ValueError(f"a kernel writes into a contiguous CPU float32/float64 tensor of "
+                         f"the input's dtype ({dtype}); got {out.dtype} on {out.device}"
+                         f"{'' if out.is_contiguous() else ', not contiguous'}")
+
+
+def _check_shape(name: str, t: Tensor, shape: tuple[int, ...]) -> None:
+    if tuple(t.shape) != tuple(shape) or t.device.type != "cpu":
+        raise ValueError(f"kernel argument {name}: expected a CPU tensor of shape "
+                         f"{tuple(shape)}, got {tuple(t.shape)} on {t.device}")
+
+
+def _check_index(name: str, t: Tensor, limit: int, shape: tuple[int, ...]) -> None:
+    """An int64 index tensor of ``shape`` whose entries lie in ``[0, limit)``."""
+    _check_shape(name, t, shape)
+    if t.dtype != torch.int64:
+        raise ValueError(f"kernel argument {name}: expected int64 indices, got {t.dtype}")
+    if t.numel():
+        low, high = (int(v) for v in torch.aminmax(t))
+        if low < 0 or high >= limit:
+            raise ValueError(f"kernel argument {name}: indices must lie in [0, {limit}), "
+                             f"got {low} … {high}")

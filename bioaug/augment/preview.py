@@ -81,14 +81,20 @@ def check_finite(a: np.ndarray, where: str = "") -> None:
 
 
 def _to_chw(a: np.ndarray, where: str) -> np.ndarray:
+    """``a`` as (C, H, W); an array of another rank, or one without a pixel or a channel,
+    is a DataError."""
     if a.ndim == 2:
-        return a[None]
-    if a.ndim == 3:
-        if a.shape[-1] <= 4 and a.shape[0] > 4:  # (H, W, C)
-            return np.moveaxis(a, -1, 0)
-        return a
-    raise DataError(f"expected an image (H, W), (C, H, W) or (H, W, C), got shape {a.shape}",
-                    where=where)
+        chw = a[None]
+    elif a.ndim == 3:
+        chw = np.moveaxis(a, -1, 0) if a.shape[-1] <= 4 and a.shape[0] > 4 else a  # (H, W, C)
+    else:
+        raise DataError(f"expected an image (H, W), (C, H, W) or (H, W, C), got shape "
+                        f"{a.shape}", where=where)
+    if chw.size == 0:
+        raise DataError(f"the image is empty: shape {a.shape} (read as {chw.shape[0]} "
+                        f"channel(s) of {chw.shape[1]}×{chw.shape[2]} pixels)", where=where,
+                        hint="a preview needs at least one channel of at least 1×1 pixels")
+    return chw
 
 
 def load_preview_input(path: str | Path | None, n: int = 8, seed: int = 0) -> PreviewInput:
@@ -164,14 +170,10 @@ def view_columns(views: list[torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
     return [(f"view {i + 1}", v) for i, v in enumerate(views)]
 
 
-def render_preview(protocol: Protocol, data: PreviewInput, out: str | Path, *, n: int = 8,
-                   seed: int = 0, mode: str = "auto") -> tuple[Path, list[str]]:
-    """Draw the preview grid to ``out`` (PNG); returns the path and notes for the user."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def preview_batch(protocol: Protocol, data: PreviewInput, n: int = 8
+                  ) -> tuple[PreviewInput, list[str]]:
+    """The ``n`` images a preview augments (a single image repeated ``n`` times, else the
+    first ``n``), fitted to the protocol's channel count; returns them and notes for the user."""
     notes: list[str] = []
     data, note = _adapt_channels(protocol, data)
     if note:
@@ -180,16 +182,34 @@ def render_preview(protocol: Protocol, data: PreviewInput, out: str | Path, *, n
     check_finite(images, data.label)
     if images.shape[0] == 1:
         images = np.repeat(images, n, axis=0)
-    images = images[:n]
-    c = images.shape[1]
+    return PreviewInput(images[:n], data.channels, data.rgb, data.label), notes
+
+
+def preview_views(protocol: Protocol, images: np.ndarray, seed: int = 0
+                  ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The batch ``images`` (N, C, H, W) as a tensor and the protocol's views of it, drawn
+    with a generator seeded with ``seed`` (what a preview with that seed shows)."""
+    pipeline = build_pipeline(protocol, images.shape[1], None)
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    return x, pipeline(x, torch.Generator().manual_seed(seed))
+
+
+def render_preview(protocol: Protocol, data: PreviewInput, out: str | Path, *, n: int = 8,
+                   seed: int = 0, mode: str = "auto") -> tuple[Path, list[str]]:
+    """Draw the preview grid to ``out`` (PNG); returns the path and notes for the user."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data, notes = preview_batch(protocol, data, n)
+    c = data.images.shape[1]
     rgb = data.rgb if mode == "auto" else mode == "rgb"
     if rgb and c != 3:
         raise DataError(f"--mode rgb needs 3 channels, the images have {c}")
     names = data.channels if protocol.channels is None or len(protocol.channels) != c \
         else protocol.channels
-    pipeline = build_pipeline(protocol, c, None)
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    views = pipeline(x, torch.Generator().manual_seed(seed))
+    x, views = preview_views(protocol, data.images, seed)
     columns = [("original", x), *view_columns(views)]
     per = 1 if rgb else c
     ncols = len(columns) * per

@@ -525,9 +525,9 @@ def protocol_from_dict(data: Any, source: str = "<dict>", *, text: str = "",
     """Validate a protocol given as plain data (as loaded from YAML)."""
     lines = lines or LineMap()
     problems = _Problems(source, lines)
-    for path, _line in lines.duplicates:
-        problems.add(path, f"key '{path[-1]}' appears twice; the first would be silently "
-                           "ignored")
+    for dup in lines.duplicates:
+        problems.add(dup.path, f"key '{dup.path[-1]}' appears twice (lines {dup.first_line} "
+                               f"and {dup.line}); the first would be silently ignored")
     if data is None:
         raise make_error(source, [(None, "", "the protocol is empty; start from "
                                              "`bioaug protocol show none`")])

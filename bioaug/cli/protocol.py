@@ -120,12 +120,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from bioaug.augment.preview import load_preview_input, render_preview
     from bioaug.errors import DataError
     from bioaug.io import check_output
+    from bioaug.seeds import check_seed
 
     # every argument is checked before the images are read and augmented
     if args.n < 1 or args.n > 64:
         raise ConfigError(f"--n must be between 1 and 64, got {args.n}")
-    if not 0 <= args.seed < 2**63:
-        raise ConfigError(f"--seed must be between 0 and 2**63 - 1, got {args.seed}")
+    check_seed(args.seed, "--seed")
     if not str(args.out).lower().endswith(".png"):
         raise ConfigError(f"--out must be a .png file, got {args.out}")
     if args.input is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bioaug.errors import ConfigError
 from bioaug.io import check_output
+from bioaug.seeds import check_seed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,6 +125,7 @@ def _invariance(args: argparse.Namespace) -> int:
     if missing:
         raise ConfigError(f"`bioaug invariance` needs {', '.join(missing)}",
                           hint="e.g. bioaug invariance --checkpoint RUN_DIR --data STORE --out DIR")
+    check_seed(args.seed, "--seed")
     check_output(args.out, "invariance", inputs=[*args.checkpoint, args.data],
                  replace=args.overwrite)
     result = run_invariance(args.checkpoint, args.data, args.out, protocol=args.protocol,

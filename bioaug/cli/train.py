@@ -111,9 +111,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="with --resume: continue even if the options differ from the saved run")
     p.add_argument("--print-config", "--dry-run", dest="print_config", action="store_true",
-                   help="print the resolved run configuration (each value with where it came "
-                   "from: recipe, run file, command line, default) and the warnings, then exit "
-                   "without training")
+                   help="make every check the run makes before its first step (output "
+                   "folder, store, protocol, crops, model, the run to resume), print the "
+                   "resolved run configuration (each value with where it came from: recipe, "
+                   "run file, command line, default) and the warnings, then exit without "
+                   "training or writing anything")
     add_config_options(p)
     p.set_defaults(func=run)
 
@@ -144,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if args.force and not args.resume:
         raise ConfigError("--force only applies with --resume")
     config = load_config(args.config, **options_to_overrides(args))
-    if args.print_config:
-        print(resolve_run(config).describe(), end="")
+    if args.print_config:  # every check of the run, then the resolved configuration
+        print(resolve_run(config, resume=args.resume, force=args.force).describe(), end="")
         return 0
     out = train(config, resume=args.resume, force=args.force)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -20,6 +20,7 @@ Layout of ``out``::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +66,6 @@ def train_configs(store: str | Path, protocols: Sequence[str], out: str | Path, 
          "out": str(out / _key(protocol) / f"seed-{seed}" / "run"), "seed": seed,
          "device": device}, source=f"comparison ({protocol})")
         for protocol in protocols for seed in seeds}
-
-
-def _evaluate_all(h5ad: Path, folder: Path, labels: Sequence[str], rep: str, seed: int,
-                  evaluate_kwargs: Mapping[str, Any], name: str, hook: StageHook,
-                  root: Path) -> dict[str, tuple[Any, str]]:
-    reports = {}
-    for label in labels:
-        res, report = stages.evaluate_stage(h5ad, folder / f"eval-{label}", label=label,
-                                            rep=rep, seed=seed, **dict(evaluate_kwargs))
-        hook(f"evaluate {name}" + (f" ({label})" if len(labels) > 1 else ""), res)
-        reports[label] = (report, (folder / f"eval-{label}").relative_to(root).as_posix())
-    return reports
 
 
 def compare_protocols(store: str | Path, protocols: Sequence[str], out: str | Path, *,
@@ -131,7 +120,6 @@ def compare_protocols(store: str | Path, protocols: Sequence[str], out: str | Pa
     mean ± std over seeds, ``comparison_summary.csv``.
     """
     store, out = Path(store), Path(out)
-    hook = on_stage or log_stage
     configs = train_configs(store, protocols, out, train=train, seeds=seeds, device=device)
     for group in fuse:
         unknown = [p for p in group if p not in protocols]
@@ -139,71 +127,96 @@ def compare_protocols(store: str | Path, protocols: Sequence[str], out: str | Pa
             raise BioaugError(f"fusion group {list(group)} names protocols that are not "
                               f"compared: {unknown}")
     out.mkdir(parents=True, exist_ok=True)
-    evaluate_kwargs = dict(evaluate_kwargs or {})
-    names = dict(names or {})
-    rows: list[dict[str, Any]] = []
-
-    def add(embedding: str, kind: str, seed: int | None,
-            reports: Mapping[str, tuple[Any, str]]) -> None:
-        for label, (report, folder) in reports.items():
-            rows.append({"embedding": embedding, "kind": kind, "seed": seed, "label": label,
-                         **metrics_row(report), "report": folder})
-
-    runs: dict[tuple[str, int], Path] = {}
+    run = _Comparison(store, out, labels, seeds, device, embed_batch,
+                      dict(evaluate_kwargs or {}), on_stage or log_stage)
     for protocol in protocols:
-        key = _key(protocol)
-        for seed in seeds:
-            d = out / key / f"seed-{seed}"
-            tr = stages.train_stage(configs[(protocol, seed)])
-            hook(f"train {key}" + (f" (seed {seed})" if len(seeds) > 1 else ""), tr)
-            runs[(protocol, seed)] = tr.path
-            em = stages.embed_stage([tr.path], store, d / "cells.h5ad", batch_size=embed_batch,
-                                    device=device)
-            hook(f"embed {key}", em)
-            add(names.get(protocol, key), "protocol", seed,
-                _evaluate_all(d / "cells.h5ad", d, labels, "X_bioaug", seed, evaluate_kwargs,
-                              key, hook, out))
-
+        run.protocol(protocol, configs, (names or {}).get(protocol, _key(protocol)))
     for group in fuse:
-        tag = "+".join(_key(p) for p in group)
-        for seed in seeds:
-            d = out / "fused" / tag / f"seed-{seed}"
-            em = stages.embed_stage([runs[(p, seed)] for p in group], store, d / "cells.h5ad",
-                                    batch_size=embed_batch, device=device)
-            hook(f"embed fused {tag}", em)
-            add(f"fused {tag}", "fused", seed,
-                _evaluate_all(d / "cells.h5ad", d, labels, "X_bioaug_fused", seed,
-                              evaluate_kwargs, "fused", hook, out))
-
+        run.fused(group)
     if raw:
-        d = out / "raw"
-        em = stages.embed_stage([], store, d / "cells.h5ad", raw=True, batch_size=embed_batch,
-                                device=device)
-        hook("embed raw pixels", em)
-        add("raw pixels", "raw", None,
-            _evaluate_all(d / "cells.h5ad", d, labels, "X_bioaug", 0, evaluate_kwargs, "raw",
-                          hook, out))
-
+        run.raw()
     for name in backbones:
-        d = out / name
+        run.backbone(name)
+    return run.write()
+
+
+@dataclass
+class _Comparison:
+    """The stages of one :func:`compare_protocols` call and the table rows they add."""
+
+    store: Path
+    out: Path
+    labels: Sequence[str]
+    seeds: Sequence[int]
+    device: str
+    embed_batch: int
+    evaluate_kwargs: dict[str, Any]
+    hook: StageHook
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[tuple[str, int], Path] = field(default_factory=dict)
+
+    def protocol(self, protocol: str, configs: Mapping[tuple[str, int], Any],
+                 name: str) -> None:
+        """Train, embed and evaluate one protocol at every seed."""
+        key = _key(protocol)
+        for seed in self.seeds:
+            d = self.out / key / f"seed-{seed}"
+            tr = stages.train_stage(configs[(protocol, seed)])
+            self.hook(f"train {key}" + (f" (seed {seed})" if len(self.seeds) > 1 else ""), tr)
+            self.runs[(protocol, seed)] = tr.path
+            self._embed(f"embed {key}", d, [tr.path])
+            self._evaluate(name, "protocol", seed, d, "X_bioaug", key)
+
+    def fused(self, group: Sequence[str]) -> None:
+        """Embed with the models of ``group`` concatenated, and evaluate, at every seed."""
+        tag = "+".join(_key(p) for p in group)
+        for seed in self.seeds:
+            d = self.out / "fused" / tag / f"seed-{seed}"
+            self._embed(f"embed fused {tag}", d, [self.runs[(p, seed)] for p in group])
+            self._evaluate(f"fused {tag}", "fused", seed, d, "X_bioaug_fused", "fused")
+
+    def raw(self) -> None:
+        """Raw pixels: the floor every model must beat."""
+        d = self.out / "raw"
+        self._embed("embed raw pixels", d, [], raw=True)
+        self._evaluate("raw pixels", "raw", None, d, "X_bioaug", "raw")
+
+    def backbone(self, name: str) -> None:
+        """A pretrained backbone as it is; skipped with a note when its weights are absent."""
+        d = self.out / name
         try:
-            em = stages.embed_stage([], store, d / "cells.h5ad", backbone=name,
-                                    batch_size=embed_batch, device=device)
+            self._embed(f"embed {name}", d, [], backbone=name)
         except BioaugError as exc:
             log(f"  {name}: skipped — {exc.message}")
-            continue
-        hook(f"embed {name}", em)
-        add(name, "pretrained", None,
-            _evaluate_all(d / "cells.h5ad", d, labels, "X_bioaug", 0, evaluate_kwargs, name,
-                          hook, out))
+            return
+        self._evaluate(name, "pretrained", None, d, "X_bioaug", name)
 
-    table = pd.DataFrame(rows)
-    with atomic_path(out / "comparison.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    summary = summarize(table)
-    with atomic_path(out / "comparison_summary.csv") as tmp:
-        summary.to_csv(tmp, index=False)
-    return table
+    def write(self) -> pd.DataFrame:
+        """The table, written to ``comparison.csv`` (and its summary) and returned."""
+        table = pd.DataFrame(self.rows)
+        with atomic_path(self.out / "comparison.csv") as tmp:
+            table.to_csv(tmp, index=False)
+        with atomic_path(self.out / "comparison_summary.csv") as tmp:
+            summarize(table).to_csv(tmp, index=False)
+        return table
+
+    def _embed(self, stage: str, folder: Path, runs: list[Path], **kwargs: Any) -> None:
+        result = stages.embed_stage(runs, self.store, folder / "cells.h5ad",
+                                    batch_size=self.embed_batch, device=self.device, **kwargs)
+        self.hook(stage, result)
+
+    def _evaluate(self, embedding: str, kind: str, seed: int | None, folder: Path, rep: str,
+                  name: str) -> None:
+        """Evaluate ``folder/cells.h5ad`` against every label; one table row each."""
+        for label in self.labels:
+            res, report = stages.evaluate_stage(
+                folder / "cells.h5ad", folder / f"eval-{label}", label=label, rep=rep,
+                seed=0 if seed is None else seed, **self.evaluate_kwargs)
+            self.hook(f"evaluate {name}" + (f" ({label})" if len(self.labels) > 1 else ""), res)
+            self.rows.append({"embedding": embedding, "kind": kind, "seed": seed,
+                              "label": label, **metrics_row(report),
+                              "report": (folder / f"eval-{label}").relative_to(self.out)
+                              .as_posix()})
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

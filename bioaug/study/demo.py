@@ -46,6 +46,7 @@ import pandas as pd
 from bioaug.errors import ConfigError
 from bioaug.evaluate.metrics import metric_title
 from bioaug.io import atomic_path, atomic_write_json, atomic_write_text, provenance
+from bioaug.seeds import check_seed
 from bioaug.study import stages
 from bioaug.study.stages import log
 
@@ -292,16 +293,10 @@ def summary_markdown(df: pd.DataFrame, plan: DemoPlan, seed: int, timings: list[
     return "\n".join(lines) + "\n"
 
 
-def check_seed(seed: int) -> int:
-    """The demo's seed: an integer 0 or more."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"--seed must be an integer 0 or more, not {seed!r}")
-    return seed
-
-
 def check_seeds(seeds: list[int] | tuple[int, ...]) -> list[int]:
-    """The demo's seeds: one or more distinct integers, each 0 or more."""
-    seeds = [check_seed(s) for s in seeds]
+    """The demo's seeds: one or more distinct seeds, each by the one seed rule
+    (:func:`bioaug.seeds.check_seed`: 0 … 2**32 - 1)."""
+    seeds = [check_seed(s, "--seed") for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seed: give one or more seeds, each seed once; got "
                           f"{' '.join(map(str, seeds)) or 'none'}")
@@ -319,7 +314,7 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
     plan
         Sizes of every stage (default: :func:`plan_for` ``("full")``).
     seed
-        Seed of the training runs and the evaluation (0 or more).
+        Seed of the training runs and the evaluation (0 … 2**32 - 1).
 
     Returns
     -------
@@ -328,7 +323,7 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
     """
     from bioaug.study.compare import compare_protocols, train_configs
 
-    check_seed(seed)
+    check_seed(seed, "seed")
     plan = plan or plan_for("full")
     out = Path(out).resolve()
     plan_dir = out / plan.name
@@ -344,6 +339,22 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
     log(f"bioaug demo — plan '{plan.name}' ({plan.description}), device {plan.device}, "
         f"seed {seed}\n  output: {run_dir}")
 
+    _make_data(twin, store, plan, timer)
+    table = compare_protocols(
+        store, plan.protocols, run_dir, labels=("moa",), train=train_settings(plan),
+        seeds=(seed,), device=plan.device, embed_batch=plan.embed_batch, raw=True,
+        fuse=[plan.protocols] if len(plan.protocols) > 1 else [],
+        evaluate_kwargs={"umap_points": plan.umap_points, "profile": dict(DEMO_PROFILE),
+                         "profiling_mode": "auto"},
+        on_stage=timer.record)
+    total = time.perf_counter() - t_all
+    df = summary_frame(table)
+    _write_summaries(out, run_dir, df, plan, seed, timer, total)
+    return df
+
+
+def _make_data(twin: Path, store: Path, plan: DemoPlan, timer: Timer) -> None:
+    """The synthetic BBBC021 twin and its crop store (skipped when already made)."""
     from bioaug.data.prepare import prepare_bbbc021
     from bioaug.data.store import is_store
     from bioaug.data.synth import synth_bbbc021
@@ -356,19 +367,14 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
         twin, store, crop_size=plan.crop_size, resize=plan.resize, moa_only=True),
         lambda: is_store(store))
 
-    table = compare_protocols(
-        store, plan.protocols, run_dir, labels=("moa",), train=train_settings(plan),
-        seeds=(seed,), device=plan.device, embed_batch=plan.embed_batch, raw=True,
-        fuse=[plan.protocols] if len(plan.protocols) > 1 else [],
-        evaluate_kwargs={"umap_points": plan.umap_points, "profile": dict(DEMO_PROFILE),
-                         "profiling_mode": "auto"},
-        on_stage=timer.record)
 
-    total = time.perf_counter() - t_all
-    timings = [*timer.table(), ("total (this invocation)", f"{total:.1f}s")]
-    df = summary_frame(table)
+def _write_summaries(out: Path, run_dir: Path, df: pd.DataFrame, plan: DemoPlan, seed: int,
+                     timer: Timer, total: float) -> None:
+    """``summary.csv``/``summary.md`` of the seed (and of ``out``), ``demo.json``, and the
+    timings and summary on the terminal."""
     from bioaug.evaluate import EvaluationReport
 
+    timings = [*timer.table(), ("total (this invocation)", f"{total:.1f}s")]
     first = EvaluationReport.read(run_dir / df["report"].iloc[0].replace("report.md",
                                                                          "report.json"))
     with atomic_path(run_dir / "summary.csv") as tmp:
@@ -382,7 +388,6 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
     atomic_write_json(run_dir / "demo.json", {
         "plan": plan.to_dict(), "seed": seed, "timings": dict(timer.table()),
         "total_seconds": round(total, 2), "provenance": provenance(stage="demo")})
-
     print("\nStage timings:")
     for k, v in timings:
         print(f"  {k:<28} {v}")
@@ -390,7 +395,6 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan | None = None, *,
     print(summary_text(df))
     print(f"\nwritten: {out / 'summary.md'} (pictures and per-embedding reports under "
           f"{run_dir})")
-    return df
 
 
 # -- several seeds ------------------------------------------------------------------------

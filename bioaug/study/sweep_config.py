@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bioaug.errors import BioaugError, ConfigError, validation_error
 from bioaug.io import sha256_text
+from bioaug.seeds import check_seed
 from bioaug.study import keypath
 
 SWEEP_VERSION = 1
@@ -98,6 +99,11 @@ class SweepConfig(BaseModel):
             raise ValueError("give at least one seed")
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds repeat: {seeds}")
+        for i, seed in enumerate(seeds):  # the one seed rule of every command
+            try:
+                check_seed(seed, f"seeds[{i}]")
+            except ConfigError as exc:
+                raise ValueError(f"{exc.where}: {exc.message}") from None
         return seeds
 
     @field_validator("train")
@@ -164,18 +170,12 @@ def resolve_paths(cfg: SweepConfig, base_dir: Path) -> SweepConfig:
 
 
 def load_sweep_config(path: str | Path) -> SweepConfig:
-    """Read a sweep file; relative paths inside it are resolved against its folder."""
+    """Read a sweep file; relative paths inside it are resolved against its folder. A
+    missing file, a YAML syntax error or a key given twice is a ConfigError with the line."""
+    from bioaug.augment.yamlsource import read_yaml_file
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"no sweep file at {p}")
-    text = p.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) \
-            from None
+    data = read_yaml_file(p, "sweep file")  # a key given twice is an error, not the last
     cfg = parse_sweep_config(data, source=str(p))
     return resolve_paths(cfg, p.resolve().parent)
 

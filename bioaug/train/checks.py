@@ -1,23 +1,117 @@
 """Checks and builders run before training starts: every input mistake is caught here.
 
-Order: method/backbone names → store → protocol (+ crop override) → channel names →
-pipeline (channel count) → crop vs stored image size → views vs method → batch size vs
-store, processes and the method (MoCo's queue).
+:func:`prepare_run` makes them all, in this order, and is the one function both a run
+(:func:`bioaug.train.loop.train`) and its dry run (``bioaug train --dry-run``,
+:func:`bioaug.train.loop.resolve_run`) call, so a dry run accepts exactly what the run
+accepts: the output folder (new, or a run with ``resume``; never an input) → method and
+backbone names → store → batch size vs store and processes → the method's recipe → protocol
+(+ crop override) → channel names → pipeline (channel count) → the ``--positives`` /
+``--batches`` columns → crop vs stored image size → non-finite pixels in a float store →
+the kNN store → the model (MoCo's queue vs the batch) → views vs method → the run to
+resume (same options, weights and optimiser state that fit).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from bioaug.data.store import Store
-from bioaug.errors import ConfigError, DataError, ProtocolError, unknown_choice
-from bioaug.train.config import TrainConfig
+from bioaug.errors import CheckpointError, ConfigError, DataError, ProtocolError, unknown_choice
+from bioaug.io import check_output, sha256_file
+from bioaug.train.checkpoint import CHECKPOINT_NAME, load_model_state, read_checkpoint
+from bioaug.train.config import TrainConfig, config_diff
+from bioaug.train.data import Sampling, build_sampling
+from bioaug.train.optim import build_optimizer
+from bioaug.train.resolve import ResolvedConfig, resolve
 
 if TYPE_CHECKING:
+    from bioaug.augment import Pipeline
     from bioaug.methods.base import Method
+    from bioaug.train.knn import KnnMonitor
+
+
+@dataclass
+class RunPlan:
+    """A run's inputs, every one checked (see :func:`prepare_run`)."""
+
+    resolved: ResolvedConfig
+    store: Store
+    protocol: Any
+    protocol_text: str
+    pipeline: Pipeline
+    sampling: Sampling
+    crop_sizes: list[tuple[int, int]]
+    method: nn.Module
+    header_sha256: str
+    #: the checkpoint resumed from (its weights already in ``method``); None: a fresh start
+    previous: dict[str, Any] | None
+    #: the kNN monitor of ``knn_data`` (None without one)
+    knn: KnnMonitor | None = None
+
+    @property
+    def config(self) -> TrainConfig:
+        """The resolved configuration (every recipe value filled in)."""
+        return self.resolved.config
+
+
+def prepare_run(config: TrainConfig, *, world_size: int, resume: bool = False,
+                force: bool = False) -> RunPlan:
+    """Every check a run makes before its first step, and what they build.
+
+    Builds the model on the CPU (seeded) and, when resuming, loads the saved weights into it
+    and checks that the saved optimiser state fits. Raises the run's errors: nothing here
+    writes a file or touches an accelerator, so a dry run calls this too.
+    """
+    from bioaug.augment import build_pipeline
+
+    check_run_output(config, resume=resume)
+    method_cls = check_names(config)
+    store = Store.open(config.data)
+    check_batch(config, len(store), world_size)
+    resolved = resolve(config, len(store), method_cls=method_cls)
+    cfg = resolved.config
+    protocol, text = load_run_protocol(cfg)
+    check_protocol_vs_store(protocol, store, cfg)
+    pipeline = build_pipeline(protocol, store.n_channels, store.channels)
+    sampling = build_sampling(store.obs, cfg, where=store.path)  # --positives/--batches
+    crop_sizes = check_crops(pipeline, store, cfg)
+    check_finite_store(store)
+    knn = None
+    if cfg.knn_data is not None:  # checks the kNN store (labels, channels)
+        from bioaug.train.knn import KnnMonitor
+
+        knn = KnnMonitor(cfg.knn_data, channels=store.channels, k=cfg.knn_k,
+                         max_items=cfg.knn_max_items, seed=cfg.seed)
+    method = build_run_model(cfg, store.n_channels, len(store), method_cls=method_cls)
+    check_views(pipeline, method, cfg)
+    header_sha256 = sha256_file(store.path / "header.json")
+    previous = previous_run(cfg, text, header_sha256, force=force)
+    if previous is not None:
+        load_previous_model(method, previous, cfg, force=force)
+        load_optimizer_state(build_run_optimizer(method, cfg), previous, cfg)
+    return RunPlan(resolved, store, protocol, text, pipeline, sampling, crop_sizes, method,
+                   header_sha256, previous, knn)
+
+
+def check_run_output(config: TrainConfig, *, resume: bool) -> None:
+    """``--out`` must be a new or empty directory, or (with ``resume``) a run; never one of
+    the run's inputs (the store, the kNN store, the protocol file) nor a folder holding one."""
+    inputs = [config.data, config.knn_data]
+    if Path(config.protocol).is_file():
+        inputs.append(Path(config.protocol))
+    check_output(config.out, "run", inputs=inputs, replace=resume, replace_flag="--resume")
+    out = Path(config.out).resolve()
+    for store in (config.data, config.knn_data):  # a store is rebuilt whole by `data prepare`
+        if store is not None and out.is_relative_to(Path(store).resolve()):
+            raise ConfigError(f"--out {config.out} is inside the store {store}; a run there "
+                              "would be lost when the store is rebuilt",
+                              hint="choose an --out outside the store")
 
 
 def check_names(config: TrainConfig) -> type[Method]:
@@ -140,3 +234,90 @@ def method_hparams(method: nn.Module) -> dict[str, Any]:
     if hasattr(cfg, "model_dump"):
         return cfg.model_dump(mode="json")
     return dict(getattr(method, "hparams", {}) or {})
+
+
+#: Items read at a time by :func:`check_finite_store` (a few MB to a few hundred MB).
+FINITE_CHUNK = 2048
+
+
+def nonfinite_items(store: Store, chunk: int = FINITE_CHUNK) -> np.ndarray:
+    """Indices of the items with a NaN or infinite pixel (always none in an integer store,
+    which is not read), scanned ``chunk`` items at a time."""
+    if store.dtype.kind != "f":
+        return np.zeros(0, dtype=np.int64)
+    bad = []
+    for start in range(0, len(store), chunk):
+        block = np.asarray(store.images[start:start + chunk])
+        rows = np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
+        bad.append(rows + start)
+    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+
+
+def check_finite_store(store: Store, chunk: int = FINITE_CHUNK) -> None:
+    """A store with NaN or infinite pixels → DataError naming the items (training on them
+    would run until the loss is NaN)."""
+    bad = nonfinite_items(store, chunk)
+    if len(bad):
+        shown = ", ".join(str(int(i)) for i in bad[:5]) + (" …" if len(bad) > 5 else "")
+        noun = "item" if len(bad) == 1 else "items"
+        raise DataError(f"{noun} {shown} ({len(bad)} of {len(store)} items) "
+                        f"{'has' if len(bad) == 1 else 'have'} NaN or infinite pixels",
+                        where=store.path, hint="fix or drop those items (e.g. rebuild the "
+                        "store from clean images) before training")
+
+
+def previous_run(config: TrainConfig, protocol_text: str, header_sha256: str, *,
+                 force: bool) -> dict[str, Any] | None:
+    """The checkpoint in ``config.out`` to resume from (None: a fresh start). One written
+    with another configuration, protocol or store is a ConfigError listing the
+    differences, unless ``force``."""
+    path = Path(config.out) / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    data = read_checkpoint(path)
+    diffs = config_diff(dict(data["config"]), config.to_plain())
+    if data.get("protocol_text") != protocol_text:
+        diffs["protocol (file content)"] = ("<as saved in the checkpoint>", "<changed>")
+    if (data.get("store") or {}).get("header_sha256") != header_sha256:
+        diffs["data (store content)"] = ("<as saved in the checkpoint>", "<changed>")
+    if diffs and not force:
+        lines = [f"{k}: {old!r} → {new!r}" for k, (old, new) in diffs.items()]
+        raise ConfigError("cannot resume: the run was started with another configuration:"
+                          "\n  " + "\n  ".join(lines), where=path,
+                          hint="use the original options, or --force to resume anyway "
+                          "with the new ones")
+    return data
+
+
+def load_previous_model(method: nn.Module, previous: dict[str, Any], config: TrainConfig, *,
+                        force: bool) -> None:
+    """The saved weights into ``method``; weights of another model → a clear error."""
+    path = Path(config.out) / CHECKPOINT_NAME
+    try:
+        load_model_state(method, previous["model"], path)
+    except CheckpointError:
+        if not force:
+            raise
+        raise ConfigError("cannot resume with --force: the saved weights do not fit the new "
+                          "model (method, backbone or width changed)", where=path,
+                          hint="--force resumes with new training options, not a new model; "
+                          "start a new run (another --out)") from None
+
+
+def build_run_optimizer(method: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of a resolved config over ``method``'s parameters."""
+    return build_optimizer(
+        method, config.optimizer, config.effective_lr(), config.momentum, config.weight_decay,
+        exclude_bias_norm=config.exclude_bias_norm, trust_coefficient=config.lars_eta,
+        clip=config.lars_clip)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, previous: dict[str, Any],
+                         config: TrainConfig) -> None:
+    """The saved optimiser state into ``optimizer``; one that does not fit → ConfigError."""
+    path = Path(config.out) / CHECKPOINT_NAME
+    try:
+        optimizer.load_state_dict(previous["optimizer"])
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"the optimiser state in {path} does not fit this run ({exc})",
+                          hint="start a new run (another --out)") from None

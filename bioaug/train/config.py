@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from bioaug.device import DEVICE_CHOICES
 from bioaug.errors import ConfigError, validation_error
-from bioaug.io import read_yaml_mapping
+from bioaug.seeds import SEED_MAX, check_seed
 from bioaug.train.batches import batches_help, parse_batches
 from bioaug.train.pairs import CONTROL, POSITIVES, TREATMENT_COLUMNS, parse_control
 
@@ -61,8 +61,8 @@ class TrainConfig(BaseModel):
                              "the protocol (pixels)")
     epochs: int = Field(100, ge=1, description="passes over the store")
     batch_size: int = Field(256, ge=1, description="global batch size (over all processes)")
-    seed: int = Field(0, ge=0, description="seed of the model init, data order and "
-                      "augmentation draws")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seed of the model init, data "
+                      "order and augmentation draws")
     positives: Literal[tuple(POSITIVES)] = Field(  # type: ignore[valid-type]
         "same_cell", description="which cells form a positive pair: " + "; ".join(
             f"{p.name}: {p.description}" for p in POSITIVES.values()))
@@ -137,6 +137,17 @@ class TrainConfig(BaseModel):
         if v in DEVICE_CHOICES or (v.startswith("cuda:") and v[5:].isdigit()):
             return v
         raise ValueError(f"unknown device '{value}'; use one of {', '.join(DEVICE_CHOICES)}")
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _check_seed(cls, value: Any) -> Any:
+        # the one seed rule of every command (bioaug.seeds); other types are pydantic's
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                check_seed(value, "seed")
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @field_validator("batches", mode="before")
     @classmethod
@@ -235,8 +246,21 @@ def make_config(values: dict[str, Any], source: str = "<config>") -> TrainConfig
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML run config into a plain dict (not validated yet)."""
-    return read_yaml_mapping(path, "run config", "options")
+    """Read a YAML run config into a plain dict (not validated yet).
+
+    A missing file, a YAML syntax error, an option given twice (YAML would keep the last
+    without a word) or a file that is not a mapping is a ConfigError naming the file and
+    line (:func:`bioaug.augment.yamlsource.read_yaml_file`).
+    """
+    from bioaug.augment.yamlsource import read_yaml_file
+
+    data = read_yaml_file(path, "run config")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"a run config is a mapping of options, not {type(data).__name__}",
+                          where=path)
+    return data
 
 
 def load_config(path: str | os.PathLike | None = None, *, override_source: str = SOURCE_CLI,

@@ -42,34 +42,29 @@ import math
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from bioaug.data.store import Store
-from bioaug.errors import BioaugError, CheckpointError, ConfigError
+from bioaug.errors import BioaugError
 from bioaug.io import (
     atomic_write_text,
     atomic_write_yaml,
-    check_output,
     provenance,
-    sha256_file,
     sha256_text,
 )
 from bioaug.progress import progress
 from bioaug.train import checks
 from bioaug.train.checkpoint import (
     CHECKPOINT_NAME,
-    load_model_state,
-    read_checkpoint,
     save_checkpoint,
 )
-from bioaug.train.config import TrainConfig, config_diff
+from bioaug.train.config import TrainConfig
 from bioaug.train.data import (
     StoreBatches,
-    build_sampling,
     make_loader,
     to_unit_float,
 )
@@ -82,11 +77,10 @@ from bioaug.train.distributed import (
     init_distributed,
     wrap_ddp,
 )
-from bioaug.train.knn import KnnMonitor
 from bioaug.train.metrics import MetricsLogger, truncate_metrics
-from bioaug.train.optim import build_optimizer, lr_at, set_lr, set_weight_decay, weight_decay_at
+from bioaug.train.optim import lr_at, set_lr, set_weight_decay, weight_decay_at
 from bioaug.train.pairs import PairedViews, split_pair
-from bioaug.train.resolve import ResolvedConfig, resolve
+from bioaug.train.resolve import ResolvedConfig
 
 
 class TrainingDiverged(BioaugError):
@@ -110,43 +104,27 @@ def train(config: TrainConfig, *, resume: bool = False, force: bool = False) -> 
 
     Under ``torchrun`` every process calls this.
     """
-    check_run_output(config, resume=resume)
+    plan = checks.prepare_run(config, world_size=env_world_size(), resume=resume, force=force)
     already = torch.distributed.is_available() and torch.distributed.is_initialized()
     info = init_distributed(config.device)
     try:
-        return _Run(config, info, resume=resume, force=force).run()
+        return _Run(plan, info).run()
     finally:
         if info.distributed and not already:
             cleanup_distributed()
 
 
-def check_run_output(config: TrainConfig, *, resume: bool) -> None:
-    """``--out`` must be a new or empty directory, or (with ``resume``) a run; never one of
-    the run's inputs (the store, the kNN store, the protocol file) nor a folder holding one."""
-    inputs = [config.data, config.knn_data]
-    if Path(config.protocol).is_file():
-        inputs.append(Path(config.protocol))
-    check_output(config.out, "run", inputs=inputs, replace=resume, replace_flag="--resume")
-    out = Path(config.out).resolve()
-    for store in (config.data, config.knn_data):  # a store is rebuilt whole by `data prepare`
-        if store is not None and out.is_relative_to(Path(store).resolve()):
-            raise ConfigError(f"--out {config.out} is inside the store {store}; a run there "
-                              "would be lost when the store is rebuilt",
-                              hint="choose an --out outside the store")
+def resolve_run(config: TrainConfig, *, resume: bool = False,
+                force: bool = False) -> ResolvedConfig:
+    """The resolved configuration of a run, after every check the run makes before its
+    first step (:func:`bioaug.train.checks.prepare_run`: the output folder, names, store,
+    protocol, crops, pixels, model, the run to resume …), without training or writing.
 
-
-def resolve_run(config: TrainConfig) -> ResolvedConfig:
-    """The resolved configuration of a run, checked against its store (no model is built).
-
-    Checks the method and backbone names, opens the store and checks the batch against it
-    and the number of processes, then fills the unset options from the method's recipe
-    (:func:`bioaug.train.resolve.resolve`). What ``bioaug train --print-config`` shows.
+    Options left unset take the method's recipe (:func:`bioaug.train.resolve.resolve`).
+    What ``bioaug train --print-config`` (``--dry-run``) shows.
     """
-    method_cls = checks.check_names(config)
-    store = Store.open(config.data)
-    checks.check_batch(config, len(store), env_world_size())
-    build_sampling(store.obs, config, where=store.path)  # --positives/--batches columns
-    return resolve(config, len(store), method_cls=method_cls)
+    return checks.prepare_run(config, world_size=env_world_size(), resume=resume,
+                              force=force).resolved
 
 
 def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -170,58 +148,86 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
+@dataclass
+class _StepTools:
+    """What every optimiser step of a run uses (see :meth:`_Run._step_tools`)."""
+
+    loss_fn: nn.Module
+    dataset: StoreBatches
+    params: list[nn.Parameter]
+    autocast: Any
+    shard: slice
+    image_shape: tuple[int, int, int]
+
+
+@dataclass
+class _StepResult:
+    """What one optimiser step reports."""
+
+    lr: float
+    loss: float
+    grad_norm: float
+    extras: dict[str, float]
+
+
+class _Throughput:
+    """Images per second: of the last step, smoothed (exponential average), and the time
+    since the start."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.start = self.last = time.perf_counter()
+        self.rate: float | None = None
+
+    def restart(self) -> None:
+        """Count the next step from now (a new epoch's loader has just started)."""
+        self.last = time.perf_counter()
+
+    def tick(self) -> tuple[float, float, float]:
+        """(images/s of the step just done, smoothed images/s, seconds since the start)."""
+        now = time.perf_counter()
+        inst = self.batch_size / max(now - self.last, 1e-9)
+        self.rate = inst if self.rate is None else 0.9 * self.rate + 0.1 * inst
+        self.last = now
+        return inst, self.rate, now - self.start
+
+
 class _Run:
-    def __init__(self, config: TrainConfig, info: DistInfo, *, resume: bool,
-                 force: bool) -> None:
-        self.cfg, self.info, self.resume, self.force = config, info, resume, force
-        self.out = Path(config.out)
+    def __init__(self, plan: checks.RunPlan, info: DistInfo) -> None:
+        self.plan, self.info = plan, info
+        self.cfg = plan.config
+        self.out = Path(self.cfg.out)
         self.ckpt_path = self.out / CHECKPOINT_NAME
         self.device = info.device
         self.cuda = self.device.type == "cuda"
 
     # -- setup ----------------------------------------------------------------------------
     def _prepare(self) -> None:
-        from bioaug.augment import build_pipeline
+        """The checked inputs of the plan on this process's device, the optimiser, and the
+        state of the run resumed (if any)."""
         from bioaug.augment.cpu import tune_cpu_allocator
 
-        cfg = self.cfg
+        plan, cfg = self.plan, self.cfg
         if self.device.type == "cpu":
             # Batched views reallocate large buffers every step; keep them in the process.
             tune_cpu_allocator()
-        method_cls = checks.check_names(cfg)
-        self.store = Store.open(cfg.data)
-        checks.check_batch(cfg, len(self.store), self.info.world_size)
-        self.resolved = resolve(cfg, len(self.store), method_cls=method_cls)
-        self.cfg = cfg = self.resolved.config
-        self.protocol, self.protocol_text = checks.load_run_protocol(cfg)
-        checks.check_protocol_vs_store(self.protocol, self.store, cfg)
-        self.pipeline = build_pipeline(self.protocol, self.store.n_channels, self.store.channels)
-        # which cells pair up and what a batch holds (--positives, --batches)
-        self.sampling = build_sampling(self.store.obs, cfg, where=self.store.path)
+        self.resolved, self.store = plan.resolved, plan.store
+        self.protocol, self.protocol_text = plan.protocol, plan.protocol_text
+        self.pipeline, self.sampling = plan.pipeline, plan.sampling
+        self.crop_sizes, self.header_sha256 = plan.crop_sizes, plan.header_sha256
+        self.previous, self.method = plan.previous, plan.method
         self.make_views = PairedViews(self.pipeline)
-        self.crop_sizes = checks.check_crops(self.pipeline, self.store, cfg)
+        self.knn = plan.knn if self.info.is_main else None
         if self.info.is_main:
             for warning in self.resolved.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
-        self.header_sha256 = sha256_file(self.store.path / "header.json")
-        self.knn = None
-        if cfg.knn_data is not None and self.info.is_main:
-            self.knn = KnnMonitor(cfg.knn_data, channels=self.store.channels, k=cfg.knn_k,
-                                  max_items=cfg.knn_max_items, seed=cfg.seed)
-        self.method = checks.build_run_model(cfg, self.store.n_channels, len(self.store),
-                                             method_cls=method_cls)
-        checks.check_views(self.pipeline, self.method, cfg)
-        self.previous = self._check_run_dir()
         self.method.to(self.device)
         if self.cuda and cfg.channels_last:
             self.method.to(memory_format=torch.channels_last)
         if self.info.distributed:  # the method's policy (MoCo: key encoder stays local)
             self.method.use_global_batchnorm(self.device)
         self.method.train()
-        self.optimizer = build_optimizer(
-            self.method, cfg.optimizer, cfg.effective_lr(), cfg.momentum, cfg.weight_decay,
-            exclude_bias_norm=cfg.exclude_bias_norm, trust_coefficient=cfg.lars_eta,
-            clip=cfg.lars_clip)
+        self.optimizer = checks.build_run_optimizer(self.method, cfg)
         # the groups under weight decay (biases and norms may be out): their decay follows
         # the schedule from weight_decay to weight_decay_end
         self.decayed = [g for g in self.optimizer.param_groups if g["weight_decay"] > 0]
@@ -230,47 +236,14 @@ class _Run:
         self.step = 0
         self.last_loss: float | None = None
         if self.previous is not None:
-            try:
-                load_model_state(self.method, self.previous["model"], self.ckpt_path)
-            except CheckpointError:
-                if not self.force:
-                    raise
-                raise ConfigError("cannot resume with --force: the saved weights do not fit "
-                                  "the new model (method, backbone or width changed)",
-                                  where=self.ckpt_path,
-                                  hint="--force resumes with new training options, not a new "
-                                  "model; start a new run (another --out)") from None
-            try:
-                self.optimizer.load_state_dict(self.previous["optimizer"])
-            except (ValueError, KeyError) as exc:
-                raise ConfigError(f"the optimiser state in {self.ckpt_path} does not fit this "
-                                  f"run ({exc})", hint="start a new run (another --out)") from None
+            checks.load_optimizer_state(self.optimizer, self.previous, cfg)
             self.step = int(self.previous["step"])
             self.last_loss = self.previous.get("last_loss")
             _set_rng_state(self.previous["rng"], self.generator, self.device)
-
         self.spe = self.resolved.steps_per_epoch
         self.total = self.resolved.total_steps
         self.warmup = self.resolved.warmup_steps
         self.base_lr = self.resolved.effective_lr
-
-    def _check_run_dir(self) -> dict[str, Any] | None:
-        """The checkpoint to resume from (None: fresh start); see :func:`check_run_output`."""
-        if not self.ckpt_path.exists():
-            return None
-        data = read_checkpoint(self.ckpt_path)
-        diffs = config_diff(dict(data["config"]), self.cfg.to_plain())
-        if data.get("protocol_text") != self.protocol_text:
-            diffs["protocol (file content)"] = ("<as saved in the checkpoint>", "<changed>")
-        if (data.get("store") or {}).get("header_sha256") != self.header_sha256:
-            diffs["data (store content)"] = ("<as saved in the checkpoint>", "<changed>")
-        if diffs and not self.force:
-            lines = [f"{k}: {old!r} → {new!r}" for k, (old, new) in diffs.items()]
-            raise ConfigError("cannot resume: the run was started with another configuration:"
-                              "\n  " + "\n  ".join(lines), where=self.ckpt_path,
-                              hint="use the original options, or --force to resume anyway "
-                              "with the new ones")
-        return data
 
     # -- records --------------------------------------------------------------------------
     def _write_run_files(self) -> None:
@@ -374,89 +347,113 @@ class _Run:
         return self.out
 
     def _loop(self) -> None:
-        cfg, info = self.cfg, self.info
-        loss_fn = wrap_ddp(self.method, info)
-        dataset = StoreBatches(self.store.path)
-        params = [p for p in self.method.parameters() if p.requires_grad]
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda and cfg.amp
-                    else contextlib.nullcontext())
-        global_b, local_b = cfg.batch_size, cfg.batch_size // info.world_size
-        shard = slice(info.rank * local_b, (info.rank + 1) * local_b)
-        image_shape = (self.store.n_channels, *self.store.image_size)
+        """Optimiser steps until the last, epoch by epoch (each epoch its own sampler)."""
+        tools = self._step_tools()
         bar = progress(total=self.total, initial=self.step, desc="train", unit="step") \
-            if info.is_main else None
-        t_start, rate = time.perf_counter(), None
+            if self.info.is_main else None
+        meter = _Throughput(self.cfg.batch_size)
         while self.step < self.total:
             epoch = self.step // self.spe
-            sampler = self.sampling.sampler(seed=cfg.seed, epoch=epoch,
-                                            start_batch=self.step % self.spe, rank=info.rank,
-                                            world_size=info.world_size)
-            workers = cfg.num_workers
-            if workers is None:  # a batch is one memmap read: workers only pay on a GPU
-                workers = 4 if self.cuda else 0
-            loader = make_loader(dataset, sampler, num_workers=workers, pin_memory=self.cuda)
-            t_last = time.perf_counter()
-            for raw in loader:
-                lr = lr_at(self.step, self.base_lr, self.warmup, self.total)
-                set_lr(self.optimizer, lr)
-                set_weight_decay(self.decayed, weight_decay_at(
-                    self.step, self.total, cfg.weight_decay, cfg.weight_decay_end))
-                self.method.before_step(self.step / self.total, self.step / self.spe)
-                x = to_unit_float(raw.to(self.device, non_blocking=True), self.store.dtype)
-                x, partner = split_pair(x, self.sampling.paired)
-                aug = self.pipeline.sample(global_b, image_shape, self.generator, self.device)
-                if info.distributed:
-                    aug = aug.select(shard)
-                views = self.make_views(x, partner, aug)
-                if self.step == 0 and info.is_main and cfg.preview_views:
-                    self._write_views(x, views)
-                if self.cuda and cfg.channels_last:
-                    views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-                with autocast:
-                    out = loss_fn(views)
-                loss = out["loss"]
-                loss_value = float(all_reduce_mean(loss.detach().float(), info))
-                if not math.isfinite(loss_value):
-                    self._diverged(f"the loss became {loss_value}")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = float(nn.utils.clip_grad_norm_(
-                    params, cfg.grad_clip if cfg.grad_clip is not None else math.inf))
-                if not math.isfinite(grad_norm):
-                    self._diverged(f"the gradient norm became {grad_norm}")
-                self.method.before_optimizer_step()
-                self.optimizer.step()
-                self.step += 1
-                self.method.after_step(self.step / self.total)
-                self.recent.append(loss_value)
-                self.last_loss = loss_value
-                now = time.perf_counter()
-                inst = global_b / max(now - t_last, 1e-9)
-                rate = inst if rate is None else 0.9 * rate + 0.1 * inst
-                t_last = now
-                if self.logger is not None:
-                    extras = {k: float(v.detach().float()) for k, v in out.items()
-                              if k != "loss" and torch.is_tensor(v) and v.numel() == 1}
-                    self.logger.log({"step": self.step, "epoch": epoch, "loss": loss_value,
-                                     "lr": lr, "images_per_s": inst, "elapsed_s":
-                                     now - t_start, "grad_norm": grad_norm, **extras})
-                # let go of this step's views before the next are made: the pipeline then
-                # writes into the same buffers instead of allocating new ones
-                del views, out, loss
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.4f}", lr=f"{lr:.3g}",
-                                    img_s=f"{rate:.0f}")
-                end_of_epoch = self.step % self.spe == 0
-                if (end_of_epoch or self.step >= self.total or
-                        (cfg.save_every_steps and self.step % cfg.save_every_steps == 0)):
-                    self._save()
-                if end_of_epoch:
-                    self._monitor(epoch)
-                if self.step >= self.total:
+            meter.restart()
+            for raw in self._epoch_loader(epoch, tools.dataset):
+                done = self._step(raw, tools)
+                self._record(epoch, done, meter, bar)
+                if self._after_step(epoch):
                     break
         if bar is not None:
             bar.close()
+
+    def _step_tools(self) -> _StepTools:
+        """What every step uses: the (DDP-wrapped) loss, the trained parameters, autocast,
+        this process's shard of the global batch."""
+        cfg, info = self.cfg, self.info
+        local_b = cfg.batch_size // info.world_size
+        return _StepTools(
+            loss_fn=wrap_ddp(self.method, info),
+            dataset=StoreBatches(self.store.path),
+            params=[p for p in self.method.parameters() if p.requires_grad],
+            autocast=(torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda and cfg.amp
+                      else contextlib.nullcontext()),
+            shard=slice(info.rank * local_b, (info.rank + 1) * local_b),
+            image_shape=(self.store.n_channels, *self.store.image_size))
+
+    def _epoch_loader(self, epoch: int, dataset: StoreBatches) -> Any:
+        """The batches of ``epoch`` from the current step on (for this process)."""
+        cfg, info = self.cfg, self.info
+        sampler = self.sampling.sampler(seed=cfg.seed, epoch=epoch,
+                                        start_batch=self.step % self.spe, rank=info.rank,
+                                        world_size=info.world_size)
+        workers = cfg.num_workers
+        if workers is None:  # a batch is one memmap read: workers only pay on a GPU
+            workers = 4 if self.cuda else 0
+        return make_loader(dataset, sampler, num_workers=workers, pin_memory=self.cuda)
+
+    def _step(self, raw: torch.Tensor, tools: _StepTools) -> _StepResult:
+        """One optimiser step on the batch ``raw``: schedules, views, loss, backward,
+        clipping, update. The step's views are let go of on return, so the pipeline writes
+        the next step's into the same buffers instead of allocating new ones."""
+        cfg, info = self.cfg, self.info
+        lr = lr_at(self.step, self.base_lr, self.warmup, self.total)
+        set_lr(self.optimizer, lr)
+        set_weight_decay(self.decayed, weight_decay_at(
+            self.step, self.total, cfg.weight_decay, cfg.weight_decay_end))
+        self.method.before_step(self.step / self.total, self.step / self.spe)
+        x = to_unit_float(raw.to(self.device, non_blocking=True), self.store.dtype)
+        x, partner = split_pair(x, self.sampling.paired)
+        aug = self.pipeline.sample(cfg.batch_size, tools.image_shape, self.generator,
+                                   self.device)
+        if info.distributed:
+            aug = aug.select(tools.shard)
+        views = self.make_views(x, partner, aug)
+        if self.step == 0 and info.is_main and cfg.preview_views:
+            self._write_views(x, views)
+        if self.cuda and cfg.channels_last:
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        with tools.autocast:
+            out = tools.loss_fn(views)
+        loss = out["loss"]
+        loss_value = float(all_reduce_mean(loss.detach().float(), info))
+        if not math.isfinite(loss_value):
+            self._diverged(f"the loss became {loss_value}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(nn.utils.clip_grad_norm_(
+            tools.params, cfg.grad_clip if cfg.grad_clip is not None else math.inf))
+        if not math.isfinite(grad_norm):
+            self._diverged(f"the gradient norm became {grad_norm}")
+        self.method.before_optimizer_step()
+        self.optimizer.step()
+        self.step += 1
+        self.method.after_step(self.step / self.total)
+        extras = {k: float(v.detach().float()) for k, v in out.items()
+                  if k != "loss" and torch.is_tensor(v) and v.numel() == 1}
+        return _StepResult(lr, loss_value, grad_norm, extras)
+
+    def _record(self, epoch: int, done: _StepResult, meter: _Throughput,
+                bar: Any | None) -> None:
+        """The step's loss in the recent history, metrics.csv / TensorBoard, the bar."""
+        self.recent.append(done.loss)
+        self.last_loss = done.loss
+        inst, rate, elapsed = meter.tick()
+        if self.logger is not None:
+            self.logger.log({"step": self.step, "epoch": epoch, "loss": done.loss,
+                             "lr": done.lr, "images_per_s": inst, "elapsed_s": elapsed,
+                             "grad_norm": done.grad_norm, **done.extras})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{done.loss:.4f}", lr=f"{done.lr:.3g}",
+                            img_s=f"{rate:.0f}")
+
+    def _after_step(self, epoch: int) -> bool:
+        """Checkpoint and monitor where due; whether the run is over."""
+        cfg = self.cfg
+        end_of_epoch = self.step % self.spe == 0
+        if (end_of_epoch or self.step >= self.total or
+                (cfg.save_every_steps and self.step % cfg.save_every_steps == 0)):
+            self._save()
+        if end_of_epoch:
+            self._monitor(epoch)
+        return self.step >= self.total
 
     def _write_views(self, x: torch.Tensor, views: list[torch.Tensor]) -> None:
         """``RUN/views.png``: the first images of step 1 and their views, as trained on."""

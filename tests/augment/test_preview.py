@@ -162,3 +162,29 @@ def test_multicrop_preview_shows_every_view_with_its_size(tmp_path: Path) -> Non
                             tmp_path / "multi.png", n=2)
     image = mpimg.imread(out)
     assert image.shape[1] > image.shape[0]  # 9 column groups of 3 channels side by side
+
+
+def test_preview_batch_and_views_are_what_the_grid_draws() -> None:
+    from bioaug.augment.preview import PreviewInput, preview_batch, preview_views
+
+    data = load_preview_input(None)  # one 128-px image
+    batch, notes = preview_batch(load_protocol("none"), data, n=3)
+    assert batch.images.shape == (3, 3, 128, 128) and notes == []
+    np.testing.assert_array_equal(batch.images[2], data.images[0])
+    x, views = preview_views(load_protocol("none"), batch.images, seed=0)
+    np.testing.assert_array_equal(x.numpy(), batch.images)
+    # `none` shows the central 64-px window of each image, twice
+    assert len(views) == 2
+    for v in views:
+        np.testing.assert_array_equal(v.numpy(), batch.images[:, :, 32:96, 32:96])
+    stack = PreviewInput(np.concatenate([data.images] * 5), data.channels, False, "stack")
+    assert preview_batch(load_protocol("none"), stack, n=4)[0].images.shape[0] == 4
+
+
+@pytest.mark.parametrize("shape", [(3, 0, 0), (0, 7), (0, 6, 6), (5, 0, 3)])
+def test_an_empty_image_is_refused_with_its_shape(tmp_path: Path, shape) -> None:
+    path = tmp_path / "empty.npy"
+    np.save(path, np.zeros(shape, dtype=np.uint16))
+    with pytest.raises(DataError, match=r"the image is empty: shape \(") as info:
+        load_preview_input(path)
+    assert str(shape) in str(info.value)

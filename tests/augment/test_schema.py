@@ -180,7 +180,7 @@ def test_several_problems_are_reported_together_each_with_its_line(tmp_path: Pat
 
 def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
     message = error_of(tmp_path, GOOD.replace("name: test\n", "name: test\nname: again\n"))
-    assert "x.yaml:3: name: key 'name' appears twice" in message
+    assert "x.yaml:3: name: key 'name' appears twice (lines 2 and 3)" in message
 
 
 def test_unknown_file_and_unknown_shipped_name() -> None:

@@ -109,11 +109,31 @@ def test_out_that_is_a_directory_is_a_clear_error(tmp_path: Path, capsys) -> Non
     assert code == 2 and "is a directory" in err
 
 
-@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+@pytest.mark.parametrize("seed", ["-1", str(2**32), str(2**63), str(2**64)])
 def test_preview_seed_out_of_range_is_a_clear_error(tmp_path: Path, capsys, seed: str) -> None:
     code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(tmp_path / "g.png"),
                        "--seed", seed)
-    assert code == 2 and f"--seed must be between 0 and 2**63 - 1, got {seed}" in err
+    assert code == 2
+    assert f"--seed: a seed must be an integer from 0 to 4294967295 (2**32 - 1), not {seed}" \
+        in err
+
+
+def test_preview_largest_seed_works(tmp_path: Path, capsys) -> None:
+    code, out, _ = run(capsys, "protocol", "preview", "none", "--out", str(tmp_path / "g.png"),
+                       "--n", "1", "--seed", str(2**32 - 1))
+    assert code == 0 and "wrote" in out
+
+
+@pytest.mark.parametrize("shape", [(3, 0, 0), (0, 5), (0, 10, 10)])
+def test_preview_of_an_empty_image_is_a_clear_error(tmp_path: Path, capsys, shape) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "empty.npy", np.zeros(shape, dtype=np.float32))
+    code, _, err = run(capsys, "protocol", "preview", "none", "--out", str(tmp_path / "g.png"),
+                       "--input", str(tmp_path / "empty.npy"))
+    assert code == 2 and f"the image is empty: shape {shape}" in err
+    assert "at least one channel of at least 1×1 pixels" in err
+    assert not (tmp_path / "g.png").exists()
 
 
 def test_preview_of_nan_input_is_one_line(tmp_path: Path, capsys) -> None:

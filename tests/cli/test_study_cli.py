@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from bioaug.cli import main
@@ -106,10 +107,23 @@ def test_sweep_out_may_not_hold_its_config(tmp_path, capsys):
     assert "contains the input" in capsys.readouterr().err
 
 
-def test_demo_negative_seed_fails_before_any_work(tmp_path, capsys):
+@pytest.mark.parametrize("seeds", [["-5"], ["0", str(2**63)], ["1", str(2**32)]])
+def test_demo_seed_out_of_range_fails_before_any_work(tmp_path, capsys, seeds):
     out = tmp_path / "demo"
-    assert main(["demo", "--tiny", "--seed", "-5", "--out", str(out)]) == 2
-    assert "--seed must be an integer 0 or more" in capsys.readouterr().err and not out.exists()
+    assert main(["demo", "--tiny", "--seeds", *seeds, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--seed: a seed must be an integer from 0 to 4294967295 (2**32 - 1), not " \
+           f"{seeds[-1]}" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_invariance_seed_out_of_range_fails_before_any_work(tmp_path, capsys):
+    out = tmp_path / "inv"
+    argv = ["invariance", "--checkpoint", str(tmp_path / "run"), "--data", str(tmp_path / "s"),
+            "--out", str(out), "--seed", str(2**64)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--seed: a seed must be an integer from 0 to 4294967295" in err and not out.exists()
 
 
 def test_invariance_replaces_results_only_when_asked(tmp_path, capsys):

@@ -238,3 +238,85 @@ def test_a_registered_method_is_usable_with_no_other_change(dummy_method, store,
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "dummy_ssl (Dummy)" in " ".join(capsys.readouterr().out.split())
+
+
+# -- the dry run refuses what the run refuses -------------------------------------------------
+def _replace(argv: list[str], flag: str, value: str) -> list[str]:
+    i = argv.index(flag)
+    return [*argv[:i + 1], value, *argv[i + 2:]]
+
+
+def _nan_store(path):
+    import numpy as np
+    import pandas as pd
+
+    from bioaug.data.store import write_store
+
+    images = np.random.default_rng(0).random((64, 2, 32, 32)).astype(np.float32)
+    images[3, 1, 5, 5] = np.nan
+    images[11, 0, 0, 0] = np.inf
+    write_store(path, images, pd.DataFrame({"label": ["a"] * 64}), channels=["DAPI", "Actin"])
+    return path
+
+
+def _mistakes(store, protocol, tmp_path):
+    """argv → what the error says, for input mistakes a dry run used to accept."""
+    base = [*tiny_cli_args(store, protocol, tmp_path / "r"), "--max-steps", "1"]
+    existing = tmp_path / "existing"
+    assert main(_replace(base, "--out", str(existing))) == 0  # a finished run
+    three = tmp_path / "three.yaml"
+    three.write_text(protocol.read_text() + "  - same_as: 0\n")
+    return {
+        "unknown protocol": (_replace(base, "--protocol", "bbbc021-expret"),
+                             "unknown protocol 'bbbc021-expret'"),
+        "--out is --data": (_replace(base, "--out", str(store)), "is the input"),
+        "crop too large": ([*base, "--crop", "48"], "--crop 48 is larger than the stored"),
+        "a run without --resume": (_replace(base, "--out", str(existing)),
+                                   "already holds a training run"),
+        "channels": (_replace(base, "--data", str(_nan_store(tmp_path / "nan"))),
+                     "items 3, 11 (2 of 64 items) have NaN or infinite pixels"),
+        "views vs method": (_replace(base, "--protocol", str(three)),
+                            "needs 2 views per image but the protocol makes 3"),
+        "resume with other options": (
+            [*_replace(base, "--out", str(existing)), "--resume", "--lr", "0.25"],
+            "cannot resume"),
+    }
+
+
+def test_the_dry_run_refuses_exactly_what_the_run_refuses(store, protocol, tmp_path, capsys):
+    mistakes = _mistakes(store, protocol, tmp_path)
+    capsys.readouterr()
+    for what, (argv, needle) in mistakes.items():
+        dry = _fails(capsys, [*argv, "--dry-run"], needle)
+        real = _fails(capsys, argv, needle)
+        assert dry == real, what
+
+
+def test_the_dry_run_of_a_resumable_run_passes_and_writes_nothing(store, protocol, tmp_path,
+                                                                   capsys):
+    out = tmp_path / "r"
+    base = [*tiny_cli_args(store, protocol, out), "--max-steps", "2"]
+    assert main(base) == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    capsys.readouterr()
+    assert main([*base, "--resume", "--dry-run"]) == 0
+    assert "# schedule:" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+@pytest.mark.parametrize("seed", [str(2**32), str(2**63), str(2**64 + 1)])
+def test_a_seed_beyond_32_bits_is_one_clear_error(store, protocol, tmp_path, capsys, seed):
+    argv = [*tiny_cli_args(store, protocol, tmp_path / "r"), "--seed", seed]
+    for extra in ([], ["--dry-run"]):
+        _fails(capsys, [*argv, *extra],
+               f"seed: a seed must be an integer from 0 to 4294967295 (2**32 - 1), not {seed}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_store_with_nan_pixels_is_refused_before_training(protocol, tmp_path, capsys):
+    bad = _nan_store(tmp_path / "nan")
+    out = tmp_path / "r"
+    _fails(capsys, [*tiny_cli_args(bad, protocol, out), "--max-steps", "1"],
+           f"{bad}: items 3, 11 (2 of 64 items) have NaN or infinite pixels",
+           "fix or drop those items")
+    assert not out.exists()

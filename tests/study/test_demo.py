@@ -63,7 +63,7 @@ def test_demo_negative_seed_fails_before_any_work(tmp_path, capsys):
     assert main(["demo", "--tiny", "--out", str(tmp_path / "d"), "--seed", "-5",
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "--seed must be" in err and "-5" in err and "Traceback" not in err
+    assert "--seed: a seed must be" in err and "-5" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
 
 

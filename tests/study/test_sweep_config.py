@@ -146,3 +146,16 @@ def test_bad_evaluate_option_and_label(tmp_path, tiny_store):
     with pytest.raises(ConfigError, match=r"sweep\.yaml: data: no store at"):
         Sweep.create(write(tmp_path, data="missing"), tmp_path / "o3")
     assert not (tmp_path / "o3").exists()
+
+
+def test_a_key_given_twice_in_a_sweep_file_is_refused(tmp_path):
+    path = write(tmp_path)
+    path.write_text(path.read_text() + "name: again\n")
+    with pytest.raises(ConfigError, match=r"key 'name' \(lines 2 and \d+\) is given twice"):
+        load_sweep_config(path)
+
+
+def test_sweep_seeds_follow_the_one_seed_rule(tmp_path):
+    with pytest.raises(ConfigError, match=r"seeds\[1\]: a seed must be an integer from 0 to "
+                                          "4294967295"):
+        load_sweep_config(write(tmp_path, seeds=[0, 2**40]))

@@ -2,16 +2,21 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from bioaug.data.store import Store
 from bioaug.errors import ConfigError, DataError, ProtocolError
+from bioaug.train import checks
 from bioaug.train.checks import (
     check_batch,
     check_crops,
+    check_finite_store,
     check_names,
     check_protocol_vs_store,
     load_run_protocol,
+    nonfinite_items,
+    prepare_run,
 )
 from tests.train.helpers import tiny_config
 
@@ -52,3 +57,78 @@ def test_names(tiny_store, tiny_protocol, tmp_path):
     check_names(tiny_config(tiny_store, tiny_protocol, tmp_path / "r"))
     with pytest.raises(ConfigError, match=r"unknown backbone 'resnet19'.*resnet18"):
         check_names(tiny_config(tiny_store, tiny_protocol, tmp_path / "r", backbone="resnet19"))
+
+
+# -- every check at once: prepare_run --------------------------------------------------------
+def _float_store(path, bad: dict[int, float]):
+    import numpy as np
+    import pandas as pd
+
+    from bioaug.data.store import write_store
+
+    images = np.random.default_rng(1).random((30, 2, 32, 32)).astype(np.float32)
+    for item, value in bad.items():
+        images[item, item % 2, 3, 4] = value
+    write_store(path, images, pd.DataFrame({"label": ["a"] * 30}), channels=["DAPI", "Actin"])
+    return Store.open(path)
+
+
+def test_nonfinite_items_are_found_chunk_by_chunk(tmp_path):
+    store = _float_store(tmp_path / "s", {0: np.nan, 9: np.inf, 10: -np.inf, 29: np.nan})
+    for chunk in (1, 4, 10, 1000):
+        assert nonfinite_items(store, chunk).tolist() == [0, 9, 10, 29]
+    with pytest.raises(DataError, match=r"items 0, 9, 10, 29 \(4 of 30 items\) have NaN or "
+                                        "infinite pixels"):
+        check_finite_store(store, chunk=4)
+    clean = _float_store(tmp_path / "clean", {})
+    assert nonfinite_items(clean).tolist() == []
+    check_finite_store(clean)
+
+
+class _UnreadableIntegerStore:
+    """A uint16 store whose pixels fail the test when read."""
+
+    dtype = np.dtype("uint16")
+
+    def __len__(self) -> int:
+        return 10
+
+    @property
+    def images(self):
+        pytest.fail("an integer store was read for NaN")
+
+
+def test_an_integer_store_is_not_read_for_nan():
+    assert nonfinite_items(_UnreadableIntegerStore()).tolist() == []  # type: ignore[arg-type]
+
+
+def test_prepare_run_makes_every_check_and_builds_the_run(tiny_store, tiny_protocol, tmp_path):
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "r")
+    plan = prepare_run(cfg, world_size=1)
+    assert plan.config.optimizer == "adamw" and plan.previous is None
+    assert plan.crop_sizes == [(24, 24), (24, 24)] and plan.pipeline.n_views == 2
+    assert not (tmp_path / "r").exists()                    # nothing written
+    with pytest.raises(ConfigError, match="not divisible by the 3 processes"):
+        prepare_run(cfg, world_size=3)
+    one = _float_store(tmp_path / "nan", {5: np.nan})
+    with pytest.raises(DataError, match=r"item 5 \(1 of 30 items\) has NaN"):
+        prepare_run(tiny_config(one.path, tiny_protocol, tmp_path / "r2", batch_size=8),
+                    world_size=1)
+
+
+def test_the_dry_run_and_the_run_share_their_checks(tiny_store, tiny_protocol, tmp_path,
+                                                    monkeypatch):
+    from bioaug.train import loop
+
+    calls = []
+    real = checks.prepare_run
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checks, "prepare_run", spy)
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "r", max_steps=1)
+    loop.resolve_run(cfg)
+    loop.train(cfg)
+    assert calls == [{"world_size": 1, "resume": False, "force": False}] * 2

@@ -85,8 +85,9 @@ def test_bad_device_and_bad_yaml(tmp_path):
         make_config({"data": "s", "protocol": "none", "out": "o", "device": "tpu"})
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="YAML syntax error") as info:
         load_config(bad)
+    assert f"{bad}:2:" in str(info.value)
 
 
 def test_config_diff_ignores_resume_free_keys():
@@ -96,3 +97,44 @@ def test_config_diff_ignores_resume_free_keys():
     old = {"method_kwargs": {"temperature": 0.2, "queue_size": 64}}
     new = {"method_kwargs": {"temperature": 0.1, "queue_size": 64}}
     assert config_diff(old, new) == {"method_kwargs.temperature": (0.2, 0.1)}
+
+
+def test_an_option_given_twice_in_a_run_file_names_the_key_and_both_lines(tmp_path):
+    run = tmp_path / "run.yaml"
+    run.write_text("data: s\nprotocol: none\nout: o\nlr: 0.1\nepochs: 2\nlr: 0.5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(run)
+    assert str(info.value).startswith(f"{run}:6: key 'lr' (lines 4 and 6) is given twice")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("data: s\nprotocol: none\nout: o\nmethod_kwargs:\n  temperature: 0.1\n"
+                      "  temperature: 0.2\n")
+    with pytest.raises(ConfigError, match=r"'method_kwargs\.temperature' \(lines 5 and 6\)"):
+        load_config(nested)
+    # the same keys in different mappings are no repeat
+    fine = tmp_path / "fine.yaml"
+    fine.write_text("data: s\nprotocol: none\nout: o\nmethod_kwargs: {lr: 1}\n"
+                    "backbone_kwargs: {lr: 1}\n")
+    assert load_config(fine).method_kwargs == {"lr": 1}
+
+
+def test_a_run_file_that_is_not_a_mapping_or_not_text(tmp_path):
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- data\n- out\n")
+    with pytest.raises(ConfigError, match="a run config is a mapping of options, not list"):
+        load_config(listed)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\x00\x01data")
+    with pytest.raises(ConfigError, match="binary file, not a YAML run config"):
+        load_config(binary)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**63, 2**70])
+def test_seeds_beyond_32_bits_are_refused(tmp_path, seed):
+    with pytest.raises(ConfigError) as info:
+        make_config({"data": "s", "protocol": "none", "out": "o", "seed": seed})
+    assert f"seed: a seed must be an integer from 0 to 4294967295 (2**32 - 1), not {seed}" \
+        in str(info.value)
+    assert make_config({"data": "s", "protocol": "none", "out": "o",
+                        "seed": 2**32 - 1}).seed == 2**32 - 1

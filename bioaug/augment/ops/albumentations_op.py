@@ -175,10 +175,12 @@ class Albumentations(Op):
                 f"{image.shape[2]} to {out.shape[2]}", where=self.location)
         return out
 
-    def apply(self, x: Tensor, params: dict[str, Tensor], *,  # type: ignore[override]
-              inplace: bool = False) -> Tensor:
+    def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """Each picked sample through the transform; when the transform changes the size
+        (the op then gets the whole batch, :attr:`changes_size`), the unpicked samples are
+        resized to match."""
         shape = self.output_shape(tuple(x.shape[1:]))
-        mask = params["apply"].cpu().tolist()
+        mask = params["apply"].cpu().tolist() if "apply" in params else [True] * len(x)
         seeds = params["seed"].cpu().tolist()
         host = x.detach().float().cpu().permute(0, 2, 3, 1).numpy()
         outs = []

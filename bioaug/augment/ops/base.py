@@ -16,7 +16,7 @@ whether it ``resamples`` pixels), so adding an op is one module plus its test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -97,7 +97,7 @@ def draw_seeds(batch_size: int, generator: torch.Generator | None,
                device: torch.device | str) -> Tensor:
     """One 62-bit seed per sample (int64, ``(B,)``), for ops whose random numbers are per
     pixel: they store the seed and draw the pixels' numbers when they apply it (see
-    :func:`seeded_draw`), so a draw stays small, replayable and sliceable by sample."""
+    :func:`seeded_rows`), so a draw stays small, replayable and sliceable by sample."""
     g_dev = generator_device(generator, device)
     return torch.randint(0, 2**62, (batch_size,), generator=generator, device=g_dev,
                          dtype=torch.int64).to(device)
@@ -111,26 +111,13 @@ def _generate(seed: int, shape: tuple[int, ...], kind: str, gen: torch.Generator
     return torch.rand(shape, generator=gen, out=out)
 
 
-def seeded_draw(seeds: Tensor, shape: tuple[int, ...], kind: str,
-                device: torch.device | str) -> Iterator[tuple[int, Tensor]]:
-    """For each seed, ``(i, numbers)``: ``shape`` float32 numbers drawn by a generator on
-    ``device`` seeded with ``seeds[i]``, standard normal (``kind="normal"``) or uniform on
-    [0, 1) (``"uniform"``). ``numbers`` is one reused buffer: use it before the next
-    iteration. The numbers of a sample depend only on its seed, so a shard of the batch
-    gets exactly what it would get in the whole batch.
-    """
-    device = torch.device(device)
-    buf = torch.empty(shape, dtype=torch.float32, device=device)
-    gen = torch.Generator(device=device)
-    for i, seed in enumerate(seeds.tolist()):
-        yield i, _generate(int(seed), shape, kind, gen, buf)
-
-
 def seeded_rows(seeds: Tensor, shape: tuple[int, ...], kind: str,
                 device: torch.device | str) -> Tensor:
-    """``(len(seeds), *shape)`` float32: row ``i`` holds the numbers of ``seeds[i]`` (the
-    same numbers :func:`seeded_draw` gives). On the CPU the rows are drawn by
-    ``torch.get_num_threads()`` threads, each with its own generator."""
+    """``(len(seeds), *shape)`` float32: row ``i`` holds ``shape`` numbers drawn by a
+    generator on ``device`` seeded with ``seeds[i]``, standard normal (``kind="normal"``) or
+    uniform on [0, 1) (``"uniform"``). The numbers of a sample depend only on its seed, so a
+    shard of the batch gets exactly what it would get in the whole batch. On the CPU the
+    rows are drawn by ``torch.get_num_threads()`` threads, each with its own generator."""
     device = torch.device(device)
     out = torch.empty((len(seeds), *shape), dtype=torch.float32, device=device)
     values = [int(s) for s in seeds.tolist()]
@@ -172,8 +159,8 @@ class Op:
     picked samples (those whose ``apply`` flag is set) when the op keeps the image size; ops
     that change the size set ``changes_size = True`` and handle the flag themselves. An op
     whose torch code is slow on the CPU may add a compiled kernel to
-    :mod:`bioaug.augment.native` and call it from :meth:`native_apply`; ``transform`` stays
-    the reference the tests hold the kernel to.
+    :mod:`bioaug.augment.native` and call it from :meth:`native_apply`, the one way in to
+    the kernels; ``transform`` stays the reference the tests hold the kernel to.
     """
 
     name: ClassVar[str] = ""
@@ -201,6 +188,11 @@ class Op:
     #: On the CPU, transform the picked samples :data:`BLOCK` at a time (for ops with large
     #: intermediates: blurs, warps), so they are reused rather than allocated per batch.
     blocked: ClassVar[bool] = False
+    #: Parameter → the value that leaves a sample unchanged bit for bit (a gain of 1, no
+    #: dropped channel). When given, the unpicked samples get these values and the whole
+    #: batch is transformed in one pass, which is cheaper than picking samples out for ops
+    #: that are a few passes over the pixels; such an op's ``transform`` takes ``inplace``.
+    neutral: ClassVar[Mapping[str, float | bool]] = {}
 
     def __init__(self, params: OpParams, crop_size: int | None = None) -> None:
         if not isinstance(params, self.Params):
@@ -240,10 +232,12 @@ class Op:
         unchanged (bit for bit); when no sample is picked ``x`` itself is returned.
         ``inplace`` lets the op overwrite ``x`` (the pipeline does so for the intermediate
         tensors it owns); the result must still be used."""
-        if self.changes_size:
-            return self.transform(x, dict(params))
         if (done := self.apply_compiled(x, params, inplace)) is not None:
             return done
+        if self.changes_size:
+            return self.transform(x, dict(params))
+        if self.neutral:
+            return self._apply_neutral(x, params, inplace)
         mask = params["apply"]
         if mask.device != x.device:
             mask = mask.to(x.device)
@@ -277,28 +271,59 @@ class Op:
             out.index_copy_(0, rows, self.transform(x.index_select(0, rows), sub).to(x.dtype))
         return out
 
+    def _apply_neutral(self, x: Tensor, params: Mapping[str, Tensor], inplace: bool) -> Tensor:
+        """The whole batch transformed at once (in place when allowed), the unpicked
+        samples with the :attr:`neutral` parameters (so they come out unchanged)."""
+        mask = params["apply"].to(x.device)
+        if not bool(mask.any()):
+            return x
+        filled = dict(params)
+        for key, value in self.neutral.items():
+            values = params[key].to(x.device)
+            keep = (~mask).reshape(-1, *([1] * (values.dim() - 1)))
+            filled[key] = values.masked_fill(keep, value)
+        return self.transform(x, filled, inplace=inplace)  # type: ignore[call-arg]
+
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
 
-    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
-        """Optional: transform the samples ``idx`` of ``out`` in place with a compiled CPU
-        kernel (:mod:`bioaug.augment.native`), given those samples' ``params``. An op that
-        has one overrides this; :meth:`apply_compiled` calls it."""
+    def native_apply(self, x: Tensor, out: Tensor, idx: Tensor,
+                     params: dict[str, Tensor]) -> bool:
+        """Optional: the op by a compiled CPU kernel (:mod:`bioaug.augment.native`).
+
+        Writes the result for the samples ``idx`` of ``x`` into the same rows of ``out``,
+        given those samples' ``params``. For an op that keeps the size, ``out`` is ``x``
+        (or its contiguous copy) and the picked samples are transformed in place; for an
+        op that ``changes_size``, ``out`` is a new ``(B, *output_shape)`` tensor and
+        ``idx`` every sample (such ops read the ``apply`` flag from their parameters).
+        Returns ``False``, having written nothing, when these parameters do not suit the
+        kernel (the torch code then runs). An op with a kernel overrides this;
+        :meth:`apply_compiled` calls it.
+        """
         raise NotImplementedError
+
+    @classmethod
+    def has_kernel(cls) -> bool:
+        """Whether the op has a compiled CPU kernel (overrides :meth:`native_apply`)."""
+        return cls.native_apply is not Op.native_apply
 
     def apply_compiled(self, x: Tensor, params: Mapping[str, Tensor],
                        inplace: bool) -> Tensor | None:
         """:meth:`apply` by the op's compiled kernel when it has one and ``x`` suits it
-        (the picked samples only, in place when allowed), else ``None``. Ops that
-        override :meth:`apply` call this first."""
-        if type(self).native_apply is Op.native_apply or not native.available(x):
+        (the picked samples only, in place when allowed), else ``None``. :meth:`apply`
+        calls this first; an op that overrides :meth:`apply` must too."""
+        if not self.has_kernel() or not native.available(x):
             return None
+        if self.changes_size:
+            shape = self.output_shape(tuple(x.shape[1:]))  # type: ignore[arg-type]
+            out = torch.empty((x.shape[0], *shape), dtype=x.dtype)
+            every = torch.arange(x.shape[0])
+            return out if self.native_apply(x, out, every, dict(params)) else None
         idx, sub = picked(params, x.device)
         if idx.numel() == 0:
             return x
         out = native.writable(x, inplace)
-        self.native_apply(out, idx, sub)
-        return out
+        return out if self.native_apply(out, out, idx, sub) else None
 
     def matrix(self, params: Mapping[str, Tensor], shape: Shape) -> Tensor:
         """For ``fusable`` ops: per-sample ``(B, 2, 3)`` pixel maps output → input (identity

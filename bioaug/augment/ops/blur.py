@@ -95,10 +95,12 @@ class GaussianBlur(Op):
             radius = math.ceil(3.0 * self.params.sigma[1])
         return max(1, min(radius, max(h, w) - 1))
 
-    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
+    def native_apply(self, x: Tensor, out: Tensor, idx: Tensor,
+                     params: dict[str, Tensor]) -> bool:
         kernels = gaussian_kernels(params["sigma"].to(out.device, torch.float32),
                                    self.radius(*out.shape[2:]))
-        native.run("blur", int(idx.numel()), out, kernels.to(out.dtype), idx, out)
+        native.blur(out, kernels, idx)
+        return True
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         sigma = params["sigma"].to(x.device, torch.float32)

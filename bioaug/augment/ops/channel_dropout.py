@@ -28,12 +28,13 @@ class ChannelDropout(Op):
     """
 
     name = "channel_dropout"
-    subset_apply = False
     Params = ChannelDropoutParams
     channels = ChannelSupport(minimum=2)
     summary = "blank whole channels (at least one survives)"
     group = "microscopy intensity and optics"
     example: ClassVar[dict[str, Any]] = {"max_dropped": 2}
+    # one masked pass over the batch: unpicked samples have no dropped channel
+    neutral: ClassVar[dict[str, bool]] = {"dropped": False}
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         c = image_shape[0]
@@ -42,15 +43,9 @@ class ChannelDropout(Op):
         order = rand((batch_size, c), generator, device).argsort(dim=1).argsort(dim=1)
         return {"dropped": order < count[:, None]}
 
-    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
-        # one masked pass over the batch: unpicked samples have no dropped channel
-        dropped = params["dropped"].to(x.device) & params["apply"].to(x.device)[:, None]
-        if not bool(dropped.any()):
-            return x
-        return self._blank(x, dropped, inplace)
-
-    def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
-        return self._blank(x, params["dropped"].to(x.device), False)
+    def transform(self, x: Tensor, params: dict[str, Tensor], *,
+                  inplace: bool = False) -> Tensor:
+        return self._blank(x, params["dropped"].to(x.device), inplace)
 
     def _blank(self, x: Tensor, dropped: Tensor, inplace: bool) -> Tensor:
         """``fill`` into the dropped ``(sample, channel)`` planes, the rest untouched."""

@@ -132,11 +132,12 @@ class ColorJitter(Op):
         out["order"] = order
         return out
 
-    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
+    def native_apply(self, x: Tensor, out: Tensor, idx: Tensor,
+                     params: dict[str, Tensor]) -> bool:
         factors = torch.stack([params[k].to(out.device, out.dtype) for k in JITTERS], 1)
-        order = params["order"].to(out.device, torch.int64).contiguous()
-        luma = torch.tensor(LUMA, dtype=out.dtype)
-        native.run("color_jitter", int(idx.numel()), out, order, factors, luma, idx, out)
+        order = params["order"].to(out.device, torch.int64)
+        native.color_jitter(out, order, factors, torch.tensor(LUMA), idx)
+        return True
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         fns = (("brightness", adjust_brightness), ("contrast", adjust_contrast),
@@ -168,22 +169,11 @@ class Grayscale(Op):
     (torchvision ``RandomGrayscale``). RGB only: on stains it would erase channel identity."""
 
     name = "grayscale"
-    subset_apply = False
     Params = GrayscaleParams
     channels = RGB
     summary = "luma copied to the three channels"
     group = "natural images (RGB)"
     example: ClassVar[dict[str, Any]] = {}
-
-    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
-        """The luma of the picked samples only, written over them (into a copy of ``x``
-        unless ``inplace``)."""
-        idx = params["apply"].to(x.device).nonzero().squeeze(1)
-        if idx.numel() == 0:
-            return x
-        out = x if inplace else x.clone()
-        luma = gray(out.index_select(0, idx)).expand(-1, 3, -1, -1)
-        return out.index_copy_(0, idx, luma)
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         return gray(x).expand(-1, 3, -1, -1).contiguous()

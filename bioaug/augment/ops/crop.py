@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import Tensor
 
 from bioaug.augment.ops.base import Op, Params, Shape, rand, register_op
-from bioaug.augment.ops.geometry import box_matrix, warp
+from bioaug.augment.ops.geometry import box_matrix, warp, warp_views
 from bioaug.augment.ops.params import Bool, Choice, OpParams, OptionalInteger, Span
 
 SIZE_DOC = "Output side in pixels; null = the view's crop_size."
@@ -110,6 +110,13 @@ class RandomResizedCrop(Op):
         mask = params["apply"].to(boxes.device)
         full = _full_boxes(len(boxes), shape[1], shape[2], boxes.device).to(boxes.dtype)
         return box_matrix(torch.where(mask[:, None], boxes, full), (s, s))
+
+    def native_apply(self, x: Tensor, out: Tensor, idx: Tensor,
+                     params: dict[str, Tensor]) -> bool:
+        if self.params.interpolation != "bilinear":
+            return False
+        size = (out.shape[2], out.shape[3])
+        return warp_views(x, [self.matrix(params, tuple(x.shape[1:]))], size, out[None])
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         s = _out_size(self, tuple(x.shape[1:]))

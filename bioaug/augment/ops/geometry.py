@@ -44,7 +44,8 @@ def warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int], *, mode: str = "b
 
     ``padding`` is ``constant`` (value ``fill``), ``reflect`` or ``border``. ``out``, a
     contiguous ``(B, C, *size_out)`` tensor, receives the result when the CPU's separable
-    path is taken (check the returned tensor: other paths allocate their own).
+    path is taken (check the returned tensor: other paths allocate their own). This is the
+    torch code; the compiled CPU kernel of axis-aligned maps is :func:`warp_views`.
     """
     if mode == "bilinear" and padding == "border" and x.device.type == "cpu":
         aligned = _axis_aligned(matrix, size_out)
@@ -101,32 +102,26 @@ def _axis_taps(matrix: Tensor, swapped: Tensor, size_in: tuple[int, int],
     return (*_taps(row_scale, m[:, 1, 2], h_out, h), *_taps(col_scale, m[:, 0, 2], w_out, w))
 
 
-def _run_kernel(x: Tensor, taps: list[tuple[Tensor, ...]], swapped: list[Tensor],
-                out: Tensor) -> None:
-    """The compiled warp of ``x`` into ``out`` ``(V, B, C, H_out, W_out)``, view ``v`` with
-    ``taps[v]`` and ``swapped[v]``."""
-    y0, y1, wy, x0, x1, wx = (torch.stack(t) for t in zip(*taps, strict=True))
-    wy = wy.to(x.dtype)
-    native.run("warp", x.shape[0], x.contiguous(), y0, y1, 1.0 - wy, wy, x0, x1,
-               wx.to(x.dtype), torch.stack(swapped), out)
-
-
 def warp_views(x: Tensor, matrices: list[Tensor], size_out: tuple[int, int],
                out: Tensor) -> bool:
-    """Crops, quarter turns and flips of one batch for several views at once, reading each
-    input plane once for all of them: view ``v`` (bilinear, border padding, per-sample
-    matrices ``matrices[v]``) into ``out[v]`` of ``out`` ``(V, B, C, *size_out)``
-    (contiguous). Only on the compiled CPU path and for axis-aligned maps; returns whether
-    it did the work (``False``: warp each view with :func:`warp`)."""
-    if not native.available(x) or not out.is_contiguous() or out.dtype != x.dtype:
+    """Crops, quarter turns and flips of one batch for several views at once by the
+    compiled CPU kernel (:func:`bioaug.augment.native.warp`), reading each input plane once
+    for all of them: view ``v`` (bilinear, border padding, per-sample matrices
+    ``matrices[v]``) into ``out[v]`` of ``out`` ``(V, B, C, *size_out)`` (contiguous). The
+    same numbers as :func:`warp` up to float rounding. Only for axis-aligned maps and
+    tensors the kernel takes; returns whether it did the work (``False``: nothing was
+    written; warp each view with :func:`warp`)."""
+    if (not native.available(x) or not out.is_contiguous() or out.dtype != x.dtype
+            or tuple(out.shape) != (len(matrices), *x.shape[:2], *size_out)):
         return False
-    swapped = [_axis_aligned(m, size_out) for m in matrices]
-    if any(s is None for s in swapped):
+    swapped = [s for m in matrices if (s := _axis_aligned(m, size_out)) is not None]
+    if len(swapped) != len(matrices):
         return False
     size_in = (x.shape[2], x.shape[3])
     taps = [_axis_taps(m.to(torch.float32), s, size_in, size_out)
             for m, s in zip(matrices, swapped, strict=True)]
-    _run_kernel(x, taps, swapped, out)  # type: ignore[arg-type]
+    y0, y1, wy, x0, x1, wx = (torch.stack(t) for t in zip(*taps, strict=True))
+    native.warp(x, native.WarpTaps(y0, y1, wy, x0, x1, wx, torch.stack(swapped)), out)
     return True
 
 
@@ -142,17 +137,14 @@ def _separable_warp(x: Tensor, matrix: Tensor, size_out: tuple[int, int],
     and transposed at the end. The batch is resampled in blocks of :data:`WARP_BLOCK`
     samples written into the output, so that no intermediate is larger than a few MB: large
     short-lived blocks are what glibc ``malloc`` hands back to the system after every batch
-    and has to fault in again for the next. On the CPU the compiled kernel
-    (:mod:`bioaug.augment.native`) does both passes per image plane instead.
+    and has to fault in again for the next. The compiled kernel (:func:`warp_views`) does
+    both passes per image plane instead.
     """
     b, c, h, w = x.shape
     h_out, w_out = size_out
     y0, y1, wy, x0, x1, wx = _axis_taps(matrix, swapped, (h, w), size_out)
     if out is None:
         out = torch.empty((b, c, h_out, w_out), dtype=x.dtype, device=x.device)
-    if native.available(x) and out.is_contiguous():
-        _run_kernel(x, [(y0, y1, wy, x0, x1, wx)], [swapped], out[None])
-        return out
     # row pass: each output row is a weighted sum of two input rows — an embedding bag of
     # size two over the table of all input rows (rows of the block's planes)
     planes = (torch.arange(c, device=x.device) * h)[None, :, None]  # (1, C, 1)

@@ -1,8 +1,8 @@
 """Sensor noise: ``gaussian_noise`` (read noise) and ``poisson_noise`` (shot noise).
 
 A draw holds one seed per sample; the per-pixel random numbers of a sample are generated
-from its seed when the noise is applied (for the picked samples only, into one small
-reused buffer), so a draw is small, replays exactly, and a shard of the batch
+from its seed when the noise is applied (for the picked samples only), so a draw is small,
+replays exactly, and a shard of the batch
 (``PipelineParams.select``) gets exactly the noise it would have had in the full batch. The
 numbers are generated on the images' device, so the CPU and a GPU give different (equally
 distributed) noise for the same seed.
@@ -24,9 +24,7 @@ from bioaug.augment.ops.base import (
     bcast,
     bernoulli,
     draw_seeds,
-    picked,
     register_op,
-    seeded_draw,
     seeded_rows,
     uniform,
 )
@@ -61,31 +59,19 @@ class GaussianNoise(Op):
         c, h, w = x.shape[1:]
         return (c if self.params.per_channel else 1, h, w)
 
-    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
-        """Only the picked samples are touched: each one's noise is generated from its seed
-        into a small buffer and added in place; unpicked samples are left bit for bit."""
-        if (done := self.apply_compiled(x, params, inplace)) is not None:
-            return done
-        idx, sub = picked(params, x.device)
-        if idx.numel() == 0:
-            return x
-        seeds = sub["seed"]
-        out = x if inplace else x.clone()
-        std = sub["std"].tolist()
-        rows = idx.tolist()
-        for j, z in seeded_draw(seeds, self.noise_shape(x), "normal", x.device):
-            out[rows[j]].add_(z.to(x.dtype), alpha=std[j]).clamp_(0.0, 1.0)
-        return out
-
-    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
+    def native_apply(self, x: Tensor, out: Tensor, idx: Tensor,
+                     params: dict[str, Tensor]) -> bool:
         # all picked samples' numbers at once, added by the kernel
         z = seeded_rows(params["seed"], self.noise_shape(out), "normal", out.device)
-        std = params["std"].to(out.device, out.dtype).contiguous()
-        native.run("add_noise", int(idx.numel()), out, z.to(out.dtype), std, idx, out)
+        native.add_noise(out, z, params["std"], idx)
+        return True
 
     def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
         z = seeded_rows(params["seed"], self.noise_shape(x), "normal", x.device).to(x.dtype)
-        return (x + bcast(params["std"].to(x.device, x.dtype)) * z).clamp_(0.0, 1.0)
+        noise = z.mul_(bcast(params["std"].to(x.device, x.dtype)))
+        # std·z + x in the noise's own memory when it has x's shape (one pass fewer)
+        total = noise.add_(x) if noise.shape == x.shape else noise + x
+        return total.clamp_(0.0, 1.0)
 
 
 class PoissonNoiseParams(OpParams):

@@ -47,6 +47,9 @@ class StainJitter(Op):
     summary = "per-channel gain / contrast / gamma (fluorescence stains)"
     group = "microscopy intensity and optics"
     example: ClassVar[dict[str, Any]] = {"brightness": [0.5, 0.7]}
+    # factors (1, 1, 1) leave an image in [0, 1] bit-identical: the whole batch is one set
+    # of passes, the unpicked samples with these
+    neutral: ClassVar[dict[str, float]] = {"brightness": 1.0, "contrast": 1.0, "gamma": 1.0}
 
     def sample_params(self, batch_size, image_shape, generator, device) -> Params:
         n = image_shape[0] if self.params.per_channel else 1
@@ -59,28 +62,16 @@ class StainJitter(Op):
             b, k, g = b.expand(-1, c), k.expand(-1, c), g.expand(-1, c)
         return {"brightness": b.contiguous(), "contrast": k.contiguous(), "gamma": g.contiguous()}
 
-    def apply(self, x: Tensor, params, *, inplace: bool = False) -> Tensor:  # type: ignore[override]
-        """Unpicked samples get the identity factors (1, 1, 1), which leave an image in
-        [0, 1] bit-identical, so the whole batch is one set of in-place passes."""
-        if (done := self.apply_compiled(x, params, inplace)) is not None:
-            return done
-        mask = params["apply"].to(x.device)
-        if not bool(mask.any()):
-            return x
-        keep = ~mask[:, None]
-        factors = [params[k].to(x.device, x.dtype).masked_fill(keep, 1.0)
-                   for k in ("brightness", "contrast", "gamma")]
-        return stain_jitter(x, *factors, inplace=inplace)
+    def native_apply(self, x: Tensor, out: Tensor, idx: Tensor,
+                     params: dict[str, Tensor]) -> bool:
+        native.stain_jitter(out, params["brightness"], params["contrast"], params["gamma"], idx)
+        return True
 
-    def native_apply(self, out: Tensor, idx: Tensor, params: dict[str, Tensor]) -> None:
-        factors = [params[k].to(out.device, out.dtype).contiguous()
-                   for k in ("brightness", "contrast", "gamma")]
-        native.run("stain_jitter", int(idx.numel()), out, *factors, idx, out)
-
-    def transform(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+    def transform(self, x: Tensor, params: dict[str, Tensor], *,
+                  inplace: bool = False) -> Tensor:
         return stain_jitter(x, params["brightness"].to(x.device, x.dtype),
                             params["contrast"].to(x.device, x.dtype),
-                            params["gamma"].to(x.device, x.dtype))
+                            params["gamma"].to(x.device, x.dtype), inplace=inplace)
 
 
 def stain_jitter(x: Tensor, brightness: Tensor, contrast: Tensor, gamma: Tensor, *,

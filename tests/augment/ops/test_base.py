@@ -263,3 +263,28 @@ def test_channel_support_descriptions() -> None:
     assert not OPS["channel_dropout"].channels.allows(1)
     assert "RGB" in OPS["grayscale"].channels.describe()
     assert "2 or more" in OPS["channel_dropout"].channels.describe()
+
+
+def test_every_op_is_applied_by_the_shared_plumbing() -> None:
+    # picking samples, the compiled kernels (native_apply) and in-place writes live in
+    # Op.apply; an op describes itself (transform, neutral, changes_size …) instead
+    assert [name for name, cls in OPS.items() if cls.apply is not Op.apply] == []
+
+
+@pytest.mark.parametrize("name", ["stain_jitter", "channel_dropout"])
+def test_neutral_parameters_leave_unpicked_samples_untouched_in_one_pass(name,
+                                                                        monkeypatch) -> None:
+    monkeypatch.setenv("BIOAUG_NATIVE", "0")  # the torch path
+    op = make_op(name, p=0.5, **OPS[name].example)
+    x = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    drawn = op.sample(16, (3, 8, 8), torch.Generator().manual_seed(1))
+    picked = drawn["apply"]
+    assert 0 < int(picked.sum()) < 16
+    out = op.apply(x, drawn)
+    own = x.clone()
+    assert op.apply(own, drawn, inplace=True) is own          # written in place when allowed
+    assert torch.equal(own, out)
+    assert torch.equal(out[~picked], x[~picked])
+    idx = picked.nonzero().squeeze(1)
+    expected = op.transform(x[idx], {k: v[idx] for k, v in drawn.items()})
+    torch.testing.assert_close(out[idx], expected, atol=1e-6, rtol=0)

@@ -82,10 +82,25 @@ def test_compiled_kernel_gives_the_torch_passes(monkeypatch, dtype) -> None:
     x = torch.rand(30, 3, 19, 16, generator=g).to(dtype)
     m = _axis_maps(30, 19, 16, 11, g)
     assert native.available(x)
-    compiled = warp(x, m, (11, 11), padding="border")
-    monkeypatch.setenv(native.ENV, "0")
+    compiled = torch.full((1, 30, 3, 11, 11), -1.0, dtype=dtype)
+    assert geometry.warp_views(x, [m], (11, 11), compiled)
     reference = warp(x, m, (11, 11), padding="border")
-    torch.testing.assert_close(compiled, reference, atol=1e-6, rtol=0)
+    torch.testing.assert_close(compiled[0], reference, atol=1e-6, rtol=0)
+    monkeypatch.setenv(native.ENV, "0")  # switched off: nothing written, the caller warps
+    untouched = torch.full((1, 30, 3, 11, 11), -1.0, dtype=dtype)
+    assert not geometry.warp_views(x, [m], (11, 11), untouched)
+    assert bool((untouched == -1).all())
+
+
+def test_compiled_warp_declines_what_it_cannot_take() -> None:
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(4, 2, 9, 9, generator=g)
+    m = _axis_maps(4, 9, 9, 5, g)
+    wrong_size = torch.empty(1, 4, 2, 6, 6)
+    assert not geometry.warp_views(x, [m], (5, 5), wrong_size)
+    turned = geometry.centred_inverse(geometry.rotation(torch.full((4,), 30.0)),
+                                      torch.zeros(4, 2), (9, 9))
+    assert not geometry.warp_views(x, [turned], (5, 5), torch.empty(1, 4, 2, 5, 5))
 
 
 def test_the_separable_path_writes_into_the_given_output() -> None:
