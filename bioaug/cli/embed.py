@@ -8,7 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from bioaug.device import DEVICE_CHOICES
+from bioaug.device import DEVICE_FORMS, parse_device
+from bioaug.errors import ConfigError
 from bioaug.methods.base import ALL_LAYERS, EMBED_LAYERS
 
 LEVELS = ("well", "treatment")
@@ -50,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="embed raw pixels (area-averaged to 16×16 per channel): the floor")
     p.add_argument("--preprocess", choices=["resize", "center_crop", "none"], default="resize",
                    help="how items reach a checkpoint's training crop size (default resize)")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
-                   help="compute device (default auto)")
+    p.add_argument("--device", default="auto", type=device_option, metavar="DEVICE",
+                   help=f"compute device: {DEVICE_FORMS} (default auto: CUDA, then MPS, "
+                        "then CPU)")
     p.set_defaults(func=run)
     actions = p.add_subparsers(dest="embed_action", metavar="ACTION", required=False)
     m = actions.add_parser(
@@ -66,6 +68,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--aggregate", choices=LEVELS, action="append", default=[],
                    help="also write OUT.well.h5ad / OUT.treatment.h5ad profiles")
     m.set_defaults(func=run_merge)
+
+
+def device_option(text: str) -> str:
+    """``--device``: the device's name (:func:`bioaug.device.parse_device`); any other
+    spelling is argparse's usage error with the valid forms."""
+    try:
+        return parse_device(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def _layer_help() -> str:
@@ -117,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from bioaug.embed import aggregate, embed, write_h5ad
     from bioaug.embed.aggregate import check_aggregatable
     from bioaug.embed.embed import parse_shard
-    from bioaug.errors import BioaugError, ConfigError
+    from bioaug.errors import BioaugError
 
     missing = [flag for flag, value in (("--data", args.data), ("--out", args.out))
                if value is None]

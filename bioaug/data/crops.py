@@ -697,7 +697,30 @@ def prepare_crops(images: str | os.PathLike, out: str | os.PathLike, *,
 
     Returns
     -------
-    The finished, opened store.
+    Store
+        The finished, opened store.
+
+    Examples
+    --------
+    Four 20 × 20 two-channel crops in a ``.npy`` array and their table, centre-cropped to
+    16 × 16 and scaled per plate:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.data.crops import prepare_crops
+    >>> tmp = tempfile.mkdtemp()
+    >>> rng = np.random.default_rng(0)
+    >>> np.save(f"{tmp}/cells.npy", rng.integers(0, 4096, (4, 2, 20, 20), dtype=np.uint16))
+    >>> pd.DataFrame({"plate": ["P1", "P1", "P2", "P2"], "well": ["A01", "A02"] * 2,
+    ...               "label": ["x", "y", "x", "y"]}).to_csv(f"{tmp}/cells.csv", index=False)
+    >>> store = prepare_crops(f"{tmp}/cells.npy", f"{tmp}/crops", obs=f"{tmp}/cells.csv",
+    ...                       channels=["DNA", "Actin"], crop_size=16)
+    >>> len(store), store.channels, store.image_size, store.label_column
+    (4, ['DNA', 'Actin'], (16, 16), 'label')
+    >>> pixels = store.read_float(slice(None))
+    >>> pixels.dtype, round(float(pixels.min()), 2), round(float(pixels.max()), 2)
+    (dtype('float32'), 0.0, 1.0)
     """
     check_out_name(out)
     opt = CropOptions.make(**options)

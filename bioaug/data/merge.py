@@ -220,7 +220,28 @@ def merge_stores(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
 
     Returns
     -------
-    The merged, opened store.
+    Store
+        The merged, opened store.
+
+    Examples
+    --------
+    The two shards (one plate each) of a preparation, merged in plate order:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.data.crops import prepare_crops
+    >>> from bioaug.data.merge import merge_stores
+    >>> tmp = tempfile.mkdtemp()
+    >>> np.save(f"{tmp}/cells.npy", np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 1, 8, 8))
+    >>> pd.DataFrame({"plate": ["P1", "P1", "P2", "P2"]}).to_csv(f"{tmp}/cells.csv", index=False)
+    >>> shards = [prepare_crops(f"{tmp}/cells.npy", f"{tmp}/shard{i}", obs=f"{tmp}/cells.csv",
+    ...                         channels=["DNA"], crop_size=8, shard=(i, 2)) for i in (1, 0)]
+    >>> [s.obs["plate"].tolist() for s in shards]
+    [['P2', 'P2'], ['P1', 'P1']]
+    >>> store = merge_stores([s.path for s in shards], f"{tmp}/merged")
+    >>> len(store), store.obs["plate"].tolist()
+    (4, ['P1', 'P1', 'P2', 'P2'])
     """
     _check_inputs(inputs, out)
     stores = [Store.open(p) for p in inputs]

@@ -327,8 +327,39 @@ def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.Pat
                     overwrite: bool = False, chunk: int = 10000, **kw: Any) -> Store:
     """Read a natural-image dataset in its standard format and write a store.
 
-    ``kw`` go to the reader: ``size`` (imagenet100, digits), ``test_fraction`` and ``seed``
-    (digits). Items are ordered train then test.
+    Parameters
+    ----------
+    name
+        A dataset of :data:`DATASETS`: ``cifar10``, ``cifar100``, ``mnist``,
+        ``imagenet100`` or ``digits`` (scikit-learn's, bundled: no root, no download).
+    root
+        The folder holding the dataset's files in their standard format (None for
+        ``digits``).
+    out
+        The store directory to write.
+    overwrite
+        Replace an existing store at ``out``.
+    chunk
+        Images written at a time.
+    **kw
+        Go to the reader: ``size`` (imagenet100, digits), ``test_fraction`` and ``seed``
+        (digits).
+
+    Returns
+    -------
+    Store
+        The finished, opened store; items are ordered train then test, ``obs`` has
+        ``label``, ``label_id`` and ``split``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from bioaug.data.natural import prepare_natural
+    >>> store = prepare_natural("digits", None, f"{tempfile.mkdtemp()}/digits", size=8)
+    >>> len(store), store.channels, store.image_size, store.label_column
+    (1797, ['gray'], (8, 8), 'label')
+    >>> store.obs["split"].value_counts().to_dict()
+    {'train': 1437, 'test': 360}
     """
     if name not in DATASETS:
         raise ConfigError(unknown_choice("dataset", name, DATASETS))

@@ -294,7 +294,25 @@ def prepare_fields(fs: FieldSet, out: str | os.PathLike, options: PrepareOptions
 
     Returns
     -------
-    The finished, opened :class:`~bioaug.data.store.Store`.
+    Store
+        The finished, opened :class:`~bioaug.data.store.Store`.
+
+    Examples
+    --------
+    The fields of a BBBC021 twin, prepared with options of one's own:
+
+    >>> import tempfile
+    >>> from bioaug.data.prepare import PrepareOptions, bbbc021_fieldset, prepare_fields
+    >>> from bioaug.data.synth import synth_bbbc021
+    >>> tmp = tempfile.mkdtemp()
+    >>> twin = synth_bbbc021(f"{tmp}/twin", plates=1, wells_per_plate=2, sites=1,
+    ...                      size=(64, 64), cells_per_field=3)
+    >>> fields = bbbc021_fieldset(twin)
+    >>> fields.channels, len(fields.fields)
+    (['DAPI', 'Tubulin', 'Actin'], 2)
+    >>> store = prepare_fields(fields, f"{tmp}/crops", PrepareOptions(crop_size=16, resize=8))
+    >>> len(store), store.image_size
+    (3, (8, 8))
     """
     if int(workers) < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
@@ -682,7 +700,22 @@ def prepare_bbbc021(root: str | os.PathLike, out: str | os.PathLike, *, crop_siz
 
     Returns
     -------
-    The finished, opened store.
+    Store
+        The finished, opened store.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from bioaug.data.prepare import prepare_bbbc021
+    >>> from bioaug.data.synth import synth_bbbc021
+    >>> tmp = tempfile.mkdtemp()
+    >>> twin = synth_bbbc021(f"{tmp}/twin", plates=1, wells_per_plate=2, sites=1,
+    ...                      size=(64, 64), cells_per_field=3)
+    >>> store = prepare_bbbc021(twin, f"{tmp}/crops", crop_size=16)
+    >>> len(store), store.channels, store.image_size, store.dtype
+    (3, ['DAPI', 'Tubulin', 'Actin'], (16, 16), dtype('uint16'))
+    >>> store.obs[["plate", "well", "moa"]].drop_duplicates().values.tolist()
+    [['Week3_25421', 'E06', 'Aurora kinase inhibitors']]
     """
     check_out_name(out)
     opt = PrepareOptions.make(crop_size=crop_size, resize=resize, edge=edge,
@@ -744,7 +777,25 @@ def prepare_images(load_data: str | os.PathLike, out: str | os.PathLike, *,
 
     Returns
     -------
-    The finished, opened store.
+    Store
+        The finished, opened store.
+
+    Examples
+    --------
+    A synthetic five-channel Cell Painting screen, described by its LoadData CSV:
+
+    >>> import tempfile
+    >>> from bioaug.data.prepare import prepare_images
+    >>> from bioaug.data.synth_cellpainting import synth_cellpainting
+    >>> tmp = tempfile.mkdtemp()
+    >>> screen = synth_cellpainting(f"{tmp}/screen", plates=1, wells_per_plate=2, sites=1,
+    ...                             size=(64, 64), cells_per_field=3)
+    >>> store = prepare_images(screen / "load_data.csv", f"{tmp}/crops", crop_size=16,
+    ...                        label="Metadata_MoA")
+    >>> store.channels, store.image_size, store.label_column
+    (['DNA', 'ER', 'RNA', 'AGP', 'Mito'], (16, 16), 'moa')
+    >>> store.obs[["plate", "well", "moa"]].values.tolist()
+    [['CP01', 'A01', 'DMSO'], ['CP01', 'A02', 'ER stress']]
     """
     from bioaug.data.loaddata import load_data_fieldset
 

@@ -71,6 +71,32 @@ def to_float(array: np.ndarray) -> np.ndarray:
 
 
 def is_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a finished store (its header and image file).
+
+    Parameters
+    ----------
+    path
+        A folder.
+
+    Returns
+    -------
+    bool
+        True for a complete store; False for anything else (a missing folder, a build still
+        in ``PATH.partial``, another folder). :meth:`Store.open` says what is wrong.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from bioaug.data.store import is_store, write_store
+    >>> tmp = tempfile.mkdtemp()
+    >>> is_store(f"{tmp}/crops")
+    False
+    >>> _ = write_store(f"{tmp}/crops", np.zeros((2, 1, 4, 4), dtype=np.uint8),
+    ...                 [{"plate": "P1"}, {"plate": "P2"}], channels=["DNA"])
+    >>> is_store(f"{tmp}/crops"), is_store(tmp)
+    (True, False)
+    """
     p = Path(path)
     return (p / HEADER).is_file() and (p / IMAGES).is_file()
 
@@ -312,7 +338,22 @@ def check_layout(header: dict[str, Any], shape: tuple[int, ...], where: Path) ->
 
 @dataclass
 class Store:
-    """A read-only, memory-mapped crop store (see the module docstring for the layout)."""
+    """A read-only, memory-mapped crop store (see the module docstring for the layout).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from bioaug.data.store import Store, write_store
+    >>> path = f"{tempfile.mkdtemp()}/crops"
+    >>> images = np.arange(2 * 1 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4)
+    >>> _ = write_store(path, images, [{"well": "A01"}, {"well": "A02"}], channels=["DNA"])
+    >>> store = Store.open(path)
+    >>> len(store), store.n_channels, store.dtype, store.obs["well"].tolist()
+    (2, 1, dtype('uint8'), ['A01', 'A02'])
+    >>> store.read(1)[0, 0].tolist()
+    [16, 17, 18, 19]
+    """
 
     path: Path
     header: dict[str, Any]
@@ -406,6 +447,25 @@ class StoreWriter:
     then, per unit not in ``w.done_units``: ``w.add(images, rows)`` any number of times and
     ``w.commit(unit)``; finally ``w.finalize(...)``. Opening a writer on a path whose
     ``.partial`` directory was made with other settings is an error unless ``overwrite``.
+
+    Examples
+    --------
+    A build of two units; a writer opened again on the same path skips the units done:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from bioaug.data.store import StoreWriter
+    >>> path = f"{tempfile.mkdtemp()}/crops"
+    >>> with StoreWriter(path, channels=["DNA"], image_size=(4, 4), dtype="uint8") as w:
+    ...     w.add(np.zeros((2, 1, 4, 4), dtype=np.uint8), [{"plate": "P1"}] * 2)
+    ...     w.commit("P1")
+    >>> with StoreWriter(path, channels=["DNA"], image_size=(4, 4), dtype="uint8") as w:
+    ...     done = sorted(w.done_units)
+    ...     w.add(np.ones((1, 1, 4, 4), dtype=np.uint8), [{"plate": "P2"}])
+    ...     w.commit("P2")
+    ...     store = w.finalize()
+    >>> done, len(store), store.obs["plate"].tolist()
+    (['P1'], 3, ['P1', 'P1', 'P2'])
     """
 
     def __init__(self, path: str | os.PathLike, *, channels: Sequence[str],
@@ -580,7 +640,49 @@ def write_store(path: str | os.PathLike, images: np.ndarray, obs: pd.DataFrame |
                 *, channels: Sequence[str], label_column: str | None = None,
                 normalization: dict[str, Any] | None = None, overwrite: bool = False,
                 chunk: int = 4096, provenance_extra: dict[str, Any] | None = None) -> Store:
-    """Write an in-memory array and table as a store in one go (small data, tests, digits)."""
+    """Write an in-memory array and table as a store in one go (small data, tests, digits).
+
+    Parameters
+    ----------
+    path
+        The store directory to write (built in ``PATH.partial``, then renamed).
+    images
+        ``(N, C, H, W)`` in a store dtype (``uint8``, ``uint16``, ``float16``, ``float32``).
+    obs
+        One row per image: a DataFrame or a list of dicts.
+    channels
+        The ``C`` channel names.
+    label_column
+        The ``obs`` column holding the class labels, if any.
+    normalization
+        How the pixels were scaled, recorded in the header.
+    overwrite
+        Replace an existing store at ``path`` (never anything that is not a store).
+    chunk
+        Images committed at a time (an interrupted write resumes from the last commit).
+    provenance_extra
+        More provenance for the header.
+
+    Returns
+    -------
+    Store
+        The finished, opened store.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from bioaug.data.store import write_store
+    >>> images = np.full((3, 2, 8, 8), 65535, dtype=np.uint16)
+    >>> store = write_store(f"{tempfile.mkdtemp()}/crops", images,
+    ...                     [{"plate": "P1", "label": "a"}, {"plate": "P1", "label": "b"},
+    ...                      {"plate": "P2", "label": "a"}],
+    ...                     channels=["DNA", "Actin"], label_column="label")
+    >>> len(store), store.channels, store.image_size, store.summary()["classes"]
+    (3, ['DNA', 'Actin'], (8, 8), {'a': 2, 'b': 1})
+    >>> store.read_float([2, 0]).shape, float(store.read_float(1).max())
+    ((2, 2, 8, 8), 1.0)
+    """
     images = np.asarray(images)
     obs_df = obs if isinstance(obs, pd.DataFrame) else pd.DataFrame(list(obs))
     with StoreWriter(path, channels=channels, image_size=images.shape[2:],

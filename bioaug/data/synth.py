@@ -864,6 +864,49 @@ def synth_bbbc021(out: str | os.PathLike, *, plates: int = 6, sites: int = 2,
     ``workers`` processes (each field has its own seed: the output does not depend on
     ``workers``). The folder is written as ``OUT.partial`` and renamed when complete; a
     field too large for the memory available is refused before anything is written.
+
+    Parameters
+    ----------
+    out
+        The folder to write.
+    plates
+        Real plates to copy the design of (six cover every MoA and DMSO).
+    sites
+        Fields per well.
+    size
+        Field size ``(H, W)`` in pixels.
+    cells_per_field
+        About this many cells per field.
+    seed
+        The seed; the same arguments give the same files.
+    wells_per_plate
+        Wells per plate.
+    unannotated_wells
+        Wells per plate of compounds without a MoA (as BBBC021 has).
+    workers
+        Processes rendering the fields.
+    overwrite
+        Replace an existing twin at ``out`` (never a folder that is not one).
+
+    Returns
+    -------
+    Path
+        ``out``: ``BBBC021_v1_image.csv``, ``BBBC021_v1_moa.csv`` and the plate folders of
+        16-bit TIFFs, as :func:`bioaug.data.prepare.prepare_bbbc021` reads them.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from bioaug.data.bbbc021 import load_metadata
+    >>> from bioaug.data.synth import synth_bbbc021
+    >>> tmp = tempfile.mkdtemp()
+    >>> twin = synth_bbbc021(f"{tmp}/twin", plates=1, wells_per_plate=2, sites=1,
+    ...                      size=(64, 64), cells_per_field=3)
+    >>> fields = load_metadata(twin).fields
+    >>> len(fields), fields["plate"].unique().tolist()
+    (2, ['Week3_25421'])
+    >>> sorted(p.name for p in twin.iterdir())
+    ['BBBC021_v1_image.csv', 'BBBC021_v1_moa.csv', 'Week3']
     """
     out = Path(out)
     _check_twin_arguments(sites, cells_per_field, wells_per_plate, seed, workers)

@@ -294,7 +294,23 @@ def synth_cellpainting(out: str | os.PathLike, *, plates: int = 2, wells_per_pla
 
     Returns
     -------
-    The folder written.
+    Path
+        The folder written: ``load_data.csv`` (one row per field, the LoadData layout
+        :func:`bioaug.data.prepare.prepare_images` reads), ``cells.csv``, ``twin.json`` and
+        ``images/<plate>/`` of 16-bit TIFFs.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> from bioaug.data.synth_cellpainting import synth_cellpainting
+    >>> screen = synth_cellpainting(f"{tempfile.mkdtemp()}/screen", plates=2,
+    ...                             wells_per_plate=3, sites=1, size=(64, 64))
+    >>> fields = pd.read_csv(screen / "load_data.csv")
+    >>> len(fields), [c for c in fields.columns if c.startswith("FileName_")]
+    (6, ['FileName_DNA', 'FileName_ER', 'FileName_RNA', 'FileName_AGP', 'FileName_Mito'])
+    >>> fields["Metadata_Plate"].unique().tolist()
+    ['CP01', 'CP02']
     """
     plates = _check("plates", plates, 1)
     kw: dict[str, Any] = {

@@ -143,9 +143,46 @@ def check_aggregatable(columns: Sequence[str] | pd.Index, level: str,
 def aggregate(adata: Any, level: str = "well", rep: str | Sequence[str] | None = None) -> Any:
     """Well (mean of cells) or treatment (median of well means) profiles as a new AnnData.
 
-    ``rep``: the obsm key(s) to aggregate; default every ``X_bioaug*`` key. The result has
-    the same obsm keys, ``obs`` with the group's metadata (categoricals) and counts
-    (``n_cells``, ``n_wells``), and ``uns["bioaug"]`` extended with ``aggregate``.
+    Parameters
+    ----------
+    adata
+        Cells, one row each, with ``plate`` and ``well`` in ``obs`` (and ``compound``,
+        ``concentration`` for treatments) and features in ``obsm``.
+    level
+        ``"well"``: the mean of the cells of each (plate, well); ``"treatment"``: the
+        median, per feature, of the well means of each (compound, concentration).
+    rep
+        The obsm key(s) to aggregate; default every ``X_bioaug*`` key.
+
+    Returns
+    -------
+    AnnData
+        The same obsm keys, ``obs`` with the group's metadata (categoricals) and counts
+        (``n_cells``, ``n_wells``), and ``uns["bioaug"]`` extended with ``aggregate``.
+
+    Examples
+    --------
+    Four cells in three wells, two of them treated alike:
+
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.embed import aggregate
+    >>> obs = pd.DataFrame({"plate": "P1", "well": ["A01", "A01", "A02", "A03"],
+    ...                     "compound": ["taxol", "taxol", "taxol", "taxol"],
+    ...                     "concentration": 1.0}, index=["0", "1", "2", "3"])
+    >>> cells = ad.AnnData(obs=obs)
+    >>> cells.obsm["X_bioaug"] = np.array([[0, 2], [2, 4], [5, 5], [9, 0]], dtype=np.float32)
+    >>> wells = aggregate(cells, "well")
+    >>> wells.obsm["X_bioaug"]
+    array([[1., 3.],
+           [5., 5.],
+           [9., 0.]], dtype=float32)
+    >>> wells.obs["n_cells"].tolist()
+    [2, 1, 1]
+    >>> treatments = aggregate(cells, "treatment")
+    >>> treatments.obsm["X_bioaug"], treatments.obs["n_wells"].tolist()
+    (array([[5., 3.]], dtype=float32), [3])
     """
     import anndata as ad
 

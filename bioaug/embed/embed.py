@@ -694,9 +694,42 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
 
     Returns
     -------
-    AnnData: ``obs`` the store's metadata, ``obsm["X_bioaug"]`` the embedding,
-    ``uns["bioaug"]`` the provenance. Mistakes raise a
-    :class:`bioaug.errors.BioaugError` (NaN pixels or features named by item).
+    AnnData
+        ``obs`` the store's metadata, ``obsm["X_bioaug"]`` the embedding,
+        ``uns["bioaug"]`` the provenance. Mistakes raise a
+        :class:`bioaug.errors.BioaugError` (NaN pixels or features named by item).
+
+    Examples
+    --------
+    A store of six 3-channel crops, each channel a constant grey level:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> import bioaug
+    >>> from bioaug.data.store import write_store
+    >>> levels = np.array([[0, 51, 255], [102, 153, 204]] * 3, dtype=np.uint8)
+    >>> images = np.broadcast_to(levels[:, :, None, None], (6, 3, 16, 16))
+    >>> obs = pd.DataFrame({"plate": "P1", "well": ["A01", "A01", "A02", "A02", "B01", "B01"]})
+    >>> store = write_store(f"{tempfile.mkdtemp()}/crops", images, obs,
+    ...                     channels=["DAPI", "Tubulin", "Actin"])
+
+    Raw pixels area-averaged to 1 × 1 are each channel's mean, scaled to [0, 1]:
+
+    >>> cells = bioaug.embed(data=store, raw=True, raw_size=1, device="cpu")
+    >>> cells.obsm["X_bioaug"][:2].round(3)
+    array([[0. , 0.2, 1. ],
+           [0.4, 0.6, 0.8]], dtype=float32)
+    >>> cells.obs["well"].tolist()
+    ['A01', 'A01', 'A02', 'A02', 'B01', 'B01']
+
+    A named backbone with seeded random weights (its pooled 512-d output), and well
+    profiles in one call:
+
+    >>> bioaug.embed(data=store, backbone="resnet18", device="cpu").obsm["X_bioaug"].shape
+    (6, 512)
+    >>> bioaug.embed(data=store, raw=True, raw_size=1, device="cpu", aggregate="well").n_obs
+    3
     """
     if data is None:
         raise ConfigError("embed needs a store: data=PATH (made by `bioaug data prepare`)")
@@ -705,9 +738,9 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
                           else checkpoints), backbone, bool(raw), layer, preprocess,
                     backbone_kwargs, raw_size, seed)
     source.check()
+    dev = pick_device(device)
     items, parsed = _plan_items(store, batch_size, shard, aggregate)
     check_finite_pixels(store, items)
-    dev = pick_device(device)
     embedders = SOURCES[source.kind](source, store, dev)
     feats = run_embedders(store, embedders, batch_size=int(batch_size), device=dev,
                           work_dir=work_dir, items=items)

@@ -77,10 +77,43 @@ def _estimated_bytes(adata: Any) -> int:
 
 
 def write_h5ad(adata: Any, path: str | os.PathLike) -> Path:
-    """Write ``adata`` to ``path`` (``….h5ad``) atomically (temp file + rename); returns it.
+    """Write ``adata`` to ``path`` (``….h5ad``) atomically (temp file + rename).
 
     ``uns`` is sanitised first (see :func:`sanitize_uns`) so provenance with ``None`` or
     nested lists does not make h5py fail half-way.
+
+    Parameters
+    ----------
+    adata
+        The AnnData to write (its ``uns`` is replaced by the sanitised copy).
+    path
+        The file; its name must end in ``.h5ad`` (a ConfigError otherwise). Free disk
+        space is checked first.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.embed import write_h5ad
+    >>> cells = ad.AnnData(obs=pd.DataFrame(index=["0", "1", "2"]))
+    >>> cells.obsm["X_bioaug"] = np.eye(3, dtype=np.float32)
+    >>> cells.uns["bioaug"] = {"layer": None, "shape": (3, 3)}
+    >>> path = write_h5ad(cells, f"{tempfile.mkdtemp()}/cells.h5ad")
+    >>> back = ad.read_h5ad(path)
+    >>> back.obsm["X_bioaug"].shape, back.uns["bioaug"]["layer"], back.uns["bioaug"]["shape"]
+    ((3, 3), '', array([3, 3]))
+    >>> write_h5ad(cells, f"{tempfile.mkdtemp()}/cells.csv")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: path .../cells.csv: an AnnData file is written as HDF5 and its name must end in .h5ad, not .csv
+    ...
     """
     target = check_h5ad_path(path, "path")
     adata.uns = sanitize_uns(dict(adata.uns))

@@ -127,6 +127,36 @@ def merge_shards(shards: Sequence[Any], sources: Sequence[str] | None = None) ->
         A shard is not a shard; comes from another store, another version of the store's
         obs table, another model or setting; overlaps another; or shards are missing. The
         message names the two shards and what differs.
+
+    Examples
+    --------
+    A store of five crops embedded as two shards, given in any order:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> import bioaug
+    >>> from bioaug.data.store import write_store
+    >>> from bioaug.embed import merge_shards
+    >>> levels = np.array([0, 50, 100, 150, 200], dtype=np.uint8)
+    >>> images = np.broadcast_to(levels[:, None, None, None], (5, 1, 8, 8))
+    >>> store = write_store(f"{tempfile.mkdtemp()}/crops", images,
+    ...                     pd.DataFrame({"plate": "P1", "well": list("ABCDE")}),
+    ...                     channels=["DNA"])
+    >>> shards = [bioaug.embed(data=store, raw=True, raw_size=1, shard=(i, 2), device="cpu")
+    ...           for i in (1, 0)]
+    >>> [s.n_obs for s in shards]
+    [3, 2]
+    >>> cells = merge_shards(shards, ["cells.1.h5ad", "cells.0.h5ad"])
+    >>> cells.obs["well"].tolist()
+    ['A', 'B', 'C', 'D', 'E']
+    >>> (cells.obsm["X_bioaug"][:, 0] * 255).round().astype(int).tolist()
+    [0, 50, 100, 150, 200]
+    >>> merge_shards(shards[:1], ["cells.1.h5ad"])
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.DataError: shards 0/2 are missing (have 1 of 2)
+    ...
     """
     if not shards:
         raise ConfigError("nothing to merge: give the shard files")
@@ -219,7 +249,43 @@ def _concat_obs(frames: list[Any]) -> Any:
 
 
 def merge_files(paths: Sequence[str | os.PathLike]) -> Any:
-    """Read the ``.h5ad`` shard files ``paths`` and :func:`merge_shards` them."""
+    """Read the ``.h5ad`` shard files ``paths`` and :func:`merge_shards` them.
+
+    Parameters
+    ----------
+    paths
+        The shard files written by ``bioaug embed --shard I/N`` (or
+        :func:`~bioaug.embed.write_h5ad` of :func:`bioaug.embed.embed` with ``shard``), in
+        any order.
+
+    Returns
+    -------
+    AnnData
+        The full embedding, as :func:`merge_shards` returns it; its provenance lists the
+        files.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> import bioaug
+    >>> from bioaug.data.store import write_store
+    >>> from bioaug.embed import merge_files, write_h5ad
+    >>> tmp = tempfile.mkdtemp()
+    >>> store = write_store(f"{tmp}/crops", np.zeros((4, 1, 8, 8), dtype=np.uint8),
+    ...                     pd.DataFrame({"plate": "P1", "well": list("ABCD")}),
+    ...                     channels=["DNA"])
+    >>> files = [write_h5ad(bioaug.embed(data=store, raw=True, raw_size=2, shard=f"{i}/2",
+    ...                                  device="cpu"), f"{tmp}/cells.{i}.h5ad")
+    ...          for i in range(2)]
+    >>> cells = merge_files(files)
+    >>> cells.n_obs, cells.obsm["X_bioaug"].shape[1]
+    (4, 4)
+    >>> [Path(f).name for f in cells.uns["bioaug"]["merged_shards"]["files"]]
+    ['cells.0.h5ad', 'cells.1.h5ad']
+    """
     import anndata as ad
 
     shards = []

@@ -30,6 +30,13 @@ class Metric:
         Key path of the value in the report dict.
     description
         One line: what it measures and on what.
+
+    Examples
+    --------
+    >>> from bioaug.evaluate import METRICS
+    >>> metric = METRICS["nscb"]
+    >>> metric.title, metric.path
+    ('NSCB', ('profiling', 'nscb', 'accuracy'))
     """
 
     name: str
@@ -121,7 +128,23 @@ def metric_values(report: Any, names: Sequence[str] | None = None) -> dict[str, 
 
     Returns
     -------
-    Metric name → value (None where the report does not have it).
+    dict
+        Metric name → value (None where the report does not have it).
+
+    Examples
+    --------
+    >>> from bioaug.evaluate import metric_values
+    >>> report = {"clustering": {"leiden": {"ami": 0.62, "ari": 0.5}},
+    ...           "profiling": {"nsc": {"accuracy": 0.91}}}
+    >>> metric_values(report, ["leiden_ami", "nsc", "nscb"])
+    {'leiden_ami': 0.62, 'nsc': 0.91, 'nscb': None}
+    >>> values = metric_values(report)
+    >>> len(values), values["leiden_ari"]
+    (15, 0.5)
+    >>> metric_values(report, ["leiden_amy"])
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: unknown metric 'leiden_amy' (did you mean 'leiden_ami'?); known: ...
     """
     corrected = dig(report, ("profiling_corrected",)) is not None
     return {name: _scalar(dig(report, metric_path(name)))
@@ -141,7 +164,29 @@ def metric_path(name: str) -> tuple[str, ...]:
 
 
 def metric_names(corrected: bool = False) -> list[str]:
-    """Every metric name, plus the ``*_corrected`` profiling metrics when asked."""
+    """Every metric name, plus the ``*_corrected`` profiling metrics when asked.
+
+    Parameters
+    ----------
+    corrected
+        Also list the profiling metrics computed on corrected profiles (``nsc_corrected``
+        …), which a report of ``evaluate(..., profile=...)`` holds.
+
+    Returns
+    -------
+    list of str
+        The names of :data:`METRICS` in table order, then the ``*_corrected`` ones.
+
+    Examples
+    --------
+    >>> from bioaug.evaluate import metric_names
+    >>> metric_names()[:4]
+    ['leiden_ami', 'leiden_ari', 'kmeans_ami', 'kmeans_ari']
+    >>> len(metric_names()), len(metric_names(corrected=True))
+    (15, 23)
+    >>> metric_names(corrected=True)[15]
+    'nsc_corrected'
+    """
     names = list(METRICS)
     if corrected:
         names += [f"{n}{CORRECTED_SUFFIX}" for n in PROFILE_METRICS]

@@ -70,6 +70,27 @@ def summary_rows(report: Any) -> list[tuple[str, str, str]]:
     One row per registered metric (:data:`~bioaug.evaluate.metrics.METRICS`, in its order,
     then the ``*_corrected`` ones) whose block the report holds; a block the report lacks
     (NSC outside BBBC021, replicate retrieval without controls) gives no row.
+
+    Parameters
+    ----------
+    report
+        An :class:`~bioaug.evaluate.result.EvaluationReport` or its ``report.json`` dict.
+
+    Returns
+    -------
+    list of tuple
+        ``(title, value with three decimals, what it was computed on)`` per metric.
+
+    Examples
+    --------
+    >>> from bioaug.evaluate import summary_rows
+    >>> report = {"clustering": {"kmeans": {"ami": 0.81234, "ari": 0.7, "k": 3},
+    ...                          "silhouette": {"value": 0.25, "n_items": 40}}}
+    >>> for row in summary_rows(report):
+    ...     print(row)
+    ('k-means AMI', '0.812', 'k = 3')
+    ('k-means ARI', '0.700', '')
+    ('silhouette', '0.250', '40 items')
     """
     corrected = dig(report, ("profiling_corrected",)) is not None
     names = metric_names(corrected)
@@ -84,7 +105,25 @@ def summary_rows(report: Any) -> list[tuple[str, str, str]]:
 
 
 def format_table(rows: list[tuple[str, str, str]]) -> str:
-    """Fixed-width text table of :func:`summary_rows`."""
+    """Fixed-width text table of :func:`summary_rows`.
+
+    Parameters
+    ----------
+    rows
+        ``(title, value, note)`` rows, as :func:`summary_rows` returns them.
+
+    Returns
+    -------
+    str
+        One line per row: titles left-aligned, values right-aligned, then the note.
+
+    Examples
+    --------
+    >>> from bioaug.evaluate import format_table
+    >>> print(format_table([("NSC", "0.912", "103 treatments"), ("k-means AMI", "0.41", "")]))
+    NSC          0.912  103 treatments
+    k-means AMI   0.41
+    """
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     return "\n".join(f"{a:<{w0}}  {b:>{w1}}  {c}".rstrip() for a, b, c in rows)

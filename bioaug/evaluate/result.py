@@ -179,6 +179,27 @@ class EvaluationReport(Block):
 
     ``profiling_corrected`` holds the same profiling block computed on corrected profiles
     (``evaluate(..., profile=...)``), with ``profile_steps`` the correction applied.
+
+    Examples
+    --------
+    A report written with ``out`` reads back the same:
+
+    >>> import tempfile
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> import bioaug
+    >>> from bioaug.evaluate import EvaluationReport
+    >>> rng = np.random.default_rng(0)
+    >>> cells = ad.AnnData(obs=pd.DataFrame({"label": ["a"] * 10 + ["b"] * 10},
+    ...                                     index=[str(i) for i in range(20)]))
+    >>> cells.obsm["X_bioaug"] = np.concatenate([rng.normal(0, 0.1, (10, 4)),
+    ...                                          rng.normal(2, 0.1, (10, 4))]).astype(np.float32)
+    >>> out = tempfile.mkdtemp()
+    >>> report = bioaug.evaluate(cells, label="label", out=out, plot=False)
+    >>> back = EvaluationReport.read(f"{out}/report.json")
+    >>> back.input.n_classes, back.metrics(["kmeans_ami"]) == report.metrics(["kmeans_ami"])
+    (2, True)
     """
 
     input: EvaluationInput

@@ -52,13 +52,68 @@ for _module in pkgutil.iter_modules(__path__):
 
 def method_config(method: str | type[Method], **hparams: Any) -> MethodConfig:
     """The validated hyperparameters of ``method`` (a name or the class
-    :func:`lookup_method` returned), defaults filled in."""
+    :func:`lookup_method` returned), defaults filled in.
+
+    Parameters
+    ----------
+    method
+        A registered method name, or its class.
+    **hparams
+        Hyperparameters of the method's ``Config``; None counts as not given.
+
+    Returns
+    -------
+    MethodConfig
+        The method's ``Config`` (a frozen pydantic model). An unknown name or a value out of
+        range is a ConfigError naming the field.
+
+    Examples
+    --------
+    >>> from bioaug.methods import method_config
+    >>> config = method_config("moco_v2", temperature=0.1, queue_size=None)
+    >>> config.temperature, config.queue_size
+    (0.1, 65536)
+    >>> method_config("moco_v2", temperature=0)
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: method 'moco_v2': temperature: must be more than 0.0 (got 0)
+    """
     cls = _method_class(method)
     return validate_config(cls.name, cls.Config, _given(hparams))
 
 
 def build_method(method: str | type[Method], backbone: nn.Module, **hparams: Any) -> Method:
-    """Build ``method`` (a name or its class) around ``backbone`` with validated ``hparams``."""
+    """Build ``method`` (a name or its class) around ``backbone`` with validated ``hparams``.
+
+    Parameters
+    ----------
+    method
+        A registered method name, or its class.
+    backbone
+        An encoder with an integer ``out_dim`` (see :func:`bioaug.models.build_backbone`).
+    **hparams
+        Hyperparameters of the method's ``Config`` (:func:`method_config`).
+
+    Returns
+    -------
+    Method
+        The method, its projector (and momentum encoder, queue …) built around ``backbone``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioaug.methods import build_method
+    >>> from bioaug.models import build_backbone
+    >>> _ = torch.manual_seed(0)
+    >>> backbone = build_backbone("vgg_mnist", in_channels=1, width=0.25)
+    >>> method = build_method("simclr", backbone, proj_hidden_dim=64, proj_output_dim=16)
+    >>> views = [torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)]
+    >>> out = method.training_loss(views)
+    >>> sorted(out), bool(out["loss"] > 0)
+    (['loss', 'pos_cosine'], True)
+    >>> tuple(method.embed(views[0], layer="projection").shape)
+    (4, 16)
+    """
     cls = _method_class(method)
     return cls(backbone, method_config(cls, **hparams))
 

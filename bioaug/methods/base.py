@@ -98,7 +98,20 @@ def feature_map_embedding(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class MethodConfig(BaseModel):
-    """Base of the per-method hyperparameter models (unknown fields are rejected)."""
+    """Base of the per-method hyperparameter models (unknown fields are rejected).
+
+    Examples
+    --------
+    >>> from bioaug.methods import lookup_method
+    >>> config = lookup_method("simclr").Config(temperature=0.2)
+    >>> config.model_dump()
+    {'proj_hidden_dim': 2048, 'proj_output_dim': 128, 'temperature': 0.2}
+    >>> lookup_method("simclr").Config(temprature=0.2)
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for SimCLRConfig
+    ...
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -147,7 +160,24 @@ def remaining_init_fraction(momenta: list[float]) -> float:
 
 
 class Method(nn.Module):
-    """A self-supervised method: backbone + projector + a loss over augmented views."""
+    """A self-supervised method: backbone + projector + a loss over augmented views.
+
+    Examples
+    --------
+    A subclass declares its name, views, ``Config`` and recipe, builds its heads and returns
+    ``{"loss": …}`` from :meth:`training_loss`; :func:`~bioaug.methods.build_method` builds
+    a registered one:
+
+    >>> import torch
+    >>> from bioaug.methods import build_method
+    >>> from bioaug.models import build_backbone
+    >>> _ = torch.manual_seed(0)
+    >>> byol = build_method("byol", build_backbone("vgg_mnist", in_channels=1, width=0.25))
+    >>> byol.name, byol.n_views, byol.recipe.optimizer
+    ('byol', 2, 'adamw')
+    >>> byol.layers()[:3]
+    ['backbone', 'feature_map', 'projection']
+    """
 
     name: ClassVar[str] = "method"
     #: human-readable name and paper, for help texts and tables

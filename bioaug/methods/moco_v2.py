@@ -53,7 +53,7 @@ from bioaug.methods.heads import mlp
 from bioaug.methods.recipe import Recipe
 from bioaug.methods.registry import register_method
 
-__all__ = ["MoCoV2", "MoCoV2Config", "infonce_loss"]
+__all__ = ["MoCoV2", "MoCoV2Config", "infonce_loss", "positive_top1", "tie_tolerance"]
 
 
 def infonce_loss(
@@ -75,6 +75,67 @@ def _logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: 
     pos = (q * k).sum(dim=1, keepdim=True)
     neg = q @ queue.to(q.dtype).T
     return torch.cat([pos, neg], dim=1) / temperature
+
+
+def positive_top1(logits: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
+    """The fraction of rows whose positive (column 0) beats every negative (columns 1 …).
+
+    A positive counts only when its logit exceeds the largest negative one by more than
+    ``tolerance``: a tie is a miss. Collapsed (constant) features, whose logits are all
+    equal, score 0 — not 1, as ``argmax(logits) == 0`` would (it picks the first of equal
+    values, the positive).
+
+    Parameters
+    ----------
+    logits
+        ``(N, 1 + K)``: each query's positive logit, then its ``K`` negative ones.
+    tolerance
+        Logits closer than this are equal (see :func:`tie_tolerance`).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in [0, 1].
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioaug.methods.moco_v2 import positive_top1
+    >>> positive_top1(torch.tensor([[2.0, 1.0, 0.5], [1.0, 1.0, 1.0]])).item()
+    0.5
+    >>> positive_top1(torch.tensor([[1.0 + 1e-7, 1.0]]), tolerance=1e-6).item()
+    0.0
+    """
+    return (logits[:, 0] > logits[:, 1:].amax(dim=1) + tolerance).float().mean()
+
+
+def tie_tolerance(dim: int, temperature: float) -> float:
+    """How far apart two logits may be and still come from equal similarities.
+
+    A cosine of ``dim``-d unit vectors computed in float32 is rounded by up to a few
+    ``√dim`` machine epsilons (the order of the sum changes the last bits, so ``q·k`` and
+    ``q·queue_j`` of the same vectors can differ); a logit is the cosine over the
+    temperature.
+
+    Parameters
+    ----------
+    dim
+        The width of the (L2-normalised) vectors.
+    temperature
+        The softmax temperature τ the logits are divided by.
+
+    Returns
+    -------
+    float
+        ``8 · eps(float32) · √dim / τ``.
+
+    Examples
+    --------
+    >>> from bioaug.methods.moco_v2 import tie_tolerance
+    >>> f"{tie_tolerance(128, 0.2):.1e}"
+    '5.4e-05'
+    """
+    return 8.0 * torch.finfo(torch.float32).eps * math.sqrt(dim) / temperature
 
 
 class MoCoV2Config(MethodConfig):
@@ -253,7 +314,8 @@ class MoCoV2(Method):
         k2 = self._key(x2)
         loss = infonce_loss(q1, k2, queue, t)
         with torch.no_grad():
-            top1 = (_logits(q1, k2, queue, t).argmax(dim=1) == 0).float().mean()
+            logits = _logits(q1.float(), k2.float(), queue.float(), t)
+            top1 = positive_top1(logits, tie_tolerance(q1.shape[1], t))
         keys = [k2]
         if self.config.symmetric:
             q2 = self._query(x2)

@@ -42,7 +42,17 @@ LR_SCALINGS = ("linear", "sqrt", "none")
 
 
 class Recipe(BaseModel):
-    """The optimiser settings a method recommends (see the module docstring)."""
+    """The optimiser settings a method recommends (see the module docstring).
+
+    Examples
+    --------
+    >>> from bioaug.methods import METHODS, Recipe
+    >>> recipe = METHODS["simclr"].recipe
+    >>> recipe.optimizer, recipe.lr, recipe.lr_scaling
+    ('adamw', 0.0015, 'sqrt')
+    >>> Recipe(optimizer="sgd", lr=0.03, weight_decay=1e-4).warmup_fraction
+    0.1
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

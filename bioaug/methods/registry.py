@@ -28,6 +28,32 @@ def register_method(cls: M) -> M:
 
     Registering a second class under a name already taken is a ConfigError (a method
     module imported twice under one name is allowed: the class is the same object).
+
+    Parameters
+    ----------
+    cls
+        A :class:`~bioaug.methods.base.Method` subclass whose ``name`` is an identifier.
+
+    Returns
+    -------
+    type
+        ``cls``, unchanged (so it works as a decorator).
+
+    Examples
+    --------
+    >>> from bioaug.methods import METHODS, Method, lookup_method, register_method
+    >>> @register_method
+    ... class Mirror(Method):
+    ...     name = "mirror"
+    >>> lookup_method("mirror") is Mirror
+    True
+    >>> @register_method
+    ... class Other(Method):
+    ...     name = "mirror"
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: method name 'mirror' is taken by bioaug.methods.registry.Mirror
+    >>> del METHODS["mirror"]
     """
     name = cls.name
     if not isinstance(name, str) or not name.isidentifier():
@@ -41,12 +67,47 @@ def register_method(cls: M) -> M:
 
 
 def method_names() -> list[str]:
-    """The registered method names, sorted."""
+    """The registered method names, sorted.
+
+    Returns
+    -------
+    list of str
+        The keys of :data:`METHODS`: what ``bioaug train --method`` accepts.
+
+    Examples
+    --------
+    >>> from bioaug.methods import method_names
+    >>> names = method_names()
+    >>> "moco_v2" in names, "simclr" in names, names == sorted(names)
+    (True, True, True)
+    """
     return sorted(METHODS)
 
 
 def lookup_method(name: str) -> type[Method]:
-    """The class registered as ``name``; an unknown name is a ConfigError listing the known."""
+    """The class registered as ``name``; an unknown name is a ConfigError listing the known.
+
+    Parameters
+    ----------
+    name
+        A registered method name (:func:`method_names`).
+
+    Returns
+    -------
+    type
+        The :class:`~bioaug.methods.base.Method` subclass.
+
+    Examples
+    --------
+    >>> from bioaug.methods import lookup_method
+    >>> cls = lookup_method("simclr")
+    >>> cls.title, cls.n_views, cls.Config().temperature
+    ('SimCLR', 2, 0.5)
+    >>> lookup_method("simclear")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: unknown method 'simclear' (did you mean 'simclr'?); known: ...
+    """
     try:
         return METHODS[name]
     except (KeyError, TypeError):

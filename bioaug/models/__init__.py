@@ -61,6 +61,13 @@ class Backbone:
     ``"backbone"`` (the pooled output) suits deep encoders whose last map is a few pixels
     and cells at random positions; ``"feature_map"`` (the last map, flattened) keeps where
     things are, which wins for small encoders of centred objects.
+
+    Examples
+    --------
+    >>> from bioaug.models import BACKBONES
+    >>> entry = BACKBONES["vgg_mnist"]
+    >>> entry.embed_layer, entry.build(in_channels=1, width=0.5).out_dim
+    ('feature_map', 64)
     """
 
     build: Callable[..., nn.Module]
@@ -85,12 +92,44 @@ BACKBONES: dict[str, Backbone] = {
 
 
 def backbone_names() -> list[str]:
-    """The names :func:`build_backbone` accepts, sorted."""
+    """The names :func:`build_backbone` accepts, sorted.
+
+    Returns
+    -------
+    list of str
+        The keys of :data:`BACKBONES`, sorted.
+
+    Examples
+    --------
+    >>> from bioaug.models import backbone_names
+    >>> names = backbone_names()
+    >>> "resnet18" in names, "vit_small" in names, names == sorted(names)
+    (True, True, True)
+    """
     return sorted(BACKBONES)
 
 
 def backbone_options(name: str) -> dict[str, Any]:
-    """The options of backbone ``name`` and their defaults (``in_channels`` excluded)."""
+    """The options of backbone ``name`` and their defaults (``in_channels`` excluded).
+
+    Parameters
+    ----------
+    name
+        A registered backbone (:func:`backbone_names`); another name is a ConfigError.
+
+    Returns
+    -------
+    dict
+        Option → default: the keyword arguments :func:`build_backbone` takes for ``name``.
+
+    Examples
+    --------
+    >>> from bioaug.models import backbone_options
+    >>> backbone_options("resnet18")
+    {'cifar_stem': False}
+    >>> backbone_options("vit_tiny")
+    {'patch_size': 16, 'img_size': 224, 'drop_path_rate': 0.0}
+    """
     builder = _lookup(name)
     params = inspect.signature(builder).parameters
     return {
@@ -101,12 +140,51 @@ def backbone_options(name: str) -> dict[str, Any]:
 
 
 def default_embed_layer(name: str) -> str:
-    """The layer ``bioaug embed`` uses for backbone ``name`` when none is given."""
+    """The layer ``bioaug embed`` uses for backbone ``name`` when none is given.
+
+    Parameters
+    ----------
+    name
+        A registered backbone.
+
+    Returns
+    -------
+    str
+        A key of :data:`bioaug.methods.base.EMBED_LAYERS` (``"backbone"``,
+        ``"feature_map"``).
+
+    Examples
+    --------
+    >>> from bioaug.models import default_embed_layer
+    >>> default_embed_layer("resnet50"), default_embed_layer("vgg_mnist")
+    ('backbone', 'feature_map')
+    >>> default_embed_layer("resnet34")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: unknown backbone 'resnet34' (did you mean 'resnet50'?); known: ...
+    """
     return _entry(name).embed_layer
 
 
 def embed_layers_markdown() -> str:
-    """A Markdown table: each backbone and its default embedding layer (for the docs)."""
+    """A Markdown table: each backbone and its default embedding layer (for the docs).
+
+    Returns
+    -------
+    str
+        A header, then one row per backbone (sorted): its name, default layer and why.
+
+    Examples
+    --------
+    >>> from bioaug.models import embed_layers_markdown
+    >>> lines = embed_layers_markdown().splitlines()
+    >>> for line in lines[:2]:
+    ...     print(line)
+    | backbone | default `--layer` | why |
+    |---|---|---|
+    >>> print(next(line for line in lines if "`resnet18`" in line))
+    | `resnet18` | `backbone` | — |
+    """
     rows = ["| backbone | default `--layer` | why |", "|---|---|---|"]
     for name in backbone_names():
         entry = BACKBONES[name]
@@ -117,9 +195,33 @@ def embed_layers_markdown() -> str:
 def build_backbone(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
     """Build backbone ``name`` for images with ``in_channels`` channels.
 
-    The returned module maps ``(B, in_channels, H, W)`` float tensors to ``(B, out_dim)``
-    features and has an ``out_dim`` attribute. Raises :class:`ConfigError` for an unknown
-    name, an option the backbone does not take, or an invalid value.
+    Parameters
+    ----------
+    name
+        A registered backbone (:func:`backbone_names`).
+    in_channels
+        The image channels (a positive integer).
+    **kwargs
+        The backbone's options (:func:`backbone_options`); None counts as not given.
+
+    Returns
+    -------
+    torch.nn.Module
+        Maps ``(B, in_channels, H, W)`` float tensors to ``(B, out_dim)`` features and has
+        an ``out_dim`` attribute. Raises :class:`ConfigError` for an unknown name, an option
+        the backbone does not take, or an invalid value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioaug.models import build_backbone
+    >>> model = build_backbone("vgg_mnist", in_channels=1, width=0.25, cifar_stem=None)
+    >>> model.out_dim, tuple(model(torch.zeros(2, 1, 28, 28)).shape)
+    (32, (2, 32))
+    >>> build_backbone("resnet18", in_channels=3, widht=2)
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: backbone 'resnet18' has no option 'widht'; its options: cifar_stem
     """
     builder = _lookup(name)
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:

@@ -96,7 +96,18 @@ class StepSpec(BaseModel):
 
 
 class ProfileConfig(BaseModel):
-    """The profiling recipe (see the module docstring)."""
+    """The profiling recipe (see the module docstring).
+
+    Examples
+    --------
+    >>> from bioaug.profile import ProfileConfig
+    >>> config = ProfileConfig(steps=["center", {"sphere": {"scope": "global"}}],
+    ...                        output="treatment")
+    >>> config.step_names(), config.correct_at, config.output, config.corrects()
+    (['center', 'sphere'], 'well', 'treatment', True)
+    >>> ProfileConfig().is_standard(), ProfileConfig(steps="none").corrects()
+    (True, False)
+    """
 
     model_config = ConfigDict(extra="forbid")
     bioaug_profile: Literal[1] = 1
@@ -187,7 +198,32 @@ def parse_steps(text: str) -> list[str] | str:
 
 def make_profile_config(values: dict[str, Any], source: str = "<profile recipe>"
                         ) -> ProfileConfig:
-    """Validate a dict into a :class:`ProfileConfig`; errors name the key path."""
+    """Validate a dict into a :class:`ProfileConfig`; errors name the key path.
+
+    Parameters
+    ----------
+    values
+        The recipe's keys (``steps``, ``control``, ``output`` …; see the module docstring).
+    source
+        Where the values come from, named in error messages.
+
+    Returns
+    -------
+    ProfileConfig
+        The recipe, every key not given at its default.
+
+    Examples
+    --------
+    >>> from bioaug.profile import make_profile_config
+    >>> config = make_profile_config({"steps": ["center", {"sphere": {"method": "pca"}}],
+    ...                               "output": "treatment"})
+    >>> config.step_names(), config.output, config.control
+    (['center', 'sphere'], 'treatment', 'moa=DMSO')
+    >>> make_profile_config({"steps": ["centre"]}, source="recipe.yaml")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: recipe.yaml: steps[0]: unknown step 'centre' (did you mean 'center'?); known: center, harmony, robust, select, sphere, standardize
+    """
     try:
         return ProfileConfig(**values)
     except ValidationError as exc:
@@ -195,14 +231,59 @@ def make_profile_config(values: dict[str, Any], source: str = "<profile recipe>"
 
 
 def read_profile_config(path: str | os.PathLike) -> ProfileConfig:
-    """A recipe from a YAML file."""
+    """A recipe from a YAML file.
+
+    Parameters
+    ----------
+    path
+        A YAML mapping with the keys of :class:`ProfileConfig`.
+
+    Returns
+    -------
+    ProfileConfig
+        The validated recipe; a mistake is a ConfigError naming the file and key path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from bioaug.profile import read_profile_config
+    >>> path = Path(tempfile.mkdtemp()) / "recipe.yaml"
+    >>> _ = path.write_text("control: compound=DMSO\\nsteps:\\n  - robust\\n  - select\\n")
+    >>> config = read_profile_config(path)
+    >>> config.control, config.step_names()
+    ('compound=DMSO', ['robust', 'select'])
+    """
     data = read_yaml_mapping(path, "profile recipe", "keys (steps:, control: …)")
     return make_profile_config(data, source=str(path))
 
 
 def as_profile_config(profile: Any) -> ProfileConfig:
     """A :class:`ProfileConfig` from a config, a YAML path, a list of step names, a dict, or
-    None (every default: the standard correction)."""
+    None (every default: the standard correction).
+
+    Parameters
+    ----------
+    profile
+        A :class:`ProfileConfig` (returned as it is); a ``.yaml`` path; step names as a list
+        or a comma-separated string (``"center,sphere"``, ``"standard"``, ``"none"``); a dict
+        of recipe keys; or None.
+
+    Returns
+    -------
+    ProfileConfig
+        The validated recipe.
+
+    Examples
+    --------
+    >>> from bioaug.profile import as_profile_config
+    >>> as_profile_config("center,sphere").step_names()
+    ['center', 'sphere']
+    >>> as_profile_config(None).is_standard()
+    True
+    >>> as_profile_config("none").corrects()
+    False
+    """
     if profile is None:
         return ProfileConfig()
     if isinstance(profile, ProfileConfig):

@@ -50,7 +50,21 @@ UNCORRECTED = "_uncorrected"
 
 @dataclass
 class Profiled:
-    """Corrected profiles ``x`` with their table ``obs`` at ``level``; the steps' records."""
+    """Corrected profiles ``x`` with their table ``obs`` at ``level``; the steps' records.
+
+    Examples
+    --------
+    Two cells of one well, aggregated without correction:
+
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.profile import profile_cells
+    >>> obs = pd.DataFrame({"plate": ["P1", "P1"], "well": ["A01", "A01"],
+    ...                     "moa": ["DMSO", "DMSO"]})
+    >>> res = profile_cells(np.array([[0.0, 4.0], [2.0, 0.0]]), obs, "none")
+    >>> res.level, res.x.tolist(), res.steps, res.obs["n_cells"].tolist()
+    ('well', [[1.0, 2.0]], [], [2])
+    """
 
     x: np.ndarray
     obs: pd.DataFrame
@@ -208,8 +222,28 @@ def profile_cells(x: np.ndarray, obs: pd.DataFrame, config: Any = None, *, seed:
 
     Returns
     -------
-    :class:`Profiled`: corrected and uncorrected profiles at ``config.output``, the
-    record of every step, the recipe with its steps resolved and the standard choice.
+    Profiled
+        Corrected and uncorrected profiles at ``config.output``, the record of every step,
+        the recipe with its steps resolved and the standard choice.
+
+    Examples
+    --------
+    Six cells in three wells of one plate, two wells of controls (``moa`` DMSO); the well
+    means are centred on the controls' mean, ``[2, 2]``:
+
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.profile import profile_cells
+    >>> x = np.array([[1, 0], [1, 2], [3, 2], [3, 4], [6, 1], [8, 1]], dtype=np.float32)
+    >>> obs = pd.DataFrame({"plate": "P1", "well": ["A01", "A01", "A02", "A02", "B01", "B01"],
+    ...                     "moa": ["DMSO"] * 4 + ["tubulin"] * 2})
+    >>> res = profile_cells(x, obs, ["center"])
+    >>> res.level, res.n_controls
+    ('well', 2)
+    >>> res.x_uncorrected.tolist()
+    [[1.0, 1.0], [3.0, 3.0], [7.0, 1.0]]
+    >>> res.x.tolist()
+    [[-1.0, -1.0], [1.0, 1.0], [5.0, -1.0]]
     """
     config = as_profile_config(config)
     obs = obs.reset_index(drop=True) if not isinstance(obs.index, pd.RangeIndex) else obs
@@ -345,9 +379,41 @@ def profile(adata: Any, config: Any = None, *, rep: str | None = None, seed: int
 
     Returns
     -------
-    A new AnnData at the recipe's output level; ``uns["bioaug"]["corrected"]`` records the
-    corrections its profiles carry. Profiles corrected already are refused unless the
-    recipe has no steps (:mod:`bioaug.profile.corrected`).
+    AnnData
+        A new AnnData at the recipe's output level, the corrected profiles in ``obsm[rep]``
+        and the uncorrected ones in ``obsm[rep + "_uncorrected"]``;
+        ``uns["bioaug"]["corrected"]`` records the corrections its profiles carry.
+        Profiles corrected already are refused unless the recipe has no steps
+        (:mod:`bioaug.profile.corrected`).
+
+    Examples
+    --------
+    Six cells in three wells of one plate, two wells of controls (``moa`` DMSO):
+
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> obs = pd.DataFrame({"plate": "P1", "well": ["A01", "A01", "A02", "A02", "B01", "B01"],
+    ...                     "moa": ["DMSO"] * 4 + ["tubulin"] * 2},
+    ...                    index=[str(i) for i in range(6)])
+    >>> cells = ad.AnnData(obs=obs)
+    >>> cells.obsm["X_bioaug"] = np.array([[1, 0], [1, 2], [3, 2], [3, 4], [6, 1], [8, 1]],
+    ...                                   dtype=np.float32)
+    >>> from bioaug.profile import profile
+    >>> wells = profile(cells, ["center"])
+    >>> wells.obs["well"].tolist(), wells.obs["n_cells"].tolist()
+    (['A01', 'A02', 'B01'], [2, 2, 2])
+    >>> wells.obsm["X_bioaug"]
+    array([[-1., -1.],
+           [ 1.,  1.],
+           [ 5., -1.]], dtype=float32)
+
+    Centred once, the profiles are not corrected a second time:
+
+    >>> profile(wells, ["center"])
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.DataError: obsm['X_bioaug'] holds profiles corrected already (center); ...
     """
     seed = check_seed(seed, "seed")
     config, saved, fitted_on = _recipe(config, reuse)
@@ -427,7 +493,38 @@ def _uns_safe(obj: Any) -> Any:
 
 
 def steps_from_uns(adata: Any) -> list[dict[str, Any]] | None:
-    """The step records of a profiled AnnData (None when it was not profiled)."""
+    """The step records of a profiled AnnData (None when it was not profiled).
+
+    Parameters
+    ----------
+    adata
+        Profiles made by :func:`profile` (or read back from its ``.h5ad``), or any AnnData.
+
+    Returns
+    -------
+    list of dict or None
+        One ``{"step", "level", "dims_in", "dims_out"}`` per step, in the order applied;
+        None when ``adata`` carries no profiling record.
+
+    Examples
+    --------
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> obs = pd.DataFrame({"plate": "P1", "well": ["A01", "A01", "A02", "A02", "B01", "B01"],
+    ...                     "moa": ["DMSO"] * 4 + ["tubulin"] * 2},
+    ...                    index=[str(i) for i in range(6)])
+    >>> cells = ad.AnnData(obs=obs)
+    >>> cells.obsm["X_bioaug"] = np.array([[1, 0], [1, 2], [3, 2], [3, 4], [6, 1], [8, 1]],
+    ...                                   dtype=np.float32)
+    >>> from bioaug.profile import profile, steps_from_uns
+    >>> for step in steps_from_uns(profile(cells, ["center", "standardize"])):
+    ...     print(step)
+    {'step': 'center', 'level': 'well', 'dims_in': 2, 'dims_out': 2}
+    {'step': 'standardize', 'level': 'well', 'dims_in': 2, 'dims_out': 2}
+    >>> steps_from_uns(cells) is None
+    True
+    """
     prov = adata.uns.get("bioaug") if hasattr(adata, "uns") else None
     if not isinstance(prov, dict) or not isinstance(prov.get("profile"), dict):
         return None

@@ -43,7 +43,17 @@ MIN_PLATE_CONTROLS = 5
 
 @dataclass
 class StandardChoice:
-    """The steps chosen, why (one line per decision), and the control rows (or None)."""
+    """The steps chosen, why (one line per decision), and the control rows (or None).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bioaug.profile import standard_steps
+    >>> wells = pd.DataFrame({"plate": "P1", "moa": ["DMSO"] * 6 + ["tubulin"] * 2})
+    >>> record = standard_steps(wells, 2, control="moa=DMSO", plate="plate").to_record()
+    >>> record["steps"], record["min_plate_controls"]
+    (['standardize', 'sphere'], 5)
+    """
 
     steps: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
@@ -110,7 +120,43 @@ def _sphere(controls: np.ndarray | None, n_features: int) -> tuple[list[dict[str
 
 def standard_steps(obs: pd.DataFrame, n_features: int, *, control: str, plate: str
                    ) -> StandardChoice:
-    """The standard correction for profiles ``obs`` (see the module docstring)."""
+    """The standard correction for profiles ``obs`` (see the module docstring).
+
+    Parameters
+    ----------
+    obs
+        One row per profile (cell or well), with the plate and control columns.
+    n_features
+        The number of features (sphering needs more control profiles than features).
+    control
+        The control query, ``COLUMN=VALUE``.
+    plate
+        The per-plate column.
+
+    Returns
+    -------
+    StandardChoice
+        The steps (``{name: parameters}``), a note per decision and the control rows.
+
+    Examples
+    --------
+    Six control wells and two treated wells on one plate, two features: standardise on
+    the controls, then sphere on them:
+
+    >>> import pandas as pd
+    >>> from bioaug.profile import standard_steps
+    >>> wells = pd.DataFrame({"plate": "P1", "moa": ["DMSO"] * 6 + ["tubulin"] * 2})
+    >>> choice = standard_steps(wells, 2, control="moa=DMSO", plate="plate")
+    >>> [next(iter(step)) for step in choice.steps], int(choice.controls.sum())
+    (['standardize', 'sphere'], 6)
+
+    With fewer than :data:`MIN_PLATE_CONTROLS` controls per plate, each plate is
+    standardised on all of its profiles and there is nothing to sphere on:
+
+    >>> choice = standard_steps(wells.iloc[4:], 2, control="moa=DMSO", plate="plate")
+    >>> choice.steps
+    [{'standardize': {'scope': 'plate', 'samples': 'all'}}]
+    """
     controls, missing = find_controls(obs, control)
     step, notes = _standardize(obs, controls, plate, control)
     sphere, why = _sphere(controls, n_features)

@@ -83,7 +83,42 @@ def _column(values: pd.Series) -> pd.Series:
 
 def write_table(adata: Any, path: str | os.PathLike, fmt: str | None = None,
                 rep: str = "X_bioaug") -> Path:
-    """Write profiles as a Parquet or CSV table (atomically)."""
+    """Write profiles as a Parquet or CSV table (atomically).
+
+    Parameters
+    ----------
+    adata
+        Profiles (or cells): ``obs`` becomes the ``Metadata_*`` columns, ``obsm[rep]`` the
+        feature columns ``<rep>_0``, ``<rep>_1`` ….
+    path
+        The table file.
+    fmt
+        ``"parquet"`` (needs pyarrow) or ``"csv"``; default: from the suffix of ``path``,
+        with which a format named must agree.
+    rep
+        The obsm key of the features.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.profile import write_table
+    >>> wells = ad.AnnData(obs=pd.DataFrame({"plate": ["P1", "P1"], "well": ["A01", "B02"]},
+    ...                                     index=["W0", "W1"]))
+    >>> wells.obsm["X_bioaug"] = np.array([[0.5, -1.0], [2.0, 0.25]], dtype=np.float32)
+    >>> path = write_table(wells, f"{tempfile.mkdtemp()}/wells.csv")
+    >>> print(path.read_text(), end="")
+    Metadata_plate,Metadata_well,X_bioaug_0,X_bioaug_1
+    P1,A01,0.5,-1.0
+    P1,B02,2.0,0.25
+    """
     from bioaug.io import atomic_path
 
     fmt = format_of(path, fmt)
@@ -149,7 +184,34 @@ def from_frame(frame: pd.DataFrame, rep: str = "X_bioaug", where: str | None = N
 
 
 def read_table(path: str | os.PathLike, fmt: str | None = None, rep: str = "X_bioaug") -> Any:
-    """Read a Parquet / CSV profile table into an AnnData (features in ``obsm[rep]``)."""
+    """Read a Parquet / CSV profile table into an AnnData (features in ``obsm[rep]``).
+
+    Parameters
+    ----------
+    path
+        A table in pycytominer's layout: ``Metadata_*`` columns (their prefix dropped and
+        lower-cased on the way in) and numeric feature columns.
+    fmt
+        ``"parquet"`` or ``"csv"``; default: from the suffix of ``path``.
+    rep
+        The obsm key the features are stored under.
+
+    Returns
+    -------
+    AnnData
+        ``obs`` the metadata, ``obsm[rep]`` the features (float32).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from bioaug.profile import read_table
+    >>> path = Path(tempfile.mkdtemp()) / "profiles.csv"
+    >>> _ = path.write_text("Metadata_Plate,Metadata_Well,f1,f2\\nP1,A01,0.5,1\\nP1,A02,2,3\\n")
+    >>> profiles = read_table(path)
+    >>> profiles.obs.columns.tolist(), profiles.obsm["X_bioaug"].tolist()
+    (['plate', 'well'], [[0.5, 1.0], [2.0, 3.0]])
+    """
     p = Path(path)
     fmt = format_of(p, fmt)
     if not p.is_file():

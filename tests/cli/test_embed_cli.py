@@ -206,3 +206,41 @@ def test_embed_and_merge_write_only_h5ad_names(store_and_run, tmp_path, capsys):
         assert "x.parquet: an AnnData file is written as HDF5" in err
         assert "must end in .h5ad, not .parquet" in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
+
+
+def test_embed_device_accepts_an_indexed_gpu():
+    from bioaug.cli import build_parser
+
+    args = build_parser().parse_args(["embed", "--raw", "--data", "crops", "--out", "c.h5ad",
+                                      "--device", "CUDA:1"])
+    assert args.device == "cuda:1"
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:-1", "cuda1"])
+def test_embed_device_rejects_other_spellings_at_parse_time(device, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["embed", "--raw", "--data", str(tmp_path / "crops"), "--out",
+              str(tmp_path / "c.h5ad"), "--device", device])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert f"argument --device: unknown device '{device}'" in err
+    assert "cuda:N (N = 0, 1, … the GPU's index)" in err
+
+
+@pytest.mark.parametrize(("gpus", "message"), [
+    (2, "--device cuda:2 asks for GPU 2 but this machine has 2 CUDA GPUs (cuda:0 … cuda:1)"),
+    (0, "--device cuda:2 was asked for but no CUDA GPU is available"),
+])
+def test_embed_device_the_machine_lacks_fails_before_any_work(gpus, message, tmp_path,
+                                                              monkeypatch, capsys):
+    import torch
+
+    store = make_store(tmp_path / "store", size=8)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    out = tmp_path / "cells.h5ad"
+    code = main(["embed", "--raw", "--data", str(store), "--out", str(out),
+                 "--device", "cuda:2"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not out.exists() and not (tmp_path / ".cells.h5ad.partial").exists()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from bioaug.errors import ConfigError
 from bioaug.methods import build_method
-from bioaug.methods.moco_v2 import infonce_loss
+from bioaug.methods.moco_v2 import infonce_loss, positive_top1, tie_tolerance
 from tests.methods.conftest import TinyBackbone
 
 
@@ -212,3 +212,45 @@ def test_loading_a_checkpoint_adopts_its_queue(tiny_backbone, views):
     fresh.load_state_dict(moco.state_dict())
     assert fresh.queue_size == 48
     assert torch.equal(fresh.queue, moco.queue) and fresh.queue_ptr.item() == 6
+
+
+def _collapse(moco) -> None:
+    """Make every query and key the same unit vector [0.5, 0.5, 0.5, 0.5] (exactly)."""
+    with torch.no_grad():
+        for head in (moco.projector, moco.key_projector):
+            head[-1].weight.zero_()
+            head[-1].bias.fill_(1.0)
+
+
+def test_top1_of_collapsed_features_is_zero_not_one(tiny_backbone, views):
+    moco = _moco(tiny_backbone)  # queue of 12 keys, batches of 6: full after two steps
+    _collapse(moco)
+    first = moco.training_loss(views)  # negatives still the random initial queue
+    moco.training_loss(views)
+    assert first["top1"].item() == 1.0
+    # every logit is now 1/τ exactly: argmax would pick the positive and report 1.0
+    out = moco.training_loss(views)
+    assert torch.equal(moco.queue, torch.full_like(moco.queue, 0.5))
+    assert out["top1"].item() == 0.0
+
+
+def test_top1_counts_only_a_positive_above_every_negative():
+    logits = torch.tensor([[3.0, 1.0, 2.0],   # positive first: a hit
+                           [2.0, 2.0, 1.0],   # tied with a negative: a miss
+                           [1.0, 2.0, 0.0],   # beaten: a miss
+                           [5.0, 5.0, 5.0]])  # all equal (collapse): a miss
+    assert positive_top1(logits).item() == 0.25
+
+
+def test_top1_treats_float_rounding_as_a_tie():
+    # q·k and q·queue of the same vectors differ in their last bits with the order of the sum
+    v = F.normalize(torch.randn(1, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    q, queue = v.repeat(8, 1), v.repeat(32, 1)
+    logits = torch.cat([(q * q).sum(dim=1, keepdim=True), q @ queue.T], dim=1) / 0.2
+    assert positive_top1(logits, tie_tolerance(16, 0.2)).item() == 0.0
+    # a positive one rounding step of a cosine above the negatives is still a tie, one of
+    # 1e-3 is not
+    assert positive_top1(torch.tensor([[1.0 + 1e-6, 1.0]]) / 0.2,
+                         tie_tolerance(128, 0.2)).item() == 0.0
+    assert positive_top1(torch.tensor([[1.0, 0.999]]) / 0.2,
+                         tie_tolerance(128, 0.2)).item() == 1.0
