@@ -28,10 +28,7 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
 QT_BINDINGS = ("PyQt5", "PyQt6", "PySide2", "PySide6")
 
 #: Doctests known to fail, by item id → why (marked xfail, so a fixed one shows as XPASS).
-KNOWN_FAILING_DOCTESTS: dict[str, str] = {
-    "bioaug.augment": "the package example applies the pipeline to a `batch` (and uses a "
-                      "`torch`) that it never defines",
-}
+KNOWN_FAILING_DOCTESTS: dict[str, str] = {}
 
 
 def _installed(module: str) -> bool:

@@ -46,7 +46,36 @@ Index = slice | Tensor | Sequence[int]
 
 
 def fit_to_crop(x: Tensor, size: int) -> Tensor:
-    """Apply the end-of-view rule (see the module docstring)."""
+    """Apply the end-of-view rule (see the module docstring).
+
+    Parameters
+    ----------
+    x
+        A batch ``(B, C, H, W)``.
+    size
+        The view's crop size.
+
+    Returns
+    -------
+    Tensor
+        ``(B, C, size, size)``: the central window when ``x`` is at least ``size`` on both
+        sides, else ``x`` resized (shorter side to ``size``) and then its central window.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioaug.augment import fit_to_crop
+    >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    >>> fit_to_crop(x, 2)
+    tensor([[[[ 5.,  6.],
+              [ 9., 10.]]]])
+
+    A smaller image is enlarged first, a constant one stays constant:
+
+    >>> small = fit_to_crop(torch.ones(2, 3, 3, 5), 4)
+    >>> tuple(small.shape), round(float(small.min()), 4), round(float(small.max()), 4)
+    ((2, 3, 4, 4), 1.0, 1.0)
+    """
     h, w = x.shape[2], x.shape[3]
     if (h, w) == (size, size):
         return x
@@ -297,6 +326,26 @@ def same_channels(declared: Sequence[str], actual: Sequence[str]) -> bool:
 
     The one rule for matching channel names everywhere: case does not count (``DAPI`` is
     ``dapi``), order does.
+
+    Parameters
+    ----------
+    declared
+        Channel names a protocol or a model expects.
+    actual
+        Channel names of the data.
+
+    Returns
+    -------
+    bool
+        True when both lists have the same names, case aside, in the same order.
+
+    Examples
+    --------
+    >>> from bioaug.augment import same_channels
+    >>> same_channels(["DAPI", "Tubulin"], ["dapi", "TUBULIN"])
+    True
+    >>> same_channels(["DAPI", "Tubulin"], ["Tubulin", "DAPI"])
+    False
     """
     return [str(n).casefold() for n in declared] == [str(n).casefold() for n in actual]
 
@@ -309,8 +358,45 @@ def build_pipeline(protocol: Protocol, n_channels: int,
     ``fuse`` resamples runs of crop / quarter-turn / flip steps once (see
     :mod:`bioaug.augment.fusion`); ``fuse=False`` runs every step on its own.
 
+    Parameters
+    ----------
+    protocol
+        A validated protocol (:func:`~bioaug.augment.load_protocol`).
+    n_channels
+        Channels of the images the pipeline will get.
+    channel_names
+        The data's channel names, checked against the protocol's ``channels:`` (case
+        aside, order counts) when both are given.
+    fuse
+        Resample runs of crop / quarter-turn / flip steps once.
+
+    Returns
+    -------
+    Pipeline
+        Callable on a float batch ``(B, n_channels, H, W)``; returns one
+        ``(B, n_channels, crop, crop)`` tensor per view.
+
     Raises :class:`ProtocolError` when an op cannot handle that many channels or the
     protocol's declared channels do not match the data's.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioaug.augment import build_pipeline, load_protocol
+    >>> pipeline = build_pipeline(load_protocol("none"), n_channels=2)
+    >>> pipeline.n_views, pipeline.crop_sizes
+    (2, [64, 64])
+    >>> x = torch.rand(3, 2, 80, 80, generator=torch.Generator().manual_seed(0))
+    >>> views = pipeline(x, generator=torch.Generator().manual_seed(0))
+    >>> tuple(views[0].shape), torch.equal(views[0], x[:, :, 8:72, 8:72])
+    ((3, 2, 64, 64), True)
+
+    The expert BBBC021 protocol declares three channels:
+
+    >>> build_pipeline(load_protocol("bbbc021-expert"), n_channels=2)
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ProtocolError: ...bbbc021-expert.yaml:...: the protocol declares 3 channel(s) (DAPI, Tubulin, Actin) but the data has 2...
     """
     if isinstance(n_channels, bool) or not isinstance(n_channels, int) or n_channels < 1:
         raise ProtocolError(f"n_channels must be a positive integer, got {n_channels!r}")

@@ -17,7 +17,22 @@ def protocols_dir() -> Path:
 
 
 def shipped_protocols() -> dict[str, Path]:
-    """Shipped protocol name → file."""
+    """Shipped protocol name → file.
+
+    Returns
+    -------
+    dict[str, Path]
+        The protocols in :func:`protocols_dir`, by name (the file's stem), sorted by name.
+
+    Examples
+    --------
+    >>> from bioaug.augment import shipped_protocols
+    >>> shipped = shipped_protocols()
+    >>> "bbbc021-expert" in shipped, shipped["none"].name
+    (True, 'none.yaml')
+    >>> list(shipped) == sorted(shipped)
+    True
+    """
     d = protocols_dir()
     if not d.is_dir():
         return {}
@@ -25,7 +40,28 @@ def shipped_protocols() -> dict[str, Path]:
 
 
 def resolve_protocol(path_or_name: str | Path) -> Path:
-    """A protocol file for a path or a shipped name; a clear error when there is neither."""
+    """A protocol file for a path or a shipped name; a clear error when there is neither.
+
+    Parameters
+    ----------
+    path_or_name
+        A protocol file, or the name of a shipped protocol (:func:`shipped_protocols`).
+
+    Returns
+    -------
+    Path
+        The file; an existing file wins over a shipped name.
+
+    Examples
+    --------
+    >>> from bioaug.augment import resolve_protocol
+    >>> resolve_protocol("moco-v2-default").name
+    'moco-v2-default.yaml'
+    >>> resolve_protocol("bbbc021-expret")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ProtocolError: unknown protocol 'bbbc021-expret' (did you mean 'bbbc021-expert'?)...
+    """
     p = Path(path_or_name)
     if p.is_file():
         return p
@@ -44,7 +80,38 @@ def resolve_protocol(path_or_name: str | Path) -> Path:
 
 
 def load_protocol(path_or_name: str | Path) -> Protocol:
-    """Load and validate a protocol file, or a shipped protocol by name (e.g. ``none``)."""
+    """Load and validate a protocol file, or a shipped protocol by name (e.g. ``none``).
+
+    Parameters
+    ----------
+    path_or_name
+        A protocol file (YAML), or the name of a shipped protocol.
+
+    Returns
+    -------
+    Protocol
+        The validated protocol; ``text`` holds the file's text and ``source`` its path.
+
+    Examples
+    --------
+    >>> from bioaug.augment import load_protocol
+    >>> protocol = load_protocol("bbbc021-expert")
+    >>> protocol.channels, protocol.n_views, protocol.crop_sizes
+    (['DAPI', 'Tubulin', 'Actin'], 2, [64, 64])
+    >>> [step.op for step in protocol.views[0].steps][:3]
+    ['random_resized_crop', 'rotate90', 'flip']
+
+    A file of one's own:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "turns.yaml"
+    >>> _ = path.write_text("{bioaug_protocol: 1, views: [{crop_size: 32, count: 3, "
+    ...                     "steps: [{rotate90: {p: 1.0}}]}]}")
+    >>> protocol = load_protocol(path)
+    >>> protocol.name, protocol.n_views, protocol.crop_sizes
+    ('turns', 3, [32, 32, 32])
+    """
     path = resolve_protocol(path_or_name)
     try:
         raw = path.read_bytes()

@@ -500,6 +500,31 @@ def parse_step(raw: Any, path: str = "step", source: str = "<string>") -> Step:
     """Validate one step ``{op: {params}}``; raise :class:`ProtocolError` if it is bad.
 
     ``path`` is a label only: the problems name the op and parameter part of the key path.
+
+    Parameters
+    ----------
+    raw
+        One step as written in a protocol: a mapping of one op name to its parameters.
+    path
+        A label for the step.
+    source
+        Names the step's origin in error messages.
+
+    Returns
+    -------
+    Step
+        The op name and its parameters, defaults filled in.
+
+    Examples
+    --------
+    >>> from bioaug.augment import parse_step
+    >>> step = parse_step({"flip": {"horizontal": True, "p": 0.5}})
+    >>> step.op, step.to_dict()
+    ('flip', {'flip': {'horizontal': True, 'vertical': False, 'p': 0.5}})
+    >>> parse_step({"flip": {"horizontl": True}})
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ProtocolError: <string>: flip.horizontl: unknown parameter 'horizontl' (did you mean 'horizontal'?) for flip; it takes: p, horizontal, vertical
     """
     try:
         return _STEP.validate_python(raw, context={"n_channels": None})
@@ -515,6 +540,31 @@ def make_op(name: str, crop_size: int | None = None, **params: Any) -> Op:
     """Build op ``name`` from keyword parameters, validated as in a protocol file.
 
     Pass ``p`` explicitly. Bad names or values raise :class:`~bioaug.errors.ProtocolError`.
+
+    Parameters
+    ----------
+    name
+        The op's name, as in a protocol (``flip``, ``rotate90`` …).
+    crop_size
+        The crop size of the view the op belongs to (used by crop ops).
+    **params
+        The op's parameters, ``p`` included.
+
+    Returns
+    -------
+    Op
+        The op; ``op(x, generator=...)`` augments a batch ``(B, C, H, W)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioaug.augment import make_op
+    >>> op = make_op("flip", horizontal=True, vertical=False, p=1.0)
+    >>> op
+    Flip(p=1.0, horizontal=True, vertical=False)
+    >>> x = torch.arange(4.0).reshape(1, 1, 1, 4)
+    >>> op(x, generator=torch.Generator().manual_seed(0))
+    tensor([[[[3., 2., 1., 0.]]]])
     """
     step = parse_step({name: params}, path=f"{name}", source="make_op")
     return OPS[step.op](step.params, crop_size=crop_size)
@@ -522,7 +572,34 @@ def make_op(name: str, crop_size: int | None = None, **params: Any) -> Op:
 
 def protocol_from_dict(data: Any, source: str = "<dict>", *, text: str = "",
                        lines: LineMap | None = None) -> Protocol:
-    """Validate a protocol given as plain data (as loaded from YAML)."""
+    """Validate a protocol given as plain data (as loaded from YAML).
+
+    Parameters
+    ----------
+    data
+        The protocol as a mapping (``bioaug_protocol``, ``name``, ``views`` …).
+    source
+        Names the protocol in error messages; a file's stem is the default name.
+    text
+        The original text, kept for provenance.
+    lines
+        Key path → line number of ``text``, for messages that point at a line.
+
+    Returns
+    -------
+    Protocol
+        The validated protocol, ``same_as`` views resolved.
+
+    Examples
+    --------
+    >>> from bioaug.augment import protocol_from_dict
+    >>> protocol = protocol_from_dict({"bioaug_protocol": 1, "name": "turns", "views": [
+    ...     {"crop_size": 8, "count": 2, "steps": [{"rotate90": {"p": 1.0}}]}]})
+    >>> protocol.n_views, protocol.crop_sizes
+    (2, [8, 8])
+    >>> protocol.to_dict()["views"]
+    [{'crop_size': 8, 'count': 2, 'steps': [{'rotate90': {'turns': [0, 1, 2, 3], 'p': 1.0}}]}]
+    """
     lines = lines or LineMap()
     problems = _Problems(source, lines)
     for dup in lines.duplicates:
@@ -569,7 +646,42 @@ def protocol_from_dict(data: Any, source: str = "<dict>", *, text: str = "",
 
 
 def parse_protocol(text: str, source: str = "<string>") -> Protocol:
-    """Validate protocol YAML ``text``; ``source`` names it in error messages."""
+    """Validate protocol YAML ``text``; ``source`` names it in error messages.
+
+    Parameters
+    ----------
+    text
+        The protocol's YAML.
+    source
+        Names the protocol in error messages (a file's path, for ``path:line``).
+
+    Returns
+    -------
+    Protocol
+        The validated protocol; ``text`` is kept as given.
+
+    Examples
+    --------
+    >>> from bioaug.augment import parse_protocol
+    >>> text = (
+    ...     "bioaug_protocol: 1\\n"
+    ...     "name: tiny\\n"
+    ...     "views:\\n"
+    ...     "  - crop_size: 8\\n"
+    ...     "    steps:\\n"
+    ...     "      - flip: {horizontal: true, p: 0.5}\\n"
+    ...     "  - same_as: 0\\n")
+    >>> protocol = parse_protocol(text)
+    >>> protocol.name, protocol.n_views, protocol.views[1].same_as
+    ('tiny', 2, 0)
+
+    A mistake is reported with its line and key path:
+
+    >>> parse_protocol(text.replace("horizontal", "horizontl"), source="tiny.yaml")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ProtocolError: tiny.yaml:6: views[0].steps[0].flip.horizontl: unknown parameter 'horizontl' (did you mean 'horizontal'?) for flip; it takes: p, horizontal, vertical
+    """
     data, lines = load_yaml(text, source)
     if data is None:
         raise make_error(source, [(None, "", "the protocol is empty; start from "

@@ -62,7 +62,50 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 
 def read_checkpoint(run_dir_or_file: str | os.PathLike,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a checkpoint dict (``weights_only=True``); problems → CheckpointError."""
+    """Load and check a checkpoint dict (``weights_only=True``); problems → CheckpointError.
+
+    Parameters
+    ----------
+    run_dir_or_file
+        A run directory (its ``checkpoint.pt``) or a checkpoint file.
+    map_location
+        Where the tensors are loaded.
+
+    Returns
+    -------
+    dict
+        The checkpoint: ``config``, ``method``, ``backbone``, ``model`` (the weights),
+        ``step``, ``epoch``, ``finished`` and the provenance of the run.
+
+    Examples
+    --------
+    A 2-step SimCLR run on 16 two-channel crops of 16 px:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.data.store import write_store
+    >>> from bioaug.train import load_config, read_checkpoint, train
+    >>> folder = tempfile.mkdtemp()
+    >>> images = np.random.default_rng(0).integers(0, 65535, (16, 2, 16, 16), dtype=np.uint16)
+    >>> _ = write_store(f"{folder}/crops", images, pd.DataFrame({"label": ["a", "b"] * 8}),
+    ...                 channels=["DAPI", "Actin"])
+    >>> config = load_config(data=f"{folder}/crops", protocol="none", out=f"{folder}/run",
+    ...                      method="simclr", backbone="vgg_mnist", width=0.25, crop=12,
+    ...                      batch_size=8, epochs=1, max_steps=2, device="cpu", num_workers=0,
+    ...                      tensorboard=False, preview_views=0,
+    ...                      method_kwargs={"proj_hidden_dim": 16, "proj_output_dim": 8})
+    >>> run = train(config)
+    >>> checkpoint = read_checkpoint(run)
+    >>> checkpoint["step"], checkpoint["finished"], checkpoint["method"]["name"]
+    (2, True, 'simclr')
+    >>> checkpoint["backbone"]["in_channels"], checkpoint["crop_size"]
+    (2, 12)
+    >>> read_checkpoint(f"{folder}/crops")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.CheckpointError: no checkpoint at .../crops/checkpoint.pt...
+    """
     path = checkpoint_path(run_dir_or_file)
     if not path.exists():
         where = Path(run_dir_or_file)
@@ -142,7 +185,48 @@ def load_model_state(method: nn.Module, state: dict[str, torch.Tensor],
 
 def load_trained(run_dir_or_file: str | os.PathLike, device: str | torch.device = "cpu"
                  ) -> Trained:
-    """The trained method (eval mode, on ``device``) and what it was trained with."""
+    """The trained method (eval mode, on ``device``) and what it was trained with.
+
+    Parameters
+    ----------
+    run_dir_or_file
+        A run directory (its ``checkpoint.pt``) or a checkpoint file.
+    device
+        Where the model is put.
+
+    Returns
+    -------
+    Trained
+        The method and its ``backbone`` (eval mode), the run's config, protocol text,
+        channels, crop size and provenance.
+
+    Examples
+    --------
+    A 2-step SimCLR run on 16 two-channel crops of 16 px, then its encoder on new crops:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.data.store import write_store
+    >>> from bioaug.train import load_config, load_trained, train
+    >>> folder = tempfile.mkdtemp()
+    >>> images = np.random.default_rng(0).integers(0, 65535, (16, 2, 16, 16), dtype=np.uint16)
+    >>> _ = write_store(f"{folder}/crops", images, pd.DataFrame({"label": ["a", "b"] * 8}),
+    ...                 channels=["DAPI", "Actin"])
+    >>> config = load_config(data=f"{folder}/crops", protocol="none", out=f"{folder}/run",
+    ...                      method="simclr", backbone="vgg_mnist", width=0.25, crop=12,
+    ...                      batch_size=8, epochs=1, max_steps=2, device="cpu", num_workers=0,
+    ...                      tensorboard=False, preview_views=0,
+    ...                      method_kwargs={"proj_hidden_dim": 16, "proj_output_dim": 8})
+    >>> import torch
+    >>> trained = load_trained(train(config))
+    >>> trained.method_name, trained.backbone_name, trained.channels, trained.crop_size
+    ('simclr', 'vgg_mnist', ['DAPI', 'Actin'], 12)
+    >>> with torch.no_grad():
+    ...     features = trained.backbone(torch.rand(3, 2, 12, 12))
+    >>> tuple(features.shape) == (3, trained.out_dim), trained.method.training
+    (True, False)
+    """
     path = checkpoint_path(run_dir_or_file)
     data = read_checkpoint(path, map_location="cpu")
     method = build_model(data, path)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from bioaug.device import DEVICE_CHOICES
+from bioaug.device import DEVICE_FORMS, parse_device
 from bioaug.errors import ConfigError, validation_error
 from bioaug.seeds import SEED_MAX, check_seed
 from bioaug.train.batches import batches_help, parse_batches
@@ -105,7 +105,7 @@ class TrainConfig(BaseModel):
                                     "this value; default: the method's recipe (most: none)")
     save_every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps "
                                          "(a checkpoint is always written every epoch)")
-    device: str = Field("auto", description=f"compute device: {', '.join(DEVICE_CHOICES)} "
+    device: str = Field("auto", description=f"compute device: {DEVICE_FORMS} "
                         "(auto = CUDA, then MPS, then CPU)")
     num_workers: int | None = Field(None, ge=0, description="DataLoader worker processes "
                                     "reading the store (0 = read in the training process; "
@@ -133,10 +133,10 @@ class TrainConfig(BaseModel):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        v = value.lower()
-        if v in DEVICE_CHOICES or (v.startswith("cuda:") and v[5:].isdigit()):
-            return v
-        raise ValueError(f"unknown device '{value}'; use one of {', '.join(DEVICE_CHOICES)}")
+        try:
+            return parse_device(value)
+        except ConfigError as exc:  # pydantic reports ValueErrors under the key path
+            raise ValueError(exc.message) from None
 
     @field_validator("seed", mode="before")
     @classmethod
@@ -271,6 +271,40 @@ def load_config(path: str | os.PathLike | None = None, *, override_source: str =
     ``method_kwargs``/``backbone_kwargs`` overrides are merged into the file's mappings.
     The config remembers which values came from the file and which from the overrides
     (labelled ``override_source``).
+
+    Parameters
+    ----------
+    path
+        A YAML run config (options as in ``bioaug train --help``), or None for none.
+    override_source
+        How :meth:`TrainConfig.sources` labels the overrides.
+    **overrides
+        Options that replace the file's; a None value leaves the file's value.
+
+    Returns
+    -------
+    TrainConfig
+        The validated configuration; a bad value is a :class:`~bioaug.errors.ConfigError`
+        naming the option and what is allowed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from bioaug.train import load_config
+    >>> folder = Path(tempfile.mkdtemp()).resolve()
+    >>> _ = (folder / "run.yaml").write_text("{data: crops, protocol: none, out: run, "
+    ...                                      "method: simclr, epochs: 5}")
+    >>> config = load_config(folder / "run.yaml", epochs=20)
+    >>> str(config.data.relative_to(folder)), config.method, config.epochs
+    ('crops', 'simclr', 20)
+    >>> sources = config.sources()
+    >>> sources["method"], sources["epochs"], sources["backbone"]
+    ('run file', 'command line', 'default')
+    >>> load_config(folder / "run.yaml", device="gpu")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: ...run.yaml: invalid training configuration: device: unknown device 'gpu'; use auto, cpu, cuda, cuda:N (N = 0, 1, … the GPU's index) or mps
     """
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

@@ -122,6 +122,47 @@ def resolve_run(config: TrainConfig, *, resume: bool = False,
 
     Options left unset take the method's recipe (:func:`bioaug.train.resolve.resolve`).
     What ``bioaug train --print-config`` (``--dry-run``) shows.
+
+    Parameters
+    ----------
+    config
+        The run's options (:func:`~bioaug.train.load_config`).
+    resume
+        Check the run as a continuation of the one in ``config.out``.
+    force
+        Allow ``config.out`` to hold another run (it would be replaced).
+
+    Returns
+    -------
+    ResolvedConfig
+        Every option's value and where it came from, the store's size, the step counts
+        and the warnings of settings that cannot work.
+
+    Examples
+    --------
+    A 2-step SimCLR run on 16 two-channel crops of 16 px, in batches of 8:
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.data.store import write_store
+    >>> from bioaug.train import load_config, resolve_run
+    >>> folder = tempfile.mkdtemp()
+    >>> images = np.random.default_rng(0).integers(0, 65535, (16, 2, 16, 16), dtype=np.uint16)
+    >>> _ = write_store(f"{folder}/crops", images, pd.DataFrame({"label": ["a", "b"] * 8}),
+    ...                 channels=["DAPI", "Actin"])
+    >>> config = load_config(data=f"{folder}/crops", protocol="none", out=f"{folder}/run",
+    ...                      method="simclr", backbone="vgg_mnist", width=0.25, crop=12,
+    ...                      batch_size=8, epochs=1, max_steps=2, device="cpu", num_workers=0,
+    ...                      tensorboard=False, preview_views=0,
+    ...                      method_kwargs={"proj_hidden_dim": 16, "proj_output_dim": 8})
+    >>> resolved = resolve_run(config)
+    >>> resolved.n_items, resolved.steps_per_epoch, resolved.total_steps
+    (16, 2, 2)
+    >>> resolved.config.optimizer, resolved.sources["optimizer"]
+    ('adamw', 'recipe')
+    >>> config.out.exists()
+    False
     """
     return checks.prepare_run(config, world_size=env_world_size(), resume=resume,
                               force=force).resolved

@@ -80,6 +80,19 @@ def test_missing_required_option():
         make_config({"protocol": "none", "out": "o"})
 
 
+def test_device_message_lists_every_accepted_form():
+    with pytest.raises(ConfigError) as info:
+        make_config({"data": "s", "protocol": "none", "out": "o", "device": "gpu"})
+    assert str(info.value).endswith(
+        "device: unknown device 'gpu'; use auto, cpu, cuda, cuda:N (N = 0, 1, … the GPU's "
+        "index) or mps")
+
+
+def test_device_spellings_are_normalised():
+    config = make_config({"data": "s", "protocol": "none", "out": "o", "device": " CUDA:01 "})
+    assert config.device == "cuda:1"
+
+
 def test_bad_device_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="unknown device 'tpu'"):
         make_config({"data": "s", "protocol": "none", "out": "o", "device": "tpu"})
