@@ -115,7 +115,32 @@ PLANS: dict[str, DemoPlan] = {
 
 
 def plan_for(size: str = "full", device: str = "auto") -> DemoPlan:
-    """The plan for ``size`` (tiny, quick, full) on ``device`` (auto picks CUDA if present)."""
+    """The plan for ``size`` (tiny, quick, full) on ``device`` (auto picks CUDA if present).
+
+    Parameters
+    ----------
+    size
+        ``tiny``, ``quick`` or ``full`` (see :data:`PLANS`); ``full`` on CUDA is the
+        ``gpu`` plan.
+    device
+        ``auto``, ``cpu``, ``cuda`` …
+
+    Returns
+    -------
+    DemoPlan
+        The plan, with ``device`` set to the device it runs on.
+
+    Examples
+    --------
+    >>> from bioaug.study.demo import plan_for
+    >>> plan = plan_for("quick", device="cpu")
+    >>> plan.name, plan.device, plan.width, plan.view_crop
+    ('quick', 'cpu', 0.125, 32)
+    >>> plan_for("huge")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: unknown demo size 'huge'; use tiny, quick or full
+    """
     from bioaug.device import pick_device
 
     if size not in ("tiny", "quick", "full"):
@@ -198,7 +223,29 @@ def _check_plan(plan_dir: Path, plan: DemoPlan) -> None:
 
 
 def train_settings(plan: DemoPlan) -> dict[str, Any]:
-    """The :class:`TrainConfig` fields the plan sets; the optimiser is the method's recipe."""
+    """The :class:`TrainConfig` fields the plan sets; the optimiser is the method's recipe.
+
+    Parameters
+    ----------
+    plan
+        A demo plan (:data:`PLANS`, :func:`plan_for`).
+
+    Returns
+    -------
+    dict
+        ``method``, ``backbone``, ``width``, ``crop`` (the view crop), ``epochs``,
+        ``batch_size``, ``num_workers``, ``method_kwargs`` and ``tensorboard``; no
+        optimiser setting.
+
+    Examples
+    --------
+    >>> from bioaug.study.demo import PLANS, train_settings
+    >>> settings = train_settings(PLANS["tiny"])
+    >>> settings["method"], settings["backbone"], settings["width"], settings["crop"]
+    ('moco_v2', 'vgg13_bn', 0.0625, 32)
+    >>> settings["epochs"], settings["batch_size"], "lr" in settings
+    (1, 32, False)
+    """
     return {"method": plan.method, "backbone": plan.backbone, "width": plan.width,
             "crop": plan.view_crop, "epochs": plan.epochs, "batch_size": plan.batch_size,
             "num_workers": plan.num_workers, "method_kwargs": dict(plan.method_kwargs),
@@ -295,7 +342,28 @@ def summary_markdown(df: pd.DataFrame, plan: DemoPlan, seed: int, timings: list[
 
 def check_seeds(seeds: list[int] | tuple[int, ...]) -> list[int]:
     """The demo's seeds: one or more distinct seeds, each by the one seed rule
-    (:func:`bioaug.seeds.check_seed`: 0 … 2**32 - 1)."""
+    (:func:`bioaug.seeds.check_seed`: 0 … 2**32 - 1).
+
+    Parameters
+    ----------
+    seeds
+        The seeds given on the command line.
+
+    Returns
+    -------
+    list of int
+        The seeds, checked.
+
+    Examples
+    --------
+    >>> from bioaug.study.demo import check_seeds
+    >>> check_seeds((0, 1, 2))
+    [0, 1, 2]
+    >>> check_seeds([3, 3])
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: --seed: give one or more seeds, each seed once; got 3 3
+    """
     seeds = [check_seed(s, "--seed") for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seed: give one or more seeds, each seed once; got "

@@ -201,7 +201,70 @@ def run_invariance(checkpoints: Sequence[str | os.PathLike], data: str | os.Path
                    names: Sequence[str] | None = None) -> InvarianceResult:
     """Measure every model's invariances on ``data`` and write tables and pictures.
 
-    ``names``: one display name per checkpoint (default: from the run folders).
+    Parameters
+    ----------
+    checkpoints
+        Run directories or checkpoint files, one model each.
+    data
+        The crop store the images are drawn from.
+    out
+        Output folder (layout in the module docstring).
+    protocol
+        Also measure every distinct step of this protocol (name or YAML path).
+    ops
+        Transformations of :mod:`bioaug.study.invariance_library` to measure (default:
+        every one the store's channel count supports).
+    n_images
+        Images drawn (seeded) from the store.
+    batch_size
+        Images per forward pass.
+    seed
+        Seed of the image draw and of the transformations' random parts.
+    device
+        ``auto``, ``cpu``, ``cuda`` …
+    ridge
+        Added to the feature covariance before it is inverted.
+    names
+        One display name per checkpoint (default: from the run folders).
+
+    Returns
+    -------
+    InvarianceResult
+        ``tables``: model name → rows (op, amplitude, unit, mean, std, n); ``notes``:
+        transformations left out and warnings; ``summary()``: mean over amplitudes.
+
+    Examples
+    --------
+    A 2-step SimCLR model measured on mirror-symmetric crops, which a left-right flip
+    leaves unchanged (invariance 1):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.data.store import write_store
+    >>> from bioaug.study.invariance import run_invariance
+    >>> from bioaug.train import load_config, train
+    >>> folder = tempfile.mkdtemp()
+    >>> half = np.random.default_rng(0).integers(0, 255, (32, 3, 12, 6), dtype=np.uint8)
+    >>> images = np.concatenate([half, half[..., ::-1]], axis=3)
+    >>> _ = write_store(f"{folder}/crops", images, pd.DataFrame({"label": ["a", "b"] * 16}),
+    ...                 channels=["R", "G", "B"])
+    >>> config = load_config(data=f"{folder}/crops", protocol="none", out=f"{folder}/run",
+    ...                      method="simclr", backbone="vgg_mnist", width=0.25, crop=12,
+    ...                      batch_size=8, epochs=1, max_steps=2, device="cpu", num_workers=0,
+    ...                      tensorboard=False, preview_views=0,
+    ...                      method_kwargs={"proj_hidden_dim": 16, "proj_output_dim": 8})
+    >>> result = run_invariance([train(config)], f"{folder}/crops", f"{folder}/invariance",
+    ...                         ops=["hflip", "rotate90"], n_images=32, device="cpu",
+    ...                         names=["simclr"])
+    >>> table = result.tables["simclr"]
+    >>> table[["op", "amplitude", "n"]].to_numpy().tolist()
+    [['hflip', 'on', 32], ['rotate90', 1, 32], ['rotate90', 2, 32], ['rotate90', 3, 32]]
+    >>> round(float(table["mean"].iloc[0]), 6)
+    1.0
+    >>> sorted(p.name for p in Path(folder, "invariance").iterdir())
+    ['comparison.png', 'invariance.csv', 'invariance.json', 'simclr', 'summary.csv']
     """
     from bioaug.augment import load_protocol
     from bioaug.device import pick_device

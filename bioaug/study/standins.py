@@ -30,7 +30,45 @@ TINTS: dict[str, tuple[float, float, float]] = {
 
 def rgb_digits_store(out: str | Path, *, size: int = 32, tint: bool = False,
                      seed: int = 0) -> Path:
-    """Write (once) an RGB store of the sklearn digits at ``size`` px; returns its path."""
+    """Write (once) an RGB store of the sklearn digits at ``size`` px; returns its path.
+
+    Parameters
+    ----------
+    out
+        The store directory; an existing store there is returned as it is.
+    size
+        Side of the square images in pixels.
+    tint
+        Paint each digit in one of :data:`TINTS`, drawn at random, and store the name in
+        the ``tint`` column.
+    seed
+        Seed of the tint draw.
+
+    Returns
+    -------
+    Path
+        ``out``: a three-channel (``R``, ``G``, ``B``) store of the 1797 digits whose label
+        column is ``label``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from bioaug.data.store import Store
+    >>> from bioaug.study.standins import TINTS, rgb_digits_store
+    >>> folder = tempfile.mkdtemp()
+    >>> store = Store.open(rgb_digits_store(f"{folder}/digits", size=12, tint=True))
+    >>> len(store), store.channels, store.obs.columns.tolist()
+    (1797, ['R', 'G', 'B'], ['label', 'label_id', 'split', 'tint'])
+
+    Every digit is brightest in the channel its tint favours:
+
+    >>> images = store.read(slice(None))
+    >>> brightest = images.sum(axis=(2, 3)).argmax(axis=1)
+    >>> favoured = [int(np.argmax(TINTS[name])) for name in store.obs["tint"]]
+    >>> bool((brightest == favoured).all())
+    True
+    """
     from bioaug.data.natural import prepare_natural
     from bioaug.data.store import Store, is_store, write_store
 

@@ -63,7 +63,66 @@ _log = stages.log
 
 @dataclass
 class Sweep:
-    """A sweep bound to its output directory."""
+    """A sweep bound to its output directory.
+
+    Open one with :meth:`create` (a sweep file and an output folder) or :meth:`open` (an
+    existing sweep folder); :meth:`run` runs the points, :meth:`report` writes the
+    class-bias report.
+
+    Examples
+    --------
+    Flip probability 0 and 1, one seed, 2 SimCLR steps per point on 32 random 12 px crops:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from bioaug.data.store import write_store
+    >>> from bioaug.study.sweep import Sweep
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> images = np.random.default_rng(0).integers(0, 255, (32, 3, 12, 12), dtype=np.uint8)
+    >>> _ = write_store(folder / "crops", images, pd.DataFrame({"label": ["a", "b"] * 16}),
+    ...                 channels=["R", "G", "B"], label_column="label")
+    >>> _ = (folder / "flip.yaml").write_text('''
+    ... bioaug_protocol: 1
+    ... name: flip
+    ... views:
+    ...   - crop_size: 12
+    ...     steps: [{flip: {horizontal: true, p: 0.5}}]
+    ...   - same_as: 0
+    ... ''')
+    >>> _ = (folder / "sweep.yaml").write_text('''
+    ... bioaug_sweep: 1
+    ... protocol: flip.yaml
+    ... data: crops
+    ... method: simclr
+    ... backbone: vgg_mnist
+    ... device: cpu
+    ... train: {width: 0.25, crop: 12, batch_size: 8, epochs: 1, max_steps: 2, num_workers: 0,
+    ...         tensorboard: false, preview_views: 0,
+    ...         method_kwargs: {proj_hidden_dim: 16, proj_output_dim: 8}}
+    ... evaluate: {plot: false, profiling_mode: "off"}
+    ... axes:
+    ...   views[*].steps.flip.p: [0.0, 1.0]
+    ... ''')
+    >>> sweep = Sweep.create(folder / "sweep.yaml", folder / "out")
+    >>> [p.label() for p in sweep.points], sweep.label(), sweep.state(0)
+    (['views[*].steps.flip.p=0.0, seed=0', 'views[*].steps.flip.p=1.0, seed=0'], 'label', 'pending')
+    >>> sweep.commands(folder / "sweep.yaml")[1].endswith("--point 1")
+    True
+    >>> results = pd.read_csv(sweep.run())
+    >>> sweep.n_done(), sorted(results["class"].unique()), results["point"].unique().tolist()
+    (2, ['a', 'b'], [0, 1])
+
+    An axis value the op does not accept fails before anything runs:
+
+    >>> _ = (folder / "bad.yaml").write_text(
+    ...     (folder / "sweep.yaml").read_text().replace("[0.0, 1.0]", "[0.5, 2.0]"))
+    >>> Sweep.create(folder / "bad.yaml", folder / "bad")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: ...axes.views[*].steps.flip.p: ...
+    """
 
     config: SweepConfig
     out: Path
