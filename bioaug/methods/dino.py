@@ -62,6 +62,45 @@ def dino_loss(teacher_out: torch.Tensor, student_out: torch.Tensor, center: torc
     ``(K,)`` or ``(1, K)``. The teacher's distribution is ``softmax((t − c)/τ_t)`` (no
     gradient), the student's ``log_softmax(s/τ_s)``; the loss is the mean over the batch
     and over every pair ``(t, s)`` with ``t ≠ s``.
+
+    Parameters
+    ----------
+    teacher_out
+        ``(T, B, K)``: the teacher head's outputs for the T global views.
+    student_out
+        ``(S, B, K)``: the student head's outputs for every view, global ones first.
+    center
+        ``(K,)`` or ``(1, K)``: the running centre subtracted from the teacher's outputs.
+    teacher_temp
+        τ_t, the teacher's (sharpening) temperature.
+    student_temp
+        τ_s, the student's temperature.
+
+    Returns
+    -------
+    Tensor
+        The scalar loss; gradients reach ``student_out`` only.
+
+    Examples
+    --------
+    Flat outputs give uniform distributions, so the loss is ``log K``:
+
+    >>> import torch
+    >>> from bioaug.methods.dino import dino_loss
+    >>> loss = dino_loss(torch.zeros(2, 3, 4), torch.zeros(4, 3, 4), torch.zeros(4),
+    ...                  teacher_temp=0.04, student_temp=0.1)
+    >>> round(float(loss), 4), round(float(torch.log(torch.tensor(4.0))), 4)
+    (1.3863, 1.3863)
+
+    A student that agrees with the teacher scores lower than a random one:
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> teacher = torch.randn(2, 3, 4, generator=g)
+    >>> agreeing = torch.cat([teacher.flip(0), teacher])
+    >>> random = torch.randn(4, 3, 4, generator=g)
+    >>> [round(float(dino_loss(teacher, s, torch.zeros(4), 0.04, 0.1)), 4)
+    ...  for s in (agreeing, random)]
+    [3.7207, 8.8079]
     """
     n_t, n_s = teacher_out.shape[0], student_out.shape[0]
     pairs = n_t * n_s - min(n_t, n_s)
@@ -79,7 +118,30 @@ def dino_loss(teacher_out: torch.Tensor, student_out: torch.Tensor, center: torc
 def updated_center(center: torch.Tensor, teacher_out: torch.Tensor,
                    momentum: float) -> torch.Tensor:
     """``c ← m·c + (1 − m)·mean(teacher outputs)`` (eq. 4), the mean over views and batch
-    (over every process under DDP)."""
+    (over every process under DDP).
+
+    Parameters
+    ----------
+    center
+        The current centre, ``(K,)`` or ``(1, K)``.
+    teacher_out
+        ``(T, B, K)``: the teacher head's outputs of this step.
+    momentum
+        m, the weight of the current centre.
+
+    Returns
+    -------
+    Tensor
+        The new centre, shaped like ``center``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioaug.methods.dino import updated_center
+    >>> teacher_out = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]])
+    >>> updated_center(torch.zeros(1, 2), teacher_out, momentum=0.9)
+    tensor([[0.4000, 0.5000]])
+    """
     batch_center = teacher_out.detach().float().flatten(0, -2).mean(dim=0)
     if is_distributed():
         torch.distributed.all_reduce(batch_center)
@@ -89,7 +151,28 @@ def updated_center(center: torch.Tensor, teacher_out: torch.Tensor,
 
 def teacher_temperature(epoch: float, start: float, end: float, warmup_epochs: float) -> float:
     """The teacher temperature at ``epoch`` (fractional): linear from ``start`` to ``end``
-    over ``warmup_epochs``, then ``end`` (the paper's warm-up, section 3.1)."""
+    over ``warmup_epochs``, then ``end`` (the paper's warm-up, section 3.1).
+
+    Parameters
+    ----------
+    epoch
+        Epochs done so far (fractional).
+    start, end
+        The temperature at epoch 0 and from ``warmup_epochs`` on.
+    warmup_epochs
+        Length of the linear warm-up; 0 or less means ``end`` throughout.
+
+    Returns
+    -------
+    float
+        τ_t at ``epoch``.
+
+    Examples
+    --------
+    >>> from bioaug.methods.dino import teacher_temperature
+    >>> [round(teacher_temperature(e, 0.04, 0.07, 30), 4) for e in (0, 15, 30, 100)]
+    [0.04, 0.055, 0.07, 0.07]
+    """
     if warmup_epochs <= 0 or epoch >= warmup_epochs:
         return end
     return start + (end - start) * max(epoch, 0.0) / warmup_epochs
@@ -240,13 +323,19 @@ class DINO(Method):
                               f"{[tuple(v.shape) for v in views]}")
 
     def training_loss(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The DINO loss of one batch of views; the centre moves to the teacher's outputs.
+
+        The backbones run once per crop size (the global views, then each size of local
+        views, in one batch each); the student's head runs once over the features of every
+        view, as DINO's multi-crop wrapper does, so a head with batch norm normalises over
+        all views together and the head's weights are formed once per step.
+        """
         self._check_views(views)
         glob, local = split_global_local(views)
         batch = views[0].shape[0]
         with torch.no_grad():
             teacher = self.teacher_projector(self.teacher_backbone(torch.cat(glob)))
-        student = torch.cat([self.projector(self.backbone(torch.cat(group)))
-                             for group in _by_size([*glob, *local])])
+        student = self.projector(self.student_features([*glob, *local]))
         temp = self.current_teacher_temp()
         teacher = teacher.float().reshape(len(glob), batch, -1)
         loss = dino_loss(teacher, student.float().reshape(len(views), batch, -1), self.center,
@@ -255,6 +344,11 @@ class DINO(Method):
         return {"loss": loss, "momentum": torch.tensor(self.current_momentum),
                 "teacher_temp": torch.tensor(temp)}
 
+    def student_features(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """The student backbone's features of ``views`` in order, ``(len(views)·B, D)``:
+        one backbone pass per run of consecutive views of one size."""
+        return torch.cat([self.backbone(torch.cat(group)) for group in _by_size(views)])
+
 
 def _capped(epochs: float, fraction: float, run_epochs: float) -> float:
     return min(epochs, fraction * run_epochs)
@@ -262,7 +356,27 @@ def _capped(epochs: float, fraction: float, run_epochs: float) -> float:
 
 def split_global_local(views: list[torch.Tensor]) -> tuple[list[torch.Tensor],
                                                            list[torch.Tensor]]:
-    """The global views (the largest crop side) and the local ones, in protocol order."""
+    """The global views (the largest crop side) and the local ones, in protocol order.
+
+    Parameters
+    ----------
+    views
+        Batches ``(B, C, H, W)``, one per view, as a pipeline returns them.
+
+    Returns
+    -------
+    tuple[list[Tensor], list[Tensor]]
+        The views of the largest crop area, then every other view.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioaug.methods.dino import split_global_local
+    >>> views = [torch.zeros(2, 1, s, s) for s in (32, 16, 32, 16, 16)]
+    >>> glob, local = split_global_local(views)
+    >>> [v.shape[-1] for v in glob], [v.shape[-1] for v in local]
+    ([32, 32], [16, 16, 16])
+    """
     top = max(v.shape[-1] * v.shape[-2] for v in views)
     glob = [v for v in views if v.shape[-1] * v.shape[-2] == top]
     return glob, [v for v in views if v.shape[-1] * v.shape[-2] != top]

@@ -147,7 +147,38 @@ def _check_int(name: str, key: str, value: object, minimum: int) -> None:
 
 def vit_tiny(*, in_channels: int, patch_size: int = 16, img_size: int = 224,
              drop_path_rate: float = 0.0) -> ViTBackbone:
-    """ViT-Tiny (DeiT-Ti: 192 wide, 12 blocks, 3 heads), ``out_dim = 192``."""
+    """ViT-Tiny (DeiT-Ti: 192 wide, 12 blocks, 3 heads), ``out_dim = 192``.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of the input images (any number: the patch embedding is sized to it).
+    patch_size
+        Side of the square patches, in pixels.
+    img_size
+        The crop side the position embeddings are made for; other sizes are interpolated,
+        and sides that are not a multiple of ``patch_size`` are padded.
+    drop_path_rate
+        Stochastic depth rate, in ``[0, 1)``.
+
+    Returns
+    -------
+    ViTBackbone
+        The encoder: ``(B, in_channels, H, W)`` → the class token ``(B, 192)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from bioaug.models.vit import vit_tiny
+    >>> _ = torch.manual_seed(0)
+    >>> encoder = vit_tiny(in_channels=5, patch_size=8, img_size=16).eval()
+    >>> encoder.out_dim, len(encoder.probe_layers())
+    (192, 12)
+    >>> with torch.no_grad():
+    ...     features = encoder(torch.rand(2, 5, 16, 16))
+    >>> tuple(features.shape), encoder.grid_size(20, 20)
+    ((2, 192), (3, 3))
+    """
     return ViTBackbone("vit_tiny", in_channels, patch_size=patch_size, img_size=img_size,
                        drop_path_rate=drop_path_rate)
 

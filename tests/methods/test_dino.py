@@ -170,3 +170,26 @@ def test_vit_backbone_with_multicrop():
     out = method.training_loss(views)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and vit.vit.patch_embed.proj.weight.grad is not None
+
+
+def test_student_head_runs_once_over_the_features_of_every_view():
+    # DINO's multi-crop wrapper: the backbone once per crop size, the head once over all
+    # views; with batch norm in the head its statistics then span every view
+    torch.manual_seed(0)
+    method = build_method("dino", build_backbone("vit_tiny", 1, patch_size=8, img_size=16),
+                          **SMALL, head_batch_norm=True)
+    rows = []
+    method.projector.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    views = [torch.rand(4, 1, 16, 16) for _ in range(2)] + [torch.rand(4, 1, 8, 8)
+                                                             for _ in range(3)]
+    with torch.no_grad():
+        feats = torch.cat([method.backbone(torch.cat(views[:2])),
+                           method.backbone(torch.cat(views[2:]))])
+        student = method.projector(feats).reshape(5, 4, -1)
+        teacher = method.teacher_projector(method.teacher_backbone(torch.cat(views[:2])))
+        expected = dino_loss(teacher.reshape(2, 4, -1), student, method.center,
+                             method.current_teacher_temp(), method.config.student_temp)
+    rows.clear()
+    got = method.training_loss(views)["loss"]
+    assert rows == [20]
+    torch.testing.assert_close(got, expected)
