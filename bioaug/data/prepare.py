@@ -797,6 +797,7 @@ def prepare_images(load_data: str | os.PathLike, out: str | os.PathLike, *,
     >>> store.obs[["plate", "well", "moa"]].values.tolist()
     [['CP01', 'A01', 'DMSO'], ['CP01', 'A02', 'ER stress']]
     """
+    # 80+ lines only through its documentation (parameters and a running example), not its code.
     from bioaug.data.loaddata import load_data_fieldset
 
     check_out_name(out)

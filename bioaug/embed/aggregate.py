@@ -184,6 +184,7 @@ def aggregate(adata: Any, level: str = "well", rep: str | Sequence[str] | None =
     >>> treatments.obsm["X_bioaug"], treatments.obs["n_wells"].tolist()
     (array([[5., 3.]], dtype=float32), [3])
     """
+    # 80+ lines only through its documentation (parameters and a running example), not its code.
     import anndata as ad
 
     check_aggregatable(adata.obs.columns, level)

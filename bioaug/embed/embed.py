@@ -731,6 +731,7 @@ def embed(checkpoints: Sequence[str | os.PathLike] | str | os.PathLike = (),
     >>> bioaug.embed(data=store, raw=True, raw_size=1, device="cpu", aggregate="well").n_obs
     3
     """
+    # 80+ lines only through its documentation (parameters and a running example), not its code.
     if data is None:
         raise ConfigError("embed needs a store: data=PATH (made by `bioaug data prepare`)")
     store = data if isinstance(data, Store) else Store.open(data)

@@ -138,6 +138,7 @@ def evaluate(adata_or_path: Any, *, label: str = "moa", rep: str = "X_bioaug",
     >>> metrics["nsc"] is None
     True
     """
+    # 80+ lines only through its documentation (parameters and a running example), not its code.
     t_start = time.perf_counter()
     opts = EvaluateOptions(
         label=label, seed=seed, profiling_mode=profiling_mode, linear_group=linear_group,

@@ -159,6 +159,7 @@ def compare_protocols(store: str | Path, protocols: Sequence[str], out: str | Pa
     >>> len(skipped), all(skipped), again.equals(table)
     (5, True, True)
     """
+    # 80+ lines only through its documentation (parameters and a running example), not its code.
     store, out = Path(store), Path(out)
     configs = train_configs(store, protocols, out, train=train, seeds=seeds, device=device)
     for group in fuse:

@@ -266,6 +266,7 @@ def run_invariance(checkpoints: Sequence[str | os.PathLike], data: str | os.Path
     >>> sorted(p.name for p in Path(folder, "invariance").iterdir())
     ['comparison.png', 'invariance.csv', 'invariance.json', 'simclr', 'summary.csv']
     """
+    # 80+ lines only through its documentation (parameters and a running example), not its code.
     from bioaug.augment import load_protocol
     from bioaug.device import pick_device
     from bioaug.study.invariance_plots import plot_comparison, plot_model
