@@ -70,6 +70,26 @@ def to_float(array: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Items read at a time when a float store is scanned for non-finite pixels.
+FINITE_CHUNK = 2048
+
+
+def nonfinite_items(store: Store, chunk: int = FINITE_CHUNK,
+                    items: range | None = None) -> np.ndarray:
+    """Indices of the items (of ``items``, default all) with a NaN or infinite pixel,
+    scanned ``chunk`` items at a time. Integer stores always hold finite pixels and are
+    not read."""
+    if store.dtype.kind != "f":
+        return np.zeros(0, dtype=np.int64)
+    items = range(len(store)) if items is None else items
+    bad = [np.zeros(0, dtype=np.int64)]
+    for start in range(items.start, items.stop, chunk):
+        block = np.asarray(store.images[start:min(start + chunk, items.stop)])
+        bad.append(np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
+                   + start)
+    return np.concatenate(bad)
+
+
 def is_store(path: str | os.PathLike) -> bool:
     """Whether ``path`` holds a finished store (its header and image file).
 

@@ -65,7 +65,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bioaug.data.store import HEADER, OBS, Store
+from bioaug.data.store import HEADER, OBS, Store, nonfinite_items
 from bioaug.device import pick_device
 from bioaug.errors import CheckpointError, ConfigError, DataError, did_you_mean, unknown_choice
 from bioaug.io import atomic_write_json, preallocate, provenance, sha256_file, sha256_text
@@ -146,18 +146,9 @@ def _describe_items(items: np.ndarray, n_total: int, verb: str = "") -> str:
 def check_finite_pixels(store: Store, items: range | None = None, chunk: int = 4096) -> None:
     """DataError naming the items with NaN or infinite pixels (float stores only: integer
     pixels are always finite)."""
-    if store.dtype.kind != "f":
-        return
     items = range(len(store)) if items is None else items
-    bad: list[np.ndarray] = []
-    for a in range(items.start, items.stop, chunk):
-        block = np.asarray(store.images[a:min(a + chunk, items.stop)])
-        flat = block.reshape(len(block), -1)
-        rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
-        if len(rows):
-            bad.append(rows + a)
-    if bad:
-        found = np.concatenate(bad)
+    found = nonfinite_items(store, chunk, items)
+    if len(found):
         raise DataError(f"{_describe_items(found, len(items), 'have')} NaN or infinite pixels",
                         where=store.path, hint="fix or drop those items (e.g. rebuild the "
                         "store from clean images) before embedding")

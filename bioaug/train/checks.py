@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from bioaug.data.store import Store
+from bioaug.data.store import FINITE_CHUNK, Store, nonfinite_items
 from bioaug.errors import CheckpointError, ConfigError, DataError, ProtocolError, unknown_choice
 from bioaug.io import check_output, sha256_file
 from bioaug.train.checkpoint import CHECKPOINT_NAME, load_model_state, read_checkpoint
@@ -234,23 +233,6 @@ def method_hparams(method: nn.Module) -> dict[str, Any]:
     if hasattr(cfg, "model_dump"):
         return cfg.model_dump(mode="json")
     return dict(getattr(method, "hparams", {}) or {})
-
-
-#: Items read at a time by :func:`check_finite_store` (a few MB to a few hundred MB).
-FINITE_CHUNK = 2048
-
-
-def nonfinite_items(store: Store, chunk: int = FINITE_CHUNK) -> np.ndarray:
-    """Indices of the items with a NaN or infinite pixel (always none in an integer store,
-    which is not read), scanned ``chunk`` items at a time."""
-    if store.dtype.kind != "f":
-        return np.zeros(0, dtype=np.int64)
-    bad = []
-    for start in range(0, len(store), chunk):
-        block = np.asarray(store.images[start:start + chunk])
-        rows = np.flatnonzero(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))
-        bad.append(rows + start)
-    return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
 
 
 def check_finite_store(store: Store, chunk: int = FINITE_CHUNK) -> None:

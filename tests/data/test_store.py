@@ -286,3 +286,14 @@ def test_headers_record_the_layout_and_item_size(tmp_path: Path) -> None:
     s = write_store(tmp_path / "s", np.zeros((2, 3, 4, 5), np.uint8), _obs(2),
                     channels=["a", "b", "c"])
     assert s.header["layout"] == "NCHW" and s.header["image_size"] == [4, 5]
+
+
+def test_nonfinite_items_scan_a_range_of_items(tmp_path):
+    from bioaug.data.store import nonfinite_items
+
+    images = np.zeros((12, 1, 4, 4), dtype=np.float32)
+    images[[1, 6, 11], 0, 2, 2] = [np.nan, np.inf, -np.inf]
+    store = write_store(tmp_path / "s", images, pd.DataFrame({"label": ["a"] * 12}),
+                        channels=["DAPI"])
+    assert nonfinite_items(store, chunk=5).tolist() == [1, 6, 11]
+    assert nonfinite_items(store, chunk=2, items=range(4, 11)).tolist() == [6]
