@@ -84,7 +84,7 @@ import torch  # noqa: E402
 
 from bioaug.data.natural import prepare_natural  # noqa: E402
 from bioaug.data.store import Store, is_store  # noqa: E402
-from bioaug.methods import method_names  # noqa: E402
+from bioaug.methods import lookup_method, method_names  # noqa: E402
 from bioaug.methods.base import EMBED_LAYERS, feature_map_embedding  # noqa: E402
 from bioaug.models import build_backbone, default_embed_layer  # noqa: E402
 from bioaug.train.checkpoint import load_trained, read_checkpoint  # noqa: E402
@@ -407,6 +407,12 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                                            random_init)})
     for seed in range(args.seed_from, args.seeds):  # seed-major: an interrupted run has every method
         for method in ds.methods or args.methods:
+            needs = lookup_method(method).backbones
+            if needs is not None and ds.backbone not in needs:
+                print(f"  {ds.name} {method}: skipped, it runs on {', '.join(needs)} only "
+                      f"(--backbone {needs[0]})", flush=True)
+                continue
+
             def bio(m: str = method, s: int = seed) -> dict[str, Any]:
                 run = bioaug_run(ds, m, s, steps, batch, work)
                 secs = read_metrics(run / "metrics.csv")[-1]["elapsed_s"]  # also when reused

@@ -9,6 +9,7 @@ name               paper
 ``barlow_twins``   Zbontar et al. 2021 (Barlow Twins)
 ``vicreg``         Bardes, Ponce, LeCun 2022 (VICReg)
 ``dino``           Caron et al. 2021 (DINO; any number of views: multi-crop)
+``mae``            He et al. 2022 (MAE; one view, Vision Transformer backbones only)
 =================  ================================================================
 
 Every module of this package is imported here, and a method module registers its class

@@ -141,11 +141,18 @@ def momentum_update(target: nn.Module, online: nn.Module, m: float) -> None:
     Only parameters move; the target's batch-norm running statistics are its own (as in
     MoCo and BYOL). ``m = 0`` copies the online weights, ``m = 1`` leaves the target as is.
     """
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
+    targets = list(target.parameters())
+    onlines = [o.detach() for o in online.parameters()]
+    if len(targets) != len(onlines):
+        raise ValueError(f"target has {len(targets)} parameters, online {len(onlines)}")
+    if m == 1.0 or not targets:
+        return
+    with torch.no_grad():
         if m == 0.0:
-            t.copy_(o.detach())
-        elif m != 1.0:
-            t.mul_(m).add_(o.detach(), alpha=1.0 - m)
+            torch._foreach_copy_(targets, onlines)
+        else:  # one fused pass over every tensor instead of a Python loop over them
+            torch._foreach_mul_(targets, m)
+            torch._foreach_add_(targets, onlines, alpha=1.0 - m)
 
 
 def remaining_init_fraction(momenta: list[float]) -> float:
@@ -191,6 +198,8 @@ class Method(nn.Module):
     n_views: ClassVar[int | None] = 2
     min_views: ClassVar[int] = 2
     embed_layers: ClassVar[tuple[str, ...]] = tuple(EMBED_LAYERS)
+    #: the registered backbones the method works on; ``None``: every backbone
+    backbones: ClassVar[tuple[str, ...] | None] = None
 
     backbone: nn.Module
     projector: nn.Module

@@ -109,3 +109,8 @@ def test_embed_takes_the_backbones_probe_layers_and_lists_them_when_unknown():
                                           r"backbone, feature_map, projection, stage1, stage2, "
                                           r"stage3, or 'all'"):
         method.embed(x, "stage4")
+
+
+def test_momentum_update_refuses_modules_of_different_shape():
+    with pytest.raises(ValueError, match="target has 2 parameters, online 4"):
+        momentum_update(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)), 0.5)
