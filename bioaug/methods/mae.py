@@ -25,9 +25,9 @@ CPU defaults. The paper's decoder is 512 wide with 8 blocks (16 heads); here it 
 with 2 blocks and 4 heads (``decoder_dim``, ``decoder_depth``, ``decoder_heads``), the
 head width of 32 unchanged, so that short runs on small crops stay fast on a CPU.
 
-Recipe (:mod:`bioaug.methods.recipe`): the paper's AdamW, lr 1.5e-4 × B/256 with linear
-warm-up (40 epochs, capped at 10 % of the run) and cosine decay, weight decay 0.05 (not
-on biases and norms). The paper's β₂ is 0.95; the training loop's AdamW uses 0.999.
+Recipe (:mod:`bioaug.methods.recipe`): the paper's AdamW with β₂ 0.95, lr 1.5e-4 × B/256
+with linear warm-up (40 epochs, capped at 10 % of the run) and cosine decay, weight decay
+0.05 (not on biases and norms).
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ class MAE(Method):
     title = "MAE"
     Config = MAEConfig
     recipe = Recipe(optimizer="adamw", lr=1.5e-4, lr_scaling="linear", weight_decay=0.05,
-                    warmup_max_epochs=40.0,
+                    adam_beta2=0.95, warmup_max_epochs=40.0,
                     reference="MAE paper: AdamW lr 1.5e-4 × B/256, betas (0.9, 0.95), weight "
                     "decay 0.05, 40 warm-up epochs, cosine decay")
     n_views = None

@@ -11,6 +11,9 @@ SGD"): ``lr`` is given for a batch of 256 and scaled to the global batch ``B`` b
 ``lr·√(B/256)`` (SimCLR's rule for small batches, Chen et al. 2020, appendix B.1),
 ``none`` → ``lr``.
 
+AdamW's β₁ is ``momentum`` and its β₂ ``adam_beta2`` (PyTorch's default 0.999 unless the
+method's paper says otherwise: MAE uses 0.95).
+
 Warm-up is a fraction of the run (``warmup_fraction`` of the optimiser steps), capped at
 ``warmup_max_epochs``: published recipes warm up for 10 epochs of 100–1000, which would be
 the whole of a short run.
@@ -52,6 +55,8 @@ class Recipe(BaseModel):
     ('adamw', 0.0015, 'sqrt')
     >>> Recipe(optimizer="sgd", lr=0.03, weight_decay=1e-4).warmup_fraction
     0.1
+    >>> Recipe(optimizer="adamw", lr=1e-3, weight_decay=0.05).adam_beta2
+    0.999
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,6 +73,7 @@ class Recipe(BaseModel):
     exclude_bias_norm: bool = Field(
         True, description="no weight decay (and no LARS adaptation) for biases and norm layers")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD/LARS momentum, AdamW β₁")
+    adam_beta2: float = Field(0.999, gt=0, lt=1, description="AdamW β₂")
     lars_eta: float = Field(0.02, gt=0, description="LARS trust coefficient η")
     lars_clip: bool = Field(True, description="cap LARS's layer-wise rate at the global one")
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="warm-up, fraction of the run")

@@ -26,7 +26,7 @@ from bioaug.io import check_output, sha256_file
 from bioaug.train.checkpoint import CHECKPOINT_NAME, load_model_state, read_checkpoint
 from bioaug.train.config import TrainConfig, config_diff
 from bioaug.train.data import Sampling, build_sampling
-from bioaug.train.optim import build_optimizer
+from bioaug.train.optim import build_optimizer, set_momentum
 from bioaug.train.resolve import ResolvedConfig, resolve
 
 if TYPE_CHECKING:
@@ -291,15 +291,18 @@ def build_run_optimizer(method: nn.Module, config: TrainConfig) -> torch.optim.O
     return build_optimizer(
         method, config.optimizer, config.effective_lr(), config.momentum, config.weight_decay,
         exclude_bias_norm=config.exclude_bias_norm, trust_coefficient=config.lars_eta,
-        clip=config.lars_clip)
+        clip=config.lars_clip, adam_beta2=config.adam_beta2)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, previous: dict[str, Any],
                          config: TrainConfig) -> None:
-    """The saved optimiser state into ``optimizer``; one that does not fit → ConfigError."""
+    """The saved optimiser state into ``optimizer``, keeping ``config``'s momentum and β₂
+    (they differ from the saved ones only under --force); one that does not fit →
+    ConfigError."""
     path = Path(config.out) / CHECKPOINT_NAME
     try:
         optimizer.load_state_dict(previous["optimizer"])
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"the optimiser state in {path} does not fit this run ({exc})",
                           hint="start a new run (another --out)") from None
+    set_momentum(optimizer, config.momentum, config.adam_beta2)

@@ -34,8 +34,8 @@ RESUME_FREE_KEYS = frozenset({"out", "device", "num_workers", "tensorboard", "pr
 
 #: Options that default to the method's recipe when not given (None).
 RECIPE_FIELDS = ("optimizer", "lr", "lr_scaling", "weight_decay", "exclude_bias_norm",
-                 "momentum", "lars_eta", "lars_clip", "warmup_epochs", "weight_decay_end",
-                 "grad_clip")
+                 "momentum", "adam_beta2", "lars_eta", "lars_clip", "warmup_epochs",
+                 "weight_decay_end", "grad_clip")
 
 #: Where a value came from when nobody says otherwise.
 SOURCE_DEFAULT, SOURCE_RECIPE, SOURCE_API = "default", "recipe", "python"
@@ -94,6 +94,9 @@ class TrainConfig(BaseModel):
                                            "the method's recipe")
     momentum: float | None = Field(None, ge=0, lt=1, description="SGD/LARS momentum (AdamW "
                                    "β₁); default: the method's recipe")
+    adam_beta2: float | None = Field(None, gt=0, lt=1, description="AdamW β₂, the decay of "
+                                     "its squared-gradient average (0 < β₂ < 1); default: "
+                                     "the method's recipe")
     lars_eta: float | None = Field(None, gt=0, description="LARS trust coefficient η; default: "
                                    "the method's recipe")
     lars_clip: bool | None = Field(None, description="cap LARS's layer-wise rate at the global "
@@ -347,18 +350,29 @@ SAMPLING_DEFAULTS: dict[str, Any] = {
     for k in ("positives", "batches", "treatment_columns", "plate_column", "well_column",
               "control")}
 
+#: The value every option missing from an older run's config had in that run: the
+#: sampling options' defaults, and AdamW's β₂, fixed at 0.999 before it was an option.
+IMPLICIT_VALUES: dict[str, Any] = {**SAMPLING_DEFAULTS, "adam_beta2": 0.999}
+
 
 def config_diff(old: dict[str, Any], new: dict[str, Any],
                 ignore: frozenset[str] = RESUME_FREE_KEYS) -> dict[str, tuple[Any, Any]]:
     """Keys whose values differ between two plain configs: ``{key: (old, new)}``.
 
     Mappings (``method_kwargs`` …) are compared key by key (``method_kwargs.temperature``).
-    The sampling options (:data:`SAMPLING_DEFAULTS`) missing from an older run's config
-    count as their defaults, which is what that run did.
+    Options missing from an older run's config count as the values that run used
+    (:data:`IMPLICIT_VALUES`: the sampling defaults, β₂ 0.999).
+
+    Examples
+    --------
+    >>> config_diff({"lr": 0.1}, {"lr": 0.1, "adam_beta2": 0.999})
+    {}
+    >>> config_diff({"lr": 0.1}, {"lr": 0.1, "adam_beta2": 0.95})
+    {'adam_beta2': (0.999, 0.95)}
     """
     out: dict[str, tuple[Any, Any]] = {}
     for k in sorted((set(old) | set(new)) - set(ignore)):
-        a, b = old.get(k, SAMPLING_DEFAULTS.get(k)), new.get(k)
+        a, b = old.get(k, IMPLICIT_VALUES.get(k)), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out.update({f"{k}.{sub}": (a.get(sub), b.get(sub)) for sub in sorted(set(a) | set(b))
                         if a.get(sub) != b.get(sub)})

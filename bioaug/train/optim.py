@@ -6,7 +6,8 @@
   by the trust ratio ``η · ‖w‖ / (‖g‖ + wd·‖w‖)``. With ``clip`` (solo-learn's CIFAR
   recipes) the ratio is divided by the learning rate and capped at 1, so a layer never
   moves by more than ``η`` of its norm per step, whatever the learning rate.
-* AdamW (Loshchilov & Hutter 2019), decoupled weight decay.
+* AdamW (Loshchilov & Hutter 2019), decoupled weight decay; β₁ is ``momentum``, β₂
+  ``adam_beta2`` (PyTorch's 0.999 unless the method's recipe says otherwise).
 * Linear warm-up followed by cosine decay to zero (Loshchilov & Hutter 2017, SGDR),
   evaluated per optimiser step.
 
@@ -118,13 +119,22 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_bias_norm: bool
 
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
                     weight_decay: float, *, exclude_bias_norm: bool | None = None,
-                    trust_coefficient: float = 0.001, clip: bool = False
-                    ) -> torch.optim.Optimizer:
+                    trust_coefficient: float = 0.001, clip: bool = False,
+                    adam_beta2: float = 0.999) -> torch.optim.Optimizer:
     """The optimiser over ``model``'s trainable parameters.
 
-    ``momentum`` is SGD/LARS momentum, or AdamW's β₁. ``exclude_bias_norm`` (default: only
-    for LARS) takes 1-D parameters out of weight decay and LARS adaptation.
-    ``trust_coefficient`` and ``clip`` are LARS's η and rate clipping.
+    ``momentum`` is SGD/LARS momentum, or AdamW's β₁; ``adam_beta2`` is AdamW's β₂.
+    ``exclude_bias_norm`` (default: only for LARS) takes 1-D parameters out of weight
+    decay and LARS adaptation. ``trust_coefficient`` and ``clip`` are LARS's η and rate
+    clipping.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from bioaug.train.optim import build_optimizer
+    >>> opt = build_optimizer(nn.Linear(2, 2), "adamw", 1e-3, 0.9, 0.05, adam_beta2=0.95)
+    >>> opt.param_groups[0]["betas"]
+    (0.9, 0.95)
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
@@ -136,9 +146,22 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
                                lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":
         return torch.optim.AdamW([{k: v for k, v in g.items() if k != "lars"} for g in groups],
-                                 lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+                                 lr=lr, betas=(momentum, adam_beta2),
+                                 weight_decay=weight_decay)
     return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
                 trust_coefficient=trust_coefficient, clip=clip)
+
+
+def set_momentum(optimizer: torch.optim.Optimizer, momentum: float, adam_beta2: float
+                 ) -> None:
+    """Set SGD/LARS ``momentum``, or AdamW's β₁ (``momentum``) and β₂ (``adam_beta2``), in
+    every param group: a loaded optimiser state brings the saved values, which the run's
+    own must replace."""
+    for group in optimizer.param_groups:
+        if "betas" in group:
+            group["betas"] = (momentum, adam_beta2)
+        if "momentum" in group:
+            group["momentum"] = momentum
 
 
 def weight_decay_at(step: int, total_steps: int, start: float, end: float | None) -> float:

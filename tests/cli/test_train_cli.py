@@ -320,3 +320,43 @@ def test_a_store_with_nan_pixels_is_refused_before_training(protocol, tmp_path, 
            f"{bad}: items 3, 11 (2 of 64 items) have NaN or infinite pixels",
            "fix or drop those items")
     assert not out.exists()
+
+
+def test_adam_beta2_option_is_recorded_and_checked(store, protocol, tmp_path, capsys):
+    out = tmp_path / "r"
+    base = [*tiny_cli_args(store, protocol, out), "--max-steps", "1"]
+    _fails(capsys, [*base, "--adam-beta2", "1.0"], "adam_beta2: must be less than 1")
+    assert main([*base, "--adam-beta2", "0.98"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["adam_beta2"] == 0.98
+    ck = read_checkpoint(out)
+    assert ck["config_sources"]["adam_beta2"] == "command line"
+    assert tuple(ck["optimizer"]["param_groups"][0]["betas"]) == (0.9, 0.98)
+    capsys.readouterr()
+
+
+def test_a_run_from_before_adam_beta2_resumes(store, protocol, tmp_path, capsys):
+    out = tmp_path / "r"
+    base = [*tiny_cli_args(store, protocol, out), "--max-steps", "1"]
+    assert main(base) == 0
+    ck = read_checkpoint(out)
+    del ck["config"]["adam_beta2"]                       # as written before the option existed
+    torch.save(ck, out / "checkpoint.pt")
+    assert main([*base, "--resume"]) == 0                # it ran with 0.999: no difference
+    _fails(capsys, [*base, "--resume", "--adam-beta2", "0.95"],
+           "cannot resume", "adam_beta2: 0.999 → 0.95")
+
+
+def test_resuming_with_force_applies_the_new_adam_beta2(store, protocol, tmp_path, capsys):
+    out = tmp_path / "r"
+    base = [*tiny_cli_args(store, protocol, out), "--max-steps", "1"]
+    assert main(base) == 0
+    assert main([*base[:-1], "2", "--resume", "--force", "--adam-beta2", "0.9"]) == 0
+    ck = read_checkpoint(out)
+    assert ck["step"] == 2 and tuple(ck["optimizer"]["param_groups"][0]["betas"]) == (0.9, 0.9)
+    capsys.readouterr()
+
+
+def test_help_lists_adam_beta2(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--adam-beta2 ADAM_BETA2" in capsys.readouterr().out

@@ -116,3 +116,15 @@ def test_moco_queue_that_never_fills_warns():
                 if "queue" in m]
     # capped at half an epoch: 1000 items → 500 → 384 keys (3 batches of 128)
     assert cls.queue_size_for(cfg, 1000, 128) == 384
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_adamw_beta2_is_the_papers(name):
+    # MAE's paper trains with β₂ 0.95 (He et al. 2022); the others keep PyTorch's 0.999
+    assert METHODS[name].recipe.adam_beta2 == (0.95 if name == "mae" else 0.999)
+
+
+@pytest.mark.parametrize("beta2", [0.0, 1.0, 1.5])
+def test_a_recipe_refuses_a_beta2_outside_zero_one(beta2):
+    with pytest.raises(ValueError, match="adam_beta2"):
+        Recipe(optimizer="adamw", lr=1e-3, weight_decay=0.05, adam_beta2=beta2)

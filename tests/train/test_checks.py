@@ -4,6 +4,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from bioaug.data.store import Store
 from bioaug.errors import ConfigError, DataError, ProtocolError
@@ -18,6 +20,8 @@ from bioaug.train.checks import (
     nonfinite_items,
     prepare_run,
 )
+from bioaug.train.config import TrainConfig
+from bioaug.train.resolve import resolve
 from tests.train.helpers import tiny_config
 
 
@@ -132,3 +136,16 @@ def test_the_dry_run_and_the_run_share_their_checks(tiny_store, tiny_protocol, t
     loop.resolve_run(cfg)
     loop.train(cfg)
     assert calls == [{"world_size": 1, "resume": False, "force": False}] * 2
+
+
+@pytest.mark.parametrize(("method", "given", "betas"), [
+    ("mae", None, (0.9, 0.95)),              # the recipe: the MAE paper's β₂
+    ("simclr", None, (0.9, 0.999)),          # the recipe: PyTorch's default
+    ("mae", 0.98, (0.9, 0.98)),              # the user's value wins
+])
+def test_the_run_optimizer_takes_adam_beta2_from_the_resolved_config(method, given, betas):
+    config = TrainConfig(data="s", protocol="p", out="o", method=method, adam_beta2=given)
+    resolved = resolve(config, n_items=512).config
+    optimizer = checks.build_run_optimizer(nn.Linear(4, 2), resolved)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert all(group["betas"] == betas for group in optimizer.param_groups)

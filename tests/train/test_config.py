@@ -151,3 +151,19 @@ def test_seeds_beyond_32_bits_are_refused(tmp_path, seed):
         in str(info.value)
     assert make_config({"data": "s", "protocol": "none", "out": "o",
                         "seed": 2**32 - 1}).seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("beta2", [1.0, 0.0, -0.5])
+def test_adam_beta2_outside_zero_one_names_the_key(beta2):
+    with pytest.raises(ConfigError) as info:
+        make_config({"data": "s", "protocol": "none", "out": "o", "adam_beta2": beta2})
+    assert "adam_beta2:" in str(info.value) and f"(got {beta2})" in str(info.value)
+
+
+def test_a_run_from_before_adam_beta2_resumes_as_it_ran(tmp_path):
+    new = TrainConfig(data=tmp_path, protocol="x", out=tmp_path / "o", adam_beta2=0.999)
+    old = {k: v for k, v in new.to_plain().items() if k != "adam_beta2"}
+    assert load_config(None, **old).adam_beta2 is None      # loads: the recipe fills it in
+    assert config_diff(old, new.to_plain()) == {}           # it ran with AdamW's 0.999
+    other = new.model_copy(update={"adam_beta2": 0.95}).to_plain()
+    assert config_diff(old, other) == {"adam_beta2": (0.999, 0.95)}

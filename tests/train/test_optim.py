@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from bioaug.train.optim import LARS, build_optimizer, lr_at
+from bioaug.train.optim import LARS, build_optimizer, lr_at, set_momentum
 
 
 def test_warmup_then_cosine_known_values():
@@ -82,3 +82,33 @@ def test_adamw_and_bias_norm_exclusion():
     assert [g["weight_decay"] for g in sgd.param_groups] == [1e-4, 0.0]
     with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
         build_optimizer(model, "adam", 0.1, 0.9, 0.0)
+
+
+def test_adamw_takes_beta2_and_sgd_ignores_it():
+    model = nn.Linear(3, 2)
+    opt = build_optimizer(model, "adamw", 1e-3, 0.8, 0.05, adam_beta2=0.95)
+    assert [g["betas"] for g in opt.param_groups] == [(0.8, 0.95)]
+    sgd = build_optimizer(model, "sgd", 0.1, 0.9, 1e-4, adam_beta2=0.95)
+    assert "betas" not in sgd.param_groups[0] and sgd.param_groups[0]["momentum"] == 0.9
+
+
+def test_the_second_moment_decays_with_beta2():
+    # v ← β₂·v + (1 − β₂)·g²: after two steps of g = 2, v = β₂·(1 − β₂)·4 + (1 − β₂)·4
+    w = nn.Parameter(torch.zeros(1))
+    opt = build_optimizer(nn.ParameterList([w]), "adamw", 1e-3, 0.9, 0.0, adam_beta2=0.95)
+    for _ in range(2):
+        w.grad = torch.tensor([2.0])
+        opt.step()
+    assert opt.state[w]["exp_avg_sq"].item() == pytest.approx(0.39)
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd", "lars"])
+def test_set_momentum_replaces_the_values_of_a_loaded_state(name):
+    model = nn.Linear(3, 2)
+    saved = build_optimizer(model, name, 0.1, 0.9, 1e-4).state_dict()
+    opt = build_optimizer(model, name, 0.1, 0.5, 1e-4, adam_beta2=0.95)
+    opt.load_state_dict(saved)                  # brings the saved momentum (and β₂) back
+    set_momentum(opt, 0.5, 0.95)
+    for group in opt.param_groups:
+        assert group.get("betas", (0.5, 0.95)) == (0.5, 0.95)
+        assert group.get("momentum", 0.5) == 0.5

@@ -91,3 +91,17 @@ def test_bad_method_hyperparameters_are_caught_when_resolving():
         resolve(_cfg(method="simclr", method_kwargs={"temprature": 0.1}), n_items=1000)
     with pytest.raises(ConfigError, match="unknown method 'simclr2'"):
         resolve(_cfg(method="simclr2"), n_items=1000)
+
+
+@pytest.mark.parametrize(("name", "beta2"), [("mae", 0.95), ("simclr", 0.999), ("dino", 0.999)])
+def test_adam_beta2_comes_from_the_recipe(name, beta2):
+    r = resolve(_cfg(method=name, batch_size=32, epochs=2), n_items=64)
+    assert r.config.adam_beta2 == beta2 and r.sources["adam_beta2"] == "recipe"
+    assert f"adam_beta2: {beta2}" in r.describe()
+
+
+def test_the_users_adam_beta2_wins_over_the_recipe():
+    r = resolve(load_config(None, data="s", protocol="p", out="o", method="mae",
+                            adam_beta2=0.99, batch_size=32), n_items=64)
+    assert r.config.adam_beta2 == 0.99 and r.sources["adam_beta2"] == "command line"
+    assert r.to_plain()["adam_beta2"] == 0.99                 # what RUN/config.yaml holds
