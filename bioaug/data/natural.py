@@ -288,19 +288,21 @@ def imagenet100_memory(size: int, chunk: int = 10000) -> int:
 
 @dataclass(frozen=True)
 class NaturalDataset:
-    """A reader, its channels, whether it needs ``--root``, and (for readers whose images
-    are resized to ``--size``) the bytes a size needs: ``memory(size, chunk)``."""
+    """A reader, its channels, whether it needs ``--root``, and either the bytes a size
+    needs, ``memory(size, chunk)`` (readers whose images are resized to ``--size``), or the
+    one ``native_size`` its images are stored at."""
 
     reader: Callable[..., Iterator[Split]]
     channels: tuple[str, ...]
     needs_root: bool = True
     memory: Callable[[int, int], int] | None = None
+    native_size: int | None = None
 
 
 DATASETS: dict[str, NaturalDataset] = {
-    "cifar10": NaturalDataset(read_cifar10, ("R", "G", "B")),
-    "cifar100": NaturalDataset(read_cifar100, ("R", "G", "B")),
-    "mnist": NaturalDataset(read_mnist, ("gray",)),
+    "cifar10": NaturalDataset(read_cifar10, ("R", "G", "B"), native_size=32),
+    "cifar100": NaturalDataset(read_cifar100, ("R", "G", "B"), native_size=32),
+    "mnist": NaturalDataset(read_mnist, ("gray",), native_size=28),
     "imagenet100": NaturalDataset(read_imagenet100, ("R", "G", "B"),
                                   memory=imagenet100_memory),
     "digits": NaturalDataset(read_digits, ("gray",), needs_root=False, memory=digits_memory),
@@ -373,6 +375,12 @@ def prepare_natural(name: str, root: str | os.PathLike | None, out: str | os.Pat
         if not root.is_dir():
             raise DataError(f"{root} is not a directory")
     kw = {k: v for k, v in kw.items() if v is not None}
+    if "size" in kw and ds.memory is None:
+        resizable = ", ".join(k for k, d in DATASETS.items() if d.memory is not None)
+        raise ConfigError(f"{name} is stored at its native {ds.native_size} px; --size "
+                          f"applies to {resizable}",
+                          hint="leave --size out; views are cut at the protocol's crop_size "
+                          "(or bioaug train --crop)")
     if "size" in kw and int(kw["size"]) < 1:
         raise ConfigError(f"size must be at least 1, got {kw['size']}")
     if "size" in kw:

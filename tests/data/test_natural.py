@@ -184,6 +184,20 @@ def test_val_and_test_folders_both_count(tmp_path: Path) -> None:
     assert s.header["splits"] == {"train": 1, "test": 2}
 
 
+@pytest.mark.parametrize(("name", "native"), [("cifar10", 32), ("cifar100", 32), ("mnist", 28)])
+def test_size_for_a_dataset_stored_at_its_native_size_is_refused(
+        tmp_path: Path, name: str, native: int) -> None:
+    rng = np.random.default_rng(0)
+    _cifar10(tmp_path / "root", rng)
+    with pytest.raises(ConfigError, match=f"{name} is stored at its native {native} px; "
+                       "--size applies to imagenet100, digits") as e:
+        prepare_natural(name, tmp_path / "root", tmp_path / "d", size=64)
+    assert "crop_size" in e.value.hint
+    assert not (tmp_path / "d").exists()
+    store = prepare_natural("cifar10", tmp_path / "root", tmp_path / "c", size=None)
+    assert store.image_size == (32, 32)
+
+
 @pytest.mark.parametrize("size", [0, -3])
 def test_size_below_one_is_a_clear_error(tmp_path: Path, size: int) -> None:
     with pytest.raises(ConfigError, match=f"size must be at least 1, got {size}"):
