@@ -124,7 +124,8 @@ def smooth_knn_dist(distances: np.ndarray, k: float, n_iter: int = 64,
         if idx.size == 0:
             break
         sub = rest[idx].astype(np.float64)
-        psum = np.where(sub > 0, np.exp(-(sub / mid[idx, None])), 1.0).sum(axis=1)
+        # exp of the clipped gap: rows with distances below ρ (duplicates) would overflow
+        psum = np.where(sub > 0, np.exp(-(np.maximum(sub, 0.0) / mid[idx, None])), 1.0).sum(axis=1)
         done = np.abs(psum - target) < SMOOTH_K_TOLERANCE
         above = (psum > target) & ~done
         below = ~(psum > target) & ~done

@@ -96,3 +96,17 @@ def test_too_few_neighbours_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="n_neighbors"):
         neighbors.neighbors(_graph(np.zeros((5, 2))), use_rep="X_rep", n_neighbors=1)
+
+
+def test_duplicate_items_give_no_overflow_and_a_finite_graph():
+    # 5 copies of 20 points, 15 neighbours: each item's 4 copies sit at distance 0, below its
+    # ρ (the nearest other point), and already outweigh log2(15), so the bandwidth search
+    # shrinks σ towards 0; it must not evaluate exp of those negative gaps (it overflowed)
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.normal(size=(20, 4)).astype(np.float32), 5, axis=0)
+    idx, dist = neighbors.exact_knn(x, 15)
+    with np.errstate(over="raise"):
+        sigma, _ = neighbors.smooth_knn_dist(dist, 15.0)
+    assert np.isfinite(sigma).all() and (sigma > 0).all()
+    conn = neighbors.fuzzy_connectivities(idx, dist)
+    assert np.isfinite(conn.data).all() and conn.data.max() <= 1.0
