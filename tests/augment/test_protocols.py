@@ -89,3 +89,13 @@ def test_multicrop_protocols_make_global_and_local_views(name: str, sizes: list[
     assert [v.shape[-1] for v in views] == sizes
     assert all(torch.isfinite(v).all() and 0 <= float(v.min()) <= float(v.max()) <= 1
                for v in views)
+
+
+def test_mnist_mae_makes_one_view_of_28_px() -> None:
+    protocol = load_protocol("mnist-mae")
+    assert protocol.n_views == 1 and protocol.crop_sizes == [28]
+    assert len(protocol.description) > 80 and protocol.channels == ["gray"]
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    views = build_pipeline(protocol, 1, protocol.channels)(x, torch.Generator().manual_seed(0))
+    assert len(views) == 1 and views[0].shape == (4, 1, 28, 28)
+    assert not torch.equal(views[0], x)  # cropped and moved
