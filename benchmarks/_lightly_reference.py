@@ -3,18 +3,21 @@
 Used by ``benchmarks/learning.py`` as the reference a bioaug run is compared with. Each
 reference method is the paper's recipe built only from lightly's pieces (its losses,
 projection/prediction heads, ``update_momentum``, ``deactivate_requires_grad``,
-``cosine_schedule`` and, for MoCo, the memory bank of ``NTXentLoss``) around the same
-backbone. Everything else is held equal to the bioaug run it is compared with: the
-backbone (bioaug's ``build_backbone``, same seed), the store, the data order, the
-augmentation views (bioaug's batched pipeline for the protocol, same generator seed),
-the head sizes and method hyperparameters, the optimiser, learning-rate schedule and
-number of steps. Those are read from the bioaug run's checkpoint, so whatever recipe bioaug
+``cosine_schedule``, for MoCo the memory bank of ``NTXentLoss``, for MAE the masked ViT
+wrapper, decoder and token-mask utilities) around the same backbone. Everything else is
+held equal to the bioaug run it is compared with: the backbone (bioaug's
+``build_backbone``, same seed), the store, the data order, the augmentation views (bioaug's
+batched pipeline for the protocol, same generator seed), the head sizes and method
+hyperparameters, the optimiser (AdamW's β₂ included), learning-rate schedule and number of
+steps. Those are read from the bioaug run's checkpoint, so whatever recipe bioaug
 resolved is what the reference trains with.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,7 @@ from torch import nn
 from bioaug.augment.pipeline import build_pipeline
 from bioaug.augment.protocols import load_protocol
 from bioaug.data.store import Store
+from bioaug.errors import ConfigError
 from bioaug.models import build_backbone
 from bioaug.train.data import EpochBatchSampler, steps_per_epoch, to_unit_float
 
@@ -43,6 +47,7 @@ class RunRecipe:
     warmup_steps: int
     base_lr: float
     optimizer: dict[str, Any]  # name, momentum, weight_decay + build_optimizer's options
+    #                            (adam_beta2 always; the LARS and bias/norm options when set)
     queue_size: int | None
     steps_per_epoch: int = 1
     grad_clip: float | None = None
@@ -56,7 +61,7 @@ def recipe_from_checkpoint(data: dict[str, Any]) -> RunRecipe:
     queue = data["model"].get("queue")
     hp = dict((data.get("method") or {}).get("effective_hparams") or {})
     opt = {"name": cfg["optimizer"], "momentum": cfg["momentum"],
-           "weight_decay": cfg["weight_decay"]}
+           "weight_decay": cfg["weight_decay"], "adam_beta2": adam_beta2(cfg)}
     # the optimiser options a resolved per-method recipe adds, when the run recorded them
     for key, arg in (("exclude_bias_norm", "exclude_bias_norm"),
                      ("lars_eta", "trust_coefficient"), ("lars_clip", "clip")):
@@ -71,6 +76,17 @@ def recipe_from_checkpoint(data: dict[str, Any]) -> RunRecipe:
         optimizer=opt, queue_size=None if queue is None else int(queue.shape[0]),
         steps_per_epoch=int(sched.get("steps_per_epoch") or 1),
         grad_clip=cfg.get("grad_clip"), weight_decay_end=cfg.get("weight_decay_end"))
+
+
+#: AdamW's β₂ where a checkpoint records none (PyTorch's default, and bioaug's then)
+DEFAULT_ADAM_BETA2 = 0.999
+
+
+def adam_beta2(cfg: dict[str, Any]) -> float:
+    """AdamW's β₂ of a run's config: the value it resolved, PyTorch's 0.999 where a run made
+    before the option existed recorded none."""
+    value = cfg.get("adam_beta2")
+    return DEFAULT_ADAM_BETA2 if value is None else float(value)
 
 
 # -- the methods from lightly's parts ----------------------------------------------------
@@ -271,6 +287,88 @@ class RefDINO(_Ref):
         update_momentum(self.head, self.t_head, m)
 
 
+class RefMAE(_Ref):
+    """MAE (He et al. 2022): lightly's ``MaskedVisionTransformerTIMM`` around the backbone's
+    own timm ViT, lightly's ``MAEDecoderTIMM``, masks from ``random_token_mask`` and the
+    hidden patches picked with ``patchify`` / ``get_at_index``; one view (the first).
+
+    The wrapped ViT is the backbone's ``.vit`` itself, so training moves the backbone's
+    weights. Held equal to bioaug's MAE: the ViT's initial weights (``weight_initialization
+    ="skip"``; lightly's default would re-draw them) and its learned position embedding
+    (``pos_embed_initialization="skip"``; lightly's default would overwrite it with a frozen
+    sine-cosine one), the decoder's width, depth and heads, the mask ratio and the
+    per-patch target normalisation (``norm_pix_loss``: mean and unbiased variance, eps
+    1e-6), done here because lightly's loss is a plain mean squared error.
+
+    What differs, all lightly's: the decoder's fixed 2-D sine-cosine position embedding is
+    the MAE code's, the same sines and cosines as the one bioaug builds with timm but its
+    channels in another order, and it is made once for the grid of the backbone's
+    ``img_size``, so the views must be that size (bioaug builds it for any grid); the
+    visible patches are ``floor(N·(1 − r))`` where bioaug rounds (the same 12 of 49 and 4 of
+    16 patches at the default r = 0.75; 19 against 20 of 49 at r = 0.6).
+    """
+
+    def __init__(self, backbone: nn.Module, hp: dict[str, Any]) -> None:
+        from lightly.models.modules import MAEDecoderTIMM, MaskedVisionTransformerTIMM
+
+        super().__init__(backbone)
+        vit = backbone.vit
+        self.encoder = MaskedVisionTransformerTIMM(vit=vit, weight_initialization="skip",
+                                                   pos_embed_initialization="skip")
+        self.encoder.mask_token.requires_grad_(False)  # only visible tokens are encoded
+        self.patch_size = int(backbone.patch_size)
+        self.img_size = int(backbone.img_size)
+        with warnings.catch_warnings():  # lightly 1.6 marks it for removal in 1.7
+            warnings.filterwarnings("ignore", "MAEDecoderTIMM is deprecated", FutureWarning)
+            self.decoder = MAEDecoderTIMM(
+                num_patches=vit.patch_embed.num_patches, patch_size=self.patch_size,
+                in_chans=int(backbone.in_channels), embed_dim=int(backbone.out_dim),
+                decoder_embed_dim=hp["decoder_dim"], decoder_depth=hp["decoder_depth"],
+                decoder_num_heads=hp["decoder_heads"],
+                num_prefix_tokens=vit.num_prefix_tokens)
+        self.mask_ratio = float(hp["mask_ratio"])
+        self.norm_pix = bool(hp["norm_pix_loss"])
+        self.criterion = nn.MSELoss()
+
+    def _check_size(self, images: torch.Tensor) -> None:
+        """ConfigError unless the views are the ``img_size`` the decoder was built for."""
+        h, w = images.shape[-2:]
+        if (h, w) != (self.img_size, self.img_size):
+            raise ConfigError(f"the lightly MAE reference takes views of the backbone's "
+                              f"img_size {self.img_size} px only, got {h}×{w} px",
+                              where="backbone_kwargs.img_size",
+                              hint=f"set img_size={h} (the protocol's crop size)")
+
+    def loss(self, *views: torch.Tensor) -> torch.Tensor:
+        from lightly.models.utils import (
+            get_at_index,
+            patchify,
+            random_token_mask,
+            repeat_token,
+            set_at_index,
+        )
+
+        images = views[0]
+        self._check_size(images)
+        b, length = images.shape[0], self.encoder.sequence_length
+        idx_keep, idx_mask = random_token_mask((b, length), self.mask_ratio,
+                                               device=images.device)
+        encoded = self.encoder.encode(images, idx_keep=idx_keep)
+        tokens = repeat_token(self.decoder.mask_token, (b, length))
+        tokens = set_at_index(tokens, idx_keep, self.decoder.embed(encoded).type_as(tokens))
+        pred = self.decoder.predict(get_at_index(self.decoder.decode(tokens), idx_mask))
+        n_prefix = self.encoder.vit.num_prefix_tokens
+        target = get_at_index(patchify(images, self.patch_size), idx_mask - n_prefix)
+        return self.criterion(pred, normalised_patches(target) if self.norm_pix else target)
+
+
+def normalised_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each patch ``(…, p²·C)`` less its mean, over the root of its unbiased variance + eps
+    (MAE's ``norm_pix_loss`` target)."""
+    mean, var = patches.mean(dim=-1, keepdim=True), patches.var(dim=-1, keepdim=True)
+    return (patches - mean) / (var + eps).sqrt()
+
+
 def build_reference(recipe: RunRecipe, in_channels: int) -> _Ref:
     """The lightly-assembled method of ``recipe``, with bioaug's backbone (same seed)."""
     torch.manual_seed(recipe.seed)
@@ -283,12 +381,18 @@ def build_reference(recipe: RunRecipe, in_channels: int) -> _Ref:
         "barlow_twins": lambda: RefBarlowTwins(backbone, hp),
         "vicreg": lambda: RefVICReg(backbone, hp),
         "dino": lambda: RefDINO(backbone, hp, recipe.steps_per_epoch, recipe.total_steps),
+        "mae": lambda: RefMAE(backbone, hp),
     }
     return builders[recipe.method]()
 
 
-def train_reference(recipe: RunRecipe, store: Store) -> nn.Module:
-    """Train the reference for ``recipe.total_steps`` steps; returns its backbone (eval)."""
+def train_reference(recipe: RunRecipe, store: Store,
+                    on_step: Callable[[int, float], None] | None = None) -> nn.Module:
+    """Train the reference for ``recipe.total_steps`` steps; returns its backbone (eval).
+
+    ``on_step(step, loss)``, when given, is called after each optimiser step (1-based) with
+    that step's loss.
+    """
     from bioaug.train.optim import (
         build_optimizer,
         lr_at,
@@ -328,6 +432,8 @@ def train_reference(recipe: RunRecipe, store: Store) -> nn.Module:
             opt.step()
             step += 1
             model.after_step(step, recipe.total_steps)
+            if on_step is not None:
+                on_step(step, float(loss.detach()))
             if step >= recipe.total_steps:
                 break
         epoch += 1

@@ -5,9 +5,19 @@ scikit-learn's digits (1,797 images, upscaled to 28 px, shipped with the package
 download), the shipped ``mnist-all`` protocol, a narrow ``vgg_mnist`` and the method's
 recipe (nothing tuned here): the test fails if the recipe, the loop or the method stops
 learning.
+
+The lightly-assembled reference that ``benchmarks/learning.py`` compares each method with
+(``benchmarks/_lightly_reference.py``) is checked here too: the recipe it reads back from a
+checkpoint, and its MAE against bioaug's (the same loss for the same weights and mask, the
+backbone's own initial weights kept, training that moves the backbone and lowers the loss).
 """
 
 from __future__ import annotations
+
+import importlib.util
+import sys
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,10 +25,21 @@ import torch
 
 from bioaug.data.natural import prepare_natural
 from bioaug.data.store import Store
+from bioaug.errors import ConfigError
+from bioaug.methods import build_method
+from bioaug.models import build_backbone
 from bioaug.train import TrainConfig, load_trained, train
 from bioaug.train.checks import build_run_model
 from bioaug.train.data import to_unit_float
 from bioaug.train.knn import knn_accuracy
+from tests.conftest import REPO
+from tests.train.helpers import write_protocol
+
+#: a small MAE decoder for the reference tests
+MAE_HP: dict[str, Any] = {"mask_ratio": 0.75, "decoder_dim": 32, "decoder_depth": 1,
+                          "decoder_heads": 2, "norm_pix_loss": True}
+#: a tiny ViT: 16 px crops of 4 px patches (16 patches)
+TINY_VIT: dict[str, Any] = {"patch_size": 4, "img_size": 16}
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +70,113 @@ def test_simclr_recipe_learns_digits(digits, tmp_path):
     learned = _knn20(load_trained(train(cfg)).backbone, store)
     assert learned > 0.5                      # chance is 0.1
     assert learned >= init + 0.02, (init, learned)
+
+
+# -- the lightly reference of benchmarks/learning.py ---------------------------------------
+@pytest.fixture(scope="module")
+def reference() -> ModuleType:
+    """``benchmarks/_lightly_reference.py`` as a module (benchmarks/ is not a package)."""
+    pytest.importorskip("lightly")
+    name = "_lightly_reference"
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclass resolves annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _checkpoint(**config: Any) -> dict[str, Any]:
+    """The parts of a bioaug checkpoint the reference reads, for a small MAE run."""
+    cfg = {"method": "mae", "optimizer": "adamw", "momentum": 0.9, "weight_decay": 0.05,
+           "backbone": "vit_tiny", "protocol": "mnist-mae", "batch_size": 32, "seed": 3,
+           **config}
+    return {"config": cfg, "schedule": {"total_steps": 10, "warmup_steps": 1, "base_lr": 1e-4},
+            "model": {}, "backbone": {"kwargs": dict(TINY_VIT)},
+            "method": {"effective_hparams": dict(MAE_HP)}}
+
+
+@pytest.mark.parametrize(("config", "beta2"), [({"adam_beta2": 0.95}, 0.95), ({}, 0.999),
+                                               ({"adam_beta2": None}, 0.999)])
+def test_reference_recipe_carries_adam_beta2(reference, config, beta2):
+    recipe = reference.recipe_from_checkpoint(_checkpoint(**config))
+    assert recipe.optimizer == {"name": "adamw", "momentum": 0.9, "weight_decay": 0.05,
+                                "adam_beta2": beta2}
+    assert recipe.hparams == MAE_HP and recipe.backbone_kwargs == TINY_VIT
+
+
+def _mae_recipe(reference: ModuleType, protocol: str, **kw: Any) -> Any:
+    values = {"method": "mae", "hparams": dict(MAE_HP), "backbone": "vit_tiny",
+              "backbone_kwargs": dict(TINY_VIT), "protocol": protocol, "batch_size": 16,
+              "seed": 0, "total_steps": 24, "warmup_steps": 2, "base_lr": 1e-3,
+              "optimizer": {"name": "adamw", "momentum": 0.9, "weight_decay": 0.05,
+                            "adam_beta2": 0.95}, "queue_size": None, **kw}
+    return reference.RunRecipe(**values)
+
+
+def test_mae_reference_wraps_the_backbone_vit_and_keeps_its_weights(reference, tmp_path):
+    ref = reference.build_reference(_mae_recipe(reference, "none"), 1)
+    assert isinstance(ref, reference.RefMAE)
+    assert ref.encoder.vit is ref.backbone.vit          # training moves the backbone itself
+    torch.manual_seed(0)
+    fresh = build_backbone("vit_tiny", 1, **TINY_VIT).state_dict()
+    kept = ref.backbone.state_dict()                    # no re-drawn weights, learned positions
+    assert all(torch.equal(kept[k], v) for k, v in fresh.items())
+    assert ref.backbone.vit.pos_embed.requires_grad
+    assert not ref.encoder.mask_token.requires_grad     # only visible tokens are encoded
+    with pytest.raises(ConfigError, match=r"img_size 16 px only, got 12×12 px") as err:
+        ref.loss(torch.rand(2, 1, 12, 12))
+    assert "img_size=12" in err.value.format()
+
+
+def test_mae_reference_loss_equals_bioaug_mae_for_the_same_weights_and_mask(reference,
+                                                                            monkeypatch):
+    from timm.layers.pos_embed_sincos import build_sincos2d_pos_embed
+
+    torch.manual_seed(0)
+    ref = reference.build_reference(_mae_recipe(reference, "none"), 1).eval()
+    ours = build_method("mae", ref.backbone, **MAE_HP).eval()  # the same backbone object
+    renamed = {"embed": "decoder_embed", "blocks": "decoder_blocks", "norm": "decoder_norm",
+               "pred": "decoder_pred"}
+    state = {renamed.get(k.split(".")[0], k.split(".")[0]) + k[len(k.split(".")[0]):]: v
+             for k, v in ours.decoder.state_dict().items()}
+    loaded = ref.decoder.load_state_dict(state, strict=False)
+    assert loaded.missing_keys == ["decoder_pos_embed"] and not loaded.unexpected_keys
+    with torch.no_grad():                               # bioaug's channel order of sin-cos
+        ref.decoder.decoder_pos_embed[0, 1:] = build_sincos2d_pos_embed([4, 4], 32)
+    b, n, keep = 3, 16, 4
+    torch.manual_seed(7)
+    order = torch.rand(b, n).argsort(dim=1)             # bioaug's draw after the same seed
+    cls = torch.zeros(b, 1, dtype=torch.long)
+
+    def same_mask(size, mask_ratio, device=None):
+        assert size == (b, n + 1) and mask_ratio == 0.75
+        return torch.cat([cls, order[:, :keep] + 1], dim=1), order[:, keep:] + 1
+
+    monkeypatch.setattr("lightly.models.utils.random_token_mask", same_mask)
+    images = torch.rand(b, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.manual_seed(7)
+        expected = ours.training_loss([images])["loss"]
+        got = ref.loss(images)
+    assert float(expected) > 0.5
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6), (float(got), float(expected))
+
+
+@pytest.mark.timeout(60)
+def test_mae_reference_trains_the_backbone_and_lowers_the_loss(reference, tiny_store,
+                                                               tmp_path):
+    protocol = write_protocol(tmp_path / "crop16.yaml", crop=16)
+    recipe = _mae_recipe(reference, str(protocol))
+    losses: list[float] = []
+    backbone = reference.train_reference(recipe, Store.open(tiny_store),
+                                         on_step=lambda step, loss: losses.append(loss))
+    assert len(losses) == recipe.total_steps and all(np.isfinite(losses))
+    first, last = np.mean(losses[:4]), np.mean(losses[-4:])
+    assert last < 0.9 * first, losses
+    torch.manual_seed(recipe.seed)
+    init = build_backbone("vit_tiny", 2, **TINY_VIT).state_dict()
+    trained = backbone.state_dict()
+    assert not torch.equal(trained["vit.pos_embed"], init["vit.pos_embed"])
+    assert not torch.equal(trained["vit.blocks.0.attn.qkv.weight"],
+                           init["vit.blocks.0.attn.qkv.weight"])
