@@ -37,6 +37,21 @@ REQUIRED = ("point", "seed", "class", "class_accuracy", "linear_accuracy")
 
 
 def check_results(results: pd.DataFrame, axes: Sequence[str]) -> None:
+    """Raise a :class:`ConfigError` unless ``results`` has the columns of a results table
+    (:data:`REQUIRED` and one per axis) and at least one row.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bioaug.study.bias import check_results
+    >>> results = pd.DataFrame({"point": [0], "seed": [0], "class": ["a"],
+    ...                         "class_accuracy": [0.5], "linear_accuracy": [0.5]})
+    >>> check_results(results, [])
+    >>> check_results(results, ["p"])
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: the results table lacks column(s) ['p']; it has ['point', ...]
+    """
     missing = [c for c in (*REQUIRED, *axes) if c not in results.columns]
     if missing:
         raise ConfigError(f"the results table lacks column(s) {missing}; it has "
@@ -50,6 +65,18 @@ def axis_positions(values: Sequence[Any]) -> tuple[np.ndarray, list[str], bool]:
 
     Numbers are used as they are; anything else (a range ``[lo, hi]`` stored as JSON text,
     a boolean, a name) becomes its rank in order of first appearance.
+
+    Examples
+    --------
+    >>> from bioaug.study.bias import axis_positions
+    >>> xs, labels, numeric = axis_positions([0.5, 1, 2])
+    >>> xs.tolist(), labels, numeric
+    ([0.5, 1.0, 2.0], ['0.5', '1', '2'], True)
+    >>> xs, labels, numeric = axis_positions(["[0, 1]", "[1, 2]", "[0, 1]"])
+    >>> xs.tolist(), numeric
+    ([0.0, 1.0, 0.0], False)
+    >>> axis_positions([True, False])[0].tolist()
+    [0.0, 1.0]
     """
     labels = [str(v) for v in values]
     try:
@@ -63,7 +90,14 @@ def axis_positions(values: Sequence[Any]) -> tuple[np.ndarray, list[str], bool]:
 
 
 def sort_key(value: Any) -> tuple[int, Any]:
-    """Sort numbers numerically, then JSON lists by their content, then text."""
+    """Sort numbers numerically, then JSON lists by their content, then text.
+
+    Examples
+    --------
+    >>> from bioaug.study.bias import sort_key
+    >>> sorted(["x", "[1, 2]", "10", 2, "[0, 5]"], key=sort_key)
+    [2, '10', '[0, 5]', '[1, 2]', 'x']
+    """
     try:
         return (0, float(value))
     except (TypeError, ValueError):
@@ -78,7 +112,27 @@ def sort_key(value: Any) -> tuple[int, Any]:
 
 
 def per_point(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per point (overall metrics only)."""
+    """One row per point (overall metrics only).
+
+    Examples
+    --------
+    Two classes, an axis ``p`` at 0 and 1, two seeds each (four runs): class ``a``
+    gains as ``p`` grows, class ``b`` loses.
+
+    >>> import pandas as pd
+    >>> from bioaug.study.bias import per_point
+    >>> results = pd.DataFrame({
+    ...     "point": [0, 0, 1, 1, 2, 2, 3, 3], "seed": [0, 0, 1, 1] * 2,
+    ...     "p": [0.0] * 4 + [1.0] * 4, "class": ["a", "b"] * 4,
+    ...     "class_accuracy": [0.6, 0.8, 0.8, 0.8, 0.9, 0.5, 0.9, 0.7],
+    ...     "linear_accuracy": [0.7, 0.7, 0.8, 0.8, 0.7, 0.7, 0.8, 0.8]})
+    >>> print(per_point(results).to_string())
+       point  seed    p  linear_accuracy
+    0      0     0  0.0              0.7
+    1      1     1  0.0              0.8
+    2      2     0  1.0              0.7
+    3      3     1  1.0              0.8
+    """
     keep = [c for c in results.columns if c not in ("class", "class_accuracy", "class_n_test")]
     return results[keep].drop_duplicates(subset=["point"]).reset_index(drop=True)
 
@@ -88,6 +142,25 @@ def per_class_table(results: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
 
     ``std`` is NaN (printed blank) for a setting run with a single seed: a spread of one
     value is not a measurement.
+
+    Examples
+    --------
+    Two classes, an axis ``p`` at 0 and 1, two seeds each (four runs): class ``a``
+    gains as ``p`` grows, class ``b`` loses.
+
+    >>> import pandas as pd
+    >>> from bioaug.study.bias import per_class_table
+    >>> results = pd.DataFrame({
+    ...     "point": [0, 0, 1, 1, 2, 2, 3, 3], "seed": [0, 0, 1, 1] * 2,
+    ...     "p": [0.0] * 4 + [1.0] * 4, "class": ["a", "b"] * 4,
+    ...     "class_accuracy": [0.6, 0.8, 0.8, 0.8, 0.9, 0.5, 0.9, 0.7],
+    ...     "linear_accuracy": [0.7, 0.7, 0.8, 0.8, 0.7, 0.7, 0.8, 0.8]})
+    >>> print(per_class_table(results, ["p"]).round(3).to_string())
+         p class  mean    std  min  max  n_seeds
+    0  0.0     a   0.7  0.141  0.6  0.8        2
+    1  0.0     b   0.8  0.000  0.8  0.8        2
+    2  1.0     a   0.9  0.000  0.9  0.9        2
+    3  1.0     b   0.6  0.141  0.5  0.7        2
     """
     check_results(results, axes)
     keys = [*axes, "class"]
@@ -101,7 +174,27 @@ def per_class_table(results: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
 def overall_table(results: pd.DataFrame, axes: Sequence[str],
                   metrics: Sequence[str] = ("linear_accuracy", "leiden_ami", "kmeans_ami",
                                             "nsc", "nscb")) -> pd.DataFrame:
-    """Overall metrics per parameter setting: mean and std over seeds (NaN with one seed)."""
+    """Overall metrics per parameter setting: mean and std over seeds (NaN with one seed).
+
+    Only the ``metrics`` the table has (with at least one value) get columns.
+
+    Examples
+    --------
+    Two classes, an axis ``p`` at 0 and 1, two seeds each (four runs): class ``a``
+    gains as ``p`` grows, class ``b`` loses.
+
+    >>> import pandas as pd
+    >>> from bioaug.study.bias import overall_table
+    >>> results = pd.DataFrame({
+    ...     "point": [0, 0, 1, 1, 2, 2, 3, 3], "seed": [0, 0, 1, 1] * 2,
+    ...     "p": [0.0] * 4 + [1.0] * 4, "class": ["a", "b"] * 4,
+    ...     "class_accuracy": [0.6, 0.8, 0.8, 0.8, 0.9, 0.5, 0.9, 0.7],
+    ...     "linear_accuracy": [0.7, 0.7, 0.8, 0.8, 0.7, 0.7, 0.8, 0.8]})
+    >>> print(overall_table(results, ["p"]).round(3).to_string())
+         p  n_seeds  linear_accuracy_mean  linear_accuracy_std
+    0  0.0        2                  0.75                0.071
+    1  1.0        2                  0.75                0.071
+    """
     check_results(results, axes)
     pts = per_point(results)
     present = [m for m in metrics if m in pts.columns and pts[m].notna().any()]
@@ -131,6 +224,25 @@ def class_trends(results: pd.DataFrame, axis: str, *, tolerance: float = 0.01) -
     the least-squares fit. ``direction`` is "gains" / "loses" when the change between the
     axis' lowest and highest value (means over runs) exceeds ``tolerance`` in accuracy,
     else "flat". Non-numeric axes use the rank of each value.
+
+    Examples
+    --------
+    Two classes, an axis ``p`` at 0 and 1, two seeds each (four runs): class ``a``
+    gains as ``p`` grows, class ``b`` loses.
+
+    >>> import pandas as pd
+    >>> from bioaug.study.bias import class_trends
+    >>> results = pd.DataFrame({
+    ...     "point": [0, 0, 1, 1, 2, 2, 3, 3], "seed": [0, 0, 1, 1] * 2,
+    ...     "p": [0.0] * 4 + [1.0] * 4, "class": ["a", "b"] * 4,
+    ...     "class_accuracy": [0.6, 0.8, 0.8, 0.8, 0.9, 0.5, 0.9, 0.7],
+    ...     "linear_accuracy": [0.7, 0.7, 0.8, 0.8, 0.7, 0.7, 0.8, 0.8]})
+    >>> trends = class_trends(results, "p")
+    >>> columns = ["class", "slope", "accuracy_at_min", "accuracy_at_max", "direction"]
+    >>> print(trends[columns].round(3).to_string())
+      class  slope  accuracy_at_min  accuracy_at_max direction
+    0     a    0.2              0.7              0.9     gains
+    1     b   -0.2              0.8              0.6     loses
     """
     check_results(results, [axis])
     values = sorted(results[axis].drop_duplicates().tolist(), key=sort_key)
@@ -154,7 +266,23 @@ def class_trends(results: pd.DataFrame, axis: str, *, tolerance: float = 0.01) -
 
 
 def accuracy_matrix(results: pd.DataFrame) -> pd.DataFrame:
-    """Runs × classes matrix of per-class accuracy (index: point)."""
+    """Runs × classes matrix of per-class accuracy (index: point).
+
+    Examples
+    --------
+    Two classes, an axis ``p`` at 0 and 1, two seeds each (four runs): class ``a``
+    gains as ``p`` grows, class ``b`` loses.
+
+    >>> import pandas as pd
+    >>> from bioaug.study.bias import accuracy_matrix
+    >>> results = pd.DataFrame({
+    ...     "point": [0, 0, 1, 1, 2, 2, 3, 3], "seed": [0, 0, 1, 1] * 2,
+    ...     "p": [0.0] * 4 + [1.0] * 4, "class": ["a", "b"] * 4,
+    ...     "class_accuracy": [0.6, 0.8, 0.8, 0.8, 0.9, 0.5, 0.9, 0.7],
+    ...     "linear_accuracy": [0.7, 0.7, 0.8, 0.8, 0.7, 0.7, 0.8, 0.8]})
+    >>> accuracy_matrix(results).to_numpy().tolist()
+    [[0.6, 0.8], [0.8, 0.8], [0.9, 0.5], [0.9, 0.7]]
+    """
     classes = sorted(results["class"].astype(str).unique())
     mat = results.assign(**{"class": results["class"].astype(str)}).pivot_table(
         index="point", columns="class", values="class_accuracy", aggfunc="mean",
@@ -168,6 +296,26 @@ def bias_matrix(results: pd.DataFrame) -> pd.DataFrame:
     Entry (a, b) near +1: the runs that are good for class a are good for class b too;
     near −1: a choice that helps a hurts b. A class whose accuracy never changes has no
     defined correlation (NaN). Needs at least 2 runs.
+
+    Examples
+    --------
+    Three runs: class ``b`` loses exactly what ``a`` gains, ``c`` never changes:
+
+    >>> import pandas as pd
+    >>> from bioaug.study.bias import bias_matrix
+    >>> results = pd.DataFrame({
+    ...     "point": [0, 0, 0, 1, 1, 1, 2, 2, 2], "class": ["a", "b", "c"] * 3,
+    ...     "class_accuracy": [0.5, 0.9, 0.7, 0.7, 0.7, 0.7, 0.9, 0.5, 0.7]})
+    >>> print(bias_matrix(results).round(3).to_string())
+             a    b   c
+    class
+    a      1.0 -1.0 NaN
+    b     -1.0  1.0 NaN
+    c      NaN  NaN NaN
+    >>> bias_matrix(results[results["point"] == 0])
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: the bias matrix needs at least 2 finished sweep points, got 1
     """
     mat = accuracy_matrix(results)
     if len(mat) < 2:
@@ -183,6 +331,24 @@ def spread_summary(results: pd.DataFrame, axes: Sequence[str]) -> dict[str, Any]
     """How far overall vs per-class accuracy move across the sweep (max − min of means).
 
     Means are over seeds at each parameter setting when seeds repeat, otherwise per run.
+
+    Examples
+    --------
+    Two classes, an axis ``p`` at 0 and 1, two seeds each (four runs): class ``a``
+    gains as ``p`` grows, class ``b`` loses.
+
+    >>> import pandas as pd
+    >>> from bioaug.study.bias import spread_summary
+    >>> results = pd.DataFrame({
+    ...     "point": [0, 0, 1, 1, 2, 2, 3, 3], "seed": [0, 0, 1, 1] * 2,
+    ...     "p": [0.0] * 4 + [1.0] * 4, "class": ["a", "b"] * 4,
+    ...     "class_accuracy": [0.6, 0.8, 0.8, 0.8, 0.9, 0.5, 0.9, 0.7],
+    ...     "linear_accuracy": [0.7, 0.7, 0.8, 0.8, 0.7, 0.7, 0.8, 0.8]})
+    >>> spread = spread_summary(results, ["p"])
+    >>> spread["overall_min"], spread["overall_max"], spread["overall_range"]
+    (0.75, 0.75, 0.0)
+    >>> {name: round(move, 3) for name, move in spread["class_ranges"].items()}
+    {'a': 0.2, 'b': 0.2}
     """
     check_results(results, axes)
     keys = list(axes) or ["point"]
@@ -206,6 +372,18 @@ def binomial_noise(results: pd.DataFrame) -> float | None:
     A per-class accuracy measured on ``n`` test items has binomial noise
     ``sqrt(a (1 − a) / n)``; changes smaller than about twice that are not evidence of bias,
     whatever the seeds say. None when the test counts are unknown.
+
+    Examples
+    --------
+    Accuracy 0.5 on 100 test items: ``2 * sqrt(0.5 * 0.5 / 100) = 0.1``.
+
+    >>> import pandas as pd
+    >>> from bioaug.study.bias import binomial_noise
+    >>> results = pd.DataFrame({"class": ["a", "b"], "class_accuracy": [0.5, 0.5]})
+    >>> binomial_noise(results.assign(class_n_test=100))
+    0.1
+    >>> binomial_noise(results) is None
+    True
     """
     if "class_n_test" not in results.columns:
         return None

@@ -135,7 +135,18 @@ def plot_overall_vs_per_class(results: pd.DataFrame, axes: Sequence[str], path: 
 
 
 def spread_decimals(sd: float, significant: int = 2, most: int = 4) -> int:
-    """Decimals that show ``sd`` with ``significant`` significant digits (at most ``most``)."""
+    """Decimals that show ``sd`` with ``significant`` significant digits (at most ``most``).
+
+    A spread that is not a positive number gets 3 decimals.
+
+    Examples
+    --------
+    >>> from bioaug.study.bias_report import spread_decimals
+    >>> [spread_decimals(sd) for sd in (0.5, 0.0123, 12.0, 1e-6, 0.0)]
+    [2, 3, 0, 4, 3]
+    >>> f"{0.0123:.{spread_decimals(0.0123)}f}"
+    '0.012'
+    """
     if not np.isfinite(sd) or sd <= 0:
         return 3
     return int(min(most, max(0, significant - 1 - int(np.floor(np.log10(sd))))))

@@ -33,6 +33,17 @@ class Transformation:
     description: str
 
     def op_params(self, amplitude: Any) -> dict[str, Any]:
+        """The op's parameters at ``amplitude``, always applied (``p = 1``).
+
+        Examples
+        --------
+        >>> from bioaug.study.invariance_library import LIBRARY
+        >>> LIBRARY["blur"].op_params(2.0)
+        {'sigma': [2.0, 2.0], 'p': 1.0}
+        >>> params = LIBRARY["contrast"].op_params(0.5)
+        >>> params["contrast"], params["brightness"], params["gamma"], params["p"]
+        ([0.5, 0.5], [1.0, 1.0], [1.0, 1.0], 1.0)
+        """
         return {**self.params(amplitude), "p": 1.0}
 
 
@@ -113,12 +124,28 @@ LIBRARY: dict[str, Transformation] = {t.name: t for t in [
 
 
 def channel_support(op_name: str) -> Any:
+    """The channel counts a registered op declares it handles (None: any).
+
+    Examples
+    --------
+    >>> from bioaug.study.invariance_library import channel_support
+    >>> channel_support("color_jitter").describe()
+    'exactly 3 channels (RGB)'
+    """
     from bioaug.augment import OPS
 
     return getattr(OPS[op_name], "channels", None)
 
 
 def supports(op_name: str, n_channels: int) -> bool:
+    """Whether a registered op handles images of ``n_channels`` channels.
+
+    Examples
+    --------
+    >>> from bioaug.study.invariance_library import supports
+    >>> supports("gaussian_blur", 5), supports("color_jitter", 3), supports("color_jitter", 1)
+    (True, True, False)
+    """
     support = channel_support(op_name)
     return True if support is None else bool(support.allows(n_channels))
 
@@ -129,6 +156,26 @@ def select(names: Sequence[str] | None, n_channels: int) -> tuple[list[Transform
 
     ``names=None``: the whole library minus what ``n_channels`` does not support or this
     build lacks (each noted). Named transformations must exist and be supported.
+
+    Examples
+    --------
+    >>> from bioaug.study.invariance_library import LIBRARY, select
+    >>> chosen, notes = select(["blur", "rotate90"], n_channels=5)
+    >>> [(t.name, t.amplitudes) for t in chosen], notes
+    ([('blur', (0.5, 1.0, 2.0, 4.0, 8.0, 20.0)), ('rotate90', (1, 2, 3))], [])
+
+    The whole library on one-channel images: what needs several channels is left out, with
+    a note each.
+
+    >>> chosen, notes = select(None, n_channels=1)
+    >>> "hue" in [t.name for t in chosen], len(chosen) + len(notes) == len(LIBRARY)
+    (False, True)
+    >>> print(notes[0])
+    channel_dropout: op 'channel_dropout' needs 2 or more channels, the data has 1; skipped
+    >>> select(["blurr"], n_channels=1)
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: unknown transformation 'blurr' (did you mean 'blur'?); known: ...
     """
     from bioaug.augment import OPS
 
@@ -167,7 +214,17 @@ def select(names: Sequence[str] | None, n_channels: int) -> tuple[list[Transform
 
 
 def describe_library() -> str:
-    """A text table of the library (``bioaug invariance --list``)."""
+    """A text table of the library (``bioaug invariance --list``).
+
+    Examples
+    --------
+    >>> from bioaug.study.invariance_library import describe_library
+    >>> for line in describe_library().splitlines()[:3]:
+    ...     print(line)
+    name              op                   amplitude              values
+    rotate            rotate               degrees                30, 60, 90, 120, ...
+    rotate90          rotate90             quarter turns          1, 2, 3
+    """
     lines = [f"{'name':<17} {'op':<20} {'amplitude':<22} values"]
     for t in LIBRARY.values():
         vals = ", ".join(str(a) for a in t.amplitudes)

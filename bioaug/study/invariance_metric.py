@@ -40,12 +40,41 @@ class Whitening:
     ridge: float
 
     def transform(self, features: np.ndarray) -> np.ndarray:
-        """``(f − μ) L`` for rows of ``features``."""
+        """``(f − μ) L`` for rows of ``features``.
+
+        Examples
+        --------
+        Whitening makes both feature directions count the same:
+
+        >>> import numpy as np
+        >>> from bioaug.study.invariance_metric import fit_whitening
+        >>> clean = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0], [0.0, -2.0]])
+        >>> white = fit_whitening(clean, ridge=0.0).transform(clean)
+        >>> np.round(white ** 2, 6).tolist()
+        [[1.5, 0.0], [0.0, 1.5], [1.5, 0.0], [0.0, 1.5]]
+        """
         return (np.asarray(features, dtype=np.float64) - self.mu) @ self.L
 
 
 def fit_whitening(clean: np.ndarray, ridge: float = DEFAULT_RIDGE) -> Whitening:
-    """μ and L = Cholesky(Σ⁻¹) of clean features ``(N, D)``, with a relative ridge on Σ."""
+    """μ and L = Cholesky(Σ⁻¹) of clean features ``(N, D)``, with a relative ridge on Σ.
+
+    Examples
+    --------
+    Four 2-D features with mean 0 and covariance ``diag(2/3, 8/3)``, so
+    ``L = diag(sqrt(1.5), sqrt(0.375))``:
+
+    >>> import numpy as np
+    >>> from bioaug.study.invariance_metric import fit_whitening
+    >>> clean = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0], [0.0, -2.0]])
+    >>> w = fit_whitening(clean, ridge=0.0)
+    >>> w.mu.tolist(), np.round(w.L ** 2, 6).tolist()
+    ([0.0, 0.0], [[1.5, 0.0], [0.0, 0.375]])
+    >>> fit_whitening(np.ones((4, 2)))
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: the clean features are constant: ... invariance is undefined
+    """
     x = np.asarray(clean, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
         raise ConfigError(f"need clean features of shape (N ≥ 2, D), got {list(x.shape)}")
@@ -68,7 +97,25 @@ def fit_whitening(clean: np.ndarray, ridge: float = DEFAULT_RIDGE) -> Whitening:
 
 def invariance_scores(clean: np.ndarray, transformed: np.ndarray,
                       whitening: Whitening) -> np.ndarray:
-    """Per-image invariance: cos((f(x) − μ)L, (f(T(x)) − μ)L), shape ``(N,)``."""
+    """Per-image invariance: cos((f(x) − μ)L, (f(T(x)) − μ)L), shape ``(N,)``.
+
+    Examples
+    --------
+    An identity map scores 1, a sign flip −1, a quarter turn of the whitened features 0:
+
+    >>> import numpy as np
+    >>> from bioaug.study.invariance_metric import fit_whitening, invariance_scores
+    >>> clean = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0], [0.0, -2.0]])
+    >>> w = fit_whitening(clean, ridge=0.0)
+    >>> invariance_scores(clean, clean, w).tolist(), invariance_scores(clean, -clean, w).tolist()
+    ([1.0, 1.0, 1.0, 1.0], [-1.0, -1.0, -1.0, -1.0])
+    >>> invariance_scores(clean, clean[[1, 2, 3, 0]], w).tolist()
+    [0.0, 0.0, 0.0, 0.0]
+    >>> invariance_scores(clean, clean[:3], w)
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: clean and transformed features differ in shape: [4, 2] vs [3, 2]
+    """
     a = whitening.transform(clean)
     b = whitening.transform(transformed)
     if a.shape != b.shape:
@@ -82,6 +129,20 @@ def invariance_scores(clean: np.ndarray, transformed: np.ndarray,
 
 def invariance(clean: np.ndarray, transformed: np.ndarray,
                whitening: Whitening | None = None) -> float:
-    """Mean invariance over images (whitening fitted on ``clean`` unless given)."""
+    """Mean invariance over images (whitening fitted on ``clean`` unless given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bioaug.study.invariance_metric import invariance
+    >>> clean = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0], [0.0, -2.0]])
+    >>> invariance(clean, clean), invariance(clean, 2 * clean), invariance(clean, -clean)
+    (1.0, 1.0, -1.0)
+
+    Two images unchanged (1), two sign-flipped (−1): the mean is 0.
+
+    >>> invariance(clean, np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 2.0]]))
+    0.0
+    """
     w = whitening if whitening is not None else fit_whitening(clean)
     return float(np.mean(invariance_scores(clean, transformed, w)))

@@ -54,7 +54,22 @@ class KeyPath:
 
 
 def parse_key_path(text: str) -> KeyPath:
-    """Parse ``views[*].steps.<op>.<param>``; a malformed path is a :class:`ConfigError`."""
+    """Parse ``views[*].steps.<op>.<param>``; a malformed path is a :class:`ConfigError`.
+
+    Examples
+    --------
+    >>> from bioaug.study.keypath import parse_key_path
+    >>> parse_key_path("views[1].steps.flip[1].p")
+    KeyPath(text='views[1].steps.flip[1].p', view=1, op='flip', occurrence=1, param='p')
+    >>> path = parse_key_path("views[*].crop_size")
+    >>> path.view, path.is_crop_size
+    (None, True)
+    >>> parse_key_path("views.0.steps.flip.p")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: malformed key path 'views.0.steps.flip.p'
+      hint: write it as views[<i>|*].steps.<op>[<j>].<param>  (e.g. ...
+    """
     m = _PATH_RE.match(text.strip())
     if not m:
         raise ConfigError(f"malformed key path '{text}'", hint=f"write it as {SYNTAX}")
@@ -79,7 +94,18 @@ def _same_as(view: Mapping[str, Any]) -> int | None:
 
 
 def step_name_params(step: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``{op: {params}}`` → ``(op, params)``."""
+    """``{op: {params}}`` → ``(op, params)``.
+
+    Examples
+    --------
+    >>> from bioaug.study.keypath import step_name_params
+    >>> step_name_params({"flip": {"p": 0.5}}), step_name_params({"grayscale": None})
+    (('flip', {'p': 0.5}), ('grayscale', {}))
+    >>> step_name_params({"flip": {}, "rotate90": {}})
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: a protocol step must be a one-key mapping {op: {params}}, got ...
+    """
     if not isinstance(step, Mapping) or len(step) != 1:
         raise ConfigError(f"a protocol step must be a one-key mapping {{op: {{params}}}}, "
                           f"got {step!r}")
@@ -104,6 +130,28 @@ def valid_paths(protocol: Mapping[str, Any],
 
     ``op_params`` (op name → parameter names, from the op registry) adds parameters the
     dictionary leaves out because they have their default value.
+
+    Examples
+    --------
+    A two-view protocol whose second view is ``same_as: 0`` (so it has no paths of its own):
+
+    >>> from bioaug.study.keypath import valid_paths
+    >>> protocol = {"name": "toy", "views": [
+    ...     {"crop_size": 64, "steps": [{"flip": {"p": 0.5}},
+    ...                                 {"gaussian_blur": {"sigma": [0.1, 1.5], "p": 0.3}}]},
+    ...     {"same_as": 0}]}
+    >>> for path in valid_paths(protocol, {"flip": ["p", "horizontal"]}):
+    ...     print(path)
+    views[*].crop_size
+    views[*].steps.flip.p
+    views[*].steps.flip.horizontal
+    views[*].steps.gaussian_blur.sigma
+    views[*].steps.gaussian_blur.p
+    views[0].crop_size
+    views[0].steps.flip.p
+    views[0].steps.flip.horizontal
+    views[0].steps.gaussian_blur.sigma
+    views[0].steps.gaussian_blur.p
     """
     out: list[str] = []
     star: list[str] = []
@@ -131,6 +179,17 @@ def format_paths(paths: Sequence[str], n_views: int | None = None) -> str:
 
     With ``n_views``, only the ``views[*]`` paths are listed, followed by a note that ``*``
     may be replaced by a view index.
+
+    Examples
+    --------
+    >>> from bioaug.study.keypath import format_paths
+    >>> paths = ["views[*].crop_size", "views[*].steps.gaussian_blur.sigma",
+    ...          "views[*].steps.gaussian_blur.p", "views[0].crop_size"]
+    >>> print(format_paths(paths, n_views=2))
+    <BLANKLINE>
+        views[*].crop_size
+        views[*].steps.gaussian_blur.{sigma, p}
+        (replace * by a view index, views[0] … views[1], to change one view only)
     """
     if n_views is not None:
         paths = [p for p in paths if p.startswith("views[*]")]
@@ -204,6 +263,36 @@ def apply_value(protocol: Mapping[str, Any], path: KeyPath | str, value: Any,
 
     Raises :class:`ConfigError` when the path matches no step (listing the valid paths) or
     names a parameter the op does not have (when ``op_params`` knows the op's parameters).
+
+    Examples
+    --------
+    A two-view protocol whose second view is ``same_as: 0``:
+
+    >>> from bioaug.study.keypath import apply_value
+    >>> protocol = {"name": "toy", "views": [
+    ...     {"crop_size": 64, "steps": [{"flip": {"p": 0.5}},
+    ...                                 {"gaussian_blur": {"sigma": [0.1, 1.5], "p": 0.3}}]},
+    ...     {"same_as": 0}]}
+    >>> views = apply_value(protocol, "views[*].steps.flip.p", 1.0)["views"]
+    >>> views[0]["steps"], views[1]
+    ([{'flip': {'p': 1.0}}, {'gaussian_blur': {'sigma': [0.1, 1.5], 'p': 0.3}}], {'same_as': 0})
+
+    Addressing the ``same_as`` view on its own gives it its own copy of view 0:
+
+    >>> views = apply_value(protocol, "views[1].crop_size", 32)["views"]
+    >>> views[0]["crop_size"], views[1]["crop_size"], views[1]["steps"] == views[0]["steps"]
+    (64, 32, True)
+    >>> protocol["views"][1]  # the input is left as it was
+    {'same_as': 0}
+    >>> apply_value(protocol, "views[*].steps.flp.p", 1.0)
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: key path ...: no view has a 'flp' step (did you mean 'flip'?)
+      hint: valid paths:
+        views[*].crop_size
+        views[*].steps.flip.p
+        views[*].steps.gaussian_blur.{sigma, p}
+        (replace * by a view index, views[0] … views[1], to change one view only)
     """
     kp = parse_key_path(path) if isinstance(path, str) else path
     out = copy.deepcopy(dict(protocol))
@@ -231,7 +320,24 @@ def apply_value(protocol: Mapping[str, Any], path: KeyPath | str, value: Any,
 
 
 def get_value(protocol: Mapping[str, Any], path: KeyPath | str) -> list[Any]:
-    """The current value(s) at ``path`` (one per addressed view; None where unset)."""
+    """The current value(s) at ``path`` (one per addressed view; None where unset).
+
+    Examples
+    --------
+    A two-view protocol whose second view is ``same_as: 0``:
+
+    >>> from bioaug.study.keypath import apply_value, get_value
+    >>> protocol = {"name": "toy", "views": [
+    ...     {"crop_size": 64, "steps": [{"flip": {"p": 0.5}},
+    ...                                 {"gaussian_blur": {"sigma": [0.1, 1.5], "p": 0.3}}]},
+    ...     {"same_as": 0}]}
+    >>> get_value(protocol, "views[*].steps.flip.p"), get_value(protocol, "views[1].crop_size")
+    ([0.5], [64])
+    >>> get_value(protocol, "views[*].steps.flip.horizontal")
+    [None]
+    >>> get_value(apply_value(protocol, "views[1].steps.flip.p", 1.0), "views[*].steps.flip.p")
+    [0.5, 1.0]
+    """
     kp = parse_key_path(path) if isinstance(path, str) else path
     views = _views(protocol)
     values = []

@@ -32,19 +32,48 @@ def _plain(report: Any) -> Mapping[str, Any]:
 
 
 def dig(report: Mapping[str, Any], keys: Sequence[str]) -> Any:
-    """``report[k0][k1]…`` or None (see :func:`bioaug.evaluate.metrics.dig`)."""
+    """``report[k0][k1]…`` or None (see :func:`bioaug.evaluate.metrics.dig`).
+
+    Examples
+    --------
+    >>> from bioaug.study.results import dig
+    >>> report = {"linear": {"accuracy": 0.75}}
+    >>> dig(report, ["linear", "accuracy"]), dig(report, ["linear", "n_test"])
+    (0.75, None)
+    """
     return metrics_mod.dig(report, keys)
 
 
 def cell_value(value: Any) -> Any:
-    """A CSV-friendly form of an axis value (lists and dicts as JSON text)."""
+    """A CSV-friendly form of an axis value (lists and dicts as JSON text).
+
+    Examples
+    --------
+    >>> from bioaug.study.results import cell_value
+    >>> cell_value([0.1, 2.0]), cell_value((1, 2)), cell_value({"a": 1}), cell_value(0.5)
+    ('[0.1, 2.0]', '[1, 2]', '{"a": 1}', 0.5)
+    """
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value)
     return value
 
 
 def overall_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
-    """The registered metrics of a report, plus its item, class and test counts."""
+    """The registered metrics of a report, plus its item, class and test counts.
+
+    Examples
+    --------
+    >>> from bioaug.study.results import overall_metrics
+    >>> report = {"input": {"n_items": 40, "n_classes": 2},
+    ...           "clustering": {"leiden": {"ami": 0.5}},
+    ...           "linear": {"accuracy": 0.75, "n_test": 20, "per_class": {"a": 0.9, "b": 0.6},
+    ...                      "per_class_n_test": {"a": 10, "b": 10}}}
+    >>> values = overall_metrics(report)
+    >>> values["leiden_ami"], values["linear_accuracy"], values["nsc"]
+    (0.5, 0.75, None)
+    >>> values["n_items"], values["n_classes"], values["linear_n_test"]
+    (40, 2, 20)
+    """
     report = _plain(report)
     out: dict[str, Any] = dict(metrics_mod.metric_values(report))
     inp = report.get("input") if isinstance(report.get("input"), Mapping) else {}
@@ -56,6 +85,22 @@ def overall_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def per_class_accuracy(report: Mapping[str, Any]) -> dict[str, float]:
+    """Class → linear-probe accuracy (``linear.per_class``; NaN where a class has none).
+
+    A class entry is a number or a mapping with ``accuracy`` (or ``value``); a report
+    without per-class accuracies is a :class:`ConfigError`.
+
+    Examples
+    --------
+    >>> from bioaug.study.results import per_class_accuracy
+    >>> per_class_accuracy({"linear": {"per_class": {"a": 0.9, "b": {"accuracy": 0.6},
+    ...                                              "c": None}}})
+    {'a': 0.9, 'b': 0.6, 'c': nan}
+    >>> per_class_accuracy({"linear": {"accuracy": 0.75}})
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: the evaluation report has no linear.per_class accuracies
+    """
     report = _plain(report)
     per_class = dig_raw(report, ("linear", "per_class"))
     if not isinstance(per_class, Mapping) or not per_class:
@@ -69,6 +114,15 @@ def per_class_accuracy(report: Mapping[str, Any]) -> dict[str, float]:
 
 
 def dig_raw(report: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    """``report[k0][k1]…`` of a plain nested mapping, or None when a key is missing.
+
+    Examples
+    --------
+    >>> from bioaug.study.results import dig_raw
+    >>> report = {"linear": {"per_class": {"a": 0.9}}}
+    >>> dig_raw(report, ("linear", "per_class")), dig_raw(report, ("clustering", "leiden"))
+    ({'a': 0.9}, None)
+    """
     node: Any = report
     for k in keys:
         if not isinstance(node, Mapping) or k not in node:
@@ -79,7 +133,25 @@ def dig_raw(report: Mapping[str, Any], keys: Sequence[str]) -> Any:
 
 def point_rows(point: int, seed: int, params: Mapping[str, Any],
                report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The results rows of one finished point."""
+    """The results rows of one finished point.
+
+    Examples
+    --------
+    Point 3 (seed 1) of a sweep over a blur range, evaluated on two classes:
+
+    >>> from bioaug.study.results import point_rows
+    >>> report = {"input": {"n_items": 40, "n_classes": 2},
+    ...           "clustering": {"leiden": {"ami": 0.5}},
+    ...           "linear": {"accuracy": 0.75, "n_test": 20, "per_class": {"a": 0.9, "b": 0.6},
+    ...                      "per_class_n_test": {"a": 10, "b": 10}}}
+    >>> rows = point_rows(3, 1, {"views[*].steps.gaussian_blur.sigma": [0.1, 2.0]}, report)
+    >>> for row in rows:
+    ...     print(row["point"], row["seed"], row["views[*].steps.gaussian_blur.sigma"],
+    ...           row["linear_accuracy"], row["class"], row["class_accuracy"],
+    ...           row["class_n_test"])
+    3 1 [0.1, 2.0] 0.75 a 0.9 10
+    3 1 [0.1, 2.0] 0.75 b 0.6 10
+    """
     report = _plain(report)
     base: dict[str, Any] = {"point": point, "seed": seed}
     base.update({path: cell_value(v) for path, v in params.items()})
@@ -91,7 +163,29 @@ def point_rows(point: int, seed: int, params: Mapping[str, Any],
 
 
 def gather(points: Sequence[tuple[int, int, Mapping[str, Any], Path]]) -> pd.DataFrame:
-    """Rows for every ``(point, seed, params, report.json path)`` given."""
+    """Rows for every ``(point, seed, params, report.json path)`` given.
+
+    An unreadable report is a :class:`ConfigError` naming the file and the point.
+
+    Examples
+    --------
+    >>> import json
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from bioaug.study.results import gather
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> report = {"linear": {"accuracy": 0.75, "per_class": {"a": 0.9, "b": 0.6}}}
+    >>> _ = (folder / "report.json").write_text(json.dumps(report))
+    >>> table = gather([(0, 0, {"views[*].crop_size": 32}, folder / "report.json")])
+    >>> columns = ["point", "seed", "views[*].crop_size", "linear_accuracy", "class",
+    ...            "class_accuracy"]
+    >>> table[columns].to_numpy().tolist()
+    [[0, 0, 32, 0.75, 'a', 0.9], [0, 0, 32, 0.75, 'b', 0.6]]
+    >>> gather([(1, 0, {}, folder / "missing.json")])
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: .../missing.json: cannot read the report of point 1: ...
+    """
     rows: list[dict[str, Any]] = []
     for point, seed, params, report_path in points:
         try:

@@ -126,6 +126,17 @@ class SweepConfig(BaseModel):
         return self.model_dump(mode="json")
 
     def sha256(self) -> str:
+        """Hash of :meth:`normalized`: equal for two files that describe the same sweep.
+
+        Examples
+        --------
+        >>> from bioaug.study.sweep_config import parse_sweep_config
+        >>> a = parse_sweep_config({"bioaug_sweep": 1, "protocol": "none", "data": "crops"})
+        >>> b = parse_sweep_config({"bioaug_sweep": 1, "protocol": "none", "data": "crops",
+        ...                         "seeds": [0], "method": "moco_v2"})
+        >>> a.sha256() == b.sha256(), a.sha256() == a.model_copy(update={"seeds": [1]}).sha256()
+        (True, False)
+        """
         return sha256_text(yaml.safe_dump(self.normalized(), sort_keys=True))
 
 
@@ -138,12 +149,33 @@ class SweepPoint:
     seed: int
 
     def label(self) -> str:
+        """``path=value`` for every axis, then the seed.
+
+        Examples
+        --------
+        >>> from bioaug.study.sweep_config import SweepPoint
+        >>> SweepPoint(index=3, params={"views[*].crop_size": 48}, seed=1).label()
+        'views[*].crop_size=48, seed=1'
+        """
         parts = [f"{k}={v}" for k, v in self.params.items()]
         return ", ".join([*parts, f"seed={self.seed}"])
 
 
 def parse_sweep_config(data: Any, source: str = "<sweep>") -> SweepConfig:
-    """Validate a sweep mapping (already loaded from YAML)."""
+    """Validate a sweep mapping (already loaded from YAML).
+
+    Examples
+    --------
+    >>> from bioaug.study.sweep_config import parse_sweep_config
+    >>> cfg = parse_sweep_config({"bioaug_sweep": 1, "protocol": "none", "data": "crops"})
+    >>> cfg.method, cfg.backbone, cfg.seeds, cfg.axes
+    ('moco_v2', 'vgg13_bn', [0], {})
+    >>> parse_sweep_config({"bioaug_sweep": 1, "protocol": "none", "data": "crops",
+    ...                     "seeds": [0, 0]}, source="sweep.yaml")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: sweep.yaml: seeds: seeds repeat: [0, 0]
+    """
     if not isinstance(data, Mapping):
         raise ConfigError("a sweep file must be a YAML mapping (bioaug_sweep, protocol, data, "
                           "axes, seeds …)", where=source)
@@ -157,7 +189,24 @@ def parse_sweep_config(data: Any, source: str = "<sweep>") -> SweepConfig:
 
 
 def resolve_paths(cfg: SweepConfig, base_dir: Path) -> SweepConfig:
-    """Make ``data`` and a file ``protocol`` absolute, relative to the sweep file."""
+    """Make ``data`` and a file ``protocol`` absolute, relative to the sweep file.
+
+    A protocol is a file when it exists there or ends in ``.yaml`` / ``.yml``; anything
+    else is kept as the name of a shipped protocol.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from bioaug.study.sweep_config import parse_sweep_config, resolve_paths
+    >>> folder = Path(tempfile.mkdtemp()).resolve()
+    >>> cfg = parse_sweep_config({"bioaug_sweep": 1, "protocol": "mine.yaml", "data": "crops"})
+    >>> cfg = resolve_paths(cfg, folder)
+    >>> [Path(p).relative_to(folder).as_posix() for p in (cfg.data, cfg.protocol)]
+    ['crops', 'mine.yaml']
+    >>> resolve_paths(cfg.model_copy(update={"protocol": "bbbc021-expert"}), folder).protocol
+    'bbbc021-expert'
+    """
     data = Path(cfg.data).expanduser()
     if not data.is_absolute():
         data = (base_dir / data).resolve()
@@ -171,7 +220,26 @@ def resolve_paths(cfg: SweepConfig, base_dir: Path) -> SweepConfig:
 
 def load_sweep_config(path: str | Path) -> SweepConfig:
     """Read a sweep file; relative paths inside it are resolved against its folder. A
-    missing file, a YAML syntax error or a key given twice is a ConfigError with the line."""
+    missing file, a YAML syntax error or a key given twice is a ConfigError with the line.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import yaml
+    >>> from bioaug.study.sweep_config import load_sweep_config
+    >>> folder = Path(tempfile.mkdtemp()).resolve()
+    >>> sweep = {"bioaug_sweep": 1, "protocol": "bbbc021-expert", "data": "crops",
+    ...          "axes": {"views[*].crop_size": [32, 48]}}
+    >>> _ = (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    >>> cfg = load_sweep_config(folder / "sweep.yaml")
+    >>> cfg.data == str(folder / "crops"), cfg.protocol, cfg.axes
+    (True, 'bbbc021-expert', {'views[*].crop_size': [32, 48]})
+    >>> load_sweep_config(folder / "missing.yaml")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: sweep file .../missing.yaml does not exist
+    """
     from bioaug.augment.yamlsource import read_yaml_file
 
     p = Path(path)
@@ -181,7 +249,24 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
 
 
 def enumerate_points(cfg: SweepConfig) -> list[SweepPoint]:
-    """Cartesian product of the axes × seeds (seeds vary fastest)."""
+    """Cartesian product of the axes × seeds (seeds vary fastest).
+
+    Examples
+    --------
+    Two values of one axis, two seeds: four points; no axis: one point per seed.
+
+    >>> from bioaug.study.sweep_config import enumerate_points, parse_sweep_config
+    >>> cfg = parse_sweep_config({"bioaug_sweep": 1, "protocol": "none", "data": "crops",
+    ...                           "axes": {"views[*].crop_size": [32, 48]}, "seeds": [0, 1]})
+    >>> for point in enumerate_points(cfg):
+    ...     print(point.index, point.label())
+    0 views[*].crop_size=32, seed=0
+    1 views[*].crop_size=32, seed=1
+    2 views[*].crop_size=48, seed=0
+    3 views[*].crop_size=48, seed=1
+    >>> enumerate_points(cfg.model_copy(update={"axes": {}}))
+    [SweepPoint(index=0, params={}, seed=0), SweepPoint(index=1, params={}, seed=1)]
+    """
     paths = cfg.axis_paths
     combos = list(itertools.product(*[cfg.axes[p] for p in paths])) if paths else [()]
     points = []
@@ -208,6 +293,18 @@ def _op_params() -> dict[str, list[str]]:
 
 
 def base_protocol_dict(cfg: SweepConfig) -> dict[str, Any]:
+    """The sweep's base protocol (shipped name or file) as a plain dictionary.
+
+    Examples
+    --------
+    >>> from bioaug.study.keypath import get_value
+    >>> from bioaug.study.sweep_config import base_protocol_dict, parse_sweep_config
+    >>> cfg = parse_sweep_config({"bioaug_sweep": 1, "protocol": "bbbc021-expert",
+    ...                           "data": "crops"})
+    >>> base = base_protocol_dict(cfg)
+    >>> base["name"], get_value(base, "views[*].steps.stain_jitter.p")
+    ('bbbc021-expert', [0.8])
+    """
     from bioaug.augment import load_protocol
 
     return load_protocol(cfg.protocol).to_dict()
@@ -216,7 +313,22 @@ def base_protocol_dict(cfg: SweepConfig) -> dict[str, Any]:
 def point_protocol(base: Mapping[str, Any], params: Mapping[str, Any], *,
                    source: str = "<sweep>", op_params: Mapping[str, list[str]] | None = None
                    ) -> Any:
-    """The validated Protocol of one point: ``base`` with every axis value written in."""
+    """The validated Protocol of one point: ``base`` with every axis value written in.
+
+    Examples
+    --------
+    >>> from bioaug.study.sweep_config import point_protocol
+    >>> base = {"bioaug_protocol": 1, "name": "toy",
+    ...         "views": [{"crop_size": 32, "steps": [{"flip": {"p": 0.5}}]}]}
+    >>> protocol = point_protocol(base, {"views[*].steps.flip.p": 1.0,
+    ...                                  "views[*].crop_size": 16})
+    >>> protocol.views[0].crop_size, protocol.views[0].steps[0].params.p
+    (16, 1.0)
+    >>> point_protocol(base, {"views[*].steps.flip.p": 1.5}, source="sweep.yaml")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: sweep.yaml: axis value not valid ... must be in [0, 1], got 1.5
+    """
     from bioaug.augment import protocol_from_dict
 
     d: dict[str, Any] = dict(base)
@@ -235,6 +347,19 @@ def validate_axes(cfg: SweepConfig, source: str = "<sweep>") -> dict[str, Any]:
 
     Each value is checked on its own (other axes at their base value) so the message names
     the one value at fault; a path that matches no step lists the protocol's valid paths.
+
+    Examples
+    --------
+    >>> from bioaug.study.sweep_config import parse_sweep_config, validate_axes
+    >>> sweep = {"bioaug_sweep": 1, "protocol": "bbbc021-expert", "data": "crops",
+    ...          "axes": {"views[*].steps.stain_jitter.p": [0.0, 1.0]}}
+    >>> validate_axes(parse_sweep_config(sweep))["name"]
+    'bbbc021-expert'
+    >>> sweep["axes"] = {"views[*].steps.stain_jitter.p": [0.0, 1.5]}
+    >>> validate_axes(parse_sweep_config(sweep), source="sweep.yaml")
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: sweep.yaml: axes...: ...stain_jitter.p: must be in [0, 1], got 1.5
     """
     base = base_protocol_dict(cfg)
     ops = _op_params()
@@ -253,7 +378,18 @@ def validate_axes(cfg: SweepConfig, source: str = "<sweep>") -> dict[str, Any]:
 
 
 def diff_configs(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable differences between two normalised sweep configs."""
+    """Human-readable differences between two normalised sweep configs.
+
+    Examples
+    --------
+    >>> from bioaug.study.sweep_config import diff_configs
+    >>> old = {"seeds": [0], "train": {"epochs": 20, "lr": 0.1}}
+    >>> new = {"seeds": [0, 1], "train": {"epochs": 20}}
+    >>> for line in diff_configs(old, new):
+    ...     print(line)
+    seeds: [0] in the existing sweep, now [0, 1]
+    train.lr: 0.1 in the existing sweep, now absent
+    """
     out: list[str] = []
     for key in list(dict.fromkeys([*old, *new])):
         path = f"{prefix}{key}"
