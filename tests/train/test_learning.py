@@ -180,3 +180,30 @@ def test_mae_reference_trains_the_backbone_and_lowers_the_loss(reference, tiny_s
     assert not torch.equal(trained["vit.pos_embed"], init["vit.pos_embed"])
     assert not torch.equal(trained["vit.blocks.0.attn.qkv.weight"],
                            init["vit.blocks.0.attn.qkv.weight"])
+
+
+# -- benchmarks/learning.py's options ------------------------------------------------------
+@pytest.fixture(scope="module")
+def learning() -> ModuleType:
+    """``benchmarks/learning.py`` as a module."""
+    spec = importlib.util.spec_from_file_location("learning", REPO / "benchmarks" / "learning.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["learning"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_method_kwargs_reach_the_runs_and_name_them(learning: ModuleType, tmp_path) -> None:
+    import argparse
+
+    args = argparse.Namespace(method_kwargs=["momentum=0.95", "out_dim=256"])
+    hparams = learning.method_kwargs(args)
+    assert hparams == {"momentum": 0.95, "out_dim": 256}
+    ds = learning.Dataset("d", tmp_path, "mnist-multicrop", "vit_tiny", {"patch_size": 7},
+                          method_kwargs=hparams)
+    assert learning.run_tag(ds, 60, 128) == "60steps-b128-vit_tiny-patch_size7-momentum0.95-out_dim256"
+    plain = learning.Dataset("d", tmp_path, "mnist-all", "vgg_mnist", {"width": 0.5})
+    assert learning.run_tag(plain, 300, 256) == "300steps-b256-w0.5"  # earlier runs' names
+    with pytest.raises(SystemExit, match="KEY=VALUE pairs, got 'momentum'"):
+        learning.method_kwargs(argparse.Namespace(method_kwargs=["momentum"]))
