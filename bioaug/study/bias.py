@@ -51,13 +51,17 @@ def check_results(results: pd.DataFrame, axes: Sequence[str]) -> None:
     Traceback (most recent call last):
     ...
     bioaug.errors.ConfigError: the results table lacks column(s) ['p']; it has ['point', ...]
+    >>> check_results(pd.DataFrame(), ["p"])
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: the results table is empty: no sweep point has finished
     """
+    if results.empty:
+        raise ConfigError("the results table is empty: no sweep point has finished")
     missing = [c for c in (*REQUIRED, *axes) if c not in results.columns]
     if missing:
         raise ConfigError(f"the results table lacks column(s) {missing}; it has "
                           f"{list(results.columns)}")
-    if results.empty:
-        raise ConfigError("the results table is empty: no sweep point has finished")
 
 
 def axis_positions(values: Sequence[Any]) -> tuple[np.ndarray, list[str], bool]:
@@ -217,13 +221,30 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(xc * (y - y.mean())) / np.sum(xc * xc))
 
 
+def trend_direction(change: float, tolerance: float) -> str:
+    """"gains" / "loses" past ``tolerance``, "flat" within it, "unknown" for NaN.
+
+    Examples
+    --------
+    >>> from bioaug.study.bias import trend_direction
+    >>> [trend_direction(c, 0.01) for c in (0.2, -0.2, 0.005, float("nan"))]
+    ['gains', 'loses', 'flat', 'unknown']
+    """
+    if not np.isfinite(change):
+        return "unknown"
+    if change > tolerance:
+        return "gains"
+    return "loses" if change < -tolerance else "flat"
+
+
 def class_trends(results: pd.DataFrame, axis: str, *, tolerance: float = 0.01) -> pd.DataFrame:
     """For each class: slope of accuracy against ``axis`` and the low-to-high change.
 
     Every run contributes one (x, accuracy) pair, so other axes and seeds are averaged in
     the least-squares fit. ``direction`` is "gains" / "loses" when the change between the
     axis' lowest and highest value (means over runs) exceeds ``tolerance`` in accuracy,
-    else "flat". Non-numeric axes use the rank of each value.
+    "flat" when it does not, and "unknown" when the class has no accuracy at one of those
+    two values (change NaN). Non-numeric axes use the rank of each value.
 
     Examples
     --------
@@ -243,6 +264,14 @@ def class_trends(results: pd.DataFrame, axis: str, *, tolerance: float = 0.01) -
       class  slope  accuracy_at_min  accuracy_at_max direction
     0     a    0.2              0.7              0.9     gains
     1     b   -0.2              0.8              0.6     loses
+
+    A class never measured at the highest value has no change to report:
+
+    >>> partial = results[~((results["class"] == "b") & (results["p"] == 1.0))]
+    >>> print(class_trends(partial, "p")[["class", "change", "direction"]].to_string())
+      class  change direction
+    0     a     0.2     gains
+    1     b     NaN   unknown
     """
     check_results(results, [axis])
     values = sorted(results[axis].drop_duplicates().tolist(), key=sort_key)
@@ -255,8 +284,7 @@ def class_trends(results: pd.DataFrame, axis: str, *, tolerance: float = 0.01) -
         means = sub.groupby(sub[axis].astype(str))["class_accuracy"].mean()
         lo, hi = means.get(str(values[0]), np.nan), means.get(str(values[-1]), np.nan)
         change = float(hi - lo)
-        direction = ("gains" if change > tolerance else "loses" if change < -tolerance
-                     else "flat")
+        direction = trend_direction(change, tolerance)
         rows.append({"axis": axis, "class": cls, "slope": _slope(x, y),
                      "slope_unit": "per unit" if numeric else "per step",
                      f"accuracy_at_{'min' if numeric else 'first'}": float(lo),

@@ -4,7 +4,8 @@ Writes into ``DIR/report/``:
 
 - ``per_class.csv`` — per-class accuracy per parameter setting (mean, std over seeds);
 - ``overall.csv`` — overall metrics per parameter setting;
-- ``trends.csv`` — per axis and class: slope, change low → high, gains/loses/flat;
+- ``trends.csv`` — per axis and class: slope, change low → high, gains/loses/flat/unknown
+  (unknown: the class has no accuracy at the lowest or highest value);
 - ``bias_matrix.csv`` — inter-class correlation across runs;
 - ``per_class_vs_param.png``, ``bias_heatmap.png``, ``overall_vs_per_class.png``;
 - ``report.md`` — the tables and pictures with a short reading guide.
@@ -197,6 +198,32 @@ def _noise_lines(results: pd.DataFrame) -> list[str]:
                if seeds == 1 else "."), ""]
 
 
+def _trend_sentence(trends: pd.DataFrame, axis: str) -> str:
+    """Which classes gain and lose as ``axis`` grows, and which cannot be told.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bioaug.study.bias_report import _trend_sentence
+    >>> trends = pd.DataFrame({"class": ["a", "b", "c"],
+    ...                        "direction": ["gains", "flat", "unknown"]})
+    >>> print(_trend_sentence(trends, "p"))
+    As `p` grows: gain — `a`; lose — none (change of more than 0.01 in accuracy between the
+    lowest and highest value). Not measured at both ends, so no trend: `c`.
+    """
+    def named(direction: str) -> str:
+        return ", ".join(f"`{c}`" for c in trends.loc[trends["direction"] == direction,
+                                                      "class"])
+
+    text = (f"As `{axis}` grows: gain — {named('gains') or 'none'}; lose — "
+            f"{named('loses') or 'none'} (change of more than 0.01 in accuracy between the "
+            "lowest and highest value).")
+    unknown = named("unknown")
+    if unknown:
+        text += f" Not measured at both ends, so no trend: {unknown}."
+    return text
+
+
 def write_bias_report(results: pd.DataFrame, axes: Sequence[str], out: Path, *,
                       title: str = "Sweep") -> dict[str, Path]:
     """Write every table, picture and ``report.md`` of the class-bias analysis into ``out``."""
@@ -245,12 +272,7 @@ def write_bias_report(results: pd.DataFrame, axes: Sequence[str], out: Path, *,
              "![per-class accuracy](per_class_vs_param.png)", ""]
     if not trends.empty:
         for axis in axes:
-            t = trends[trends["axis"] == axis]
-            gains = ", ".join(f"`{c}`" for c in t.loc[t["direction"] == "gains", "class"])
-            loses = ", ".join(f"`{c}`" for c in t.loc[t["direction"] == "loses", "class"])
-            lines += [f"As `{axis}` grows: gain — {gains or 'none'}; lose — {loses or 'none'} "
-                      "(change of more than 0.01 in accuracy between the lowest and highest "
-                      "value).", ""]
+            lines += [_trend_sentence(trends[trends["axis"] == axis], axis), ""]
         lines += [_md_table(trends.drop(columns=["slope_unit"])), ""]
     lines += ["Full per-class table: [per_class.csv](per_class.csv).", "",
               "## Inter-class bias matrix", "",

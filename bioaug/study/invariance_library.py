@@ -155,7 +155,8 @@ def select(names: Sequence[str] | None, n_channels: int) -> tuple[list[Transform
     """The transformations to measure and notes on what was skipped.
 
     ``names=None``: the whole library minus what ``n_channels`` does not support or this
-    build lacks (each noted). Named transformations must exist and be supported.
+    build lacks (each noted). Named transformations must exist, be supported and be named
+    once each.
 
     Examples
     --------
@@ -176,6 +177,10 @@ def select(names: Sequence[str] | None, n_channels: int) -> tuple[list[Transform
     Traceback (most recent call last):
     ...
     bioaug.errors.ConfigError: unknown transformation 'blurr' (did you mean 'blur'?); known: ...
+    >>> select(["blur", "rotate90", "blur"], n_channels=1)
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: transformation 'blur' is named twice (positions 1 and 3 ...); name ...
     """
     from bioaug.augment import OPS
 
@@ -210,7 +215,18 @@ def select(names: Sequence[str] | None, n_channels: int) -> tuple[list[Transform
                      + ", ".join(n for n, tt in LIBRARY.items()
                                  if tt.op in OPS and supports(tt.op, n_channels)))
         chosen.append(t)
+    _refuse_repeated_names(names)
     return chosen, notes
+
+
+def _refuse_repeated_names(names: Sequence[str]) -> None:
+    """A ConfigError naming the first transformation that is asked for more than once."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        j = first.setdefault(name, i)
+        if j != i:
+            raise ConfigError(f"transformation '{name}' is named twice (positions {j + 1} and "
+                              f"{i + 1} of the list); name each transformation once")
 
 
 def describe_library() -> str:

@@ -95,6 +95,51 @@ def fit_whitening(clean: np.ndarray, ridge: float = DEFAULT_RIDGE) -> Whitening:
     return Whitening(mu=mu, L=L, ridge=ridge)
 
 
+def check_feature_pair(clean: np.ndarray, transformed: np.ndarray,
+                       whitening: Whitening | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Both feature arrays as float ``(N, D)`` arrays of one shape, or a ConfigError.
+
+    With ``whitening`` given, ``D`` must also be the number of features it was fitted on.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bioaug.study.invariance_metric import check_feature_pair
+    >>> a, b = check_feature_pair(np.zeros((4, 2)), np.ones((4, 2)))
+    >>> a.shape, b.dtype
+    ((4, 2), dtype('float64'))
+    >>> check_feature_pair(np.zeros((4, 2)), np.zeros((4, 1)))
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: clean and transformed features differ in shape: [4, 2] vs [4, 1]...
+    >>> check_feature_pair(np.zeros(2), np.zeros(2))
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: the clean features must be a 2-D array (N images, D features), ...
+    """
+    a = _as_features(clean, "clean")
+    b = _as_features(transformed, "transformed")
+    if a.shape != b.shape:
+        raise ConfigError(f"clean and transformed features differ in shape: "
+                          f"{list(a.shape)} vs {list(b.shape)}; both must be (N images, "
+                          "D features) with the same N and D")
+    n_fitted = whitening.mu.shape[0] if whitening is not None else a.shape[1]
+    if a.shape[1] != n_fitted:
+        raise ConfigError(f"the features have {a.shape[1]} dimension"
+                          f"{'s' if a.shape[1] != 1 else ''} but the whitening was fitted on "
+                          f"{n_fitted}; use features of the same model and layer")
+    return a, b
+
+
+def _as_features(features: np.ndarray, which: str) -> np.ndarray:
+    """``features`` as a float64 array, or a ConfigError unless it is 2-D."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ConfigError(f"the {which} features must be a 2-D array (N images, D features), "
+                          f"got shape {list(x.shape)}")
+    return x
+
+
 def invariance_scores(clean: np.ndarray, transformed: np.ndarray,
                       whitening: Whitening) -> np.ndarray:
     """Per-image invariance: cos((f(x) − μ)L, (f(T(x)) − μ)L), shape ``(N,)``.
@@ -114,13 +159,11 @@ def invariance_scores(clean: np.ndarray, transformed: np.ndarray,
     >>> invariance_scores(clean, clean[:3], w)
     Traceback (most recent call last):
     ...
-    bioaug.errors.ConfigError: clean and transformed features differ in shape: [4, 2] vs [3, 2]
+    bioaug.errors.ConfigError: clean and transformed features differ in shape: [4, 2] vs [3, 2]...
     """
-    a = whitening.transform(clean)
-    b = whitening.transform(transformed)
-    if a.shape != b.shape:
-        raise ConfigError(f"clean and transformed features differ in shape: "
-                          f"{list(a.shape)} vs {list(b.shape)}")
+    a, b = check_feature_pair(clean, transformed, whitening)
+    a = whitening.transform(a)
+    b = whitening.transform(b)
     na = np.linalg.norm(a, axis=1)
     nb = np.linalg.norm(b, axis=1)
     denom = np.maximum(na * nb, np.finfo(np.float64).tiny)
@@ -144,5 +187,6 @@ def invariance(clean: np.ndarray, transformed: np.ndarray,
     >>> invariance(clean, np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 2.0]]))
     0.0
     """
+    check_feature_pair(clean, transformed, whitening)
     w = whitening if whitening is not None else fit_whitening(clean)
     return float(np.mean(invariance_scores(clean, transformed, w)))

@@ -100,17 +100,40 @@ def per_class_accuracy(report: Mapping[str, Any]) -> dict[str, float]:
     Traceback (most recent call last):
     ...
     bioaug.errors.ConfigError: the evaluation report has no linear.per_class accuracies
+    >>> per_class_accuracy({"linear": {"per_class": {"a": 0.9, "b": "n/a"}}})
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: linear.per_class.b is 'n/a', not a number; ...
     """
     report = _plain(report)
     per_class = dig_raw(report, ("linear", "per_class"))
     if not isinstance(per_class, Mapping) or not per_class:
         raise ConfigError("the evaluation report has no linear.per_class accuracies")
-    out: dict[str, float] = {}
-    for cls, val in per_class.items():
-        if isinstance(val, Mapping):
-            val = val.get("accuracy", val.get("value"))
-        out[str(cls)] = float(val) if val is not None else float("nan")
-    return out
+    return {str(cls): class_accuracy(str(cls), val) for cls, val in per_class.items()}
+
+
+def class_accuracy(cls: str, entry: Any) -> float:
+    """One ``linear.per_class`` entry as a float: NaN for null, else a number.
+
+    Examples
+    --------
+    >>> from bioaug.study.results import class_accuracy
+    >>> class_accuracy("a", 0.5), class_accuracy("a", {"accuracy": 1}), class_accuracy("a", None)
+    (0.5, 1.0, nan)
+    >>> class_accuracy("DNA damage", [0.5])
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: linear.per_class.DNA damage is [0.5], not a number; ...
+    """
+    value = entry.get("accuracy", entry.get("value")) if isinstance(entry, Mapping) else entry
+    if value is None:
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"linear.per_class.{cls} is {value!r}, not a number; a class "
+                          "accuracy is a number from 0 to 1, or null when the class has no "
+                          "test items") from None
 
 
 def dig_raw(report: Mapping[str, Any], keys: Sequence[str]) -> Any:
@@ -184,14 +207,46 @@ def gather(points: Sequence[tuple[int, int, Mapping[str, Any], Path]]) -> pd.Dat
     >>> gather([(1, 0, {}, folder / "missing.json")])
     Traceback (most recent call last):
     ...
-    bioaug.errors.ConfigError: .../missing.json: cannot read the report of point 1: ...
+    bioaug.errors.ConfigError: .../missing.json: cannot read ... point 1: No such file or directory
     """
     rows: list[dict[str, Any]] = []
     for point, seed, params, report_path in points:
+        report = read_report(point, Path(report_path))
         try:
-            report = json.loads(Path(report_path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read the report of point {point}: {exc}",
-                              where=report_path) from exc
-        rows.extend(point_rows(point, seed, params, report))
+            rows.extend(point_rows(point, seed, params, report))
+        except ConfigError as exc:
+            raise ConfigError(f"the report of point {point}: {exc.message}", where=report_path,
+                              hint=exc.hint) from None
     return pd.DataFrame(rows)
+
+
+def read_report(point: int, path: Path) -> Any:
+    """The parsed ``report.json`` of ``point``; a ConfigError naming the file (once) if not.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from bioaug.study.results import read_report
+    >>> path = Path(tempfile.mkdtemp()) / "report.json"
+    >>> _ = path.write_text('{"linear": ')
+    >>> read_report(2, path)
+    Traceback (most recent call last):
+    ...
+    bioaug.errors.ConfigError: .../report.json: cannot read the report of point 2: not valid JSON
+    (Expecting value at line 1 column 12)
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the report of point {point}: {_read_problem(exc)}",
+                          where=path) from None
+
+
+def _read_problem(exc: Exception) -> str:
+    """What went wrong reading a file, without its name (the caller gives it once)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return getattr(exc, "strerror", None) or str(exc)

@@ -30,8 +30,10 @@ once with the op's own message.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +55,49 @@ class EmbedSettings(BaseModel):
     layer: Literal["backbone", "feature_map", "projection"] | None = Field(
         None, description="embedding layer (default: the one the backbone declares)")
     batch_size: int = Field(256, ge=1)
+
+
+def value_key(value: Any) -> Any:
+    """A hashable key equal for axis values that are the same value however written.
+
+    Numbers compare by value (``32`` and ``32.0`` are one value; booleans are not
+    numbers), lists element by element, mappings regardless of key order.
+
+    Examples
+    --------
+    >>> from bioaug.study.sweep_config import value_key
+    >>> value_key(32) == value_key(32.0), value_key([0.5, 1]) == value_key([0.5, 1.0])
+    (True, True)
+    >>> value_key({"a": 1, "b": 2}) == value_key({"b": 2, "a": 1.0})
+    True
+    >>> value_key(True) == value_key(1), value_key("32") == value_key(32)
+    (False, False)
+    """
+    if isinstance(value, bool) or value is None:
+        return (type(value).__name__, value)
+    if isinstance(value, (int, float)):
+        exact = Fraction(value) if math.isfinite(value) else repr(float(value))
+        return ("number", exact)
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(value_key(v) for v in value))
+    if isinstance(value, Mapping):
+        pairs = [(value_key(k), value_key(v)) for k, v in value.items()]
+        return ("mapping", tuple(sorted(pairs, key=repr)))
+    return (type(value).__name__, yaml.safe_dump(value))
+
+
+def _refuse_repeated_values(path: str, values: list[Any]) -> None:
+    """Raise ValueError naming the axis and both spellings when a value repeats."""
+    first: dict[Any, int] = {}
+    for i, v in enumerate(values):
+        j = first.setdefault(value_key(v), i)
+        if j == i:
+            continue
+        if repr(values[j]) == repr(v):
+            raise ValueError(f"axis '{path}' lists the value {v!r} twice (items {j} and {i}); "
+                             "give each value once")
+        raise ValueError(f"axis '{path}' lists the same value twice, written {values[j]!r} "
+                         f"(item {j}) and {v!r} (item {i}); give each value once")
 
 
 class SweepConfig(BaseModel):
@@ -84,12 +129,7 @@ class SweepConfig(BaseModel):
         for path, values in axes.items():
             if not values:
                 raise ValueError(f"axis '{path}' has no values; give at least one")
-            seen: list[str] = []
-            for v in values:
-                key = yaml.safe_dump(v)
-                if key in seen:
-                    raise ValueError(f"axis '{path}' lists the value {v!r} twice")
-                seen.append(key)
+            _refuse_repeated_values(path, values)
         return axes
 
     @field_validator("seeds")

@@ -107,3 +107,17 @@ def test_one_seed_has_no_spread_and_the_report_prints_none(tmp_path):
     text = write_bias_report(perfect, [AXIS], tmp_path)["report.md"].read_text()
     assert "±" not in text and "_std" not in text  # no spread columns, no zero noise
     assert [spread_decimals(v) for v in (0.12, 0.012, 0.0012, 0.5, 3.0)] == [2, 3, 4, 2, 1]
+
+
+def test_class_missing_at_an_end_of_the_axis_has_an_unknown_trend():
+    t = table()
+    t = t[~((t["class"] == "b") & (t[AXIS] == 1.0))]  # b never measured at the highest p
+    tr = bias.class_trends(t, AXIS).set_index("class")
+    assert np.isnan(tr.loc["b", "change"]) and tr.loc["b", "direction"] == "unknown"
+    assert tr.loc["c", "direction"] == "flat" and tr.loc["a", "direction"] == "gains"
+    assert bias.trend_direction(0.0, 0.01) == "flat"
+
+
+def test_a_table_without_columns_is_reported_as_empty():
+    with pytest.raises(ConfigError, match="no sweep point has finished"):
+        bias.check_results(pd.DataFrame(), [AXIS])

@@ -50,3 +50,11 @@ def test_describe_library_lists_everything():
     text = lib.describe_library()
     for name in lib.LIBRARY:
         assert name in text
+
+
+def test_a_transformation_named_twice_is_an_error():
+    with pytest.raises(ConfigError, match=r"transformation 'blur' is named twice \(positions 1 "
+                                          r"and 3 of the list\)"):
+        lib.select(["blur", "rotate90", "blur"], 1)
+    chosen, _ = lib.select(["rotate90", "blur"], 1)
+    assert [t.name for t in chosen] == ["rotate90", "blur"]

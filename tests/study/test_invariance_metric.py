@@ -55,3 +55,22 @@ def test_bad_inputs():
     w = fit_whitening(np.random.default_rng(0).normal(size=(20, 3)))
     with pytest.raises(ConfigError, match="differ in shape"):
         invariance_scores(np.zeros((4, 3)), np.zeros((5, 3)), w)
+
+
+CLEAN = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, 0.0], [0.0, -2.0]])
+
+
+def test_transformed_features_with_fewer_columns_are_refused():
+    # a single column would broadcast against the 2-D mean and score 0.447
+    with pytest.raises(ConfigError, match=r"differ in shape: \[4, 2\] vs \[4, 1\]"):
+        invariance(CLEAN, CLEAN[:, :1])
+    with pytest.raises(ConfigError, match="whitening was fitted on 2"):
+        invariance_scores(CLEAN[:, :1], CLEAN[:, :1], fit_whitening(CLEAN))
+
+
+def test_one_dimensional_features_are_refused():
+    w = fit_whitening(CLEAN)
+    with pytest.raises(ConfigError, match=r"clean features must be a 2-D array.*\[2\]"):
+        invariance_scores(CLEAN[0], CLEAN[0], w)
+    with pytest.raises(ConfigError, match=r"transformed features must be a 2-D array"):
+        invariance(CLEAN, CLEAN[0])

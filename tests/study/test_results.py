@@ -53,3 +53,28 @@ def test_columns_are_the_metric_registry_names():
     row = point_rows(0, 0, {}, REPORT)[0]
     assert [c for c in row if c in METRICS] == list(METRICS)
     assert "ami_leiden" not in row  # one name per metric, the registry's
+
+
+def test_a_class_accuracy_that_is_not_a_number_names_file_point_and_class(tmp_path):
+    report = {"linear": {"per_class": {"a": 0.9, "Actin disruptors": "n/a"}}}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    with pytest.raises(ConfigError) as info:
+        gather([(4, 0, {}, path)])
+    text = info.value.format()
+    assert text.startswith(f"{path}: the report of point 4: ")
+    assert "linear.per_class.Actin disruptors is 'n/a', not a number" in text
+
+
+def test_an_unreadable_report_names_its_file_once(tmp_path):
+    missing = tmp_path / "point-7" / "report.json"
+    with pytest.raises(ConfigError) as info:
+        gather([(7, 0, {}, missing)])
+    text = info.value.format()
+    assert text == f"{missing}: cannot read the report of point 7: No such file or directory"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"linear": ')
+    with pytest.raises(ConfigError) as info:
+        gather([(1, 0, {}, bad)])
+    assert info.value.format().count(str(bad)) == 1
+    assert "not valid JSON (Expecting value at line 1 column 12)" in info.value.format()

@@ -14,6 +14,7 @@ from bioaug.study.sweep_config import (
     load_sweep_config,
     point_protocol,
     validate_axes,
+    value_key,
 )
 
 AXIS = "views[*].steps.stain_jitter.p"
@@ -159,3 +160,21 @@ def test_sweep_seeds_follow_the_one_seed_rule(tmp_path):
     with pytest.raises(ConfigError, match=r"seeds\[1\]: a seed must be an integer from 0 to "
                                           "4294967295"):
         load_sweep_config(write(tmp_path, seeds=[0, 2**40]))
+
+
+def test_values_equal_as_numbers_are_repeats(tmp_path):
+    with pytest.raises(ConfigError, match=r"axes: axis 'views\[\*\]\.crop_size' lists the same "
+                                          r"value twice, written 32 \(item 0\) and 32\.0 "
+                                          r"\(item 1\)"):
+        load_sweep_config(write(tmp_path, axes={"views[*].crop_size": [32, 32.0]}))
+    sigma = "views[0].steps.gaussian_blur.sigma"
+    with pytest.raises(ConfigError, match=r"written \[0\.1, 1\] \(item 0\) and \[0\.1, 1\.0\]"):
+        load_sweep_config(write(tmp_path, axes={sigma: [[0.1, 1], [0.1, 1.0]]}))
+
+
+def test_value_key_compares_numbers_by_value_only():
+    assert value_key(32) == value_key(32.0)
+    assert value_key({"a": [1, 2]}) == value_key({"a": [1.0, 2.0]})
+    assert value_key(True) != value_key(1)  # a switch is not the number one
+    assert value_key("32") != value_key(32)
+    assert value_key(2**60) != value_key(2**60 + 1)  # exact, not rounded through float
