@@ -280,6 +280,10 @@ class Method(nn.Module):
         start, end = cls.target_momentum(config, 0.0), cls.target_momentum(config, 1.0)
         return f"{start:g} (fixed)" if start == end else f"{start:g} → {end:g} (cosine)"
 
+    def check_view_sizes(self, sizes: list[tuple[int, int]]) -> None:
+        """Refuse view sizes (height, width) the method cannot train on, before the first
+        step (a dry run makes this check too). The base accepts every size."""
+
     def configure_for_dataset(self, n_items: int, batch_size: int) -> None:
         """Adapt to the dataset size and the **global** batch size (all ranks together).
 

@@ -264,6 +264,11 @@ class MAE(Method):
         self.decoder = MAEDecoder(self.feature_dim, config.decoder_dim, config.decoder_depth,
                                   config.decoder_heads, pixels, backbone.vit.num_prefix_tokens)
 
+    def check_view_sizes(self, sizes: list[tuple[int, int]]) -> None:
+        """The reconstructed (first) view must be a whole number of patches, at least two."""
+        if sizes:
+            _check_grid(*sizes[0], self.backbone.patch_size, least=2)
+
     def _check_views(self, views: list[torch.Tensor]) -> None:
         if len(views) < self.min_views:
             raise ConfigError("method 'mae' needs one view per image, got none")

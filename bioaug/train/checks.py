@@ -89,6 +89,7 @@ def prepare_run(config: TrainConfig, *, world_size: int, resume: bool = False,
                          max_items=cfg.knn_max_items, seed=cfg.seed)
     method = build_run_model(cfg, store.n_channels, len(store), method_cls=method_cls)
     check_views(pipeline, method, cfg)
+    method.check_view_sizes(crop_sizes)
     header_sha256 = sha256_file(store.path / "header.json")
     previous = previous_run(cfg, text, header_sha256, force=force)
     if previous is not None:

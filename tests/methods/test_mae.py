@@ -232,3 +232,19 @@ def test_a_short_run_through_the_training_loop(tmp_path):
     x = torch.rand(3, 2, 24, 24)
     with torch.no_grad():
         assert torch.equal(trained.method.embed(x), trained.backbone(x))
+
+
+def test_a_crop_of_partial_patches_is_refused_before_training(tmp_path):
+    from bioaug.train.checks import prepare_run
+    from tests.train.helpers import make_store, tiny_config, write_protocol
+
+    store = make_store(tmp_path / "store", n=32, size=32)
+    protocol = write_protocol(tmp_path / "tiny.yaml", crop=20)
+    cfg = tiny_config(store, protocol, tmp_path / "run", method="mae", backbone="vit_tiny",
+                      width=None, lr=None, batch_size=8, epochs=1,
+                      backbone_kwargs={"patch_size": 8, "img_size": 24}, method_kwargs=SMALL)
+    with pytest.raises(ConfigError, match=r"20×20 px, not a multiple of the backbone's "
+                                          r"patch_size 8") as e:
+        prepare_run(cfg, world_size=1)     # what the run and a dry run check first
+    assert "16 or 24" in e.value.hint
+    assert not (tmp_path / "run").exists()
