@@ -78,15 +78,13 @@ def recipe_from_checkpoint(data: dict[str, Any]) -> RunRecipe:
         grad_clip=cfg.get("grad_clip"), weight_decay_end=cfg.get("weight_decay_end"))
 
 
-#: AdamW's β₂ where a checkpoint records none (PyTorch's default, and bioaug's then)
-DEFAULT_ADAM_BETA2 = 0.999
-
-
 def adam_beta2(cfg: dict[str, Any]) -> float:
-    """AdamW's β₂ of a run's config: the value it resolved, PyTorch's 0.999 where a run made
-    before the option existed recorded none."""
+    """AdamW's β₂ of a run's config: the value it resolved, or the one a run made before
+    the option existed used (bioaug's ``IMPLICIT_VALUES``: 0.999)."""
+    from bioaug.train.config import IMPLICIT_VALUES
+
     value = cfg.get("adam_beta2")
-    return DEFAULT_ADAM_BETA2 if value is None else float(value)
+    return float(IMPLICIT_VALUES["adam_beta2"] if value is None else value)
 
 
 # -- the methods from lightly's parts ----------------------------------------------------
