@@ -415,6 +415,8 @@ def build_pipeline(protocol: Protocol, n_channels: int,
                     f"the protocol declares channels [{', '.join(declared)}] but the data's are "
                     f"[{', '.join(names)}]", where=protocol.location(("channels",)),
                     hint="channel order matters; fix `channels:` in the protocol")
+    names = list(declared) if declared is not None else (
+        list(channel_names) if channel_names is not None else None)
     problems = []
     views = []
     for i, view in enumerate(protocol.views):
@@ -428,7 +430,12 @@ def build_pipeline(protocol: Protocol, n_channels: int,
                                        f"data has {n_channels} channel"
                                        f"{'s' if n_channels != 1 else ''}"))
                 continue
+            wrong = cls.channel_problem(step.params, n_channels, names)
+            if wrong is not None:
+                problems.append(((*path, wrong[0]), wrong[1]))
+                continue
             op = cls(step.params, crop_size=view.crop_size)
+            op.bind_channels(n_channels, names)
             if hasattr(op, "location"):
                 op.location = f"{protocol.location(path)}: {format_path(path)}"
             ops.append(op)

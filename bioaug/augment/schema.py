@@ -280,6 +280,11 @@ def _validate_step(raw: Any, info: ValidationInfo) -> Step:
     if n_channels is not None and not cls.channels.allows(n_channels):
         raise _problem(f"{op} supports {cls.channels.describe()}, but the protocol declares "
                        f"{n_channels} channel{'s' if n_channels != 1 else ''}", op)
+    names = (info.context or {}).get("channel_names")
+    if names is not None:  # a declared channel list: the picked channels must be in it
+        problem = cls.channel_problem(parsed, len(names), names)
+        if problem is not None:
+            raise _problem(problem[1], op, problem[0])
     return Step(op=op, params=parsed)
 
 
@@ -386,7 +391,8 @@ def _views(value: Any, info: ValidationInfo) -> list[View | tuple[int, int]]:
             continue
         model = _CopyView if "same_as" in raw else _OwnView
         context = {"index": i, "views": value,
-                   "n_channels": len(channels) if channels else None}
+                   "n_channels": len(channels) if channels else None,
+                   "channel_names": list(channels) if channels else None}
         try:
             view = model.model_validate({str(k): v for k, v in raw.items()},
                                          context=context)

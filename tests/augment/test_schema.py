@@ -257,3 +257,56 @@ def test_count_errors_name_the_key_path(tmp_path: Path, old: str, new: str,
         load_protocol(path)
     message = info.value.format()
     assert expected in message, message
+
+
+NAMED = """\
+bioaug_protocol: 1
+name: flow
+channels: [Brightfield, DNA, Darkfield]
+views:
+  - crop_size: 8
+    steps:
+      - channel_dropout: {channels: [brightfield, Darkfield], max_dropped: 2, p: 0.9}
+  - same_as: 0
+"""
+
+
+def test_channel_names_resolve_case_blind_and_build_to_indices() -> None:
+    import torch
+
+    from bioaug.augment import build_pipeline
+
+    protocol = parse_protocol(NAMED, "flow.yaml")
+    op = build_pipeline(protocol, n_channels=3).views[0].ops[0]
+    assert op.selected_channels("channels", 3) == [0, 2]
+    views = build_pipeline(protocol, n_channels=3)(
+        torch.rand(500, 3, 8, 8) * 0.9 + 0.05, generator=torch.Generator().manual_seed(0))
+    blank = (views[0] == 0).flatten(2).all(2)
+    assert not bool(blank[:, 1].any()) and bool(blank[:, 0].any()) and bool(blank[:, 2].any())
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("Darkfield], max", "Darkfeld], max", "flow.yaml:7: views[0].steps[0].channel_dropout.channels: "
+                                "unknown channel 'Darkfeld' (did you mean 'Darkfield'?); "
+                                "the channels are: Brightfield, DNA, Darkfield"),
+    ("[brightfield, Darkfield]", "[0, 3]", "channel index 3 is out of range: the data has 3 "
+                                           "channels (0 to 2)"),
+])
+def test_channel_selection_errors_name_the_line(old: str, new: str, expected: str) -> None:
+    with pytest.raises(ProtocolError) as err:
+        parse_protocol(NAMED.replace(old, new), "flow.yaml")
+    assert expected in str(err.value)
+
+
+def test_channel_names_without_declared_channels_fail_when_built() -> None:
+    from bioaug.augment import build_pipeline
+
+    text = NAMED.replace("channels: [Brightfield, DNA, Darkfield]\n", "")
+    protocol = parse_protocol(text, "flow.yaml")  # nothing to check names against yet
+    with pytest.raises(ProtocolError) as err:
+        build_pipeline(protocol, n_channels=3)
+    assert "views[0].steps[0].channel_dropout.channels: channel 'brightfield' is a name, " \
+           "but the protocol declares no channel names" in str(err.value)
+    op = build_pipeline(protocol, n_channels=3, channel_names=["Brightfield", "DNA",
+                                                                "Darkfield"]).views[0].ops[0]
+    assert op.selected_channels("channels", 3) == [0, 2]

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from bioaug.augment import native
-from bioaug.augment.ops.params import OpParams
+from bioaug.augment.ops.params import OpParams, resolve_channels
+from bioaug.errors import ProtocolError
 
 Shape = tuple[int, int, int]
 Params = dict[str, Tensor]
@@ -193,12 +194,49 @@ class Op:
     #: batch is transformed in one pass, which is cheaper than picking samples out for ops
     #: that are a few passes over the pixels; such an op's ``transform`` takes ``inplace``.
     neutral: ClassVar[Mapping[str, float | bool]] = {}
+    #: Parameters that pick channels (:func:`~bioaug.augment.ops.params.ChannelSelection`):
+    #: checked against the protocol's declared channel names when it is read
+    #: (:meth:`channel_problem`), resolved to indices when the pipeline is built for the
+    #: data (:meth:`bind_channels`) and read back with :meth:`selected_channels`.
+    channel_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: OpParams, crop_size: int | None = None) -> None:
         if not isinstance(params, self.Params):
             raise TypeError(f"{self.name} needs {self.Params.__name__}, got {type(params).__name__}")
         self.params = params
         self.crop_size = crop_size
+        self._bound: tuple[int, dict[str, list[int]]] | None = None
+
+    # -- channels ------------------------------------------------------------------
+    @classmethod
+    def channel_problem(cls, params: OpParams, n_channels: int,
+                        names: list[str] | None) -> tuple[str, str] | None:
+        """``(parameter, what is wrong)`` with the channels ``params`` pick, for data of
+        ``n_channels`` channels called ``names`` (``None``: unnamed); ``None`` when they are
+        all there."""
+        for key in cls.channel_params:
+            try:
+                resolve_channels(getattr(params, key), n_channels, names)
+            except ValueError as exc:
+                return key, str(exc)
+        return None
+
+    def bind_channels(self, n_channels: int, names: list[str] | None) -> None:
+        """Resolve the channel parameters for data of ``n_channels`` channels called
+        ``names`` (raises ``ValueError`` as :meth:`channel_problem` reports)."""
+        self._bound = (n_channels, {key: resolve_channels(getattr(self.params, key),
+                                                          n_channels, names)
+                                    for key in self.channel_params})
+
+    def selected_channels(self, key: str, n_channels: int) -> list[int]:
+        """The 0-based channels parameter ``key`` picks in images of ``n_channels``
+        channels (as bound by the pipeline; names need it)."""
+        if self._bound is not None and self._bound[0] == n_channels:
+            return self._bound[1][key]
+        try:
+            return resolve_channels(getattr(self.params, key), n_channels, None)
+        except ValueError as exc:
+            raise ProtocolError(f"{self.name}: {key}: {exc}") from None
 
     @property
     def p(self) -> float:

@@ -207,6 +207,84 @@ def Span(lo: float, hi: float, *, scalar: str | None = None, scalar_max: float |
                      _Meta(kind="range", bounds=bounds, shorthand=shorthand)]
 
 
+def ChannelSelection() -> Any:
+    """Some of the image's channels, or null for all of them: a non-empty list of 0-based
+    indices (``[0, 2]``) or of the names the protocol's ``channels:`` declares
+    (``[brightfield, darkfield]``), without repeats. Whether they exist is checked against
+    the declared names when the protocol is read and against the data when it is built."""
+
+    def check(value: Any) -> tuple[int | str, ...] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple) or not value:
+            raise PydanticCustomError(
+                "wrong_type", "must be a non-empty list of channel indices (from 0) or names, "
+                f"e.g. [0, 2] or [brightfield, darkfield]; got {_kind(value)}")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int | str) or \
+                    (isinstance(item, int) and item < 0) or (isinstance(item, str)
+                                                             and not item.strip()):
+                raise PydanticCustomError(
+                    "wrong_type", "each channel is an index from 0 or a channel name, got "
+                    f"{_kind(item)} in {value!r}")
+        repeats = sorted({str(c) for c in value if list(value).count(c) > 1})
+        if repeats:
+            raise PydanticCustomError("repeats", f"channels repeat: {', '.join(repeats)}")
+        return tuple(value)
+
+    return Annotated[tuple[int | str, ...] | None, BeforeValidator(check),
+                     WithJsonSchema({"anyOf": [
+                         {"type": "array", "minItems": 1, "uniqueItems": True,
+                          "items": {"anyOf": [{"type": "integer", "minimum": 0},
+                                              {"type": "string", "minLength": 1}]}},
+                         {"type": "null"}]}),
+                     _Meta(kind="channels or null", bounds="indices from 0 or declared names")]
+
+
+def resolve_channels(selection: tuple[int | str, ...] | None, n_channels: int,
+                     names: list[str] | tuple[str, ...] | None) -> list[int]:
+    """The 0-based indices a :func:`ChannelSelection` stands for in data of ``n_channels``
+    channels called ``names`` (``None``: unnamed); every channel for ``None``.
+
+    Raises ``ValueError`` saying what is wrong and what would be valid.
+
+    Examples
+    --------
+    >>> from bioaug.augment.ops.params import resolve_channels
+    >>> resolve_channels(("Darkfield", 0), 3, ["brightfield", "DNA", "darkfield"])
+    [2, 0]
+    >>> resolve_channels(None, 3, None)
+    [0, 1, 2]
+    >>> resolve_channels((3,), 3, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: channel index 3 is out of range: the data has 3 channels (0 to 2)
+    """
+    if selection is None:
+        return list(range(n_channels))
+    out = []
+    for item in selection:
+        if isinstance(item, int):
+            if item >= n_channels:
+                raise ValueError(f"channel index {item} is out of range: the data has "
+                                 f"{n_channels} channel{'s' if n_channels != 1 else ''} "
+                                 f"(0 to {n_channels - 1})")
+            out.append(item)
+            continue
+        if names is None:
+            raise ValueError(f"channel '{item}' is a name, but the protocol declares no "
+                             "channel names; add `channels: [...]` at the top of the "
+                             "protocol or give indices from 0")
+        folded = [n.casefold() for n in names]  # case does not count, as for `channels:`
+        if item.casefold() not in folded:
+            raise ValueError(f"unknown channel '{item}'{did_you_mean(item, list(names))}; "
+                             f"the channels are: {', '.join(names)}")
+        out.append(folded.index(item.casefold()))
+    if len(set(out)) != len(out):
+        raise ValueError(f"channels {list(selection)!r} name the same channel twice")
+    return out
+
+
 def Probability() -> Any:
     return Number(0.0, 1.0)
 
