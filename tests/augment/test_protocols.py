@@ -78,7 +78,8 @@ def test_show_output_reads_back_identically(name: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "sizes"), [("dino-multicrop", [48] * 2 + [24] * 6),
-                                             ("mnist-multicrop", [28] * 2 + [14] * 4)])
+                                             ("mnist-multicrop", [28] * 2 + [14] * 4),
+                                             ("ifc-cellcycle-multicrop", [40] * 2 + [24] * 4)])
 def test_multicrop_protocols_make_global_and_local_views(name: str, sizes: list[int]) -> None:
     protocol = load_protocol(name)
     assert protocol.name == name and len(protocol.description) > 80
