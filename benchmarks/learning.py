@@ -49,6 +49,9 @@ Data (all offline):
   ``moco-v2-default``). Its scores are taken on standardised features (the channels have
   different ranges) and add the balanced 20-NN accuracy and a class-weighted linear probe's
   balanced accuracy (5-fold stratified), since four phases hold 94 % of the cells.
+  ``--cell-backbone vit_tiny --cell-backbone-kwargs patch_size=8 img_size=40
+  --cell-protocol ifc-cellcycle-multicrop --methods dino --cell-compare ''`` trains DINO on
+  a Vision Transformer instead (the views of a multi-crop protocol keep their sizes).
 
 Run: ``python benchmarks/learning.py [--quick] [--datasets mnist,digits] [--steps N]
 [--seeds 3] [--methods simclr,byol] [--no-reference] [--out DIR] [--work DIR]``.
