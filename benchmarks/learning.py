@@ -56,12 +56,15 @@ Data (all offline):
 Run: ``python benchmarks/learning.py [--quick] [--datasets mnist,digits] [--steps N]
 [--seeds 3] [--methods simclr,byol] [--no-reference] [--out DIR] [--work DIR]``.
 Finished runs are kept in ``--work`` (default: a folder under the system temp dir) and
-reused when the same command is run again.
+reused when the same command is run again. Run and result names carry the method's
+hyperparameters and a fingerprint of the protocol file, so a changed protocol or setting
+trains afresh.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -85,7 +88,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bioaug.augment import load_protocol  # noqa: E402
+from bioaug.augment import load_protocol, resolve_protocol  # noqa: E402
 from bioaug.data.natural import prepare_natural  # noqa: E402
 from bioaug.data.store import Store, is_store  # noqa: E402
 from bioaug.methods import lookup_method, method_names  # noqa: E402
@@ -352,9 +355,16 @@ def width_tag(ds: Dataset) -> str:
     return name + other + (f"-w{width:g}" if width is not None else "")
 
 
+def protocol_tag(protocol: str) -> str:
+    """``-p`` and the first 8 hex digits of the protocol file's SHA-256: a run trained with
+    an edited protocol (even under the same name) gets another name, so no stale run or
+    cached score is reused."""
+    return "-p" + hashlib.sha256(resolve_protocol(protocol).read_bytes()).hexdigest()[:8]
+
+
 def run_tag(ds: Dataset, steps: int, batch: int) -> str:
     hparams = "".join(f"-{k}{v}" for k, v in sorted(ds.method_kwargs.items()))
-    return f"{steps}steps-b{batch}{width_tag(ds)}{hparams}"
+    return f"{steps}steps-b{batch}{width_tag(ds)}{hparams}{protocol_tag(ds.protocol)}"
 
 
 def layer_tag(layer: str) -> str:

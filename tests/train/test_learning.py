@@ -202,8 +202,26 @@ def test_method_kwargs_reach_the_runs_and_name_them(learning: ModuleType, tmp_pa
     assert hparams == {"momentum": 0.95, "out_dim": 256}
     ds = learning.Dataset("d", tmp_path, "mnist-multicrop", "vit_tiny", {"patch_size": 7},
                           method_kwargs=hparams)
-    assert learning.run_tag(ds, 60, 128) == "60steps-b128-vit_tiny-patch_size7-momentum0.95-out_dim256"
+    multicrop = learning.protocol_tag("mnist-multicrop")
+    assert learning.run_tag(ds, 60, 128) == ("60steps-b128-vit_tiny-patch_size7-momentum0.95-"
+                                             f"out_dim256{multicrop}")
     plain = learning.Dataset("d", tmp_path, "mnist-all", "vgg_mnist", {"width": 0.5})
-    assert learning.run_tag(plain, 300, 256) == "300steps-b256-w0.5"  # earlier runs' names
+    assert learning.run_tag(plain, 300, 256) == f"300steps-b256-w0.5{learning.protocol_tag('mnist-all')}"
     with pytest.raises(SystemExit, match="KEY=VALUE pairs, got 'momentum'"):
         learning.method_kwargs(argparse.Namespace(method_kwargs=["momentum"]))
+
+
+def test_an_edited_protocol_names_new_runs(learning: ModuleType, tmp_path) -> None:
+    """The run name follows the protocol's content: an edit under the same file name trains
+    afresh instead of reusing a run of the old protocol."""
+    from bioaug.augment import resolve_protocol
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_bytes(resolve_protocol("mnist-all").read_bytes())
+    tag = learning.protocol_tag(str(mine))
+    assert tag == learning.protocol_tag("mnist-all")  # content, not the name
+    assert len(tag) == 10 and tag.startswith("-p")
+    mine.write_text(mine.read_text().replace("p: 0.5", "p: 0.6", 1))
+    assert learning.protocol_tag(str(mine)) != tag
+    ds = learning.Dataset("d", tmp_path, str(mine), "vgg_mnist", {"width": 0.5})
+    assert learning.run_tag(ds, 300, 256).endswith(learning.protocol_tag(str(mine)))
