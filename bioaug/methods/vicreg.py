@@ -12,7 +12,11 @@ For embeddings ``z1``, ``z2`` (N × D) of two views (3-layer projector):
 
 ``L = λ s + μ v + ν c`` with λ = μ = 25, ν = 1, γ = 1, ε = 1e-4 (the paper's values;
 the variance and covariance terms as in the official code). The paper's projector is
-8192-8192-8192; the default here is 2048-2048-2048 (solo-learn's CIFAR setting).
+8192-8192-8192 on ResNet-50's 2048 features, solo-learn's CIFAR one 2048-2048-2048 on
+ResNet-18's 512: the default keeps that ratio, 4 × the backbone's feature size
+(:func:`bioaug.methods.heads.projector_width`), as for Barlow Twins; on real cells
+(VGG13 at width 0.25, 128 features, batches of 128) 512 rather than 2048 raised k-means
+AMI from 0.417 to 0.486 (seed 0) at equal neighbour scores.
 Under DDP the loss is computed over the global batch (embeddings gathered with gradients).
 
 Recipe (:mod:`bioaug.methods.recipe`): AdamW, base lr 1.5e-3 at batch 256 with √-scaling,
@@ -30,7 +34,7 @@ from pydantic import Field
 
 from bioaug.methods.base import Method, MethodConfig
 from bioaug.methods.distributed import gather_with_grad
-from bioaug.methods.heads import mlp
+from bioaug.methods.heads import mlp, with_projector_widths
 from bioaug.methods.recipe import Recipe
 from bioaug.methods.registry import register_method
 
@@ -77,8 +81,11 @@ def vicreg_loss(
 class VICRegConfig(MethodConfig):
     """VICReg hyperparameters (defaults from Bardes et al. 2022)."""
 
-    proj_hidden_dim: int = Field(2048, ge=1, description="width of the two hidden projector layers")
-    proj_output_dim: int = Field(2048, ge=1, description="embedding size D")
+    proj_hidden_dim: int | None = Field(
+        None, ge=1, description="width of the two hidden projector layers (None: 4 × the "
+        "backbone's feature size)")
+    proj_output_dim: int | None = Field(
+        None, ge=1, description="embedding size D (None: 4 × the backbone's feature size)")
     sim_coeff: float = Field(25.0, ge=0.0, description="weight λ of the invariance term")
     std_coeff: float = Field(25.0, ge=0.0, description="weight μ of the variance term")
     cov_coeff: float = Field(1.0, ge=0.0, description="weight ν of the covariance term")
@@ -99,7 +106,7 @@ class VICReg(Method):
 
     def __init__(self, backbone: torch.nn.Module, config: VICRegConfig) -> None:
         super().__init__(backbone, config)
-        c = config
+        self.config = c = with_projector_widths(config, self.feature_dim)
         self.projector = mlp(self.feature_dim, [c.proj_hidden_dim, c.proj_hidden_dim], c.proj_output_dim)
 
     def training_loss(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:

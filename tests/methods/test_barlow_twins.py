@@ -56,3 +56,20 @@ def test_matches_lightly():
     z1, z2 = torch.randn(16, 6, generator=g), torch.randn(16, 6, generator=g)
     ref = loss_mod.BarlowTwinsLoss(lambda_param=0.0051, gather_distributed=False)(z1, z2)
     torch.testing.assert_close(barlow_twins_loss(z1, z2, 0.0051), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_projector_defaults_to_four_times_the_backbone_features(tiny_backbone):
+    """Unset widths follow the backbone (4 × its features) and are recorded resolved, so a
+    checkpoint's hyperparameters rebuild the same projector; given widths are kept."""
+    from bioaug.methods import build_method
+
+    d = tiny_backbone.out_dim
+    method = build_method("barlow_twins", tiny_backbone)
+    assert method.hparams["proj_hidden_dim"] == method.hparams["proj_output_dim"] == 4 * d
+    linears = [m for m in method.projector if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(d, 4 * d), (4 * d, 4 * d),
+                                                                   (4 * d, 4 * d)]
+    again = build_method("barlow_twins", tiny_backbone, **method.hparams)
+    assert again.hparams == method.hparams
+    given = build_method("barlow_twins", tiny_backbone, proj_hidden_dim=6, proj_output_dim=5)
+    assert (given.projector[0].out_features, given.projector[-1].out_features) == (6, 5)

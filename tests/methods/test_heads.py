@@ -20,3 +20,13 @@ def test_three_layer_head_with_batchnorm():
     ]
     assert head[0].bias is None and head[-1].bias is None  # BN follows / no final bias
     assert head(torch.randn(5, 8)).shape == (5, 4)
+
+
+def test_projector_width_is_four_times_the_features_unless_given():
+    from bioaug.methods.heads import PROJECTOR_WIDTH_PER_FEATURE, projector_width
+
+    assert PROJECTOR_WIDTH_PER_FEATURE == 4
+    assert projector_width(None, 2048) == 8192  # Barlow Twins / VICReg on ResNet-50
+    assert projector_width(None, 512) == 2048  # solo-learn's CIFAR ResNet-18
+    assert projector_width(None, 128) == 512  # VGG13 at width 0.25
+    assert projector_width(96, 128) == 96

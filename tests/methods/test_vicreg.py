@@ -67,3 +67,14 @@ def test_matches_lightly():
     z1, z2 = torch.randn(16, 6, generator=g), torch.randn(16, 6, generator=g)
     ref = loss_mod.VICRegLoss(lambda_param=25, mu_param=25, nu_param=1, eps=1e-4)(z1, z2)
     torch.testing.assert_close(vicreg_loss(z1, z2, 25, 25, 1), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_projector_defaults_to_four_times_the_backbone_features(tiny_backbone):
+    """As for Barlow Twins: unset widths are 4 × the backbone's features, recorded resolved."""
+    from bioaug.methods import build_method
+
+    d = tiny_backbone.out_dim
+    method = build_method("vicreg", tiny_backbone)
+    assert (method.hparams["proj_hidden_dim"], method.hparams["proj_output_dim"]) == (4 * d, 4 * d)
+    assert method.projector[-1].out_features == 4 * d
+    assert build_method("vicreg", tiny_backbone, proj_output_dim=3).projector[-1].out_features == 3
