@@ -43,7 +43,7 @@ Data (all offline):
 * ``ifc-cellcycle``: real cells, read from ``../shared/data/real/ifc-cellcycle`` (or
   ``--real DIR``) through ``bioaug data prepare crops``: 3,419 Jurkat cells imaged in flow
   (brightfield, DNA, darkfield; 40 px) in seven very unbalanced cell-cycle phases (Blasi et
-  al. 2016). ``vgg13_bn`` at ``--cell-width`` 0.25, 400 steps of 128 cells, the shipped
+  al. 2016). ``vgg13_bn`` at ``--cell-width`` 0.25, 300 steps of 128 cells, the shipped
   ``ifc-cellcycle-expert`` protocol for the five methods, and MoCo v2 trained the same way
   with each natural-image default of ``--cell-compare`` (``simclr-default``,
   ``moco-v2-default``). Its scores are taken on standardised features (the channels have
@@ -233,7 +233,7 @@ def ifc_datasets(args: argparse.Namespace, work: Path) -> list[Dataset]:
     if args.cell_backbone == "vgg13_bn":
         kwargs.setdefault("width", args.cell_width)
     common = dict(backbone=args.cell_backbone, backbone_kwargs=kwargs,
-                  steps=args.cell_steps or (100 if args.quick else 400),
+                  steps=args.cell_steps or (100 if args.quick else 300),
                   batch_size=args.cell_batch_size, cells=True)
     # views at the cells' 40 px, unless the protocol is multi-crop (views of several sizes)
     several = len(set(load_protocol(args.cell_protocol).crop_sizes)) > 1
@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"protocols MoCo v2 is also trained with on {IFC}, for the comparison "
                    "(comma-separated; '' for none)")
     p.add_argument("--cell-steps", type=int, default=None,
-                   help=f"optimiser steps per {IFC} run (default 400; 100 with --quick)")
+                   help=f"optimiser steps per {IFC} run (default 300; 100 with --quick)")
     p.add_argument("--cell-batch-size", type=int, default=128)
     p.add_argument("--cell-width", type=float, default=0.25,
                    help=f"width multiplier of vgg13_bn on {IFC} (default 0.25)")
