@@ -13,7 +13,7 @@ resume (same options, weights and optimiser state that fit).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from bioaug.train.checkpoint import CHECKPOINT_NAME, load_model_state, read_chec
 from bioaug.train.config import TrainConfig, config_diff
 from bioaug.train.data import Sampling, build_sampling
 from bioaug.train.optim import build_optimizer, set_momentum
-from bioaug.train.resolve import ResolvedConfig, resolve
+from bioaug.train.resolve import SOURCE_RECIPE, ResolvedConfig, resolve
 
 if TYPE_CHECKING:
     from bioaug.augment import Pipeline
@@ -88,6 +88,8 @@ def prepare_run(config: TrainConfig, *, world_size: int, resume: bool = False,
         knn = KnnMonitor(cfg.knn_data, channels=store.channels, k=cfg.knn_k,
                          max_items=cfg.knn_max_items, seed=cfg.seed)
     method = build_run_model(cfg, store.n_channels, len(store), method_cls=method_cls)
+    resolved = with_model_hparams(resolved, method)
+    cfg = resolved.config
     check_views(pipeline, method, cfg)
     method.check_view_sizes(crop_sizes)
     header_sha256 = sha256_file(store.path / "header.json")
@@ -226,6 +228,23 @@ def check_views(pipeline: Any, method: nn.Module, config: TrainConfig) -> None:
             f"{pipeline.n_views}", where=config.protocol,
             hint="add a view (e.g. `- same_as: 0`) or remove one"
             + (" (a view's `count: N` makes N views)" if pipeline.n_views > need else ""))
+
+
+def with_model_hparams(resolved: ResolvedConfig, method: nn.Module) -> ResolvedConfig:
+    """``resolved`` with the hyperparameters the built method settled on: those left unset
+    that follow the backbone (Barlow Twins' and VICReg's projector widths) get their
+    values, so the printed configuration, ``RUN/config.yaml`` and a resumed run's check
+    all see the widths the model has."""
+    effective = method_hparams(method)
+    given = resolved.config.method_kwargs
+    if effective == given:
+        return resolved
+    sources = dict(resolved.sources)
+    for key, value in effective.items():
+        if given.get(key) is None and value is not None:
+            sources[f"method_kwargs.{key}"] = f"{SOURCE_RECIPE}, for this backbone"
+    return replace(resolved, config=resolved.config.model_copy(update={"method_kwargs": effective}),
+                   sources=sources)
 
 
 def method_hparams(method: nn.Module) -> dict[str, Any]:

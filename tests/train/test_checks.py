@@ -120,6 +120,30 @@ def test_prepare_run_makes_every_check_and_builds_the_run(tiny_store, tiny_proto
                     world_size=1)
 
 
+def test_widths_that_follow_the_backbone_are_resolved_and_resume(tiny_store, tiny_protocol,
+                                                                tmp_path):
+    """Barlow Twins' projector widths left unset are recorded at the values the model was
+    built with (4 × vgg_mnist's 16 features at width 0.25), with where they came from; the
+    run writes them to RUN/config.yaml and resumes with the same unset options."""
+    import yaml
+
+    from bioaug.train import train
+
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "r", method="barlow_twins",
+                      method_kwargs={}, epochs=1, max_steps=1)
+    plan = prepare_run(cfg, world_size=1)
+    width = 4 * plan.method.feature_dim
+    assert plan.config.method_kwargs["proj_hidden_dim"] == width
+    assert plan.config.method_kwargs["proj_output_dim"] == width
+    assert plan.resolved.sources["method_kwargs.proj_output_dim"] == "recipe, for this backbone"
+    assert plan.resolved.sources["method_kwargs.lambd"] == "recipe"
+    train(cfg)
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["method_kwargs"]["proj_output_dim"] == width
+    again = prepare_run(cfg, world_size=1, resume=True)
+    assert again.previous is not None and again.config.method_kwargs == plan.config.method_kwargs
+
+
 def test_the_dry_run_and_the_run_share_their_checks(tiny_store, tiny_protocol, tmp_path,
                                                     monkeypatch):
     from bioaug.train import loop
