@@ -13,8 +13,8 @@ default here keeps that ratio, 4 × the backbone's feature size
 (:func:`bioaug.methods.heads.projector_width`), so 2048 on a 512-feature backbone and 512
 on VGG13 at width 0.25. It was chosen on real cells: there a 2048-wide projector on 128
 features and batches of 128 cost most of what Barlow Twins learns (3 seeds: k-means AMI
-0.258 against 0.432 at 512, balanced 20-NN 0.565 against 0.633). Set ``proj_hidden_dim``/``proj_output_dim`` to 8192 to match the
-paper.
+0.258 against 0.432 at 512, balanced 20-NN 0.565 against 0.633). Set
+``proj_hidden_dim``/``proj_output_dim`` to 8192 to match the paper.
 
 Under DDP, embeddings are gathered with gradients and ``C`` is computed over the global
 batch, as in the paper (which all-reduces ``C``).
