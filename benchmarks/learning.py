@@ -64,7 +64,6 @@ trains afresh.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -91,6 +90,7 @@ import torch  # noqa: E402
 from bioaug.augment import load_protocol, resolve_protocol  # noqa: E402
 from bioaug.data.natural import prepare_natural  # noqa: E402
 from bioaug.data.store import Store, is_store  # noqa: E402
+from bioaug.io import sha256_file  # noqa: E402
 from bioaug.methods import lookup_method, method_names  # noqa: E402
 from bioaug.methods.base import EMBED_LAYERS, feature_map_embedding  # noqa: E402
 from bioaug.models import build_backbone, default_embed_layer  # noqa: E402
@@ -359,7 +359,7 @@ def protocol_tag(protocol: str) -> str:
     """``-p`` and the first 8 hex digits of the protocol file's SHA-256: a run trained with
     an edited protocol (even under the same name) gets another name, so no stale run or
     cached score is reused."""
-    return "-p" + hashlib.sha256(resolve_protocol(protocol).read_bytes()).hexdigest()[:8]
+    return "-p" + sha256_file(resolve_protocol(protocol))[:8]
 
 
 def run_tag(ds: Dataset, steps: int, batch: int) -> str:

@@ -237,8 +237,6 @@ def with_model_hparams(resolved: ResolvedConfig, method: nn.Module) -> ResolvedC
     all see the widths the model has."""
     effective = method_hparams(method)
     given = resolved.config.method_kwargs
-    if effective == given:
-        return resolved
     sources = dict(resolved.sources)
     for key, value in effective.items():
         if given.get(key) is None and value is not None:
