@@ -150,9 +150,8 @@ def momentum_update(target: nn.Module, online: nn.Module, m: float) -> None:
     with torch.no_grad():
         if m == 0.0:
             torch._foreach_copy_(targets, onlines)
-        else:  # one fused pass over every tensor instead of a Python loop over them
-            torch._foreach_mul_(targets, m)
-            torch._foreach_add_(targets, onlines, alpha=1.0 - m)
+        else:  # one fused pass over every tensor: target += (1 − m)·(online − target)
+            torch._foreach_lerp_(targets, onlines, 1.0 - m)
 
 
 def remaining_init_fraction(momenta: list[float]) -> float:
@@ -220,6 +219,11 @@ class Method(nn.Module):
     def hparams(self) -> dict[str, Any]:
         """The validated hyperparameters, defaults filled in."""
         return self.config.model_dump()
+
+    def lr_scales(self) -> dict[str, float]:
+        """Factors on the learning rate of named submodules (``{"predictor": 10.0}``), which
+        the optimiser gives groups of their own; empty: one rate for every parameter."""
+        return {}
 
     # -- training --------------------------------------------------------------------
     def training_loss(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
