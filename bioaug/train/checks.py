@@ -304,12 +304,12 @@ def load_previous_model(method: nn.Module, previous: dict[str, Any], config: Tra
                           "start a new run (another --out)") from None
 
 
-def build_run_optimizer(method: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def build_run_optimizer(method: Method, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser of a resolved config over ``method``'s parameters."""
     return build_optimizer(
         method, config.optimizer, config.effective_lr(), config.momentum, config.weight_decay,
         exclude_bias_norm=config.exclude_bias_norm, trust_coefficient=config.lars_eta,
-        clip=config.lars_clip, adam_beta2=config.adam_beta2)
+        clip=config.lars_clip, adam_beta2=config.adam_beta2, lr_scales=method.lr_scales())
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, previous: dict[str, Any],

@@ -19,7 +19,7 @@ Barlow Twins and VICReg.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -100,33 +100,66 @@ class LARS(torch.optim.Optimizer):
 OPTIMIZERS = ("sgd", "lars", "adamw")
 
 
-def param_groups(model: nn.Module, weight_decay: float, exclude_bias_norm: bool
-                 ) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, exclude_bias_norm: bool,
+                 lr_scales: Mapping[str, float] | None = None) -> list[dict]:
     """Trainable parameters split into decayed matrices and (optionally) undecayed vectors.
 
     Every group carries ``lars`` (adapt this group under LARS): matrices yes, vectors only
-    when they are not excluded.
+    when they are not excluded. ``lr_scales`` maps a submodule's name (``"predictor"``) to a
+    factor on its parameters' learning rate: they get groups of their own with ``lr_scale``,
+    which :func:`set_lr` applies.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> net = nn.Sequential()
+    >>> net.add_module("encoder", nn.Linear(4, 4))
+    >>> net.add_module("predictor", nn.Linear(4, 4))
+    >>> [(len(g["params"]), g["weight_decay"], g["lr_scale"])
+    ...  for g in param_groups(net, 1e-4, True, {"predictor": 10.0})]
+    [(1, 0.0001, 1.0), (1, 0.0, 1.0), (1, 0.0001, 10.0), (1, 0.0, 10.0)]
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not exclude_bias_norm:
-        return [{"params": params, "lars": True, "weight_decay": weight_decay}]
-    matrices = [p for p in params if p.ndim > 1]
-    vectors = [p for p in params if p.ndim <= 1]
-    groups = [{"params": matrices, "lars": True, "weight_decay": weight_decay},
-              {"params": vectors, "lars": False, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+    scales = {str(k): float(v) for k, v in (lr_scales or {}).items()}
+    for name, scale in scales.items():
+        try:
+            model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"lr_scales names {name!r}, which is not a submodule of "
+                             f"{type(model).__name__}") from None
+        if not scale > 0:
+            raise ValueError(f"lr_scales[{name!r}] must be positive, got {scale}")
+
+    def scale_of(param_name: str) -> float:
+        for prefix, scale in scales.items():
+            if param_name == prefix or param_name.startswith(prefix + "."):
+                return scale
+        return 1.0
+
+    groups: dict[tuple[float, bool], dict] = {}
+    for scale in [1.0, *sorted(set(scales.values()) - {1.0})]:
+        for vector in (False, True):
+            decayed = not (vector and exclude_bias_norm)
+            groups[scale, vector] = {"params": [], "lars": decayed,
+                                     "weight_decay": weight_decay if decayed else 0.0,
+                                     "lr_scale": scale}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups[scale_of(name), exclude_bias_norm and p.ndim <= 1]["params"].append(p)
+    return [g for g in groups.values() if g["params"]]
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
                     weight_decay: float, *, exclude_bias_norm: bool | None = None,
                     trust_coefficient: float = 0.001, clip: bool = False,
-                    adam_beta2: float = 0.999) -> torch.optim.Optimizer:
+                    adam_beta2: float = 0.999,
+                    lr_scales: Mapping[str, float] | None = None) -> torch.optim.Optimizer:
     """The optimiser over ``model``'s trainable parameters.
 
     ``momentum`` is SGD/LARS momentum, or AdamW's β₁; ``adam_beta2`` is AdamW's β₂.
     ``exclude_bias_norm`` (default: only for LARS) takes 1-D parameters out of weight
     decay and LARS adaptation. ``trust_coefficient`` and ``clip`` are LARS's η and rate
-    clipping.
+    clipping. ``lr_scales`` multiplies the learning rate of named submodules (BYOL's
+    predictor, see :func:`param_groups`).
 
     Examples
     --------
@@ -140,7 +173,9 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     if exclude_bias_norm is None:
         exclude_bias_norm = name == "lars"
-    groups = param_groups(model, weight_decay, exclude_bias_norm)
+    groups = param_groups(model, weight_decay, exclude_bias_norm, lr_scales)
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
     if name == "sgd":
         return torch.optim.SGD([{k: v for k, v in g.items() if k != "lars"} for g in groups],
                                lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -180,5 +215,6 @@ def set_weight_decay(groups: list[dict], weight_decay: float) -> None:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every param group's learning rate to ``lr`` times its ``lr_scale`` (1 if none)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -170,6 +170,8 @@ def test_the_dry_run_and_the_run_share_their_checks(tiny_store, tiny_protocol, t
 def test_the_run_optimizer_takes_adam_beta2_from_the_resolved_config(method, given, betas):
     config = TrainConfig(data="s", protocol="p", out="o", method=method, adam_beta2=given)
     resolved = resolve(config, n_items=512).config
-    optimizer = checks.build_run_optimizer(nn.Linear(4, 2), resolved)
+    model = nn.Linear(4, 2)
+    model.lr_scales = dict                  # a Method's hook: one rate for every parameter
+    optimizer = checks.build_run_optimizer(model, resolved)
     assert isinstance(optimizer, torch.optim.AdamW)
     assert all(group["betas"] == betas for group in optimizer.param_groups)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from bioaug.train.optim import LARS, build_optimizer, lr_at, set_momentum
+from bioaug.train.optim import LARS, build_optimizer, lr_at, set_lr, set_momentum
 
 
 def test_warmup_then_cosine_known_values():
@@ -112,3 +112,54 @@ def test_set_momentum_replaces_the_values_of_a_loaded_state(name):
     for group in opt.param_groups:
         assert group.get("betas", (0.5, 0.95)) == (0.5, 0.95)
         assert group.get("momentum", 0.5) == 0.5
+
+
+def test_lr_scales_give_a_submodule_its_own_rate_through_the_schedule():
+    model = nn.Sequential()
+    model.add_module("encoder", nn.Linear(3, 3))
+    model.add_module("predictor", nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)))
+    opt = build_optimizer(model, "adamw", 1e-3, 0.9, 1e-4, exclude_bias_norm=True,
+                          lr_scales={"predictor": 10.0})
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = [(sorted(names[id(p)] for p in g["params"]), g["weight_decay"], g["lr_scale"])
+              for g in opt.param_groups]
+    assert groups == [(["encoder.weight"], 1e-4, 1.0), (["encoder.bias"], 0.0, 1.0),
+                      (["predictor.0.weight"], 1e-4, 10.0),
+                      (["predictor.0.bias", "predictor.1.bias", "predictor.1.weight"], 0.0, 10.0)]
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3, 1e-3, 1e-2, 1e-2])
+    set_lr(opt, lr_at(0, 0.5, 4, 10))                   # warm-up step 1 of 4: 0.125
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.125, 0.125, 1.25, 1.25])
+
+
+def test_lr_scales_step_sizes_follow_the_scale():
+    # SGD without momentum: each parameter moves by lr · scale · grad
+    model = nn.Sequential()
+    model.add_module("a", nn.Linear(1, 1, bias=False))
+    model.add_module("b", nn.Linear(1, 1, bias=False))
+    opt = build_optimizer(model, "sgd", 0.1, 0.0, 0.0, lr_scales={"b": 3.0})
+    before = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    moved = [(b - p.detach()).item() for b, p in zip(before, model.parameters(), strict=True)]
+    assert moved == pytest.approx([0.1, 0.3])
+
+
+def test_lr_scales_refuse_an_unknown_submodule_and_a_bad_factor():
+    with pytest.raises(ValueError, match="'predictor', which is not a submodule of Linear"):
+        build_optimizer(nn.Linear(2, 2), "adamw", 1e-3, 0.9, 0.0, lr_scales={"predictor": 10})
+    with pytest.raises(ValueError, match="must be positive"):
+        build_optimizer(nn.Sequential(nn.Linear(2, 2)), "adamw", 1e-3, 0.9, 0.0,
+                        lr_scales={"0": 0.0})
+
+
+def test_a_saved_state_without_lr_scale_runs_at_the_plain_rate():
+    # optimiser states saved before groups carried lr_scale load and keep one rate
+    model = nn.Linear(3, 2)
+    opt = build_optimizer(model, "adamw", 1e-3, 0.9, 1e-4)
+    saved = opt.state_dict()
+    for group in saved["param_groups"]:
+        del group["lr_scale"]
+    opt.load_state_dict(saved)
+    set_lr(opt, 0.2)
+    assert [g["lr"] for g in opt.param_groups] == [0.2]
