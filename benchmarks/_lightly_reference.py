@@ -104,6 +104,10 @@ class _Ref(nn.Module):
     def before_optimizer_step(self, step: int) -> None:
         """Gradient surgery before optimiser step ``step`` (0-based; DINO's frozen layer)."""
 
+    def lr_scales(self) -> dict[str, float]:
+        """Factors on the learning rate of named submodules, as the bioaug method's."""
+        return {}
+
 
 class RefSimCLR(_Ref):
     def __init__(self, backbone: nn.Module, hp: dict[str, Any]) -> None:
@@ -176,6 +180,11 @@ class RefBYOL(_Ref):
         deactivate_requires_grad(self.t_head)
         self.criterion = NegativeCosineSimilarity()
         self.m0, self.m1 = hp["momentum"], hp.get("momentum_end", 1.0)
+        # a run made before the option existed trained its predictor at the run's rate
+        self.predictor_lr_scale = float(hp.get("predictor_lr_scale", 1.0))
+
+    def lr_scales(self) -> dict[str, float]:
+        return {} if self.predictor_lr_scale == 1.0 else {"predictor": self.predictor_lr_scale}
 
     def loss(self, x0, x1):
         p0 = self.predictor(self.head(self.backbone(x0)))
@@ -406,7 +415,7 @@ def train_reference(recipe: RunRecipe, store: Store,
     generator.manual_seed(recipe.seed + 1)
     o = dict(recipe.optimizer)
     opt = build_optimizer(model, o.pop("name"), recipe.base_lr, o.pop("momentum"),
-                          o.pop("weight_decay"), **o)
+                          o.pop("weight_decay"), lr_scales=model.lr_scales(), **o)
     decayed = [g for g in opt.param_groups if g["weight_decay"] > 0]
     wd0 = decayed[0]["weight_decay"] if decayed else 0.0
     params = [p for p in model.parameters() if p.requires_grad]

@@ -177,9 +177,10 @@ def test_print_config_shows_each_value_and_its_source(store, protocol, tmp_path,
     assert lines["lr"].split("#")[1].strip() == "command line"
     assert lines["optimizer"].startswith("optimizer: adamw") and lines["optimizer"].endswith("# recipe")
     assert lines["weight_decay"].endswith("# recipe") and lines["seed"].endswith("# default")
-    assert "warmup_epochs: 0.2" in lines["warmup_epochs"] and "10% of the run" in lines["warmup_epochs"]
+    # BYOL's recipe warms up for 45 % of the run: 0.9 of 2 epochs, 4 of 8 steps
+    assert "warmup_epochs: 0.9" in lines["warmup_epochs"] and "45% of the run" in lines["warmup_epochs"]
     assert "  proj_hidden_dim: 32" in text and "  momentum: 0.99" in text
-    assert "# schedule: 64 items, 4 steps/epoch, 8 steps, warm-up 1 steps, peak lr 0.125" in text
+    assert "# schedule: 64 items, 4 steps/epoch, 8 steps, warm-up 4 steps, peak lr 0.125" in text
     # an 8-step BYOL run: the target encoder cannot move, the warning says what to use
     assert "# warning: byol: with momentum 0.99 → 1 (cosine) the target encoder" in text
     assert "use momentum=0.8 with momentum_end=1.0" in text

@@ -67,3 +67,19 @@ def test_target_update_follows_the_cosine_schedule(tiny_backbone):
     frozen = [t.clone() for t in byol.target_backbone.parameters()]
     byol.after_step(1.0)
     assert all(torch.equal(t, f) for t, f in zip(byol.target_backbone.parameters(), frozen, strict=True))
+
+
+def test_the_predictor_learns_at_ten_times_the_rate_by_default(tiny_backbone):
+    from bioaug.train.optim import build_optimizer
+
+    byol = _byol(tiny_backbone)
+    assert byol.config.predictor_lr_scale == 10.0 and byol.lr_scales() == {"predictor": 10.0}
+    opt = build_optimizer(byol, "adamw", 1e-3, 0.9, 1e-4, exclude_bias_norm=True,
+                          lr_scales=byol.lr_scales())
+    predictor = {id(p) for p in byol.predictor.parameters()}
+    for group in opt.param_groups:
+        inside = {id(p) in predictor for p in group["params"]}
+        assert inside == {group["lr_scale"] == 10.0}        # each group all in or all out
+    scaled = {id(p) for g in opt.param_groups if g["lr_scale"] == 10.0 for p in g["params"]}
+    assert scaled == predictor
+    assert _byol(tiny_backbone, predictor_lr_scale=1.0).lr_scales() == {}

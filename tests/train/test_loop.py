@@ -160,6 +160,10 @@ def test_lars_warmup_and_crop_override(tiny_store, tiny_protocol, tmp_path):
     assert lrs[4] == pytest.approx(base) and lrs[5] < base and lrs[-1] < 0.2 * base
     ck = read_checkpoint(run)
     assert ck["crop_size"] == 16 and ck["optimizer"]["param_groups"][0]["lars"]
+    # BYOL's predictor ran at 10 × the schedule's rate, the rest at the rate itself
+    groups = ck["optimizer"]["param_groups"]
+    assert sorted({g["lr_scale"] for g in groups}) == [1.0, 10.0]
+    assert all(g["lr"] == pytest.approx(lrs[-1] * g["lr_scale"]) for g in groups)
     text = (run / "protocol.yaml").read_text()
     assert text.startswith("# effective protocol") and "crop_size: 16" in text
 

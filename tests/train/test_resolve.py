@@ -24,9 +24,12 @@ def test_unset_options_take_the_methods_recipe(name):
         if field != "warmup_epochs":
             assert getattr(r.config, field) == getattr(recipe, field), field
             assert r.sources[field] == "recipe"
-    # 10 steps/epoch × 20 epochs; warm-up 10 % of the run = 2 epochs = 20 steps
-    assert (r.steps_per_epoch, r.total_steps, r.warmup_steps) == (10, 200, 20)
-    assert r.config.warmup_epochs == pytest.approx(2.0)
+    # 10 steps/epoch × 20 epochs; warm-up 10 % of the run = 2 epochs = 20 steps (BYOL 45 %:
+    # 9 epochs, 90 steps)
+    fraction = 0.45 if name == "byol" else 0.1
+    assert recipe.warmup_fraction == fraction
+    assert (r.steps_per_epoch, r.total_steps, r.warmup_steps) == (10, 200, round(200 * fraction))
+    assert r.config.warmup_epochs == pytest.approx(20 * fraction)
     assert r.effective_lr == pytest.approx(scaled_lr(recipe.lr, 128, recipe.lr_scaling))
     # every method hyperparameter is written out, from the method's defaults
     assert r.config.method_kwargs == METHODS[name].Config().model_dump(mode="json")
