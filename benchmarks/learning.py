@@ -57,7 +57,8 @@ Run: ``python benchmarks/learning.py [--quick] [--datasets mnist,digits] [--step
 [--seeds 3] [--methods simclr,byol] [--no-reference] [--out DIR] [--work DIR]``.
 Finished runs are kept in ``--work`` (default: a folder under the system temp dir) and
 reused when the same command is run again. Run and result names carry the method's
-hyperparameters and a fingerprint of the protocol file, so a changed protocol or setting
+hyperparameters given on the command line, a fingerprint of the method's declared recipe
+and defaults, and one of the protocol file, so a changed protocol, setting or default
 trains afresh.
 """
 
@@ -362,9 +363,23 @@ def protocol_tag(protocol: str) -> str:
     return "-p" + sha256_file(resolve_protocol(protocol))[:8]
 
 
-def run_tag(ds: Dataset, steps: int, batch: int) -> str:
+def defaults_tag(method: str) -> str:
+    """``-m`` and the first 8 hex digits of the SHA-256 of the method's recipe and default
+    hyperparameters: when a release changes a method's defaults, its runs and cached scores
+    get new names instead of standing in for the new defaults."""
+    import hashlib
+
+    cls = lookup_method(method)
+    declared = {"recipe": cls.recipe.model_dump(mode="json"),
+                "config": cls.Config().model_dump(mode="json")}
+    text = json.dumps(declared, sort_keys=True)
+    return "-m" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def run_tag(ds: Dataset, method: str, steps: int, batch: int) -> str:
     hparams = "".join(f"-{k}{v}" for k, v in sorted(ds.method_kwargs.items()))
-    return f"{steps}steps-b{batch}{width_tag(ds)}{hparams}{protocol_tag(ds.protocol)}"
+    return (f"{steps}steps-b{batch}{width_tag(ds)}{hparams}{defaults_tag(method)}"
+            f"{protocol_tag(ds.protocol)}")
 
 
 def layer_tag(layer: str) -> str:
@@ -373,7 +388,7 @@ def layer_tag(layer: str) -> str:
 
 def bioaug_run(ds: Dataset, method: str, seed: int, steps: int, batch: int,
                work: Path) -> Path:
-    run = work / "runs" / ds.name / f"{method}-s{seed}-{run_tag(ds, steps, batch)}"
+    run = work / "runs" / ds.name / f"{method}-s{seed}-{run_tag(ds, method, steps, batch)}"
     ckpt = run / "checkpoint.pt"
     if ckpt.exists() and read_checkpoint(ckpt).get("finished"):
         return run
@@ -426,7 +441,6 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
     rows: list[dict[str, Any]] = []
     layer = args.layer or default_embed_layer(ds.backbone)
     steps, batch = ds.steps or args.steps, ds.batch_size or args.batch_size
-    tag = run_tag(ds, steps, batch) + layer_tag(layer)
     for seed in range(args.seed_from, args.seeds):
         rows.append({"dataset": ds.name, "method": "-", "impl": "raw pixels", "seed": seed,
                      **cached(res_dir / f"raw-s{seed}.json", lambda s=seed: scores(raw, y, s, ds.cells))})
@@ -455,7 +469,9 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                                  ds.cells),
                         "train_s": secs, "run": str(run)}
 
-            r = cached(res_dir / f"bioaug-{method}-s{seed}-{tag}.json", bio, args.report)
+            tag = run_tag(ds, method, steps, batch)
+            r = cached(res_dir / f"bioaug-{method}-s{seed}-{tag}{layer_tag(layer)}.json", bio,
+                       args.report)
             if r is None:
                 continue
             rows.append({"dataset": ds.name, "method": method, "impl": "bioaug", "seed": seed,
@@ -468,7 +484,7 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
             def ref(run: str = r["run"], m: str = method, s: int = seed) -> dict[str, Any]:
                 # the trained reference backbone is kept, so scoring another layer does not
                 # train it again
-                weights = work / "runs" / ds.name / f"lightly-{m}-s{s}-{run_tag(ds, steps, batch)}.pt"
+                weights = work / "runs" / ds.name / f"lightly-{m}-s{s}-{run_tag(ds, m, steps, batch)}.pt"
                 if weights.is_file():
                     saved = torch.load(weights, weights_only=True)
                     backbone = build_backbone(ds.backbone, store.n_channels,
@@ -486,7 +502,7 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                 return {**scores(features(backbone, store, idx, layer), y, s, ds.cells),
                         "train_s": secs}
 
-            r = cached(res_dir / f"lightly-{method}-s{seed}-{tag}.json", ref, args.report)
+            r = cached(res_dir / f"lightly-{method}-s{seed}-{tag}{layer_tag(layer)}.json", ref, args.report)
             if r is None:
                 continue
             rows.append({"dataset": ds.name, "method": method, "impl": "lightly reference",

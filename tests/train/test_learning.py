@@ -32,6 +32,7 @@ from bioaug.train import TrainConfig, load_trained, train
 from bioaug.train.checks import build_run_model
 from bioaug.train.data import to_unit_float
 from bioaug.train.knn import knn_accuracy
+from bioaug.train.optim import build_optimizer
 from tests.conftest import REPO
 from tests.train.helpers import write_protocol
 
@@ -103,6 +104,20 @@ def test_reference_recipe_carries_adam_beta2(reference, config, beta2):
     assert recipe.optimizer == {"name": "adamw", "momentum": 0.9, "weight_decay": 0.05,
                                 "adam_beta2": beta2}
     assert recipe.hparams == MAE_HP and recipe.backbone_kwargs == TINY_VIT
+
+
+@pytest.mark.parametrize(("hparams", "scales"), [({"predictor_lr_scale": 10.0}, {"predictor": 10.0}),
+                                                 ({"predictor_lr_scale": 1.0}, {}), ({}, {})])
+def test_byol_reference_runs_its_predictor_at_the_runs_rate(reference, hparams, scales):
+    # the reference reads the factor from the run's hyperparameters; a run from before the
+    # option trained its predictor at the run's rate
+    hp = {"proj_hidden_dim": 8, "proj_output_dim": 4, "pred_hidden_dim": 8, "momentum": 0.99,
+          **hparams}
+    ref = reference.RefBYOL(build_backbone("vgg_mnist", 1, width=0.25), hp)
+    assert ref.lr_scales() == scales
+    opt = build_optimizer(ref, "adamw", 1e-3, 0.9, 1e-4, lr_scales=ref.lr_scales())
+    scaled = {id(p) for g in opt.param_groups if g["lr_scale"] != 1.0 for p in g["params"]}
+    assert scaled == ({id(p) for p in ref.predictor.parameters()} if scales else set())
 
 
 def _mae_recipe(reference: ModuleType, protocol: str, **kw: Any) -> Any:
@@ -202,11 +217,12 @@ def test_method_kwargs_reach_the_runs_and_name_them(learning: ModuleType, tmp_pa
     assert hparams == {"momentum": 0.95, "out_dim": 256}
     ds = learning.Dataset("d", tmp_path, "mnist-multicrop", "vit_tiny", {"patch_size": 7},
                           method_kwargs=hparams)
-    multicrop = learning.protocol_tag("mnist-multicrop")
-    assert learning.run_tag(ds, 60, 128) == ("60steps-b128-vit_tiny-patch_size7-momentum0.95-"
-                                             f"out_dim256{multicrop}")
+    multicrop, dino = learning.protocol_tag("mnist-multicrop"), learning.defaults_tag("dino")
+    assert learning.run_tag(ds, "dino", 60, 128) == (
+        f"60steps-b128-vit_tiny-patch_size7-momentum0.95-out_dim256{dino}{multicrop}")
     plain = learning.Dataset("d", tmp_path, "mnist-all", "vgg_mnist", {"width": 0.5})
-    assert learning.run_tag(plain, 300, 256) == f"300steps-b256-w0.5{learning.protocol_tag('mnist-all')}"
+    assert learning.run_tag(plain, "simclr", 300, 256) == (
+        f"300steps-b256-w0.5{learning.defaults_tag('simclr')}{learning.protocol_tag('mnist-all')}")
     with pytest.raises(SystemExit, match="KEY=VALUE pairs, got 'momentum'"):
         learning.method_kwargs(argparse.Namespace(method_kwargs=["momentum"]))
 
@@ -224,4 +240,25 @@ def test_an_edited_protocol_names_new_runs(learning: ModuleType, tmp_path) -> No
     mine.write_text(mine.read_text().replace("p: 0.5", "p: 0.6", 1))
     assert learning.protocol_tag(str(mine)) != tag
     ds = learning.Dataset("d", tmp_path, str(mine), "vgg_mnist", {"width": 0.5})
-    assert learning.run_tag(ds, 300, 256).endswith(learning.protocol_tag(str(mine)))
+    assert learning.run_tag(ds, "simclr", 300, 256).endswith(learning.protocol_tag(str(mine)))
+
+
+def test_new_method_defaults_name_new_runs(learning: ModuleType, monkeypatch) -> None:
+    """The run name follows the method's declared recipe and hyperparameter defaults: a
+    release that changes them trains afresh instead of reusing runs of the old defaults."""
+    from bioaug.methods import METHODS, method_names
+
+    tags = {name: learning.defaults_tag(name) for name in method_names()}
+    assert all(len(t) == 10 and t.startswith("-m") for t in tags.values())
+    assert len(set(tags.values())) == len(tags)           # each method its own
+    assert learning.defaults_tag("byol") == tags["byol"]  # stable
+    byol = METHODS["byol"]
+    monkeypatch.setattr(byol, "recipe", byol.recipe.model_copy(update={"warmup_fraction": 0.1}))
+    assert learning.defaults_tag("byol") != tags["byol"]
+    monkeypatch.undo()
+
+    class OneRate(byol.Config):
+        predictor_lr_scale: float = 1.0
+
+    monkeypatch.setattr(byol, "Config", OneRate)
+    assert learning.defaults_tag("byol") != tags["byol"]
