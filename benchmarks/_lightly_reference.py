@@ -180,8 +180,11 @@ class RefBYOL(_Ref):
         deactivate_requires_grad(self.t_head)
         self.criterion = NegativeCosineSimilarity()
         self.m0, self.m1 = hp["momentum"], hp.get("momentum_end", 1.0)
+        from bioaug.train.config import IMPLICIT_VALUES
+
         # a run made before the option existed trained its predictor at the run's rate
-        self.predictor_lr_scale = float(hp.get("predictor_lr_scale", 1.0))
+        self.predictor_lr_scale = float(hp.get(
+            "predictor_lr_scale", IMPLICIT_VALUES["method_kwargs.predictor_lr_scale"]))
 
     def lr_scales(self) -> dict[str, float]:
         return {} if self.predictor_lr_scale == 1.0 else {"predictor": self.predictor_lr_scale}

@@ -351,8 +351,11 @@ SAMPLING_DEFAULTS: dict[str, Any] = {
               "control")}
 
 #: The value every option missing from an older run's config had in that run: the
-#: sampling options' defaults, and AdamW's β₂, fixed at 0.999 before it was an option.
-IMPLICIT_VALUES: dict[str, Any] = {**SAMPLING_DEFAULTS, "adam_beta2": 0.999}
+#: sampling options' defaults, AdamW's β₂, fixed at 0.999 before it was an option, and
+#: BYOL's predictor, which learned at the run's rate before ``predictor_lr_scale``
+#: (``method_kwargs.<name>`` for a method's hyperparameter).
+IMPLICIT_VALUES: dict[str, Any] = {**SAMPLING_DEFAULTS, "adam_beta2": 0.999,
+                                   "method_kwargs.predictor_lr_scale": 1.0}
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any],
@@ -361,7 +364,7 @@ def config_diff(old: dict[str, Any], new: dict[str, Any],
 
     Mappings (``method_kwargs`` …) are compared key by key (``method_kwargs.temperature``).
     Options missing from an older run's config count as the values that run used
-    (:data:`IMPLICIT_VALUES`: the sampling defaults, β₂ 0.999).
+    (:data:`IMPLICIT_VALUES`: the sampling defaults, β₂ 0.999, BYOL's predictor rate 1).
 
     Examples
     --------
@@ -374,8 +377,10 @@ def config_diff(old: dict[str, Any], new: dict[str, Any],
     for k in sorted((set(old) | set(new)) - set(ignore)):
         a, b = old.get(k, IMPLICIT_VALUES.get(k)), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
-            out.update({f"{k}.{sub}": (a.get(sub), b.get(sub)) for sub in sorted(set(a) | set(b))
-                        if a.get(sub) != b.get(sub)})
+            for sub in sorted(set(a) | set(b)):
+                was = a.get(sub, IMPLICIT_VALUES.get(f"{k}.{sub}"))
+                if was != b.get(sub):
+                    out[f"{k}.{sub}"] = (was, b.get(sub))
         elif a != b:
             out[k] = (a, b)
     return out

@@ -160,6 +160,17 @@ def test_adam_beta2_outside_zero_one_names_the_key(beta2):
     assert "adam_beta2:" in str(info.value) and f"(got {beta2})" in str(info.value)
 
 
+def test_a_byol_run_from_before_the_predictor_rate_resumes_as_it_ran(tmp_path):
+    new = TrainConfig(data=tmp_path, protocol="x", out=tmp_path / "o", method="byol",
+                      method_kwargs={"momentum": 0.99, "predictor_lr_scale": 1.0})
+    old = new.to_plain()
+    del old["method_kwargs"]["predictor_lr_scale"]
+    assert config_diff(old, new.to_plain()) == {}           # its predictor ran at the run's rate
+    today = new.model_copy(update={"method_kwargs": {"momentum": 0.99,
+                                                     "predictor_lr_scale": 10.0}})
+    assert config_diff(old, today.to_plain()) == {"method_kwargs.predictor_lr_scale": (1.0, 10.0)}
+
+
 def test_a_run_from_before_adam_beta2_resumes_as_it_ran(tmp_path):
     new = TrainConfig(data=tmp_path, protocol="x", out=tmp_path / "o", adam_beta2=0.999)
     old = {k: v for k, v in new.to_plain().items() if k != "adam_beta2"}
