@@ -187,7 +187,7 @@ class RefBYOL(_Ref):
             "predictor_lr_scale", IMPLICIT_VALUES["method_kwargs.predictor_lr_scale"]))
 
     def lr_scales(self) -> dict[str, float]:
-        return {} if self.predictor_lr_scale == 1.0 else {"predictor": self.predictor_lr_scale}
+        return {"predictor": self.predictor_lr_scale}
 
     def loss(self, x0, x1):
         p0 = self.predictor(self.head(self.backbone(x0)))

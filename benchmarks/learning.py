@@ -91,7 +91,7 @@ import torch  # noqa: E402
 from bioaug.augment import load_protocol, resolve_protocol  # noqa: E402
 from bioaug.data.natural import prepare_natural  # noqa: E402
 from bioaug.data.store import Store, is_store  # noqa: E402
-from bioaug.io import sha256_file  # noqa: E402
+from bioaug.io import sha256_file, sha256_text  # noqa: E402
 from bioaug.methods import lookup_method, method_names  # noqa: E402
 from bioaug.methods.base import EMBED_LAYERS, feature_map_embedding  # noqa: E402
 from bioaug.models import build_backbone, default_embed_layer  # noqa: E402
@@ -367,13 +367,10 @@ def defaults_tag(method: str) -> str:
     """``-m`` and the first 8 hex digits of the SHA-256 of the method's recipe and default
     hyperparameters: when a release changes a method's defaults, its runs and cached scores
     get new names instead of standing in for the new defaults."""
-    import hashlib
-
     cls = lookup_method(method)
     declared = {"recipe": cls.recipe.model_dump(mode="json"),
                 "config": cls.Config().model_dump(mode="json")}
-    text = json.dumps(declared, sort_keys=True)
-    return "-m" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return "-m" + sha256_text(json.dumps(declared, sort_keys=True))[:8]
 
 
 def run_tag(ds: Dataset, method: str, steps: int, batch: int) -> str:

@@ -99,8 +99,7 @@ class BYOL(Method):
 
     def lr_scales(self) -> dict[str, float]:
         """The predictor learns at ``predictor_lr_scale`` × the run's rate."""
-        scale = self.config.predictor_lr_scale
-        return {} if scale == 1.0 else {"predictor": scale}
+        return {"predictor": self.config.predictor_lr_scale}
 
     @torch.no_grad()
     def _target(self, x: torch.Tensor) -> torch.Tensor:

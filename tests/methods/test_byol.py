@@ -82,4 +82,7 @@ def test_the_predictor_learns_at_ten_times_the_rate_by_default(tiny_backbone):
         assert inside == {group["lr_scale"] == 10.0}        # each group all in or all out
     scaled = {id(p) for g in opt.param_groups if g["lr_scale"] == 10.0 for p in g["params"]}
     assert scaled == predictor
-    assert _byol(tiny_backbone, predictor_lr_scale=1.0).lr_scales() == {}
+    one_rate = _byol(tiny_backbone, predictor_lr_scale=1.0)
+    groups = build_optimizer(one_rate, "adamw", 1e-3, 0.9, 1e-4, exclude_bias_norm=True,
+                             lr_scales=one_rate.lr_scales()).param_groups
+    assert [g["lr_scale"] for g in groups] == [1.0, 1.0]    # the paper's: one rate for all
