@@ -16,7 +16,6 @@ resolved is what the reference trains with.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -299,8 +298,11 @@ class RefDINO(_Ref):
 
 class RefMAE(_Ref):
     """MAE (He et al. 2022): lightly's ``MaskedVisionTransformerTIMM`` around the backbone's
-    own timm ViT, lightly's ``MAEDecoderTIMM``, masks from ``random_token_mask`` and the
-    hidden patches picked with ``patchify`` / ``get_at_index``; one view (the first).
+    own timm ViT, lightly's ``MaskedVisionTransformerDecoderTIMM`` (mask token, fixed
+    position embedding, blocks, norm) between a linear embedding and a linear prediction
+    head (the MAE code's, initialised as it does: Xavier-uniform weights, zero biases),
+    masks from ``random_token_mask`` and the hidden patches picked with ``patchify`` /
+    ``get_at_index``; one view (the first).
 
     The wrapped ViT is the backbone's ``.vit`` itself, so training moves the backbone's
     weights. Held equal to bioaug's MAE: the ViT's initial weights (``weight_initialization
@@ -319,7 +321,10 @@ class RefMAE(_Ref):
     """
 
     def __init__(self, backbone: nn.Module, hp: dict[str, Any]) -> None:
-        from lightly.models.modules import MAEDecoderTIMM, MaskedVisionTransformerTIMM
+        from lightly.models.modules import (
+            MaskedVisionTransformerDecoderTIMM,
+            MaskedVisionTransformerTIMM,
+        )
 
         super().__init__(backbone)
         vit = backbone.vit
@@ -328,14 +333,16 @@ class RefMAE(_Ref):
         self.encoder.mask_token.requires_grad_(False)  # only visible tokens are encoded
         self.patch_size = int(backbone.patch_size)
         self.img_size = int(backbone.img_size)
-        with warnings.catch_warnings():  # lightly 1.6 marks it for removal in 1.7
-            warnings.filterwarnings("ignore", "MAEDecoderTIMM is deprecated", FutureWarning)
-            self.decoder = MAEDecoderTIMM(
-                num_patches=vit.patch_embed.num_patches, patch_size=self.patch_size,
-                in_chans=int(backbone.in_channels), embed_dim=int(backbone.out_dim),
-                decoder_embed_dim=hp["decoder_dim"], decoder_depth=hp["decoder_depth"],
-                decoder_num_heads=hp["decoder_heads"],
-                num_prefix_tokens=vit.num_prefix_tokens)
+        width = int(hp["decoder_dim"])
+        self.decoder_embed = nn.Linear(int(backbone.out_dim), width)
+        self.decoder = MaskedVisionTransformerDecoderTIMM(
+            num_patches=vit.patch_embed.num_patches, embed_dim=width,
+            depth=hp["decoder_depth"], num_heads=hp["decoder_heads"],
+            num_prefix_tokens=vit.num_prefix_tokens)
+        self.prediction_head = nn.Linear(width, self.patch_size ** 2 * int(backbone.in_channels))
+        for layer in (self.decoder_embed, self.prediction_head):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
         self.mask_ratio = float(hp["mask_ratio"])
         self.norm_pix = bool(hp["norm_pix_loss"])
         self.criterion = nn.MSELoss()
@@ -365,8 +372,9 @@ class RefMAE(_Ref):
                                                device=images.device)
         encoded = self.encoder.encode(images, idx_keep=idx_keep)
         tokens = repeat_token(self.decoder.mask_token, (b, length))
-        tokens = set_at_index(tokens, idx_keep, self.decoder.embed(encoded).type_as(tokens))
-        pred = self.decoder.predict(get_at_index(self.decoder.decode(tokens), idx_mask))
+        tokens = set_at_index(tokens, idx_keep, self.decoder_embed(encoded).type_as(tokens))
+        decoded = self.decoder.decode(self.decoder.add_pos_embed(tokens))
+        pred = self.prediction_head(get_at_index(decoded, idx_mask))
         n_prefix = self.encoder.vit.num_prefix_tokens
         target = get_at_index(patchify(images, self.patch_size), idx_mask - n_prefix)
         return self.criterion(pred, normalised_patches(target) if self.norm_pix else target)

@@ -151,14 +151,16 @@ def test_mae_reference_loss_equals_bioaug_mae_for_the_same_weights_and_mask(refe
     torch.manual_seed(0)
     ref = reference.build_reference(_mae_recipe(reference, "none"), 1).eval()
     ours = build_method("mae", ref.backbone, **MAE_HP).eval()  # the same backbone object
-    renamed = {"embed": "decoder_embed", "blocks": "decoder_blocks", "norm": "decoder_norm",
-               "pred": "decoder_pred"}
-    state = {renamed.get(k.split(".")[0], k.split(".")[0]) + k[len(k.split(".")[0]):]: v
-             for k, v in ours.decoder.state_dict().items()}
-    loaded = ref.decoder.load_state_dict(state, strict=False)
-    assert loaded.missing_keys == ["decoder_pos_embed"] and not loaded.unexpected_keys
+    state = ours.decoder.state_dict()
+    outside = {"embed": ref.decoder_embed, "pred": ref.prediction_head}   # lightly's: ours
+    for name, layer in outside.items():
+        layer.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items()
+                               if k.split(".")[0] == name})
+    inside = {k: v for k, v in state.items() if k.split(".")[0] not in outside}
+    loaded = ref.decoder.load_state_dict(inside, strict=False)
+    assert loaded.missing_keys == ["pos_embed"] and not loaded.unexpected_keys
     with torch.no_grad():                               # bioaug's channel order of sin-cos
-        ref.decoder.decoder_pos_embed[0, 1:] = build_sincos2d_pos_embed([4, 4], 32)
+        ref.decoder.pos_embed[0, 1:] = build_sincos2d_pos_embed([4, 4], 32)
     b, n, keep = 3, 16, 4
     torch.manual_seed(7)
     order = torch.rand(b, n).argsort(dim=1)             # bioaug's draw after the same seed
