@@ -478,10 +478,11 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
             if args.no_reference or not ds.reference:
                 continue
 
-            def ref(run: str = r["run"], m: str = method, s: int = seed) -> dict[str, Any]:
+            def ref(run: str = r["run"], m: str = method, s: int = seed,
+                    t: str = tag) -> dict[str, Any]:
                 # the trained reference backbone is kept, so scoring another layer does not
                 # train it again
-                weights = work / "runs" / ds.name / f"lightly-{m}-s{s}-{run_tag(ds, m, steps, batch)}.pt"
+                weights = work / "runs" / ds.name / f"lightly-{m}-s{s}-{t}.pt"
                 if weights.is_file():
                     saved = torch.load(weights, weights_only=True)
                     backbone = build_backbone(ds.backbone, store.n_channels,
