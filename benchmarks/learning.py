@@ -464,7 +464,8 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                 trained = load_trained(run)
                 return {**scores(features(trained.backbone, store, idx, layer), y, s,
                                  ds.cells),
-                        "train_s": secs, "run": str(run)}
+                        "train_s": secs, "run": str(run),
+                        "health_warnings": read_checkpoint(run).get("health_warnings", [])}
 
             tag = run_tag(ds, method, steps, batch)
             r = cached(res_dir / f"bioaug-{method}-s{seed}-{tag}{layer_tag(layer)}.json", bio,
@@ -551,9 +552,15 @@ def table(rows: list[dict[str, Any]], ds_name: str, steps: int, batch: int,
         recipes = sorted({r["recipe"] for r in rs if r.get("recipe")})
         if recipes:
             impl = f"{impl} ({', '.join(recipes)})"
+        warned = sum(bool(r.get("health_warnings")) for r in rs)
+        if warned:  # the run said its training went wrong (DINO: collapse)
+            impl = f"{impl} [health warning: {warned} of {len(rs)} runs]"
         cells = [_fmt([r[k] for r in rs]) for k in keys] + vs_ref + vs_raw
         cells.append(f"{statistics.fmean(secs):.0f}" if secs else "")
         lines.append(f"| {method} | {impl} | " + " | ".join(cells) + " |")
+    said = sorted({w for r in sel for w in r.get("health_warnings", [])})
+    if said:
+        lines += ["", "Health warnings at the end of the runs:", *(f"- {w}" for w in said)]
     return "\n".join(lines)
 
 

@@ -241,6 +241,11 @@ class Method(nn.Module):
         """Called after backward and gradient clipping, before the optimiser step (DINO
         drops its head's last-layer gradients there while that layer is frozen)."""
 
+    def health_warnings(self) -> list[str]:
+        """What the last training steps say went wrong (a collapse), each message saying
+        what to change; read by the training loop at the end of a run. The base has none."""
+        return []
+
     # -- recipe checks ---------------------------------------------------------------
     @classmethod
     def target_momentum(cls, config: MethodConfig, progress: float) -> float | None:

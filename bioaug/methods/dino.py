@@ -28,6 +28,13 @@ Output size. The paper uses K = 65536 for ImageNet and reports that 4096 is near
 good (its table 9); the default here is 4096, which keeps the head (and its teacher copy)
 small enough for CPU runs on small data sets. Set ``out_dim=65536`` for the paper's.
 
+Collapse monitor. The cross-entropy splits as ``H(P_t, P_s) = h(P_t) + KL(P_t ‖ P_s)``
+(the paper's section 5.3 and figure 7): a KL of zero means the student has nothing left to
+learn from the teacher, and the teacher's entropy ``h(P_t)`` says which way the outputs
+collapsed, to the uniform distribution (``log K``: centring won) or to one dimension (0:
+sharpening won). Both are logged every step (``teacher_entropy``, ``kl`` in
+``metrics.csv``), and a run that ends collapsed says so (:meth:`DINO.health_warnings`).
+
 Short runs. The paper warms the teacher temperature up over 30 epochs of 100–800 and
 freezes the last layer for one epoch; a run of a few hundred steps may be a single epoch.
 Both are therefore capped at a fraction of the run (``teacher_temp_warmup_fraction``,
@@ -37,6 +44,8 @@ Both are therefore capped at a fraction of the run (``teacher_temp_warmup_fracti
 from __future__ import annotations
 
 import copy
+import math
+from collections import deque
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +58,17 @@ from bioaug.methods.distributed import is_distributed
 from bioaug.methods.recipe import Recipe
 from bioaug.methods.registry import register_method
 
-__all__ = ["DINO", "DINOConfig", "DINOHead", "dino_loss", "split_global_local",
-           "teacher_temperature", "updated_center"]
+__all__ = ["DINO", "DINOConfig", "DINOHead", "collapse_warning", "dino_loss",
+           "split_global_local", "teacher_entropy", "teacher_temperature", "updated_center"]
+
+#: teacher entropy at or above this fraction of ``log K``: the outputs are uniform
+UNIFORM_FRACTION = 0.98
+#: KL below this (nats) with the entropy at or below ``ONE_HOT_FRACTION · log K``: one
+#: dimension dominates every output
+COLLAPSED_KL = 0.01
+ONE_HOT_FRACTION = 0.1
+#: the last steps whose mean entropy and KL the end-of-run check reads
+HEALTH_STEPS = 10
 
 
 def dino_loss(teacher_out: torch.Tensor, student_out: torch.Tensor, center: torch.Tensor,
@@ -112,6 +130,75 @@ def dino_loss(teacher_out: torch.Tensor, student_out: torch.Tensor, center: torc
     cross = -torch.einsum("tbk,sbk->ts", t, s)
     other = ~torch.eye(n_t, n_s, dtype=torch.bool, device=cross.device)
     return cross[other].sum() / (pairs * teacher_out.shape[1])
+
+
+@torch.no_grad()
+def teacher_entropy(teacher_out: torch.Tensor, center: torch.Tensor,
+                    teacher_temp: float) -> torch.Tensor:
+    """The mean entropy ``h(P_t)`` (nats) of the teacher's distributions over ``K``.
+
+    ``P_t = softmax((t − c)/τ_t)`` as in :func:`dino_loss`; the mean is over views and
+    batch. ``log K`` for uniform outputs, 0 for one-hot ones. Since every teacher view is
+    paired with the same number of student views, ``dino_loss − teacher_entropy`` is the
+    mean ``KL(P_t ‖ P_s)`` (Caron et al. 2021, section 5.3).
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> from bioaug.methods.dino import teacher_entropy
+    >>> round(float(teacher_entropy(torch.zeros(2, 3, 8), torch.zeros(8), 0.04)), 4)
+    2.0794
+    >>> round(math.log(8), 4)
+    2.0794
+    >>> one_hot = torch.tensor([[[10.0, 0.0, 0.0, 0.0]]])
+    >>> round(abs(float(teacher_entropy(one_hot, torch.zeros(4), 0.04))), 4)
+    0.0
+    """
+    logits = (teacher_out.float() - center.reshape(1, 1, -1)) / teacher_temp
+    return -(F.softmax(logits, dim=-1) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def collapse_warning(entropy: float, kl: float, out_dim: int) -> str | None:
+    """What a collapsed DINO run should be told, or None (the paper's section 5.3).
+
+    Parameters
+    ----------
+    entropy
+        The teacher's mean entropy ``h(P_t)`` over the last steps (nats).
+    kl
+        The mean ``KL(P_t ‖ P_s)`` over the same steps (nats).
+    out_dim
+        K, the head's output size.
+
+    Returns
+    -------
+    str or None
+        The warning: uniform outputs (entropy ≥ 98 % of ``log K``) or one dimension
+        dominating (KL < 0.01 and entropy ≤ 10 % of ``log K``); None otherwise.
+
+    Examples
+    --------
+    >>> import math
+    >>> from bioaug.methods.dino import collapse_warning
+    >>> collapse_warning(2.0, 0.8, 4096) is None
+    True
+    >>> print(collapse_warning(math.log(4096) - 0.003, 0.0004, 4096))
+    dino: the teacher's outputs are uniform at the end of the run (entropy 8.315 of at most log K = 8.318 nats, KL to the student 0.0004): the head says the same of every image, so the backbone learned little (Caron et al. 2021, section 5.3); train for more steps (DINO needs many epochs), or lower teacher_temp
+    """
+    log_k = math.log(out_dim)
+    what = (f"(entropy {entropy:.3f} of at most log K = {log_k:.3f} nats, KL to the student "
+            f"{kl:.2g})")
+    if entropy >= UNIFORM_FRACTION * log_k:
+        return (f"dino: the teacher's outputs are uniform at the end of the run {what}: the "
+                "head says the same of every image, so the backbone learned little (Caron "
+                "et al. 2021, section 5.3); train for more steps (DINO needs many epochs), "
+                "or lower teacher_temp")
+    if kl < COLLAPSED_KL and entropy <= ONE_HOT_FRACTION * log_k:
+        return (f"dino: one output dimension dominates at the end of the run {what}: every "
+                "image gets the same sharp distribution (Caron et al. 2021, section 5.3); "
+                "lower center_momentum (the centre then follows the teacher sooner) or raise "
+                "teacher_temp")
+    return None
 
 
 @torch.no_grad()
@@ -272,6 +359,8 @@ class DINO(Method):
         self.register_buffer("center", torch.zeros(1, c.out_dim))
         self.current_momentum = c.momentum
         self.progress, self.epoch = 0.0, 0.0
+        #: (teacher entropy, KL) of the last steps, for :meth:`health_warnings`
+        self.recent_collapse: deque[tuple[float, float]] = deque(maxlen=HEALTH_STEPS)
 
     # -- schedules ------------------------------------------------------------------------
     @classmethod
@@ -340,9 +429,22 @@ class DINO(Method):
         teacher = teacher.float().reshape(len(glob), batch, -1)
         loss = dino_loss(teacher, student.float().reshape(len(views), batch, -1), self.center,
                          temp, self.config.student_temp)
+        entropy = teacher_entropy(teacher, self.center, temp)
+        kl = loss.detach() - entropy
+        self.recent_collapse.append((float(entropy), float(kl)))
         self.center.copy_(updated_center(self.center, teacher, self.config.center_momentum))
         return {"loss": loss, "momentum": torch.tensor(self.current_momentum),
-                "teacher_temp": torch.tensor(temp)}
+                "teacher_temp": torch.tensor(temp), "teacher_entropy": entropy, "kl": kl}
+
+    def health_warnings(self) -> list[str]:
+        """Whether the last steps' teacher was collapsed (:func:`collapse_warning`)."""
+        if not self.recent_collapse:
+            return []
+        n = len(self.recent_collapse)
+        entropy = sum(e for e, _ in self.recent_collapse) / n
+        kl = sum(k for _, k in self.recent_collapse) / n
+        warning = collapse_warning(entropy, kl, self.config.out_dim)
+        return [warning] if warning else []
 
     def student_features(self, views: list[torch.Tensor]) -> torch.Tensor:
         """The student backbone's features of ``views`` in order, ``(len(views)·B, D)``:

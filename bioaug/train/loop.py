@@ -310,6 +310,7 @@ class _Run:
                       "dtype": str(store.dtype), "header_sha256": self.header_sha256},
             "config_sources": dict(self.resolved.sources),
             "config_warnings": list(self.resolved.warnings),
+            "health_warnings": self.method.health_warnings(),
             "method": {"name": cfg.method, "hparams": dict(cfg.method_kwargs),
                        "effective_hparams": _plain(checks.method_hparams(self.method)),
                        "n_items": len(store), "batch_size": cfg.batch_size},
@@ -377,6 +378,9 @@ class _Run:
         barrier(self.info)
         try:
             self._loop()
+            if self.info.is_main:
+                for warning in self.method.health_warnings():
+                    print(f"warning: {warning}", file=sys.stderr)
             if self.info.is_main and self.cfg.preview_views:  # ViTs: RUN/attention.png
                 from bioaug.train.attention import write_attention
 

@@ -10,9 +10,12 @@ import torch
 from bioaug.errors import ConfigError
 from bioaug.methods import METHODS, build_method, method_config
 from bioaug.methods.dino import (
+    HEALTH_STEPS,
     DINOHead,
+    collapse_warning,
     dino_loss,
     split_global_local,
+    teacher_entropy,
     teacher_temperature,
     updated_center,
 )
@@ -52,6 +55,66 @@ def test_loss_by_hand_and_no_gradient_into_the_teacher():
     assert t.grad is None and s.grad is not None
     with pytest.raises(ConfigError, match="at least two views"):
         dino_loss(t[:1], s[:1], torch.zeros(2), 0.04, 0.1)
+
+
+def test_loss_splits_into_teacher_entropy_and_kl():
+    # H(P_t, P_s) = h(P_t) + KL(P_t || P_s), averaged over the pairs t ≠ s (section 5.3)
+    t, s = _outputs(2, 5, k=6)
+    center, tt, ts = torch.randn(6), 0.05, 0.1
+    log_t = torch.log_softmax((t - center) / tt, dim=-1)
+    p_t = log_t.exp()
+    log_s = torch.log_softmax(s / ts, dim=-1)
+    kls = [(p_t[i] * (log_t[i] - log_s[j])).sum(-1).mean()
+           for i in range(2) for j in range(5) if i != j]
+    entropy = teacher_entropy(t, center, tt)
+    h = -(p_t * log_t).sum(-1).mean()
+    torch.testing.assert_close(entropy, h)
+    torch.testing.assert_close(dino_loss(t, s, center, tt, ts) - entropy,
+                               torch.stack(kls).mean(), rtol=1e-5, atol=1e-6)
+    assert teacher_entropy(torch.zeros(2, 3, 6), torch.zeros(6), tt).item() == \
+        pytest.approx(math.log(6))
+
+
+def test_collapse_warning_says_which_way():
+    log_k = math.log(4096)
+    uniform = collapse_warning(0.99 * log_k, 0.001, 4096)
+    assert "uniform" in uniform and "more steps" in uniform and "8.318" in uniform
+    one_hot = collapse_warning(0.05 * log_k, 0.001, 4096)
+    assert "one output dimension dominates" in one_hot and "center_momentum" in one_hot
+    assert collapse_warning(0.6 * log_k, 0.5, 4096) is None      # learning
+    assert collapse_warning(0.05 * log_k, 0.5, 4096) is None     # sharp but still learning
+
+
+def test_identical_images_collapse_to_uniform_and_are_reported():
+    # every image alike: once the centre holds the teacher's output, the centred outputs
+    # are zero and the teacher's distribution is uniform, whatever the temperature
+    torch.manual_seed(0)
+    method = build_method("dino", build_backbone("vgg_mnist", 1, width=0.125), **SMALL,
+                          center_momentum=0.0)
+    method.eval()                                       # batch norm: the same for each image
+    views = [torch.full((4, 1, 16, 16), 0.5) for _ in range(2)]
+    assert method.health_warnings() == []               # nothing seen yet
+    first = method.training_loss(views)
+    assert first["teacher_entropy"].item() < math.log(32) - 1e-3
+    assert method.health_warnings() == []               # not collapsed on average yet
+    for _ in range(HEALTH_STEPS):                       # the check reads the last steps
+        out = method.training_loss(views)
+    assert out["teacher_entropy"].item() == pytest.approx(math.log(32), abs=1e-5)
+    assert out["loss"].item() == pytest.approx(out["teacher_entropy"].item() +
+                                               out["kl"].item(), abs=1e-6)
+    (warning,) = method.health_warnings()
+    assert warning.startswith("dino: the teacher's outputs are uniform")
+
+
+def test_varied_images_are_not_reported():
+    torch.manual_seed(0)
+    method = build_method("dino", build_backbone("vgg_mnist", 1, width=0.125), **SMALL)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        out = method.training_loss([torch.rand(8, 1, 16, 16, generator=g) for _ in range(2)])
+    assert out["kl"].item() > 0.01
+    assert out["teacher_entropy"].item() < 0.98 * math.log(32)
+    assert method.health_warnings() == []
 
 
 def test_head_matches_lightly():

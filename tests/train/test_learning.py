@@ -264,3 +264,21 @@ def test_new_method_defaults_name_new_runs(learning: ModuleType, monkeypatch) ->
 
     monkeypatch.setattr(byol, "Config", OneRate)
     assert learning.defaults_tag("byol") != tags["byol"]
+
+
+def test_table_marks_runs_that_ended_with_a_health_warning(learning: ModuleType) -> None:
+    score = {"knn20": 0.5, "ami": 0.2}
+    warning = "dino: the teacher's outputs are uniform at the end of the run (…)"
+    rows = [{"dataset": "d", "method": "-", "impl": "raw pixels", "seed": s, **score}
+            for s in (0, 1)]
+    rows += [{"dataset": "d", "method": "dino", "impl": "bioaug", "seed": s, **score,
+              "train_s": 1.0, "health_warnings": [warning] if s == 0 else []}
+             for s in (0, 1)]
+    rows += [{"dataset": "d", "method": "simclr", "impl": "bioaug", "seed": 0, **score,
+              "train_s": 1.0}]                           # a result cached before the key
+    text = learning.table(rows, "d", 10, 8)
+    (dino,) = [line for line in text.splitlines() if line.startswith("| dino |")]
+    assert "[health warning: 1 of 2 runs]" in dino
+    (simclr,) = [line for line in text.splitlines() if line.startswith("| simclr |")]
+    assert "health warning" not in simclr
+    assert text.endswith(f"Health warnings at the end of the runs:\n- {warning}")

@@ -230,6 +230,10 @@ def test_dino_with_multicrop_and_a_vit_trains_through_the_loop(tiny_store, tmp_p
     assert temps[0] == pytest.approx(0.04) and temps[-1] == pytest.approx(0.07)
     assert temps == sorted(temps)
     assert rows[0]["momentum"] == pytest.approx(0.996)
+    # the collapse monitor: the loss is the teacher's entropy plus the KL to the student
+    for r in rows:
+        assert r["loss"] == pytest.approx(r["teacher_entropy"] + r["kl"], abs=1e-4)
+        assert 0.0 <= r["teacher_entropy"] <= math.log(64) + 1e-5
     # the recipe's clipping and weight-decay schedule were resolved and applied
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert (saved["grad_clip"], saved["weight_decay"], saved["weight_decay_end"]) == (3.0, 0.04, 0.4)
@@ -239,6 +243,27 @@ def test_dino_with_multicrop_and_a_vit_trains_through_the_loop(tiny_store, tmp_p
     assert max(decays) == pytest.approx(0.4, abs=0.02) and min(decays) == 0.0
     assert ck["model"]["center"].abs().sum() > 0
     assert (run / "views.png").is_file() and (run / "attention.png").is_file()
+
+
+def test_a_run_that_ends_collapsed_says_so(tiny_store, tmp_path, capsys):
+    # a teacher temperature of 100 makes the teacher's distribution uniform: collapse
+    protocol = tmp_path / "multi.yaml"
+    protocol.write_text(MULTICROP)
+    hot = {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "teacher_temp": 100.0,
+           "teacher_temp_start": 100.0}
+    cfg = tiny_config(tiny_store, protocol, tmp_path / "run", method="dino", lr=None,
+                      method_kwargs=hot)
+    train(cfg)
+    err = capsys.readouterr().err
+    assert "warning: dino: the teacher's outputs are uniform at the end of the run" in err
+    assert "log K = 4.159" in err
+    (saved,) = read_checkpoint(tmp_path / "run")["health_warnings"]
+    assert saved in err
+    cfg = tiny_config(tiny_store, protocol, tmp_path / "run2", method="dino", lr=None,
+                      method_kwargs={**hot, "teacher_temp": 0.04, "teacher_temp_start": 0.04})
+    train(cfg)
+    assert "teacher's outputs are uniform" not in capsys.readouterr().err
+    assert read_checkpoint(tmp_path / "run2")["health_warnings"] == []
 
 
 def test_a_two_view_method_refuses_a_multicrop_protocol(tiny_store, tmp_path):
