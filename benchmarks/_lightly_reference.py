@@ -405,11 +405,13 @@ def build_reference(recipe: RunRecipe, in_channels: int) -> _Ref:
 
 
 def train_reference(recipe: RunRecipe, store: Store,
-                    on_step: Callable[[int, float], None] | None = None) -> nn.Module:
+                    on_step: Callable[[int, float], None] | None = None,
+                    device: str = "cpu") -> nn.Module:
     """Train the reference for ``recipe.total_steps`` steps; returns its backbone (eval).
 
     ``on_step(step, loss)``, when given, is called after each optimiser step (1-based) with
-    that step's loss.
+    that step's loss. On ``device`` as bioaug's loop trains there: the views drawn with a
+    generator on the device, the loss under bf16 autocast on CUDA.
     """
     from bioaug.train.optim import (
         build_optimizer,
@@ -419,11 +421,12 @@ def train_reference(recipe: RunRecipe, store: Store,
         weight_decay_at,
     )
 
-    model = build_reference(recipe, store.n_channels)
+    model = build_reference(recipe, store.n_channels).to(device)
     model.train()
     pipeline = build_pipeline(load_protocol(recipe.protocol), store.n_channels, store.channels)
-    generator = torch.Generator()
+    generator = torch.Generator(device=device)
     generator.manual_seed(recipe.seed + 1)
+    cuda = torch.device(device).type == "cuda"
     o = dict(recipe.optimizer)
     opt = build_optimizer(model, o.pop("name"), recipe.base_lr, o.pop("momentum"),
                           o.pop("weight_decay"), lr_scales=model.lr_scales(), **o)
@@ -439,9 +442,10 @@ def train_reference(recipe: RunRecipe, store: Store,
             set_lr(opt, lr_at(step, recipe.base_lr, recipe.warmup_steps, recipe.total_steps))
             set_weight_decay(decayed, weight_decay_at(step, recipe.total_steps, wd0,
                                                       recipe.weight_decay_end))
-            x = to_unit_float(torch.from_numpy(store.read(idx)), store.dtype)
-            views = pipeline.apply(x, pipeline.sample(len(idx), shape, generator))
-            loss = model.loss(*views)
+            x = to_unit_float(torch.from_numpy(store.read(idx)).to(device), store.dtype)
+            views = pipeline.apply(x, pipeline.sample(len(idx), shape, generator, device))
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                loss = model.loss(*views)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.grad_clip is not None:

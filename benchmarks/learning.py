@@ -54,7 +54,10 @@ Data (all offline):
   a Vision Transformer instead (the views of a multi-crop protocol keep their sizes).
 
 Run: ``python benchmarks/learning.py [--quick] [--datasets mnist,digits] [--steps N]
-[--seeds 3] [--methods simclr,byol] [--no-reference] [--out DIR] [--work DIR]``.
+[--seeds 3] [--methods simclr,byol] [--no-reference] [--out DIR] [--work DIR]
+[--device cuda]``. With ``--device cuda`` bioaug's runs and the reference train on the GPU
+(bf16 autocast, views drawn on the device) and the features are computed there; such runs
+are named apart from CPU runs (``-cuda``).
 Finished runs are kept in ``--work`` (default: a folder under the system temp dir) and
 reused when the same command is run again. Run and result names carry the method's
 hyperparameters given on the command line, a fingerprint of the method's declared recipe
@@ -91,6 +94,8 @@ import torch  # noqa: E402
 from bioaug.augment import load_protocol, resolve_protocol  # noqa: E402
 from bioaug.data.natural import prepare_natural  # noqa: E402
 from bioaug.data.store import Store, is_store  # noqa: E402
+from bioaug.device import parse_device, pick_device  # noqa: E402
+from bioaug.errors import ConfigError  # noqa: E402
 from bioaug.io import sha256_file, sha256_text  # noqa: E402
 from bioaug.methods import lookup_method, method_names  # noqa: E402
 from bioaug.methods.base import EMBED_LAYERS, feature_map_embedding  # noqa: E402
@@ -132,6 +137,8 @@ class Dataset:
     cells: bool = False
     #: hyperparameters given to every method trained on it (``--method-kwargs``)
     method_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: where its runs train and its features are computed (``--device``)
+    device: str = "cpu"
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -178,7 +185,7 @@ def datasets(args: argparse.Namespace, work: Path) -> list[Dataset]:
         width = dict(kv.split("=", 1) for kv in args.backbone_kwargs)
         width = {k: _number(v) for k, v in width.items()}
     hparams = method_kwargs(args)
-    return [replace(d, method_kwargs=hparams) for name in wanted
+    return [replace(d, method_kwargs=hparams, device=args.device) for name in wanted
             for d in _dataset(name, args, work, width)]
 
 
@@ -317,16 +324,17 @@ def scores(x: np.ndarray, y: np.ndarray, seed: int, cells: bool = False) -> dict
 
 
 @torch.inference_mode()
+@torch.no_grad()
 def features(backbone: torch.nn.Module, store: Store, idx: np.ndarray,
-             layer: str = "backbone", batch: int = 512) -> np.ndarray:
+             layer: str = "backbone", batch: int = 512, device: str = "cpu") -> np.ndarray:
     """Backbone features of ``idx`` at ``layer`` (pooled ``backbone`` or the unpooled
-    ``feature_map``, flattened; eval mode, whole stored images)."""
-    backbone.eval()
+    ``feature_map``, flattened; eval mode, whole stored images, float32 on ``device``)."""
+    backbone.eval().to(device)
     out = []
     for s in range(0, len(idx), batch):
-        x = torch.from_numpy(store.read_float(idx[s:s + batch]))
+        x = torch.from_numpy(store.read_float(idx[s:s + batch])).to(device)
         f = feature_map_embedding(backbone, x) if layer == "feature_map" else backbone(x)
-        out.append(f.float().numpy())
+        out.append(f.float().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -373,10 +381,15 @@ def defaults_tag(method: str) -> str:
     return "-m" + sha256_text(json.dumps(declared, sort_keys=True))[:8]
 
 
+def device_tag(device: str) -> str:
+    """Runs on another device than the CPU (bf16 autocast on CUDA) are named apart."""
+    return "" if device == "cpu" else "-" + device.replace(":", "")
+
+
 def run_tag(ds: Dataset, method: str, steps: int, batch: int) -> str:
     hparams = "".join(f"-{k}{v}" for k, v in sorted(ds.method_kwargs.items()))
     return (f"{steps}steps-b{batch}{width_tag(ds)}{hparams}{defaults_tag(method)}"
-            f"{protocol_tag(ds.protocol)}")
+            f"{protocol_tag(ds.protocol)}{device_tag(ds.device)}")
 
 
 def layer_tag(layer: str) -> str:
@@ -394,7 +407,7 @@ def bioaug_run(ds: Dataset, method: str, seed: int, steps: int, batch: int,
     cfg = TrainConfig(data=ds.store, protocol=ds.protocol, out=run, method=method,
                       backbone=ds.backbone, backbone_kwargs=ds.backbone_kwargs,
                       batch_size=batch, epochs=epochs, max_steps=steps, seed=seed,
-                      crop=ds.crop, method_kwargs=ds.method_kwargs, device="cpu",
+                      crop=ds.crop, method_kwargs=ds.method_kwargs, device=ds.device,
                       tensorboard=False)
     train(cfg, resume=True)
     return run
@@ -445,7 +458,7 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
         def random_init(s: int = seed) -> dict[str, Any]:
             torch.manual_seed(s)
             bb = build_backbone(ds.backbone, store.n_channels, **ds.backbone_kwargs)
-            return scores(features(bb, store, idx, layer), y, s, ds.cells)
+            return scores(features(bb, store, idx, layer, device=ds.device), y, s, ds.cells)
 
         rows.append({"dataset": ds.name, "method": "-", "impl": "random-init backbone",
                      "seed": seed, **cached(res_dir / f"random-s{seed}{width_tag(ds)}{layer_tag(layer)}.json",
@@ -462,8 +475,8 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                 run = bioaug_run(ds, m, s, steps, batch, work)
                 secs = read_metrics(run / "metrics.csv")[-1]["elapsed_s"]  # also when reused
                 trained = load_trained(run)
-                return {**scores(features(trained.backbone, store, idx, layer), y, s,
-                                 ds.cells),
+                return {**scores(features(trained.backbone, store, idx, layer,
+                                          device=ds.device), y, s, ds.cells),
                         "train_s": secs, "run": str(run),
                         "health_warnings": read_checkpoint(run).get("health_warnings", [])}
 
@@ -485,7 +498,7 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                 # train it again
                 weights = work / "runs" / ds.name / f"lightly-{m}-s{s}-{t}.pt"
                 if weights.is_file():
-                    saved = torch.load(weights, weights_only=True)
+                    saved = torch.load(weights, weights_only=True, map_location="cpu")
                     backbone = build_backbone(ds.backbone, store.n_channels,
                                               **ds.backbone_kwargs)
                     backbone.load_state_dict(saved["backbone"])
@@ -493,12 +506,13 @@ def run_all(ds: Dataset, args: argparse.Namespace, work: Path) -> list[dict[str,
                 else:
                     recipe = recipe_from_checkpoint(read_checkpoint(Path(run) / "checkpoint.pt"))
                     t = time.perf_counter()
-                    backbone = train_reference(recipe, store)
+                    backbone = train_reference(recipe, store, device=ds.device)
                     secs = time.perf_counter() - t
                     tmp = weights.with_suffix(".tmp")
                     torch.save({"backbone": backbone.state_dict(), "train_s": secs}, tmp)
                     tmp.replace(weights)
-                return {**scores(features(backbone, store, idx, layer), y, s, ds.cells),
+                return {**scores(features(backbone, store, idx, layer, device=ds.device), y,
+                                 s, ds.cells),
                         "train_s": secs}
 
             r = cached(res_dir / f"lightly-{method}-s{seed}-{tag}{layer_tag(layer)}.json", ref, args.report)
@@ -617,6 +631,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="features scored (default: the layer the backbone declares, as "
                    "`bioaug embed` uses; vgg_mnist → feature_map, see the module "
                    "docstring): " + "; ".join(f"{k}: {EMBED_LAYERS[k]}" for k in LAYERS))
+    p.add_argument("--device", default="cpu", help="where every run trains and features are "
+                   "computed: cpu (default), cuda, cuda:N, mps or auto; bioaug's runs use bf16 "
+                   "autocast on CUDA and so does the reference; runs off the CPU are named "
+                   "apart")
     p.add_argument("--quick", action="store_true", help="60 steps, 1 seed")
     p.add_argument("--report", action="store_true", help="train nothing: print the tables "
                    "of the runs already in --work")
@@ -624,6 +642,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="also write results.json, results.csv and "
                    "table.md here")
     args = p.parse_args(argv)
+    try:
+        args.device = str(pick_device(parse_device(args.device)))
+    except ConfigError as err:
+        p.error(str(err))
     args.steps = args.steps or (60 if args.quick else 300)
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]

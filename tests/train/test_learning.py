@@ -282,3 +282,35 @@ def test_table_marks_runs_that_ended_with_a_health_warning(learning: ModuleType)
     (simclr,) = [line for line in text.splitlines() if line.startswith("| simclr |")]
     assert "health warning" not in simclr
     assert text.endswith(f"Health warnings at the end of the runs:\n- {warning}")
+
+
+def test_runs_off_the_cpu_are_named_apart(learning: ModuleType, tmp_path) -> None:
+    ds = learning.Dataset("d", tmp_path, "mnist-all", "vgg_mnist", {"width": 0.5})
+    on_cpu = learning.run_tag(ds, "simclr", 300, 256)
+    assert learning.device_tag("cpu") == "" and on_cpu.endswith(learning.protocol_tag("mnist-all"))
+    from dataclasses import replace
+
+    assert learning.run_tag(replace(ds, device="cuda:1"), "simclr", 300, 256) == on_cpu + "-cuda1"
+
+
+def test_device_option_is_checked_before_anything_runs(learning: ModuleType, tmp_path,
+                                                       capsys) -> None:
+    with pytest.raises(SystemExit) as err:
+        learning.main(["--device", "gpu", "--work", str(tmp_path)])
+    assert err.value.code == 2
+    assert "--device" in capsys.readouterr().err and not any(tmp_path.iterdir())
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as err:
+            learning.main(["--device", "cuda", "--work", str(tmp_path)])
+        assert err.value.code == 2 and "CUDA" in capsys.readouterr().err
+
+
+def test_features_on_a_device_are_the_backbones_output(learning: ModuleType, tiny_store) -> None:
+    store = Store.open(tiny_store)
+    torch.manual_seed(0)
+    bb = build_backbone("vgg_mnist", store.n_channels, width=0.25)
+    idx = np.arange(min(6, len(store)))
+    got = learning.features(bb, store, idx, device="cpu")
+    with torch.no_grad():
+        want = bb.eval()(torch.from_numpy(store.read_float(idx))).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
