@@ -30,7 +30,8 @@ from bioaug.train.batches import batches_help, parse_batches
 from bioaug.train.pairs import CONTROL, POSITIVES, TREATMENT_COLUMNS, parse_control
 
 #: Config keys that may change between a run and its resume without being reported.
-RESUME_FREE_KEYS = frozenset({"out", "device", "num_workers", "tensorboard", "preview_views"})
+RESUME_FREE_KEYS = frozenset({"out", "device", "num_workers", "tensorboard", "preview_views",
+                              "rankme_items"})
 
 #: Options that default to the method's recipe when not given (None).
 RECIPE_FIELDS = ("optimizer", "lr", "lr_scaling", "weight_decay", "exclude_bias_norm",
@@ -125,6 +126,10 @@ class TrainConfig(BaseModel):
     knn_every: int = Field(1, ge=1, description="run the kNN monitor every N epochs")
     knn_k: int = Field(20, ge=1, description="neighbours of the kNN monitor")
     knn_max_items: int = Field(5000, ge=2, description="items of knn_data used by the monitor")
+    rankme_items: int = Field(1024, ge=0, description="training items whose backbone "
+                              "features give RankMe, a label-free collapse monitor (RUN/"
+                              "rankme.csv), before the first step, at each epoch's end and at the last "
+                              "step; 0: off")
     tensorboard: bool = Field(True, description="also log to RUN/tb (if tensorboard is "
                               "installed)")
     preview_views: int = Field(8, ge=0, description="rows of RUN/views.png, a picture of the "

@@ -170,3 +170,20 @@ def to_unit_float(batch: torch.Tensor, dtype: str | np.dtype) -> torch.Tensor:
     scale = DTYPE_SCALE[str(np.dtype(dtype))]
     x = batch.to(torch.float32)
     return x.div_(scale) if scale != 1.0 else x
+
+
+@torch.no_grad()
+def store_features(backbone: torch.nn.Module, store: Store, idx: np.ndarray,
+                   device: torch.device | str, batch: int = 256) -> torch.Tensor:
+    """The backbone's features of the store's items ``idx``: whole stored images in [0, 1],
+    eval mode (the backbone's mode is restored), float32 on the CPU, ``(len(idx), D)``."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        out = []
+        for s in range(0, len(idx), batch):
+            x = torch.from_numpy(store.read(idx[s:s + batch])).to(device)
+            out.append(backbone(to_unit_float(x, store.dtype)).float().cpu())
+        return torch.cat(out)
+    finally:
+        backbone.train(was_training)

@@ -16,7 +16,7 @@ from torch import nn
 
 from bioaug.data.store import Store
 from bioaug.errors import DataError
-from bioaug.train.data import to_unit_float
+from bioaug.train.data import store_features
 
 
 def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, query: torch.Tensor,
@@ -81,24 +81,10 @@ class KnnMonitor:
         self.k = k
 
     @torch.no_grad()
-    def _features(self, backbone: nn.Module, idx: np.ndarray, device: torch.device,
-                  batch: int = 256) -> torch.Tensor:
-        out = []
-        for s in range(0, len(idx), batch):
-            x = torch.from_numpy(self.store.read(idx[s:s + batch])).to(device)
-            out.append(backbone(to_unit_float(x, self.store.dtype)).float().cpu())
-        return torch.cat(out)
-
-    @torch.no_grad()
     def __call__(self, backbone: nn.Module, device: torch.device) -> float:
-        was_training = backbone.training
-        backbone.eval()
-        try:
-            f_tr = self._features(backbone, self.train_idx, device)
-            if self.test_idx is None:
-                return knn_accuracy(f_tr, self.labels[self.train_idx], k=self.k)
-            f_te = self._features(backbone, self.test_idx, device)
-            return knn_accuracy(f_tr, self.labels[self.train_idx], f_te,
-                                self.labels[self.test_idx], k=self.k)
-        finally:
-            backbone.train(was_training)
+        f_tr = store_features(backbone, self.store, self.train_idx, device)
+        if self.test_idx is None:
+            return knn_accuracy(f_tr, self.labels[self.train_idx], k=self.k)
+        f_te = store_features(backbone, self.store, self.test_idx, device)
+        return knn_accuracy(f_tr, self.labels[self.train_idx], f_te,
+                            self.labels[self.test_idx], k=self.k)

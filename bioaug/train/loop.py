@@ -24,6 +24,7 @@ Run directory::
     RUN/checkpoint.pt   latest checkpoint (every epoch and every save_every_steps; atomic);
                         its ``sampling`` records --positives, --batches, the obs columns read
     RUN/metrics.csv     one row per step: step, epoch, loss, lr, images/s, method scalars
+    RUN/rankme.csv      RankMe of the backbone's features at each epoch's end and the run's
     RUN/views.png       the first images of step 1 and their views, as the model got them
     RUN/attention.png   (ViT backbones) the last block's class-token attention on stored cells
     RUN/tb/             TensorBoard events (when tensorboard is installed)
@@ -80,6 +81,7 @@ from bioaug.train.distributed import (
 from bioaug.train.metrics import MetricsLogger, truncate_metrics
 from bioaug.train.optim import lr_at, set_lr, set_weight_decay, weight_decay_at
 from bioaug.train.pairs import PairedViews, split_pair
+from bioaug.train.rankme import RankMeMonitor, start_rankme
 from bioaug.train.resolve import ResolvedConfig
 
 
@@ -259,6 +261,8 @@ class _Run:
         self.previous, self.method = plan.previous, plan.method
         self.make_views = PairedViews(self.pipeline)
         self.knn = plan.knn if self.info.is_main else None
+        self.rankme = (RankMeMonitor(self.store, max_items=cfg.rankme_items, seed=cfg.seed)
+                       if cfg.rankme_items and self.info.is_main else None)
         if self.info.is_main:
             for warning in self.resolved.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
@@ -310,7 +314,7 @@ class _Run:
                       "dtype": str(store.dtype), "header_sha256": self.header_sha256},
             "config_sources": dict(self.resolved.sources),
             "config_warnings": list(self.resolved.warnings),
-            "health_warnings": self.method.health_warnings(),
+            "health_warnings": self._health_warnings(),
             "method": {"name": cfg.method, "hparams": dict(cfg.method_kwargs),
                        "effective_hparams": _plain(checks.method_hparams(self.method)),
                        "n_items": len(store), "batch_size": cfg.batch_size},
@@ -371,15 +375,20 @@ class _Run:
             self._write_run_files()
             truncate_metrics(self.out / "metrics.csv", self.step)
             truncate_metrics(self.out / "knn.csv", self.step)
+            truncate_metrics(self.out / "rankme.csv", self.step)
             self.logger: MetricsLogger | None = MetricsLogger(
                 self.out, start_step=self.step, tensorboard=self.cfg.tensorboard)
+            if self.rankme is not None:  # the untrained network's, for the end-of-run check
+                if self.step == 0:
+                    self._monitor_rankme(-1)
+                self.rankme.start = start_rankme(self.out / "rankme.csv")
         else:
             self.logger = None
         barrier(self.info)
         try:
             self._loop()
             if self.info.is_main:
-                for warning in self.method.health_warnings():
+                for warning in self._health_warnings():
                     print(f"warning: {warning}", file=sys.stderr)
             if self.info.is_main and self.cfg.preview_views:  # ViTs: RUN/attention.png
                 from bioaug.train.attention import write_attention
@@ -493,8 +502,10 @@ class _Run:
         """Checkpoint and monitor where due; whether the run is over."""
         cfg = self.cfg
         end_of_epoch = self.step % self.spe == 0
-        if (end_of_epoch or self.step >= self.total or
-                (cfg.save_every_steps and self.step % cfg.save_every_steps == 0)):
+        last = self.step >= self.total
+        if end_of_epoch or last:  # before the save, whose health warnings it may add to
+            self._monitor_rankme(epoch)
+        if end_of_epoch or last or (cfg.save_every_steps and self.step % cfg.save_every_steps == 0):
             self._save()
         if end_of_epoch:
             self._monitor(epoch)
@@ -510,6 +521,23 @@ class _Run:
                      self.store.channels, rows=n,
                      title=f"{self.protocol.name}: step 1, {n} of {x.shape[0]} images "
                      f"(seed {self.cfg.seed})")
+
+    def _health_warnings(self) -> list[str]:
+        """What the last steps say went wrong: the method's (DINO's collapse), then RankMe's."""
+        return [*self.method.health_warnings(),
+                *(self.rankme.health_warnings() if self.rankme is not None else [])]
+
+    def _monitor_rankme(self, epoch: int) -> None:
+        """RankMe of the backbone's features now: RUN/rankme.csv and TensorBoard."""
+        if self.rankme is None:
+            return
+        value = self.rankme(self.method.backbone, self.device)
+        if self.logger is not None:
+            self.logger.log_scalar("monitor/rankme", value, self.step)
+        with open(self.out / "rankme.csv", "a", encoding="utf-8") as fh:
+            if fh.tell() == 0:
+                fh.write("step,epoch,rankme\n")
+            fh.write(f"{self.step},{epoch + 1},{value:.6g}\n")
 
     def _monitor(self, epoch: int) -> None:
         if self.knn is not None and (epoch + 1) % self.cfg.knn_every == 0:
