@@ -11,8 +11,8 @@ Keys::
     config                    the resolved TrainConfig (plain dict; recipe values filled in)
     config_sources            option → where its value came from (recipe, run file, …)
     config_warnings           the settings flagged at the start as unfit for the run
-    health_warnings           what the last steps said went wrong (Method.health_warnings:
-                              DINO's collapse), as of this checkpoint
+    health_warnings           what the last steps said went wrong, as of this checkpoint
+                              (Method.health_warnings: DINO's collapse; RankMe's)
     protocol_text             the protocol file as written; protocol_effective: the YAML
                               actually used (crop override applied); crop_size
     store                     path, channels, n_items, image_size, dtype, header_sha256

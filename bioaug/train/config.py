@@ -128,8 +128,8 @@ class TrainConfig(BaseModel):
     knn_max_items: int = Field(5000, ge=2, description="items of knn_data used by the monitor")
     rankme_items: int = Field(1024, ge=0, description="training items whose backbone "
                               "features give RankMe, a label-free collapse monitor (RUN/"
-                              "rankme.csv), before the first step, at each epoch's end and at the last "
-                              "step; 0: off")
+                              "rankme.csv), before the first step, at each epoch's end "
+                              "and at the last step; 0: off")
     tensorboard: bool = Field(True, description="also log to RUN/tb (if tensorboard is "
                               "installed)")
     preview_views: int = Field(8, ge=0, description="rows of RUN/views.png, a picture of the "

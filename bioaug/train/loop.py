@@ -24,7 +24,8 @@ Run directory::
     RUN/checkpoint.pt   latest checkpoint (every epoch and every save_every_steps; atomic);
                         its ``sampling`` records --positives, --batches, the obs columns read
     RUN/metrics.csv     one row per step: step, epoch, loss, lr, images/s, method scalars
-    RUN/rankme.csv      RankMe of the backbone's features at each epoch's end and the run's
+    RUN/rankme.csv      RankMe of the backbone's features before the first step, at each
+                        epoch's end and at the last step (a label-free collapse monitor)
     RUN/views.png       the first images of step 1 and their views, as the model got them
     RUN/attention.png   (ViT backbones) the last block's class-token attention on stored cells
     RUN/tb/             TensorBoard events (when tensorboard is installed)

@@ -14,7 +14,7 @@ monitor during training uses a fixed sample of the training store.
 
 What it reads on real cells (imaging-flow cells, 1,024 cells, the backbone's pooled
 features; docs/training.md): healthy runs of every two-view method on VGG13 at width 0.25
-(128 features) span 8–28 directions, the untrained network 12.7; DINO runs on ViT-tiny
+(128 features) span 14–28 directions, the untrained network 12.7; DINO runs on ViT-tiny
 whose teacher had gone uniform span 1.4, against 5.3 untrained. A small untrained network
 can start below 2 (all-positive pooled features share one large mean direction), so a run
 is said to have collapsed when it ends below 2 *and* below where it started.
