@@ -532,21 +532,22 @@ class _Run:
         """RankMe of the backbone's features now: RUN/rankme.csv and TensorBoard."""
         if self.rankme is None:
             return
-        value = self.rankme(self.method.backbone, self.device)
-        if self.logger is not None:
-            self.logger.log_scalar("monitor/rankme", value, self.step)
-        with open(self.out / "rankme.csv", "a", encoding="utf-8") as fh:
-            if fh.tell() == 0:
-                fh.write("step,epoch,rankme\n")
-            fh.write(f"{self.step},{epoch + 1},{value:.6g}\n")
+        self._log_monitor("rankme.csv", "rankme", self.rankme(self.method.backbone, self.device),
+                          epoch)
 
     def _monitor(self, epoch: int) -> None:
         if self.knn is not None and (epoch + 1) % self.cfg.knn_every == 0:
-            acc = self.knn(self.method.backbone, self.device)
-            if self.logger is not None:
-                self.logger.log_scalar("monitor/knn_top1", acc, self.step)
-                with open(self.out / "knn.csv", "a", encoding="utf-8") as fh:
-                    if fh.tell() == 0:
-                        fh.write("step,epoch,knn_top1\n")
-                    fh.write(f"{self.step},{epoch + 1},{acc:.6g}\n")
+            self._log_monitor("knn.csv", "knn_top1", self.knn(self.method.backbone, self.device),
+                              epoch)
         barrier(self.info)
+
+    def _log_monitor(self, file: str, column: str, value: float, epoch: int) -> None:
+        """A monitor's value: TensorBoard (``monitor/COLUMN``) and a row of ``RUN/FILE``
+        (step, epoch, COLUMN); the main process only."""
+        if self.logger is None:
+            return
+        self.logger.log_scalar(f"monitor/{column}", value, self.step)
+        with open(self.out / file, "a", encoding="utf-8") as fh:
+            if fh.tell() == 0:
+                fh.write(f"step,epoch,{column}\n")
+            fh.write(f"{self.step},{epoch + 1},{value:.6g}\n")
