@@ -324,7 +324,6 @@ def scores(x: np.ndarray, y: np.ndarray, seed: int, cells: bool = False) -> dict
 
 
 @torch.inference_mode()
-@torch.no_grad()
 def features(backbone: torch.nn.Module, store: Store, idx: np.ndarray,
              layer: str = "backbone", batch: int = 512, device: str = "cpu") -> np.ndarray:
     """Backbone features of ``idx`` at ``layer`` (pooled ``backbone`` or the unpooled
