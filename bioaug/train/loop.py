@@ -376,7 +376,8 @@ class _Run:
             self._write_run_files()
             truncate_metrics(self.out / "metrics.csv", self.step)
             truncate_metrics(self.out / "knn.csv", self.step)
-            truncate_metrics(self.out / "rankme.csv", self.step)
+            # a fresh start writes its step-0 row again
+            truncate_metrics(self.out / "rankme.csv", self.step if self.step else -1)
             self.logger: MetricsLogger | None = MetricsLogger(
                 self.out, start_step=self.step, tensorboard=self.cfg.tensorboard)
             if self.rankme is not None:  # the untrained network's, for the end-of-run check

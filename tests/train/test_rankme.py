@@ -75,3 +75,13 @@ def test_a_run_writes_rankme_before_training_and_at_each_epoch_end(tiny_store, t
     assert isinstance(read_checkpoint(run)["health_warnings"], list)
     off = train(tiny_config(tiny_store, tiny_protocol, tmp_path / "off", rankme_items=0))
     assert not (off / "rankme.csv").exists()
+
+
+def test_a_restart_before_the_first_checkpoint_writes_one_step_0_row(tiny_store, tiny_protocol,
+                                                                     tmp_path):
+    cfg = tiny_config(tiny_store, tiny_protocol, tmp_path / "run", max_steps=4)
+    out = train(cfg)
+    first = (out / "rankme.csv").read_text()
+    (out / "checkpoint.pt").unlink()                  # as if killed before its first save
+    train(cfg, resume=True)
+    assert (out / "rankme.csv").read_text() == first  # one step-0 row, the same values
